@@ -1,0 +1,265 @@
+package consul
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultAddress is the agent address used when none is configured.
+const DefaultAddress = "127.0.0.1:8500"
+
+// DefaultTimeout bounds a non-blocking request when Config.Timeout is zero.
+const DefaultTimeout = 10 * time.Second
+
+// Config describes how to reach Consul. The zero value talks plain HTTP to
+// DefaultAddress. A backend client talks to one agent (Addresses[0], or the
+// one chosen with Agent); the keeper and discovery choose among the others.
+type Config struct {
+	// Addresses are agent addresses: "host:port", "http://host:port",
+	// "https://host:port" or "unix:///path/to/socket".
+	Addresses []string
+	// Token is the ACL token. It travels only in the X-Consul-Token header.
+	Token string
+	// TokenFile holds the token. When set and non-empty it wins over Token,
+	// and it is read again whenever the file changes.
+	TokenFile string
+	// HTTPAuth is HTTP basic auth ("user:password" in CONSUL_HTTP_AUTH).
+	HTTPAuth *BasicAuth
+	// Scheme is "http" or "https" for addresses given without one.
+	Scheme string
+	TLS    TLSConfig
+
+	Datacenter string
+	// Namespace and Partition are Consul Enterprise features; they are sent
+	// only when set (the open-source agent refuses them).
+	Namespace string
+	Partition string
+
+	// Timeout bounds each non-blocking request; blocking queries get their
+	// wait plus Consul's jitter plus this. Zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// BasicAuth is a user name and password for HTTP basic auth.
+type BasicAuth struct {
+	Username string
+	Password string
+}
+
+// TLSConfig configures TLS and mutual TLS towards the agent.
+type TLSConfig struct {
+	CAFile   string // PEM bundle of trusted CAs
+	CAPath   string // directory of PEM CA files
+	CertFile string // client certificate, for mTLS
+	KeyFile  string // client key, for mTLS
+	// ServerName overrides the name checked in the agent's certificate.
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+// ErrConfig is matched by every configuration error.
+var ErrConfig = errors.New("consul: invalid configuration")
+
+type configError struct{ msg string }
+
+func (e *configError) Error() string        { return "consul: " + e.msg }
+func (e *configError) Is(target error) bool { return target == ErrConfig }
+
+func configErrorf(format string, args ...any) error {
+	return &configError{msg: fmt.Sprintf(format, args...)}
+}
+
+// Environment variables read by FromEnv; the names and meanings are those of
+// hashicorp/consul/api.
+const (
+	EnvHTTPAddr      = "CONSUL_HTTP_ADDR"
+	EnvHTTPToken     = "CONSUL_HTTP_TOKEN"
+	EnvHTTPTokenFile = "CONSUL_HTTP_TOKEN_FILE"
+	EnvHTTPAuth      = "CONSUL_HTTP_AUTH"
+	EnvHTTPSSL       = "CONSUL_HTTP_SSL"
+	EnvHTTPSSLVerify = "CONSUL_HTTP_SSL_VERIFY"
+	EnvCACert        = "CONSUL_CACERT"
+	EnvCAPath        = "CONSUL_CAPATH"
+	EnvClientCert    = "CONSUL_CLIENT_CERT"
+	EnvClientKey     = "CONSUL_CLIENT_KEY"
+	EnvTLSServerName = "CONSUL_TLS_SERVER_NAME"
+	EnvNamespace     = "CONSUL_NAMESPACE"
+	EnvPartition     = "CONSUL_PARTITION"
+)
+
+// FromEnv returns a Config built from the CONSUL_* environment variables.
+func FromEnv() (Config, error) { return fromLookup(os.LookupEnv) }
+
+func fromLookup(lookup func(string) (string, bool)) (Config, error) {
+	get := func(k string) string { v, _ := lookup(k); return v }
+	var c Config
+	if v := get(EnvHTTPAddr); v != "" {
+		c.Addresses = []string{v}
+	}
+	c.Token = get(EnvHTTPToken)
+	c.TokenFile = get(EnvHTTPTokenFile)
+	if v, ok := lookup(EnvHTTPAuth); ok && v != "" {
+		user, pass, _ := strings.Cut(v, ":")
+		c.HTTPAuth = &BasicAuth{Username: user, Password: pass}
+	}
+	if v := get(EnvHTTPSSL); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return Config{}, configErrorf("%s=%q is not a boolean", EnvHTTPSSL, v)
+		}
+		if on {
+			c.Scheme = "https"
+		}
+	}
+	if v := get(EnvHTTPSSLVerify); v != "" {
+		verify, err := strconv.ParseBool(v)
+		if err != nil {
+			return Config{}, configErrorf("%s=%q is not a boolean", EnvHTTPSSLVerify, v)
+		}
+		c.TLS.InsecureSkipVerify = !verify
+	}
+	c.TLS.CAFile = get(EnvCACert)
+	c.TLS.CAPath = get(EnvCAPath)
+	c.TLS.CertFile = get(EnvClientCert)
+	c.TLS.KeyFile = get(EnvClientKey)
+	c.TLS.ServerName = get(EnvTLSServerName)
+	c.Namespace = get(EnvNamespace)
+	c.Partition = get(EnvPartition)
+	return c, c.Validate()
+}
+
+// Endpoint is one parsed agent address.
+type Endpoint struct {
+	Scheme string // "http", "https" or "unix"
+	Host   string // host:port; for unix sockets, a placeholder host name
+	Socket string // the socket path when Scheme is "unix"
+}
+
+// URL returns the base URL requests to this endpoint use.
+func (e Endpoint) URL() *url.URL {
+	s := e.Scheme
+	if s == "unix" {
+		s = "http"
+	}
+	return &url.URL{Scheme: s, Host: e.Host}
+}
+
+func (e Endpoint) String() string {
+	if e.Scheme == "unix" {
+		return "unix://" + e.Socket
+	}
+	return e.Scheme + "://" + e.Host
+}
+
+// Endpoints parses every configured address, or DefaultAddress when none is.
+func (c Config) Endpoints() ([]Endpoint, error) {
+	addrs := c.Addresses
+	if len(addrs) == 0 {
+		addrs = []string{DefaultAddress}
+	}
+	out := make([]Endpoint, 0, len(addrs))
+	for _, a := range addrs {
+		e, err := ParseAddress(a, c.Scheme)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// ParseAddress parses one agent address as consul/api does: "host:port"
+// takes defaultScheme (http when empty); "http://", "https://" and "unix://"
+// prefixes choose the scheme.
+func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		return Endpoint{}, configErrorf("empty agent address")
+	}
+	if defaultScheme == "" {
+		defaultScheme = "http"
+	}
+	if defaultScheme != "http" && defaultScheme != "https" {
+		return Endpoint{}, configErrorf("scheme %q is neither http nor https", defaultScheme)
+	}
+	if p, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if p == "" {
+			return Endpoint{}, configErrorf("agent address %q has no socket path", addr)
+		}
+		return Endpoint{Scheme: "unix", Host: "consul.sock", Socket: p}, nil
+	}
+	scheme := defaultScheme
+	if s, rest, ok := strings.Cut(addr, "://"); ok {
+		if s != "http" && s != "https" {
+			return Endpoint{}, configErrorf("agent address %q: scheme %q is not http, https or unix", addr, s)
+		}
+		scheme, addr = s, strings.TrimSuffix(rest, "/")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		// consul/api accepts a bare host; the agent's port is then implied.
+		if strings.ContainsAny(addr, "/?#@ ") {
+			return Endpoint{}, configErrorf("agent address %q is not host:port", addr)
+		}
+		defPort := "8500"
+		if scheme == "https" {
+			defPort = "8501"
+		}
+		return Endpoint{Scheme: scheme, Host: net.JoinHostPort(strings.Trim(addr, "[]"), defPort)}, nil
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
+		return Endpoint{}, configErrorf("agent address %q is not host:port", addr)
+	}
+	return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
+}
+
+// Validate checks the configuration without touching the network or files.
+func (c Config) Validate() error {
+	if _, err := c.Endpoints(); err != nil {
+		return err
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return configErrorf("TLS client certificate and key must be given together")
+	}
+	if c.Timeout < 0 {
+		return configErrorf("negative timeout %v", c.Timeout)
+	}
+	if strings.ContainsAny(c.Token, "\r\n") {
+		return configErrorf("token contains a line break")
+	}
+	return nil
+}
+
+// Agent returns a copy of c bound to the i-th configured address only.
+func (c Config) Agent(i int) Config {
+	eps := c.Addresses
+	if len(eps) == 0 {
+		eps = []string{DefaultAddress}
+	}
+	c.Addresses = []string{eps[i%len(eps)]}
+	return c
+}
+
+// RequestTimeout is c.Timeout or DefaultTimeout.
+func (c Config) RequestTimeout() time.Duration {
+	if c.Timeout > 0 {
+		return c.Timeout
+	}
+	return DefaultTimeout
+}
+
+// BlockingTimeout is the client deadline for a blocking query of the given
+// wait: Consul adds up to wait/16 of jitter, so the deadline is
+// wait × 17/16 plus the request timeout as slack.
+func (c Config) BlockingTimeout(wait time.Duration) time.Duration {
+	if wait <= 0 {
+		wait = 5 * time.Minute // Consul's default wait
+	}
+	return wait + wait/16 + c.RequestTimeout()
+}

@@ -1,0 +1,122 @@
+package consulhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/beaconsd/beacon"
+)
+
+// The agent API's JSON shapes, with Consul's field names.
+type serviceDef struct {
+	ID      string
+	Name    string
+	Tags    []string          `json:",omitempty"`
+	Address string            `json:",omitempty"`
+	Port    int               `json:",omitempty"`
+	Meta    map[string]string `json:",omitempty"`
+	Weights *weightsJSON      `json:",omitempty"`
+	Checks  []checkDef        `json:",omitempty"`
+}
+
+type weightsJSON struct {
+	Passing int
+	Warning int
+}
+
+type checkDef struct {
+	CheckID                        string `json:",omitempty"`
+	Name                           string `json:",omitempty"`
+	HTTP                           string `json:",omitempty"`
+	TCP                            string `json:",omitempty"`
+	TTL                            string `json:",omitempty"`
+	Interval                       string `json:",omitempty"`
+	Timeout                        string `json:",omitempty"`
+	DeregisterCriticalServiceAfter string `json:",omitempty"`
+	Status                         string `json:",omitempty"`
+	Notes                          string `json:",omitempty"`
+}
+
+// dur renders a duration as Consul parses it; zero means "not set".
+func dur(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+func toServiceDef(r beacon.Registration) serviceDef {
+	def := serviceDef{ID: r.ID, Name: r.Service, Tags: r.Tags, Address: r.Address, Port: r.Port, Meta: r.Meta}
+	if r.Weights != (beacon.Weights{}) {
+		def.Weights = &weightsJSON{Passing: r.Weights.Passing, Warning: r.Weights.Warning}
+	}
+	ids := r.CheckIDs()
+	for i, c := range r.Checks {
+		name := c.Name
+		if name == "" {
+			name = "Service '" + r.Service + "' check"
+		}
+		def.Checks = append(def.Checks, checkDef{
+			CheckID:                        ids[i],
+			Name:                           name,
+			HTTP:                           c.HTTP,
+			TCP:                            c.TCP,
+			TTL:                            dur(c.TTL),
+			Interval:                       dur(c.Interval),
+			Timeout:                        dur(c.Timeout),
+			DeregisterCriticalServiceAfter: dur(c.DeregisterCriticalAfter),
+			Status:                         string(c.InitialStatus),
+			Notes:                          c.Notes,
+		})
+	}
+	return def
+}
+
+// Register adds or replaces r on the agent (PUT /v1/agent/service/register).
+// Checks the registration no longer lists are removed.
+func (c *Client) Register(ctx context.Context, r beacon.Registration) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("consulhttp: register %q: %w", r.ID, err)
+	}
+	req := c.newRequest(http.MethodPut, "/v1/agent/service/register")
+	req.query.Set("replace-existing-checks", "true")
+	req.body = toServiceDef(r)
+	if err := c.send(ctx, req); err != nil {
+		return fmt.Errorf("consulhttp: register %q: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Deregister removes the instance with this ID from the agent
+// (PUT /v1/agent/service/deregister/:id). An ID the agent does not know is
+// not an error: the goal, its absence, is met.
+func (c *Client) Deregister(ctx context.Context, id string) error {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return fmt.Errorf("consulhttp: deregister %q: %w", id, err)
+	}
+	req := c.newRequest(http.MethodPut, "/v1/agent/service/deregister/"+url.PathEscape(id))
+	err := c.send(ctx, req)
+	if err != nil && !errors.Is(err, beacon.ErrNotFound) {
+		return fmt.Errorf("consulhttp: deregister %q: %w", id, err)
+	}
+	return nil
+}
+
+// UpdateTTL sets a TTL check's status and output
+// (PUT /v1/agent/check/update/:id). An unknown check is beacon.ErrNotFound,
+// which is how a keeper learns the agent lost its registration.
+func (c *Client) UpdateTTL(ctx context.Context, checkID string, status beacon.Health, output string) error {
+	if err := beacon.ValidateTTLUpdate(checkID, status, output); err != nil {
+		return fmt.Errorf("consulhttp: update check %q: %w", checkID, err)
+	}
+	req := c.newRequest(http.MethodPut, "/v1/agent/check/update/"+url.PathEscape(checkID))
+	req.body = struct{ Status, Output string }{string(status), output}
+	if err := c.send(ctx, req); err != nil {
+		return fmt.Errorf("consulhttp: update check %q: %w", checkID, err)
+	}
+	return nil
+}

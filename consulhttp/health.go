@@ -1,0 +1,147 @@
+package consulhttp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/beaconsd/beacon"
+)
+
+// healthEntry is one element of GET /v1/health/service/:name.
+type healthEntry struct {
+	Node *struct {
+		Node    string
+		Address string
+	}
+	Service *struct {
+		ID      string
+		Service string
+		Tags    []string
+		Address string
+		Port    int
+		Meta    map[string]string
+		Weights weightsJSON
+	}
+	Checks []struct {
+		Status string
+	}
+}
+
+// Instances looks up instances of q.Service (GET /v1/health/service/:name).
+// Only passing instances are returned unless q.IncludeUnhealthy is set. With
+// q.WaitIndex set it is a blocking query bounded by q.WaitTime.
+func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	if err := q.Validate(); err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: instances of %q: %w", q.Service, err)
+	}
+	req := c.newRequest(http.MethodGet, "/v1/health/service/"+url.PathEscape(q.Service))
+	if !q.IncludeUnhealthy {
+		req.query.Set("passing", "1")
+	}
+	for _, t := range q.Tags {
+		req.query.Add("tag", t)
+	}
+	if q.Datacenter != "" {
+		req.query.Set("dc", q.Datacenter)
+	}
+	switch q.Consistency {
+	case beacon.ConsistencyStale:
+		req.query.Set("stale", "")
+	case beacon.ConsistencyConsistent:
+		req.query.Set("consistent", "")
+	}
+	if q.Filter != "" {
+		req.query.Set("filter", q.Filter)
+	}
+	if q.WaitIndex > 0 {
+		req.query.Set("index", strconv.FormatUint(q.WaitIndex, 10))
+		if q.WaitTime > 0 {
+			req.query.Set("wait", strconv.FormatInt(q.WaitTime.Milliseconds(), 10)+"ms")
+		}
+		req.timeout = c.cfg.BlockingTimeout(q.WaitTime)
+	}
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: instances of %q: %w", q.Service, err)
+	}
+	defer drainClose(resp.Body)
+	insts, meta, err := decodeHealth(resp.Header, resp.Body)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: instances of %q: %w", q.Service, err)
+	}
+	return insts, meta, nil
+}
+
+// decodeHealth turns a health answer into instances. It never panics on
+// what the network sends: every malformed answer is an error wrapping
+// beacon.ErrMalformedResponse.
+func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.QueryMeta, error) {
+	meta, err := decodeMeta(h)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, err
+	}
+	var entries []healthEntry
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(&entries); err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: data after the JSON array", beacon.ErrMalformedResponse)
+	}
+	out := make([]beacon.Instance, 0, len(entries))
+	for i, e := range entries {
+		if e.Node == nil || e.Service == nil || e.Service.ID == "" {
+			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: entry %d has no node or service", beacon.ErrMalformedResponse, i)
+		}
+		health := beacon.HealthPassing
+		for _, ch := range e.Checks {
+			health = health.Worse(beacon.Health(ch.Status))
+		}
+		addr := e.Service.Address
+		if addr == "" {
+			addr = e.Node.Address
+		}
+		out = append(out, beacon.Instance{
+			ID:      e.Service.ID,
+			Service: e.Service.Service,
+			Node:    e.Node.Node,
+			Address: addr,
+			Port:    e.Service.Port,
+			Tags:    e.Service.Tags,
+			Meta:    e.Service.Meta,
+			Weights: beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
+			Health:  health,
+		})
+	}
+	return out, meta, nil
+}
+
+// decodeMeta reads the X-Consul-* headers. X-Consul-Index is required: a
+// blocking query cannot continue without it.
+func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
+	var m beacon.QueryMeta
+	raw := h.Get("X-Consul-Index")
+	if raw == "" {
+		return m, fmt.Errorf("%w: no X-Consul-Index header", beacon.ErrMalformedResponse)
+	}
+	idx, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		return m, fmt.Errorf("%w: X-Consul-Index %.40q is not a number", beacon.ErrMalformedResponse, raw)
+	}
+	m.LastIndex = idx
+	m.KnownLeader = h.Get("X-Consul-KnownLeader") == "true"
+	if lc := h.Get("X-Consul-LastContact"); lc != "" {
+		ms, err := strconv.ParseUint(lc, 10, 32)
+		if err != nil {
+			return m, fmt.Errorf("%w: X-Consul-LastContact %.40q is not a number", beacon.ErrMalformedResponse, lc)
+		}
+		m.LastContact = time.Duration(ms) * time.Millisecond
+	}
+	return m, nil
+}

@@ -1,0 +1,3 @@
+module github.com/beaconsd/beacon
+
+go 1.26

@@ -1,0 +1,225 @@
+package beacon
+
+import (
+	"context"
+	"time"
+)
+
+// Health is the state of a check or, aggregated over its checks, of an instance.
+type Health string
+
+// The states Consul knows. Maintenance is reported by Consul as critical.
+const (
+	HealthPassing  Health = "passing"
+	HealthWarning  Health = "warning"
+	HealthCritical Health = "critical"
+)
+
+// Valid reports whether h is one of the three states Consul accepts.
+func (h Health) Valid() bool {
+	return h == HealthPassing || h == HealthWarning || h == HealthCritical
+}
+
+// Worse returns the worse of h and o: critical beats warning beats passing.
+// Unknown states count as critical, so nothing unrecognised looks healthy.
+func (h Health) Worse(o Health) Health {
+	if h.rank() >= o.rank() {
+		return h
+	}
+	return o
+}
+
+func (h Health) rank() int {
+	switch h {
+	case HealthPassing:
+		return 0
+	case HealthWarning:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// Weights are Consul's DNS SRV weights for an instance: Passing applies while
+// every check passes, Warning while one warns. The zero value lets Consul
+// apply its default (1 and 1).
+type Weights struct {
+	Passing int
+	Warning int
+}
+
+// Instance is one registered service instance as Consul reports it.
+//
+// Consul service IDs are unique per agent only, so an instance is identified
+// by Node and ID together; see Key.
+type Instance struct {
+	ID      string
+	Service string
+	Node    string
+	// Address is the service address, or the node's when the service has none.
+	Address string
+	Port    int
+	Tags    []string
+	Meta    map[string]string
+	Weights Weights
+	// Health is the worst status over the instance's checks, node checks included.
+	Health Health
+}
+
+// InstanceKey identifies an instance across a Consul datacenter.
+type InstanceKey struct {
+	Node string
+	ID   string
+}
+
+// Key returns the node-and-ID pair that identifies i.
+func (i Instance) Key() InstanceKey { return InstanceKey{Node: i.Node, ID: i.ID} }
+
+// Clone returns a deep copy of i, so callers can hand it out safely.
+func (i Instance) Clone() Instance {
+	if i.Tags != nil {
+		i.Tags = append([]string(nil), i.Tags...)
+	}
+	if i.Meta != nil {
+		m := make(map[string]string, len(i.Meta))
+		for k, v := range i.Meta {
+			m[k] = v
+		}
+		i.Meta = m
+	}
+	return i
+}
+
+// Registration is what an instance submits to its agent. Register is an
+// upsert: submitting the same ID again replaces tags, meta, weights and checks.
+type Registration struct {
+	// ID is unique on the agent. Any characters are allowed; backends
+	// percent-escape it in URLs.
+	ID string
+	// Service is the service name; it must be a DNS label so that Consul DNS
+	// can answer for it.
+	Service string
+	Address string
+	Port    int
+	Tags    []string
+	Meta    map[string]string
+	Weights Weights
+	Checks  []Check
+}
+
+// Check describes one health check. Exactly one of HTTP, TCP and TTL is set.
+type Check struct {
+	// ID defaults to "service:<registration ID>" for the first check and
+	// "service:<registration ID>:<n>" (n from 1) when there are several, as Consul does.
+	ID   string
+	Name string
+
+	// HTTP is a URL the agent GETs; 2xx is passing, 429 warning, others critical.
+	HTTP string
+	// TCP is a host:port the agent dials.
+	TCP string
+	// TTL is how long the check stays passing without an update.
+	TTL time.Duration
+
+	// Interval is how often HTTP and TCP checks run (at least a second).
+	Interval time.Duration
+	// Timeout bounds one HTTP or TCP check; zero lets Consul choose (10 s).
+	Timeout time.Duration
+	// DeregisterCriticalAfter removes the instance after it has been critical
+	// this long: zero for never, else at least a minute (Consul's minimum).
+	DeregisterCriticalAfter time.Duration
+	// InitialStatus is the status before the first run: Consul starts checks
+	// critical unless told otherwise.
+	InitialStatus Health
+	// Notes is free text shown in Consul's UI.
+	Notes string
+}
+
+// CheckIDs returns the IDs of r's checks as Consul will know them.
+func (r Registration) CheckIDs() []string {
+	ids := make([]string, len(r.Checks))
+	for i, c := range r.Checks {
+		ids[i] = r.checkID(i, c)
+	}
+	return ids
+}
+
+func (r Registration) checkID(i int, c Check) string {
+	switch {
+	case c.ID != "":
+		return c.ID
+	case i == 0 && len(r.Checks) == 1:
+		return "service:" + r.ID
+	default:
+		return "service:" + r.ID + ":" + itoa(i+1)
+	}
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// Consistency is the read mode of a query.
+type Consistency int
+
+const (
+	// ConsistencyDefault reads from the leader, which may have lost leadership.
+	ConsistencyDefault Consistency = iota
+	// ConsistencyStale reads from any server: faster, works without a leader.
+	ConsistencyStale
+	// ConsistencyConsistent confirms leadership before answering.
+	ConsistencyConsistent
+)
+
+// Query selects instances of one service.
+type Query struct {
+	Service string
+	// Tags must all be present on an instance.
+	Tags []string
+	// IncludeUnhealthy returns instances whatever their health. By default
+	// only instances whose every check passes are returned.
+	IncludeUnhealthy bool
+	Datacenter       string
+	Consistency      Consistency
+	// Filter is a Consul filter expression, for example `Service.Meta.version == "2"`.
+	Filter string
+	// WaitIndex makes the lookup a blocking query: it returns when the
+	// result's index passes WaitIndex or WaitTime has elapsed. Zero returns at once.
+	WaitIndex uint64
+	// WaitTime bounds a blocking query; zero means Consul's default (5 min),
+	// the maximum is 10 min.
+	WaitTime time.Duration
+}
+
+// QueryMeta describes a lookup's answer.
+type QueryMeta struct {
+	// LastIndex is the X-Consul-Index to pass as the next WaitIndex.
+	LastIndex   uint64
+	KnownLeader bool
+	LastContact time.Duration
+}
+
+// Registry is the contract every backend implements. Methods are safe for
+// concurrent use; every call is bounded by its context and by the backend's
+// own deadline.
+type Registry interface {
+	// Register adds or replaces an instance and its checks on the agent.
+	Register(ctx context.Context, r Registration) error
+	// Deregister removes an instance from the agent; an unknown ID is not an error.
+	Deregister(ctx context.Context, id string) error
+	// UpdateTTL sets the status and output of a TTL check.
+	UpdateTTL(ctx context.Context, checkID string, status Health, output string) error
+	// Instances looks up instances of q.Service; with q.WaitIndex set, it
+	// blocks until the result changes or q.WaitTime passes.
+	Instances(ctx context.Context, q Query) ([]Instance, QueryMeta, error)
+}

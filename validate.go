@@ -1,0 +1,282 @@
+package beacon
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits Consul enforces (or that Consul DNS needs), checked before sending.
+const (
+	MaxMetaPairs          = 64
+	MaxMetaKeyLen         = 128
+	MaxMetaValueLen       = 512
+	MaxServiceNameLen     = 63 // one DNS label
+	MaxWaitTime           = 10 * time.Minute
+	MinCheckInterval      = time.Second
+	MinDeregisterCritical = time.Minute
+	// MaxIDLen is Beacon's own bound: IDs travel in URL paths and log lines.
+	MaxIDLen = 512
+	// MaxCheckOutput is Consul's default check_output_max_size.
+	MaxCheckOutput = 4096
+	// reservedMetaPrefix is reserved by Consul for its own keys.
+	reservedMetaPrefix = "consul-"
+)
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// ValidateServiceName checks that name is a DNS label (letters, digits and
+// hyphens, 1–63 characters, no hyphen at either end), so Consul DNS finds it.
+func ValidateServiceName(name string) error {
+	return validateLabel("Service", name)
+}
+
+func validateLabel(field, name string) error {
+	if name == "" {
+		return invalid(field, "empty")
+	}
+	if len(name) > MaxServiceNameLen {
+		return invalid(field, "%d characters, more than %d", len(name), MaxServiceNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !isAlnum(c) && c != '-' {
+			return invalid(field, "%q: character %q is not a letter, digit or hyphen", name, rune(c))
+		}
+	}
+	if name[0] == '-' || name[len(name)-1] == '-' {
+		return invalid(field, "%q starts or ends with a hyphen", name)
+	}
+	return nil
+}
+
+// ValidateID checks an instance or check ID: non-empty, valid UTF-8, no
+// control characters, at most MaxIDLen bytes. Reserved URL characters are
+// allowed; backends escape them.
+func ValidateID(field, id string) error {
+	if id == "" {
+		return invalid(field, "empty")
+	}
+	if len(id) > MaxIDLen {
+		return invalid(field, "%d bytes, more than %d", len(id), MaxIDLen)
+	}
+	return validateText(field, id)
+}
+
+func validateText(field, s string) error {
+	if !utf8.ValidString(s) {
+		return invalid(field, "not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return invalid(field, "%q contains control character %U", s, r)
+		}
+	}
+	return nil
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// ValidateMeta checks Consul's metadata limits: at most 64 pairs, keys of
+// 1–128 characters from [A-Za-z0-9_-] not starting with "consul-", values of
+// at most 512 characters.
+func ValidateMeta(meta map[string]string) error {
+	if len(meta) > MaxMetaPairs {
+		return invalid("Meta", "%d pairs, more than %d", len(meta), MaxMetaPairs)
+	}
+	for k, v := range meta {
+		field := "Meta[" + strconv.Quote(k) + "]"
+		switch {
+		case k == "":
+			return invalid("Meta", "empty key")
+		case len(k) > MaxMetaKeyLen:
+			return invalid(field, "key of %d characters, more than %d", len(k), MaxMetaKeyLen)
+		case strings.HasPrefix(k, reservedMetaPrefix):
+			return invalid(field, "the %q prefix is reserved by Consul", reservedMetaPrefix)
+		case len(v) > MaxMetaValueLen:
+			return invalid(field, "value of %d characters, more than %d", len(v), MaxMetaValueLen)
+		}
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; !isAlnum(c) && c != '-' && c != '_' {
+				return invalid(field, "key character %q is not a letter, digit, '-' or '_'", rune(c))
+			}
+		}
+		if err := validateText(field, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateTags(tags []string) error {
+	for i, t := range tags {
+		field := "Tags[" + strconv.Itoa(i) + "]"
+		if t == "" {
+			return invalid(field, "empty")
+		}
+		if err := validateText(field, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateAddress accepts an IP address or a host name; empty means the node's.
+func validateAddress(field, addr string) error {
+	if addr == "" || net.ParseIP(addr) != nil {
+		return nil
+	}
+	if len(addr) > 253 {
+		return invalid(field, "%d characters, longer than a host name can be", len(addr))
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(addr, "."), ".") {
+		if err := validateLabel(field, label); err != nil {
+			return invalid(field, "%q is neither an IP address nor a host name", addr)
+		}
+	}
+	return nil
+}
+
+// Validate checks r against Consul's limits. It returns a *ValidationError
+// naming the first offending field.
+func (r Registration) Validate() error {
+	if err := ValidateID("ID", r.ID); err != nil {
+		return err
+	}
+	if err := ValidateServiceName(r.Service); err != nil {
+		return err
+	}
+	if err := validateAddress("Address", r.Address); err != nil {
+		return err
+	}
+	if r.Port < 0 || r.Port > 65535 {
+		return invalid("Port", "%d is outside 0–65535", r.Port)
+	}
+	if err := validateTags(r.Tags); err != nil {
+		return err
+	}
+	if err := ValidateMeta(r.Meta); err != nil {
+		return err
+	}
+	if r.Weights != (Weights{}) {
+		if r.Weights.Passing < 1 {
+			return invalid("Weights.Passing", "%d, must be at least 1", r.Weights.Passing)
+		}
+		if r.Weights.Warning < 0 {
+			return invalid("Weights.Warning", "%d, must not be negative", r.Weights.Warning)
+		}
+	}
+	seen := make(map[string]bool, len(r.Checks))
+	for i, c := range r.Checks {
+		prefix := "Checks[" + strconv.Itoa(i) + "]."
+		if err := c.validate(prefix); err != nil {
+			return err
+		}
+		id := r.checkID(i, c)
+		if seen[id] {
+			return invalid(prefix+"ID", "%q used twice", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+func (c Check) validate(prefix string) error {
+	if c.ID != "" {
+		if err := ValidateID(prefix+"ID", c.ID); err != nil {
+			return err
+		}
+	}
+	if err := validateText(prefix+"Name", c.Name); err != nil {
+		return err
+	}
+	kinds := 0
+	if c.HTTP != "" {
+		kinds++
+		u, err := url.Parse(c.HTTP)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return invalid(prefix+"HTTP", "%q is not an absolute http(s) URL", c.HTTP)
+		}
+	}
+	if c.TCP != "" {
+		kinds++
+		host, port, err := net.SplitHostPort(c.TCP)
+		if err != nil || host == "" {
+			return invalid(prefix+"TCP", "%q is not host:port", c.TCP)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return invalid(prefix+"TCP", "%q: port must be 1–65535", c.TCP)
+		}
+	}
+	if c.TTL != 0 {
+		kinds++
+		if c.TTL < 0 {
+			return invalid(prefix+"TTL", "%v is negative", c.TTL)
+		}
+	}
+	if kinds != 1 {
+		return invalid(prefix[:len(prefix)-1], "exactly one of HTTP, TCP and TTL must be set, got %d", kinds)
+	}
+	if c.TTL == 0 {
+		if c.Interval < MinCheckInterval {
+			return invalid(prefix+"Interval", "%v, must be at least %v", c.Interval, MinCheckInterval)
+		}
+		if c.Timeout < 0 {
+			return invalid(prefix+"Timeout", "%v is negative", c.Timeout)
+		}
+	} else if c.Interval != 0 || c.Timeout != 0 {
+		return invalid(prefix+"Interval", "a TTL check takes no interval or timeout")
+	}
+	if c.DeregisterCriticalAfter != 0 && c.DeregisterCriticalAfter < MinDeregisterCritical {
+		return invalid(prefix+"DeregisterCriticalAfter", "%v, must be zero or at least %v (Consul's minimum)", c.DeregisterCriticalAfter, MinDeregisterCritical)
+	}
+	if c.InitialStatus != "" && !c.InitialStatus.Valid() {
+		return invalid(prefix+"InitialStatus", "%q is not passing, warning or critical", c.InitialStatus)
+	}
+	return validateText(prefix+"Notes", c.Notes)
+}
+
+// Validate checks q before it is sent.
+func (q Query) Validate() error {
+	if err := ValidateServiceName(q.Service); err != nil {
+		return err
+	}
+	if err := validateTags(q.Tags); err != nil {
+		return err
+	}
+	if q.Datacenter != "" {
+		if err := validateLabel("Datacenter", q.Datacenter); err != nil {
+			return err
+		}
+	}
+	if q.Consistency < ConsistencyDefault || q.Consistency > ConsistencyConsistent {
+		return invalid("Consistency", "unknown mode %d", q.Consistency)
+	}
+	if q.WaitTime < 0 || q.WaitTime > MaxWaitTime {
+		return invalid("WaitTime", "%v is outside 0–%v", q.WaitTime, MaxWaitTime)
+	}
+	return validateText("Filter", q.Filter)
+}
+
+// ValidateTTLUpdate checks the arguments of Registry.UpdateTTL.
+func ValidateTTLUpdate(checkID string, status Health, output string) error {
+	if err := ValidateID("CheckID", checkID); err != nil {
+		return err
+	}
+	if !status.Valid() {
+		return invalid("Status", "%q is not passing, warning or critical", status)
+	}
+	if len(output) > MaxCheckOutput {
+		return invalid("Output", "%d bytes, more than %d", len(output), MaxCheckOutput)
+	}
+	return nil
+}
