@@ -245,6 +245,20 @@ func (c Check) validate(prefix string) error {
 	return validateText(prefix+"Notes", c.Notes)
 }
 
+// ValidateDatacenter accepts what Consul accepts as a datacenter name:
+// letters, digits, '-' and '_'. Empty means the agent's own.
+func ValidateDatacenter(dc string) error {
+	if len(dc) > MaxServiceNameLen {
+		return invalid("Datacenter", "%d characters, more than %d", len(dc), MaxServiceNameLen)
+	}
+	for i := 0; i < len(dc); i++ {
+		if c := dc[i]; !isAlnum(c) && c != '-' && c != '_' {
+			return invalid("Datacenter", "%q: character %q is not a letter, digit, '-' or '_'", dc, rune(c))
+		}
+	}
+	return nil
+}
+
 // Validate checks q before it is sent.
 func (q Query) Validate() error {
 	if err := ValidateServiceName(q.Service); err != nil {
@@ -253,10 +267,8 @@ func (q Query) Validate() error {
 	if err := validateTags(q.Tags); err != nil {
 		return err
 	}
-	if q.Datacenter != "" {
-		if err := validateLabel("Datacenter", q.Datacenter); err != nil {
-			return err
-		}
+	if err := ValidateDatacenter(q.Datacenter); err != nil {
+		return err
 	}
 	if q.Consistency < ConsistencyDefault || q.Consistency > ConsistencyConsistent {
 		return invalid("Consistency", "unknown mode %d", q.Consistency)

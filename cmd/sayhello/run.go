@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+)
+
+// usageError marks a bad command line; main exits 2 for it.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+type options struct {
+	name, listen, advertise, consulAddr, backend, id string
+	port                                             int
+	tags                                             []string
+	meta                                             map[string]string
+	startTimeout, checkInterval, drainTimeout        time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	o := options{meta: map[string]string{}}
+	fs := flag.NewFlagSet("sayhello", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.name, "name", "SayHello", "service name to register")
+	fs.IntVar(&o.port, "port", 10086, "port to serve and register")
+	fs.StringVar(&o.listen, "listen", "", "address to listen on (default all interfaces on -port)")
+	fs.StringVar(&o.advertise, "advertise", "", "address to register (default the outbound non-loopback IP, else 127.0.0.1)")
+	fs.StringVar(&o.consulAddr, "consul", "", "Consul agent address (default $CONSUL_HTTP_ADDR, else "+consul.DefaultAddress+")")
+	fs.StringVar(&o.backend, "backend", "http", "Consul client: http (net/http only)")
+	fs.StringVar(&o.id, "id", "", "instance ID (default <name>-<uuid>)")
+	fs.Func("tags", "comma-separated tags", func(s string) error {
+		for _, t := range strings.Split(s, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				o.tags = append(o.tags, t)
+			}
+		}
+		return nil
+	})
+	fs.Func("meta", "metadata `key=value` (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("%q is not key=value", s)
+		}
+		o.meta[k] = v
+		return nil
+	})
+	fs.DurationVar(&o.startTimeout, "start-timeout", 20*time.Second, "give up registering after this long")
+	fs.DurationVar(&o.checkInterval, "check-interval", 5*time.Second, "how often Consul checks /health")
+	fs.DurationVar(&o.drainTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take at shutdown")
+	if err := fs.Parse(args); err != nil {
+		return o, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return o, usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if o.port < 1 || o.port > 65535 {
+		return o, usageError{fmt.Errorf("-port %d is outside 1–65535", o.port)}
+	}
+	if o.backend != "http" {
+		return o, usageError{fmt.Errorf("-backend %q: want http", o.backend)}
+	}
+	if o.listen == "" {
+		o.listen = ":" + strconv.Itoa(o.port)
+	}
+	if o.advertise == "" {
+		o.advertise = outboundIP()
+	}
+	if o.id == "" {
+		o.id = o.name + "-" + uuid.NewString()
+	}
+	return o, nil
+}
+
+// outboundIP is the address other hosts reach this one on, as the seed's
+// GetLocalIpAddress: the source address of a route to a public IP. A UDP
+// "connection" sends nothing. Without such a route, loopback.
+func outboundIP() string {
+	c, err := net.Dial("udp", "192.0.2.1:9") // TEST-NET-1: never answered
+	if err != nil {
+		return "127.0.0.1"
+	}
+	defer c.Close()
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && !a.IP.IsLoopback() && !a.IP.IsUnspecified() {
+		return a.IP.String()
+	}
+	return "127.0.0.1"
+}
+
+func newRegistry(o options) (beacon.Registry, error) {
+	cfg, err := consul.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if o.consulAddr != "" {
+		cfg.Addresses = strings.Split(o.consulAddr, ",")
+	}
+	return consulhttp.New(cfg)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	reg, err := newRegistry(o)
+	if err != nil {
+		return err
+	}
+	registration := beacon.Registration{
+		ID:      o.id,
+		Service: o.name,
+		Address: o.advertise,
+		Port:    o.port,
+		Tags:    o.tags,
+		Meta:    o.meta,
+		Checks: []beacon.Check{{
+			Name:     "SayHello /health",
+			HTTP:     "http://" + net.JoinHostPort(o.advertise, strconv.Itoa(o.port)) + "/health",
+			Interval: o.checkInterval,
+			Timeout:  2 * time.Second,
+			// Passing from the start: the server already listens, and the
+			// agent's first check runs only after a random part of the interval.
+			InitialStatus:           beacon.HealthPassing,
+			DeregisterCriticalAfter: time.Minute,
+		}},
+	}
+	if err := registration.Validate(); err != nil {
+		return usageError{err}
+	}
+
+	// Listen before registering, so Consul never sees an instance that
+	// refuses connections.
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           newHandler(o.id, reg, log),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	shutdown := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		<-serveErr
+		return err
+	}
+
+	start := time.Now()
+	if err := registerWithRetry(ctx, reg, registration, o.startTimeout, log); err != nil {
+		_ = shutdown()
+		return err
+	}
+	log.Info("registered", "id", o.id, "service", o.name, "address", o.advertise, "port", o.port, "took", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stdout, "sayhello %s serving on %s, registered as %s:%d\n", o.id, ln.Addr(), o.advertise, o.port)
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		serveErr <- err // let shutdown's receive return
+		log.Error("server stopped", "err", err)
+	}
+	// Deregister first so callers stop being sent here, then let in-flight
+	// requests finish.
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	derr := reg.Deregister(dctx, o.id)
+	cancel()
+	if derr != nil {
+		log.Error("deregister failed; Consul removes the instance once its check has been critical for a minute", "id", o.id, "err", derr)
+	} else {
+		log.Info("deregistered", "id", o.id)
+	}
+	if err := shutdown(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return derr
+}
+
+// registerWithRetry registers, retrying with jittered backoff until timeout.
+// The first failure is logged at once so an operator sees why startup waits.
+func registerWithRetry(ctx context.Context, reg beacon.Registry, r beacon.Registration, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := reg.Register(ctx, r)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, beacon.ErrInvalid) || errors.Is(err, beacon.ErrPermissionDenied) {
+			return err // retrying cannot help
+		}
+		if attempt == 1 {
+			log.Warn("register failed; retrying", "err", err, "for", timeout)
+		}
+		wait := backoff/2 + rand.N(backoff)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("could not register with Consul within %v (%d attempts): %w", timeout, attempt, err)
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}

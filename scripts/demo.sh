@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# make demo: a local Consul dev agent (or the one already on 127.0.0.1:8500)
+# and three SayHello instances on 10086-10088. Ctrl-C deregisters the
+# instances and stops everything this script started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONSUL_BIN=${CONSUL_BIN:-bin/consul}
+ADDR=127.0.0.1:8500
+pids=()
+consul_pid=""
+workdir=$(mktemp -d)
+
+cleanup() {
+	trap - INT TERM EXIT
+	echo
+	echo "stopping: the SayHello instances deregister, then exit"
+	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ -n "$consul_pid" ]; then
+		echo "stopping the Consul agent this demo started"
+		kill -TERM "$consul_pid" 2>/dev/null || true
+		wait "$consul_pid" 2>/dev/null || true
+	fi
+	rm -rf "$workdir"
+	echo "done: nothing left running"
+}
+trap cleanup INT TERM EXIT
+
+leader() { curl -fsS --max-time 2 "http://$ADDR/v1/status/leader" 2>/dev/null | grep -q '"[^"]'; }
+
+if curl -fsS --max-time 2 "http://$ADDR/v1/status/leader" >/dev/null 2>&1; then
+	echo "using the Consul agent already answering on $ADDR (it stays running)"
+else
+	if [ ! -x "$CONSUL_BIN" ]; then
+		echo "no Consul agent on $ADDR and none built: building one (about 3-10 minutes the first time)"
+		make consul
+	fi
+	echo "starting a Consul dev agent on $ADDR (log: $workdir/consul.log)"
+	# setsid: Ctrl-C reaches this script only, so the instances deregister
+	# before the agent stops.
+	setsid "$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -grpc-tls-port -1 \
+		>"$workdir/consul.log" 2>&1 &
+	consul_pid=$!
+	for _ in $(seq 1 150); do leader && break; sleep 0.2; done
+	leader || { echo "Consul did not elect a leader; its log:"; tail -30 "$workdir/consul.log"; exit 1; }
+fi
+
+go build -o "$workdir/sayhello" ./cmd/sayhello
+for port in 10086 10087 10088; do
+	setsid "$workdir/sayhello" -port "$port" -advertise 127.0.0.1 -id "SayHello-$port" \
+		-consul "$ADDR" -meta "port=$port" -tags demo 2>"$workdir/sayhello-$port.log" &
+	pids+=($!)
+done
+for port in 10086 10087 10088; do
+	for _ in $(seq 1 100); do curl -fsS --max-time 1 "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+
+cat <<MSG
+
+Beacon demo is up.
+  Consul UI:  http://127.0.0.1:8500/ui
+  Try:
+    curl http://127.0.0.1:10086/health
+    curl http://127.0.0.1:10086/sayHello
+    curl 'http://127.0.0.1:10086/discovery?serviceName=SayHello'
+    curl 'http://127.0.0.1:8500/v1/health/service/SayHello?passing'
+  Logs in $workdir. Ctrl-C to stop.
+MSG
+wait "${pids[@]}"

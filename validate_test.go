@@ -1,0 +1,205 @@
+package beacon_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon"
+)
+
+func validRegistration() beacon.Registration {
+	return beacon.Registration{
+		ID:      "web-1",
+		Service: "web",
+		Address: "127.0.0.1",
+		Port:    8080,
+		Tags:    []string{"v1"},
+		Meta:    map[string]string{"version": "1"},
+		Checks:  []beacon.Check{{HTTP: "http://127.0.0.1:8080/health", Interval: 5 * time.Second}},
+	}
+}
+
+func manyMeta(n int) map[string]string {
+	m := map[string]string{}
+	for i := range n {
+		m["k"+strings.Repeat("x", i%3)+string(rune('a'+i%26))+string(rune('a'+i/26))] = "v"
+	}
+	return m
+}
+
+func TestRegistrationValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*beacon.Registration)
+		field  string // "" means valid
+	}{
+		{"valid", func(*beacon.Registration) {}, ""},
+		{"id with reserved URL characters", func(r *beacon.Registration) { r.ID = "a/b#c?d%e f" }, ""},
+		{"empty id", func(r *beacon.Registration) { r.ID = "" }, "ID"},
+		{"id with newline", func(r *beacon.Registration) { r.ID = "a\nb" }, "ID"},
+		{"id too long", func(r *beacon.Registration) { r.ID = strings.Repeat("a", beacon.MaxIDLen+1) }, "ID"},
+		{"id not utf8", func(r *beacon.Registration) { r.ID = "\xff" }, "ID"},
+		{"empty service", func(r *beacon.Registration) { r.Service = "" }, "Service"},
+		{"service with dot", func(r *beacon.Registration) { r.Service = "web.v1" }, "Service"},
+		{"service with underscore", func(r *beacon.Registration) { r.Service = "web_v1" }, "Service"},
+		{"service leading hyphen", func(r *beacon.Registration) { r.Service = "-web" }, "Service"},
+		{"service 63 chars", func(r *beacon.Registration) { r.Service = strings.Repeat("a", 63) }, ""},
+		{"service 64 chars", func(r *beacon.Registration) { r.Service = strings.Repeat("a", 64) }, "Service"},
+		{"service mixed case", func(r *beacon.Registration) { r.Service = "SayHello" }, ""},
+		{"host name address", func(r *beacon.Registration) { r.Address = "web-1.example.com" }, ""},
+		{"ipv6 address", func(r *beacon.Registration) { r.Address = "::1" }, ""},
+		{"bad address", func(r *beacon.Registration) { r.Address = "http://x" }, "Address"},
+		{"port negative", func(r *beacon.Registration) { r.Port = -1 }, "Port"},
+		{"port too big", func(r *beacon.Registration) { r.Port = 65536 }, "Port"},
+		{"empty tag", func(r *beacon.Registration) { r.Tags = []string{"a", ""} }, "Tags[1]"},
+		{"64 meta pairs", func(r *beacon.Registration) { r.Meta = manyMeta(64) }, ""},
+		{"65 meta pairs", func(r *beacon.Registration) { r.Meta = manyMeta(65) }, "Meta"},
+		{"meta key 128", func(r *beacon.Registration) { r.Meta = map[string]string{strings.Repeat("k", 128): "v"} }, ""},
+		{"meta key 129", func(r *beacon.Registration) { r.Meta = map[string]string{strings.Repeat("k", 129): "v"} }, `Meta["` + strings.Repeat("k", 129) + `"]`},
+		{"meta key bad char", func(r *beacon.Registration) { r.Meta = map[string]string{"a.b": "v"} }, `Meta["a.b"]`},
+		{"meta key empty", func(r *beacon.Registration) { r.Meta = map[string]string{"": "v"} }, "Meta"},
+		{"meta key reserved prefix", func(r *beacon.Registration) { r.Meta = map[string]string{"consul-version": "v"} }, `Meta["consul-version"]`},
+		{"meta value 512", func(r *beacon.Registration) { r.Meta = map[string]string{"k": strings.Repeat("v", 512)} }, ""},
+		{"meta value 513", func(r *beacon.Registration) { r.Meta = map[string]string{"k": strings.Repeat("v", 513)} }, `Meta["k"]`},
+		{"weights", func(r *beacon.Registration) { r.Weights = beacon.Weights{Passing: 10, Warning: 1} }, ""},
+		{"weights passing zero", func(r *beacon.Registration) { r.Weights = beacon.Weights{Warning: 1} }, "Weights.Passing"},
+		{"weights warning negative", func(r *beacon.Registration) { r.Weights = beacon.Weights{Passing: 1, Warning: -1} }, "Weights.Warning"},
+		{"check with no kind", func(r *beacon.Registration) { r.Checks = []beacon.Check{{Interval: time.Second}} }, "Checks[0]"},
+		{"check with two kinds", func(r *beacon.Registration) { r.Checks[0].TTL = time.Second }, "Checks[0]"},
+		{"http check relative url", func(r *beacon.Registration) { r.Checks[0].HTTP = "/health" }, "Checks[0].HTTP"},
+		{"http check no interval", func(r *beacon.Registration) { r.Checks[0].Interval = 0 }, "Checks[0].Interval"},
+		{"http check interval below a second", func(r *beacon.Registration) { r.Checks[0].Interval = 500 * time.Millisecond }, "Checks[0].Interval"},
+		{"tcp check", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "127.0.0.1:80", Interval: time.Second}} }, ""},
+		{"tcp check no port", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "127.0.0.1", Interval: time.Second}} }, "Checks[0].TCP"},
+		{"ttl check", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TTL: 10 * time.Second}} }, ""},
+		{"ttl check with interval", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TTL: 10 * time.Second, Interval: time.Second}} }, "Checks[0].Interval"},
+		{"ttl negative", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TTL: -time.Second}} }, "Checks[0].TTL"},
+		{"deregister after 30s", func(r *beacon.Registration) { r.Checks[0].DeregisterCriticalAfter = 30 * time.Second }, "Checks[0].DeregisterCriticalAfter"},
+		{"deregister after 1m", func(r *beacon.Registration) { r.Checks[0].DeregisterCriticalAfter = time.Minute }, ""},
+		{"initial status bogus", func(r *beacon.Registration) { r.Checks[0].InitialStatus = "ok" }, "Checks[0].InitialStatus"},
+		{"duplicate check ids", func(r *beacon.Registration) {
+			r.Checks = []beacon.Check{{ID: "c", TTL: time.Second}, {ID: "c", TTL: time.Second}}
+		}, "Checks[1].ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := validRegistration()
+			tt.mutate(&r)
+			err := r.Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			var ve *beacon.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Validate() = %v, want *ValidationError for %s", err, tt.field)
+			}
+			if ve.Field != tt.field {
+				t.Errorf("Validate().Field = %q, want %q (%v)", ve.Field, tt.field, err)
+			}
+			if !errors.Is(err, beacon.ErrInvalid) {
+				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+			}
+		})
+	}
+}
+
+func TestQueryValidate(t *testing.T) {
+	tests := []struct {
+		name  string
+		q     beacon.Query
+		field string
+	}{
+		{"valid", beacon.Query{Service: "web", Tags: []string{"a"}, WaitIndex: 5, WaitTime: time.Minute}, ""},
+		{"no service", beacon.Query{}, "Service"},
+		{"bad service", beacon.Query{Service: "a b"}, "Service"},
+		{"empty tag", beacon.Query{Service: "web", Tags: []string{""}}, "Tags[0]"},
+		{"wait too long", beacon.Query{Service: "web", WaitTime: 11 * time.Minute}, "WaitTime"},
+		{"wait negative", beacon.Query{Service: "web", WaitTime: -1}, "WaitTime"},
+		{"bad consistency", beacon.Query{Service: "web", Consistency: 7}, "Consistency"},
+		{"bad datacenter", beacon.Query{Service: "web", Datacenter: "dc/1"}, "Datacenter"},
+		{"datacenter with underscore", beacon.Query{Service: "web", Datacenter: "eu_west"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.q.Validate()
+			var ve *beacon.ValidationError
+			switch {
+			case tt.field == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.field != "" && !errors.As(err, &ve):
+				t.Fatalf("Validate() = %v, want *ValidationError for %s", err, tt.field)
+			case tt.field != "" && ve.Field != tt.field:
+				t.Errorf("Validate().Field = %q, want %q", ve.Field, tt.field)
+			}
+		})
+	}
+}
+
+func TestValidateTTLUpdate(t *testing.T) {
+	if err := beacon.ValidateTTLUpdate("service:x", beacon.HealthWarning, "ok"); err != nil {
+		t.Errorf("ValidateTTLUpdate(valid) = %v", err)
+	}
+	for _, tc := range []struct {
+		id     string
+		status beacon.Health
+		output string
+	}{
+		{"", beacon.HealthPassing, ""},
+		{"c", "ok", ""},
+		{"c", beacon.HealthPassing, strings.Repeat("x", beacon.MaxCheckOutput+1)},
+	} {
+		if err := beacon.ValidateTTLUpdate(tc.id, tc.status, tc.output); !errors.Is(err, beacon.ErrInvalid) {
+			t.Errorf("ValidateTTLUpdate(%q, %q, %d bytes) = %v, want ErrInvalid", tc.id, tc.status, len(tc.output), err)
+		}
+	}
+}
+
+func TestCheckIDs(t *testing.T) {
+	one := beacon.Registration{ID: "x", Checks: []beacon.Check{{TTL: time.Second}}}
+	if got := one.CheckIDs(); len(got) != 1 || got[0] != "service:x" {
+		t.Errorf("CheckIDs() = %q, want [service:x]", got)
+	}
+	two := beacon.Registration{ID: "x", Checks: []beacon.Check{{TTL: time.Second}, {ID: "mine", TTL: time.Second}, {TTL: time.Second}}}
+	want := []string{"service:x:1", "mine", "service:x:3"}
+	got := two.CheckIDs()
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("CheckIDs()[%d] = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
+
+func TestHealthWorse(t *testing.T) {
+	tests := []struct{ a, b, want beacon.Health }{
+		{beacon.HealthPassing, beacon.HealthPassing, beacon.HealthPassing},
+		{beacon.HealthPassing, beacon.HealthWarning, beacon.HealthWarning},
+		{beacon.HealthCritical, beacon.HealthWarning, beacon.HealthCritical},
+		{beacon.HealthPassing, "maintenance", "maintenance"},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Worse(tt.b); got != tt.want {
+			t.Errorf("%q.Worse(%q) = %q, want %q", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+func FuzzValidateRegistration(f *testing.F) {
+	f.Add("web-1", "web", "127.0.0.1", 80, "v1", "k", "v", "http://x/h", int64(time.Second))
+	f.Add("", "", "", -1, "", "", "", "", int64(0))
+	f.Fuzz(func(t *testing.T, id, svc, addr string, port int, tag, mk, mv, httpURL string, interval int64) {
+		r := beacon.Registration{
+			ID: id, Service: svc, Address: addr, Port: port, Tags: []string{tag},
+			Meta:   map[string]string{mk: mv},
+			Checks: []beacon.Check{{HTTP: httpURL, Interval: time.Duration(interval)}},
+		}
+		err := r.Validate()
+		if err != nil && !errors.Is(err, beacon.ErrInvalid) {
+			t.Fatalf("Validate() = %v, not an ErrInvalid", err)
+		}
+	})
+}
