@@ -1,0 +1,345 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	consulapi "github.com/hashicorp/consul/api"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consultest"
+)
+
+// deadline bounds every wait: generous for a loaded 2-core machine.
+const deadline = 30 * time.Second
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// sayhelloBinary builds this command once per test run.
+func sayhelloBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sayhello-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sayhello")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe to write from a process pipe while read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done    chan error
+	started time.Time
+	port    int
+	id     string
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startSayHello starts the service as a process; it is killed in cleanup.
+func startSayHello(t *testing.T, consulAddr string, extra ...string) *proc {
+	t.Helper()
+	p := &proc{stderr: &syncBuffer{}, done: make(chan error, 1), port: freePort(t)}
+	p.id = "SayHello-test-" + strconv.Itoa(p.port)
+	args := append([]string{
+		"-port", strconv.Itoa(p.port), "-listen", "127.0.0.1:" + strconv.Itoa(p.port),
+		"-advertise", "127.0.0.1", "-consul", consulAddr, "-id", p.id,
+		"-meta", "version=1", "-tags", "a,b",
+	}, extra...)
+	p.cmd = exec.Command(sayhelloBinary(t), args...)
+	p.cmd.Stdout = p.stderr
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.started = time.Now()
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("sayhello %s output:\n%s", p.id, p.stderr.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) url(path string) string { return "http://127.0.0.1:" + strconv.Itoa(p.port) + path }
+
+func (p *proc) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err // for cleanup
+		return err
+	case <-time.After(deadline):
+		t.Fatalf("sayhello did not exit within %v", deadline)
+		return nil
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes. Polling an
+// external system (Consul, a process) has no channel to wait on.
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < deadline {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v", what, deadline)
+	return 0
+}
+
+func passingIDs(t *testing.T, c beacon.Registry, service string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	insts, _, err := c.Instances(ctx, beacon.Query{Service: service})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, in := range insts {
+		out = append(out, in.ID)
+	}
+	return out
+}
+
+func get(t *testing.T, url string) (int, http.Header, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestEndToEnd(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, err := consulhttp.New(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	p := startSayHello(t, srv.HTTPAddr)
+	waitFor(t, "instance passing in Consul", func() bool {
+		return slices.Contains(passingIDs(t, c, "SayHello"), p.id)
+	})
+	// The figure for the README; the one-second target is not asserted here
+	// (timing belongs in reports, not in a test a loaded machine can flake).
+	t.Logf("process start → passing in Consul: %v", time.Since(p.started))
+
+	t.Run("health", func(t *testing.T) {
+		code, _, body := get(t, p.url("/health"))
+		if code != 200 || body != "Server is OK!\n" {
+			t.Errorf("GET /health = %d %q, want 200 %q", code, body, "Server is OK!\n")
+		}
+	})
+	t.Run("sayHello", func(t *testing.T) {
+		code, _, body := get(t, p.url("/sayHello"))
+		if code != 200 || !strings.Contains(body, p.id) {
+			t.Errorf("GET /sayHello = %d %q, want 200 naming %q", code, body, p.id)
+		}
+	})
+	t.Run("discovery", func(t *testing.T) {
+		code, h, body := get(t, p.url("/discovery?serviceName=SayHello"))
+		if code != 200 || h.Get("Content-Type") != "application/json" {
+			t.Fatalf("GET /discovery = %d %s %q, want 200 application/json", code, h.Get("Content-Type"), body)
+		}
+		var got []map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(body), &got); err != nil || len(got) != 1 {
+			t.Fatalf("GET /discovery body %q: %v, want one instance", body, err)
+		}
+		var keys []string
+		for k := range got[0] {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		want := []string{"Address", "ID", "Meta", "Port", "Service", "Tags", "Weights"}
+		if !slices.Equal(keys, want) {
+			t.Errorf("instance keys = %q, want %q", keys, want)
+		}
+		var inst instanceJSON
+		_ = json.Unmarshal([]byte(body[1:len(body)-2]), &inst)
+		if inst.ID != p.id || inst.Port != p.port || inst.Address != "127.0.0.1" || inst.Meta["version"] != "1" || !slices.Equal(inst.Tags, []string{"a", "b"}) {
+			t.Errorf("instance = %+v, want ID %s port %d meta version=1 tags [a b]", inst, p.id, p.port)
+		}
+	})
+	t.Run("discovery of an unknown service", func(t *testing.T) {
+		code, _, body := get(t, p.url("/discovery?serviceName=nobody"))
+		if code != 200 || body != "[]\n" {
+			t.Errorf("GET /discovery?serviceName=nobody = %d %q, want 200 []", code, body)
+		}
+	})
+	t.Run("bad requests", func(t *testing.T) {
+		for _, path := range []string{"/discovery", "/discovery?serviceName=", "/discovery?serviceName=a%2Fb", "/discovery?serviceName=" + strings.Repeat("x", 64)} {
+			code, _, body := get(t, p.url(path))
+			var e struct{ Error string }
+			if code != 400 || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+				t.Errorf("GET %s = %d %q, want 400 with a JSON error", path, code, body)
+			}
+		}
+		if code, _, _ := get(t, p.url("/nope")); code != 404 {
+			t.Errorf("GET /nope = %d, want 404", code)
+		}
+	})
+	t.Run("DNS SRV", func(t *testing.T) {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, srv.DNSAddr)
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, srvs, err := r.LookupSRV(ctx, "", "", "sayhello.service.consul")
+		if err != nil || len(srvs) != 1 || int(srvs[0].Port) != p.port {
+			t.Errorf("LookupSRV(sayhello.service.consul) = %+v, %v; want one record on port %d", srvs, err, p.port)
+		}
+	})
+	t.Run("consul/api sees it", func(t *testing.T) {
+		cfg := consulapi.DefaultConfig()
+		cfg.Address = srv.HTTPAddr
+		api, err := consulapi.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries, _, err := api.Health().Service("SayHello", "", true, nil)
+		if err != nil || len(entries) != 1 || entries[0].Service.ID != p.id || entries[0].Service.Meta["version"] != "1" {
+			t.Errorf("Health().Service(SayHello) = %+v, %v; want %s", entries, err, p.id)
+		}
+	})
+	t.Run("last good answer while Consul is down", func(t *testing.T) {
+		srv.Stop()
+		code, h, body := get(t, p.url("/discovery?serviceName=SayHello"))
+		if code != 200 || h.Get("X-Beacon-Stale") != "true" || !strings.Contains(body, p.id) {
+			t.Errorf("GET /discovery while Consul is down = %d stale=%q %q, want 200 stale=true with %s", code, h.Get("X-Beacon-Stale"), body, p.id)
+		}
+		code, _, body = get(t, p.url("/discovery?serviceName=never-seen"))
+		if code != 502 || !strings.Contains(body, `"error"`) {
+			t.Errorf("GET /discovery?serviceName=never-seen while Consul is down = %d %q, want 502 with a JSON error", code, body)
+		}
+	})
+}
+
+func TestSIGTERMDeregisters(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, _ := consulhttp.New(srv.Config())
+	defer c.Close()
+	p := startSayHello(t, srv.HTTPAddr)
+	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatalf("sayhello after SIGTERM exited with %v, want 0", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	all, _, err := c.Instances(ctx, beacon.Query{Service: "SayHello", IncludeUnhealthy: true})
+	if err != nil || len(all) != 0 {
+		t.Errorf("after SIGTERM Instances(all) = %+v, %v; want none", all, err)
+	}
+}
+
+func TestSIGKILLExcluded(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, _ := consulhttp.New(srv.Config())
+	defer c.Close()
+	p := startSayHello(t, srv.HTTPAddr)
+	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "killed instance excluded", func() bool { return !slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	t.Logf("SIGKILL → excluded from passing results: %v", took)
+	// The default check interval is 5 s with a 2 s timeout: 15 s is the promise.
+	if took > 15*time.Second {
+		t.Errorf("killed instance excluded after %v, want within 15 s", took)
+	}
+}
+
+func TestUnreachableConsulExits(t *testing.T) {
+	p := startSayHello(t, "127.0.0.1:"+strconv.Itoa(freePort(t)), "-start-timeout", "2s")
+	err := p.wait(t)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+		t.Fatalf("sayhello with no Consul exited with %v, want a non-zero exit", err)
+	}
+	if out := p.stderr.String(); !strings.Contains(out, "could not register") {
+		t.Errorf("stderr = %q, want it to say it could not register", out)
+	}
+}
