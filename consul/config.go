@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -194,27 +195,38 @@ func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
 		}
 		return Endpoint{Scheme: "unix", Host: "consul.sock", Socket: p}, nil
 	}
+	orig := addr
 	scheme := defaultScheme
 	if s, rest, ok := strings.Cut(addr, "://"); ok {
 		if s != "http" && s != "https" {
-			return Endpoint{}, configErrorf("agent address %q: scheme %q is not http, https or unix", addr, s)
+			return Endpoint{}, configErrorf("agent address %q: scheme %q is not http, https or unix", orig, s)
 		}
 		scheme, addr = s, strings.TrimSuffix(rest, "/")
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		// consul/api accepts a bare host; the agent's port is then implied.
-		if strings.ContainsAny(addr, "/?#@ ") {
-			return Endpoint{}, configErrorf("agent address %q is not host:port", addr)
+		// A bare host (name, IPv4, IPv6 with or without brackets) implies
+		// the agent's port.
+		host = addr
+		if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+			host = host[1 : len(host)-1]
+		}
+		if host == "" || strings.ContainsAny(host, "/?#@ []") {
+			return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
+		}
+		if strings.Contains(host, ":") {
+			if _, err := netip.ParseAddr(host); err != nil {
+				return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
+			}
 		}
 		defPort := "8500"
 		if scheme == "https" {
 			defPort = "8501"
 		}
-		return Endpoint{Scheme: scheme, Host: net.JoinHostPort(strings.Trim(addr, "[]"), defPort)}, nil
+		return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, defPort)}, nil
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
-		return Endpoint{}, configErrorf("agent address %q is not host:port", addr)
+		return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
 	}
 	return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
 }

@@ -54,6 +54,10 @@ func New(cfg consul.Config, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consulhttp: %w", err)
 	}
+	// The agent API never redirects, and net/http would forward the
+	// X-Consul-Token header to wherever a redirect points: refuse them, so a
+	// 3xx comes back as a *beacon.StatusError instead.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := &Client{cfg: cfg, endpoint: ep, base: ep.URL(), hc: hc, tokens: cfg.NewTokenSource(), maxBody: DefaultMaxBodyBytes}
 	for _, o := range opts {
 		o(c)
@@ -91,6 +95,7 @@ func (c *Client) newRequest(method, rawPath string) *request {
 // do sends r and returns the response with its body capped; the caller
 // closes it. Non-2xx answers become *beacon.StatusError.
 func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	u := *c.base
 	u.Path, u.RawPath = r.path, r.rawPath
@@ -141,7 +146,10 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		// The caller's own context ending is the caller's business; anything
+		// else, this request's deadline included (an agent that accepts and
+		// never answers), means the agent is unavailable.
+		if parent.Err() != nil {
 			return nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
 		}
 		return nil, fmt.Errorf("%s %s: %w: %w", r.method, r.path, beacon.ErrUnavailable, err)

@@ -62,7 +62,10 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	if q.WaitIndex > 0 {
 		req.query.Set("index", strconv.FormatUint(q.WaitIndex, 10))
 		if q.WaitTime > 0 {
-			req.query.Set("wait", strconv.FormatInt(q.WaitTime.Milliseconds(), 10)+"ms")
+			// Round up: "0ms" would make Consul wait its default 5 minutes,
+			// far past this request's deadline.
+			ms := (q.WaitTime + time.Millisecond - 1) / time.Millisecond
+			req.query.Set("wait", strconv.FormatInt(int64(ms), 10)+"ms")
 		}
 		req.timeout = c.cfg.BlockingTimeout(q.WaitTime)
 	}

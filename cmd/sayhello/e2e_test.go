@@ -84,12 +84,12 @@ func (s *syncBuffer) String() string {
 }
 
 type proc struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
+	cmd     *exec.Cmd
+	stderr  *syncBuffer
 	done    chan error
 	started time.Time
 	port    int
-	id     string
+	id      string
 }
 
 func freePort(t *testing.T) int {
