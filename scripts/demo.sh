@@ -25,7 +25,8 @@ cleanup() {
 	rm -rf "$workdir"
 	echo "done: nothing left running"
 }
-trap cleanup INT TERM EXIT
+trap "cleanup; exit 0" INT TERM
+trap cleanup EXIT
 
 leader() { curl -fsS --max-time 2 "http://$ADDR/v1/status/leader" 2>/dev/null | grep -q '"[^"]'; }
 
