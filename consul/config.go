@@ -201,34 +201,49 @@ func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
 		if s != "http" && s != "https" {
 			return Endpoint{}, configErrorf("agent address %q: scheme %q is not http, https or unix", orig, s)
 		}
-		scheme, addr = s, strings.TrimSuffix(rest, "/")
+		// As consul/api: an explicit https request (CONSUL_HTTP_SSL) is
+		// never downgraded by an http:// prefix.
+		if s == "https" || defaultScheme != "https" {
+			scheme = s
+		}
+		addr = strings.TrimSuffix(rest, "/")
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		// A bare host (name, IPv4, IPv6 with or without brackets) implies
-		// the agent's port.
+		// A bare host (name, IPv4, IPv6 with or without brackets) takes the
+		// scheme's default port, as in consul/api and the consul CLI, so the
+		// same CONSUL_HTTP_ADDR reaches the same agent everywhere.
 		host = addr
 		if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
 			host = host[1 : len(host)-1]
 		}
-		if host == "" || strings.ContainsAny(host, "/?#@ []") {
+		if !validHost(host) {
 			return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
 		}
-		if strings.Contains(host, ":") {
-			if _, err := netip.ParseAddr(host); err != nil {
-				return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
-			}
-		}
-		defPort := "8500"
+		defPort := "80"
 		if scheme == "https" {
-			defPort = "8501"
+			defPort = "443"
 		}
 		return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, defPort)}, nil
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || host == "" {
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || !validHost(host) {
 		return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
 	}
 	return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
+}
+
+// validHost reports whether host (without brackets or port) can stand in a
+// URL's host: non-empty, no URL delimiters, and an IPv6 address if it holds
+// a colon.
+func validHost(host string) bool {
+	if host == "" || strings.ContainsAny(host, "/?#@[] \t") {
+		return false
+	}
+	if strings.Contains(host, ":") {
+		_, err := netip.ParseAddr(host)
+		return err == nil
+	}
+	return true
 }
 
 // Validate checks the configuration without touching the network or files.
@@ -254,7 +269,11 @@ func (c Config) Agent(i int) Config {
 	if len(eps) == 0 {
 		eps = []string{DefaultAddress}
 	}
-	c.Addresses = []string{eps[i%len(eps)]}
+	i %= len(eps)
+	if i < 0 {
+		i += len(eps)
+	}
+	c.Addresses = []string{eps[i]}
 	return c
 }
 

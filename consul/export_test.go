@@ -1,0 +1,5 @@
+package consul
+
+// FromLookup exposes fromLookup so external tests can build a Config from a
+// map instead of the process environment.
+var FromLookup = fromLookup
