@@ -1,0 +1,27 @@
+// Package consultest starts real Consul agents for tests.
+//
+// NewServer runs "consul agent -dev" on a random loopback address with free
+// ports, waits until the agent has elected itself leader and registered its
+// own node, and stops it when the test ends:
+//
+//	func TestRegister(t *testing.T) {
+//		srv := consultest.NewServer(t)
+//		cfg := srv.Config() // consul.Config{Addresses: []string{srv.HTTPAddr}}
+//		// ... exercise your service against cfg ...
+//	}
+//
+// The agent binary is $CONSUL_BIN, else consul on PATH, else bin/consul in
+// the working directory or one of its parents (as built by "make consul").
+// When none is found, NewServer skips the test.
+//
+// Each agent binds its own loopback IP (127.a.b.c on Linux, where all of
+// 127/8 reaches the loopback interface) and its own ports, so agents started
+// by parallel tests, and by test binaries of other packages running at the
+// same time, do not collide. Dev agents keep all state in memory: Restart
+// brings up an empty agent on the same address.
+//
+// Every agent is killed when its test ends. On Linux agents also run in a
+// process group of their own and are killed by the kernel when the test
+// binary dies (a -timeout panic, SIGKILL), so none outlives the test run.
+// The agent's log is shown when the test fails.
+package consultest

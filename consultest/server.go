@@ -1,0 +1,550 @@
+package consultest
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon/consul"
+)
+
+const (
+	// startTimeout bounds NewServer and Restart, all attempts included. A dev
+	// agent is normally ready in one to three seconds; a loaded CI box running
+	// many test binaries at once needs the slack.
+	startTimeout = 30 * time.Second
+	// maxRetries is how many times an agent that exits while starting (most
+	// likely a port taken between choosing and binding it) is started again.
+	maxRetries = 3
+	// pollInterval paces the readiness polls of the agent's HTTP API.
+	pollInterval = 50 * time.Millisecond
+	// logTailLines is how much of the agent's log a failing test shows.
+	logTailLines = 200
+)
+
+// Server is a running Consul agent started for a test.
+type Server struct {
+	Name     string // node name
+	IP       string // loopback IP it binds, e.g. "127.0.0.1" or "127.x.y.z"
+	HTTPAddr string // "ip:port"
+	DNSAddr  string // "ip:port"
+	// DataDir is a directory reserved for the agent's data. Dev agents keep
+	// their state in memory, so it stays empty for now.
+	DataDir string
+
+	bin   string
+	opts  options
+	dir   string // per-server temp dir: config files, log, DataDir
+	log   string // agent stdout+stderr, appended to across (re)starts
+	ports ports
+
+	mu       sync.Mutex
+	proc     *process // nil when no agent is running
+	starts   int      // agent processes started so far, for log headers
+	logShown bool     // the log was already shown by a failure message
+}
+
+type ports struct {
+	HTTP    int `json:"http"`
+	DNS     int `json:"dns"`
+	SerfLAN int `json:"serf_lan"`
+	SerfWAN int `json:"serf_wan"`
+	Server  int `json:"server"`
+}
+
+// process is one agent process; done is closed once it has been reaped.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // cmd.Wait's result, valid after done is closed
+}
+
+type options struct {
+	name      string
+	extraJSON string
+	args      []string
+}
+
+// Option configures NewServer.
+type Option func(*options)
+
+// WithNodeName sets the agent's node name. The default is "consultest-"
+// followed by random hex digits.
+func WithNodeName(name string) Option { return func(o *options) { o.name = name } }
+
+// WithConfigJSON adds a JSON configuration file, which the agent merges over
+// the one consultest writes (objects merge, later scalar values win).
+func WithConfigJSON(extra string) Option { return func(o *options) { o.extraJSON = extra } }
+
+// WithArgs appends command-line arguments to "consul agent -dev ...". Flags
+// override configuration files.
+func WithArgs(args ...string) Option {
+	return func(o *options) { o.args = append(o.args, args...) }
+}
+
+// BinaryPath returns the consul binary to run: $CONSUL_BIN when set, else
+// consul on PATH, else bin/consul in the working directory or the nearest
+// parent that has one. It fails when none is found or $CONSUL_BIN is not an
+// executable file.
+func BinaryPath() (string, error) {
+	if p := os.Getenv("CONSUL_BIN"); p != "" {
+		// An explicit choice is not silently replaced by another binary.
+		if err := checkExecutable(p); err != nil {
+			return "", fmt.Errorf("consultest: CONSUL_BIN: %w", err)
+		}
+		return filepath.Abs(p)
+	}
+	if p, err := exec.LookPath("consul"); err == nil {
+		return filepath.Abs(p)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("consultest: %w", err)
+	}
+	name := "consul"
+	if runtime.GOOS == "windows" {
+		name += ".exe"
+	}
+	// go test runs in the package directory; bin/ sits at the module root.
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		p := filepath.Join(dir, "bin", name)
+		if checkExecutable(p) == nil {
+			return p, nil
+		}
+		if filepath.Dir(dir) == dir {
+			break
+		}
+	}
+	return "", errors.New("consultest: no consul binary: CONSUL_BIN is unset, consul is not on PATH, and no bin/consul above " + wd)
+}
+
+func checkExecutable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", p)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", p)
+	}
+	return nil
+}
+
+// NewServer starts a dev-mode Consul agent and waits until it is leader and
+// has registered its own node. The test is skipped when there is no consul
+// binary (see BinaryPath) and fails when the agent does not become ready
+// within 30 seconds. The agent is stopped and its directory removed when the
+// test ends.
+func NewServer(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	bin, err := BinaryPath()
+	if err != nil {
+		t.Skipf("consultest: no consul binary: set CONSUL_BIN, put consul on PATH, or run `make consul` (%v)", err)
+	}
+	o := options{name: "consultest-" + randomHex(4)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.name == "" {
+		t.Fatalf("consultest: empty node name")
+	}
+	if o.extraJSON != "" && !json.Valid([]byte(o.extraJSON)) {
+		// Caught here: the agent would exit and be retried in vain.
+		t.Fatalf("consultest: WithConfigJSON: invalid JSON: %s", o.extraJSON)
+	}
+
+	// Not t.TempDir: its path embeds the test name, which can be long, and
+	// removing the directory is ours to order after the agent is dead.
+	dir, err := os.MkdirTemp("", "consultest-")
+	if err != nil {
+		t.Fatalf("consultest: %v", err)
+	}
+	s := &Server{
+		Name:    o.name,
+		DataDir: filepath.Join(dir, "data"),
+		bin:     bin,
+		opts:    o,
+		dir:     dir,
+		log:     filepath.Join(dir, "agent.log"),
+	}
+	// Registered before anything can fail, so no process or directory leaks.
+	t.Cleanup(func() { s.cleanup(t) })
+	if err := os.Mkdir(s.DataDir, 0o700); err != nil {
+		t.Fatalf("consultest: %v", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	deadline := time.Now().Add(startTimeout)
+	for attempt := 0; ; attempt++ {
+		// Fresh IP and ports each attempt: an early exit most likely means
+		// another process took one of the ports after we chose it.
+		ip := loopbackIP()
+		p, err := freePorts(ip)
+		if err != nil {
+			t.Fatalf("consultest: choosing ports on %s: %v", ip, err)
+		}
+		s.IP, s.ports = ip, p
+		s.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(p.HTTP))
+		s.DNSAddr = net.JoinHostPort(ip, strconv.Itoa(p.DNS))
+		err = s.startLocked(deadline)
+		if err == nil {
+			return s
+		}
+		if !s.retryable(err, attempt, deadline) {
+			s.fatalLocked(t, "consultest: starting agent %s: %v", s.Name, err)
+		}
+		t.Logf("consultest: agent %s on %s: %v; retrying on new ports", s.Name, s.HTTPAddr, err)
+	}
+}
+
+// Config returns a client configuration for the agent's HTTP API.
+func (s *Server) Config() consul.Config {
+	return consul.Config{Addresses: []string{s.HTTPAddr}}
+}
+
+// URL returns the base URL of the agent's HTTP API.
+func (s *Server) URL() string { return "http://" + s.HTTPAddr }
+
+// Stop kills the agent and waits for it to exit. It may be called more than
+// once, and before the test's cleanup (which calls it too).
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+// Restart stops the agent, if it runs, and starts a fresh dev agent on the
+// same IP and ports. Dev agents keep state in memory, so everything
+// registered before is gone. It fails the test if the new agent does not
+// become ready.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+	deadline := time.Now().Add(startTimeout)
+	for attempt := 0; ; attempt++ {
+		err := s.startLocked(deadline)
+		if err == nil {
+			return
+		}
+		// The address must not change, so a retry can only hope that
+		// whatever held a port has let go of it.
+		if !s.retryable(err, attempt, deadline) {
+			s.fatalLocked(t, "consultest: restarting agent %s on %s: %v", s.Name, s.HTTPAddr, err)
+		}
+		t.Logf("consultest: agent %s on %s: %v; retrying", s.Name, s.HTTPAddr, err)
+	}
+}
+
+// exitError reports an agent that exited before becoming ready.
+type exitError struct{ err error }
+
+func (e *exitError) Error() string { return fmt.Sprintf("agent exited while starting: %v", e.err) }
+
+func (s *Server) retryable(err error, attempt int, deadline time.Time) bool {
+	var ee *exitError
+	return errors.As(err, &ee) && attempt < maxRetries && time.Now().Before(deadline)
+}
+
+// agentConfig is the JSON configuration file given to every agent.
+type agentConfig struct {
+	NodeName           string `json:"node_name"`
+	BindAddr           string `json:"bind_addr"`
+	ClientAddr         string `json:"client_addr"`
+	AdvertiseAddr      string `json:"advertise_addr"`
+	Ports              any    `json:"ports"`
+	DisableUpdateCheck bool   `json:"disable_update_check"`
+	DisableHostNodeID  bool   `json:"disable_host_node_id"`
+	LogLevel           string `json:"log_level"`
+}
+
+func (s *Server) writeConfig() ([]string, error) {
+	cfg := agentConfig{
+		NodeName:      s.Name,
+		BindAddr:      s.IP,
+		ClientAddr:    s.IP,
+		AdvertiseAddr: s.IP, // the WAN address follows it
+		Ports: struct {
+			ports
+			// Dev agents of 1.14 bind gRPC on 8502 and gRPC-TLS on 8503,
+			// which would make every second agent on the host fail. The
+			// config file overrides the dev defaults (checked with ss),
+			// and unlike -grpc-port flags leaves WithConfigJSON able to
+			// turn gRPC back on.
+			GRPC    int `json:"grpc"`
+			GRPCTLS int `json:"grpc_tls"`
+			HTTPS   int `json:"https"`
+		}{s.ports, -1, -1, -1},
+		DisableUpdateCheck: true,
+		// Random node IDs: agents on one host must not share a host-derived
+		// one. This is the default, made explicit.
+		DisableHostNodeID: true,
+		LogLevel:          "debug",
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	files := []string{filepath.Join(s.dir, "consultest.json")}
+	if err := os.WriteFile(files[0], b, 0o600); err != nil {
+		return nil, err
+	}
+	if s.opts.extraJSON != "" {
+		files = append(files, filepath.Join(s.dir, "extra.json"))
+		if err := os.WriteFile(files[1], []byte(s.opts.extraJSON), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// startLocked starts an agent on s's current address and waits until it is
+// ready, exits (*exitError) or the deadline passes. On error no agent runs.
+func (s *Server) startLocked(deadline time.Time) error {
+	files, err := s.writeConfig()
+	if err != nil {
+		return err
+	}
+	args := []string{"agent", "-dev"}
+	for _, f := range files {
+		args = append(args, "-config-file", f)
+	}
+	args = append(args, s.opts.args...)
+
+	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	s.starts++
+	fmt.Fprintf(logf, "=== consultest: start %d at %s: %s %s\n",
+		s.starts, time.Now().Format(time.RFC3339Nano), s.bin, strings.Join(args, " "))
+
+	cmd := exec.Command(s.bin, args...)
+	cmd.Dir = s.dir
+	// An *os.File is handed to the child as is: no copying goroutines.
+	cmd.Stdout, cmd.Stderr = logf, logf
+	setProcAttr(cmd)
+	err = cmd.Start()
+	logf.Close() // the child holds its own copy
+	if err != nil {
+		return err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	s.proc = p
+
+	if err := s.waitReady(p, deadline); err != nil {
+		s.stopLocked()
+		return err
+	}
+	return nil
+}
+
+// httpClient polls the agents. Without keep-alives no idle connection (and
+// its goroutines) outlives a poll, which keeps leak checkers quiet.
+var httpClient = &http.Client{
+	Timeout:   2 * time.Second,
+	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+}
+
+// waitReady polls until the agent has a leader and its own node is in the
+// catalog: before that, health and catalog queries fail or come back empty.
+func (s *Server) waitReady(p *process, deadline time.Time) error {
+	// A poll in flight is cut short when the agent exits, so an early exit
+	// is seen at once even if something else accepts on the port and hangs.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		last := s.ready(ctx)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return &exitError{err: p.err}
+		case <-ctx.Done():
+			// Also done when the agent exited: that is the better answer.
+			select {
+			case <-p.done:
+				return &exitError{err: p.err}
+			default:
+			}
+			return fmt.Errorf("not ready after %v: %v", startTimeout, last)
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) ready(ctx context.Context) error {
+	var leader string
+	if err := getJSON(ctx, s.URL()+"/v1/status/leader", &leader); err != nil {
+		return err
+	}
+	if leader == "" {
+		return errors.New("no leader yet")
+	}
+	var node struct {
+		Node *struct {
+			TaggedAddresses map[string]string
+			Meta            map[string]string
+		}
+	}
+	if err := getJSON(ctx, s.URL()+"/v1/catalog/node/"+url.PathEscape(s.Name), &node); err != nil {
+		return err
+	}
+	if node.Node == nil {
+		return fmt.Errorf("node %s not in the catalog yet", s.Name)
+	}
+	// The leader first registers the node bare, from gossip; the agent's
+	// own sync adds its tagged addresses and node meta a moment later.
+	// Wait for that too, so a test sees the node as configured.
+	var self struct{ Meta map[string]string }
+	if err := getJSON(ctx, s.URL()+"/v1/agent/self", &self); err != nil {
+		return err
+	}
+	if len(node.Node.TaggedAddresses) == 0 {
+		return fmt.Errorf("node %s not synced by its agent yet", s.Name)
+	}
+	for k, v := range self.Meta {
+		if got, ok := node.Node.Meta[k]; !ok || got != v {
+			return fmt.Errorf("node %s not synced by its agent yet (meta %q)", s.Name, k)
+		}
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(body))
+	}
+	return json.Unmarshal(body, v)
+}
+
+func (s *Server) stopLocked() {
+	if s.proc == nil {
+		return
+	}
+	killProcess(s.proc.cmd)
+	<-s.proc.done
+	s.proc = nil
+}
+
+// fatalLocked fails the test with the agent's log, which is then not shown
+// again by the cleanup.
+func (s *Server) fatalLocked(t testing.TB, format string, args ...any) {
+	t.Helper()
+	s.logShown = true
+	t.Fatalf("%s\nagent log (last %d lines):\n%s", fmt.Sprintf(format, args...), logTailLines, s.logTail())
+}
+
+func (s *Server) cleanup(t testing.TB) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+	if t.Failed() && !s.logShown {
+		t.Logf("consultest: agent %s on %s, log (last %d lines):\n%s", s.Name, s.HTTPAddr, logTailLines, s.logTail())
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		t.Errorf("consultest: removing %s: %v", s.dir, err)
+	}
+}
+
+func (s *Server) logTail() string {
+	b, err := os.ReadFile(s.log)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	lines := strings.SplitAfter(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > logTailLines {
+		lines = lines[len(lines)-logTailLines:]
+	}
+	return strings.Join(lines, "")
+}
+
+// freePorts chooses a port for each listener of the agent. Each port is free
+// on ip for both TCP and UDP (DNS and Serf use both), and all stay bound
+// until every one is chosen, so they differ. Another process may still take
+// one before the agent binds it; NewServer retries then.
+func freePorts(ip string) (ports, error) {
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	var got [5]int
+	for i := range got {
+		for try := 0; ; try++ {
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+			if err != nil {
+				return ports{}, err
+			}
+			held = append(held, l)
+			port := l.Addr().(*net.TCPAddr).Port
+			u, err := net.ListenPacket("udp", net.JoinHostPort(ip, strconv.Itoa(port)))
+			if err == nil {
+				held = append(held, u)
+				got[i] = port
+				break
+			}
+			if try == 20 {
+				return ports{}, err
+			}
+		}
+	}
+	return ports{HTTP: got[0], DNS: got[1], SerfLAN: got[2], SerfWAN: got[3], Server: got[4]}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rand.UintN(256))
+	}
+	return hex.EncodeToString(b)
+}
