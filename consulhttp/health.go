@@ -3,6 +3,7 @@ package consulhttp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -90,11 +91,18 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		return nil, beacon.QueryMeta{}, err
 	}
 	var entries []healthEntry
-	dec := json.NewDecoder(body)
+	rec := &readRecorder{r: body}
+	dec := json.NewDecoder(rec)
 	if err := dec.Decode(&entries); err != nil {
+		if rec.transportErr() != nil {
+			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
+		}
 		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
+		if rec.transportErr() != nil {
+			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
+		}
 		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: data after the JSON array", beacon.ErrMalformedResponse)
 	}
 	out := make([]beacon.Instance, 0, len(entries))
@@ -104,7 +112,13 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		}
 		health := beacon.HealthPassing
 		for _, ch := range e.Checks {
-			health = health.Worse(beacon.Health(ch.Status))
+			st := beacon.Health(ch.Status)
+			if !st.Valid() {
+				// Nothing unrecognised looks healthy, and Instance.Health
+				// stays one of the three states.
+				st = beacon.HealthCritical
+			}
+			health = health.Worse(st)
 		}
 		addr := e.Service.Address
 		if addr == "" {
@@ -147,4 +161,28 @@ func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
 		m.LastContact = time.Duration(ms) * time.Millisecond
 	}
 	return m, nil
+}
+
+// readRecorder remembers the reader's error, so a connection that dies or
+// stalls mid-answer reads as ErrUnavailable (worth retrying elsewhere), not
+// as a malformed answer.
+type readRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readRecorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+// transportErr is the reader's error unless it is a clean end or the size cap.
+func (r *readRecorder) transportErr() error {
+	if r.err == nil || r.err == io.EOF || errors.Is(r.err, beacon.ErrMalformedResponse) {
+		return nil
+	}
+	return r.err
 }

@@ -1,0 +1,11 @@
+// Package consulkit implements beacon.Registry on go-kit's sd/consul client
+// and hashicorp/consul/api: the seed's second Consul client, held to the
+// same contract as consulhttp by the registrytest conformance suite.
+//
+// go-kit's client registers, deregisters and looks services up; it takes no
+// context for register and deregister (those calls are bounded by the HTTP
+// client's timeout instead), updates no TTL, cannot replace a registration's
+// checks, and filters by one tag only. consul/api fills those gaps. The
+// Client also offers go-kit's own views, sd.Instancer and sd.Registrar, so an
+// existing go-kit Endpointer and load balancer can sit on Beacon.
+package consulkit

@@ -1,0 +1,114 @@
+package consulkit
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/go-kit/kit/sd"
+	kitconsul "github.com/go-kit/kit/sd/consul"
+	"github.com/go-kit/log"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/internal/watch"
+)
+
+// Instancer is a go-kit sd.Instancer over any beacon.Registry: an existing
+// go-kit Endpointer and lb balancer can sit on Beacon unchanged. Unlike
+// go-kit's consul Instancer, Stop cancels the in-flight blocking query and
+// waits for the loop to end, the index follows Consul's rules (reset after
+// errors and when it goes backwards), queries are rate-limited, and the
+// last good instances are kept on errors (the Event carries the error).
+//
+// Instances are "address:port" strings, as go-kit's are.
+type Instancer struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	state sd.Event
+	subs  map[chan<- sd.Event]struct{}
+}
+
+var _ sd.Instancer = (*Instancer)(nil)
+
+// NewInstancer starts watching q on reg; Stop ends it. Errors are logged to
+// logger (log.NewNopLogger() to discard).
+func NewInstancer(reg beacon.Registry, q beacon.Query, logger log.Logger) *Instancer {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Instancer{cancel: cancel, done: make(chan struct{}), subs: map[chan<- sd.Event]struct{}{}}
+	go func() {
+		defer close(s.done)
+		watch.Loop(ctx, reg, q, watch.Options{}, func(r watch.Result) {
+			if r.Err != nil {
+				_ = logger.Log("service", q.Service, "err", r.Err)
+				s.update(sd.Event{Err: r.Err}, true)
+				return
+			}
+			addrs := make([]string, 0, len(r.Instances))
+			for _, in := range r.Instances {
+				addrs = append(addrs, hostPort(in))
+			}
+			slices.Sort(addrs)
+			s.update(sd.Event{Instances: addrs}, false)
+		})
+	}()
+	return s
+}
+
+// update records a new state and tells subscribers when it changed. On an
+// error the last instances stay, as go-kit's own cache keeps them.
+func (s *Instancer) update(ev sd.Event, isErr bool) {
+	s.mu.Lock()
+	if isErr {
+		ev.Instances = s.state.Instances
+	} else if s.state.Err == nil && slices.Equal(ev.Instances, s.state.Instances) && s.state.Instances != nil {
+		s.mu.Unlock()
+		return // unchanged results are not re-published
+	}
+	s.state = ev
+	// Sent under the lock, unlike Beacon's own notifications: go-kit's
+	// Endpointer closes its channel as soon as Deregister returns, so no
+	// send may be in flight then. Its receive loop never blocks on us.
+	for ch := range s.subs {
+		ch <- copyEvent(ev)
+	}
+	s.mu.Unlock()
+}
+
+func copyEvent(ev sd.Event) sd.Event {
+	ev.Instances = slices.Clone(ev.Instances)
+	return ev
+}
+
+// Register subscribes ch to state changes; it first receives the current state.
+func (s *Instancer) Register(ch chan<- sd.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subs[ch] = struct{}{}
+	ch <- copyEvent(s.state)
+}
+
+// Deregister unsubscribes ch.
+func (s *Instancer) Deregister(ch chan<- sd.Event) {
+	s.mu.Lock()
+	delete(s.subs, ch)
+	s.mu.Unlock()
+}
+
+// Stop cancels the watch, including its in-flight query, and waits for it
+// to end. It is safe to call more than once.
+func (s *Instancer) Stop() {
+	s.cancel()
+	<-s.done
+}
+
+// Registrar returns go-kit's own sd.Registrar for r on this client, after
+// validating r. Like every go-kit Registrar it logs errors instead of
+// returning them; Register on a beacon.Registry (or the keeper) reports them.
+func (c *Client) Registrar(r beacon.Registration, logger log.Logger) (sd.Registrar, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return kitconsul.NewRegistrar(c.kit, toAPIRegistration(r), logger), nil
+}

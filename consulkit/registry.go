@@ -1,0 +1,211 @@
+package consulkit
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/beaconsd/beacon"
+)
+
+func toAPIRegistration(r beacon.Registration) *api.AgentServiceRegistration {
+	reg := &api.AgentServiceRegistration{
+		ID: r.ID, Name: r.Service, Tags: r.Tags, Address: r.Address, Port: r.Port, Meta: r.Meta,
+	}
+	if r.Weights != (beacon.Weights{}) {
+		reg.Weights = &api.AgentWeights{Passing: r.Weights.Passing, Warning: r.Weights.Warning}
+	}
+	ids := r.CheckIDs()
+	for i, c := range r.Checks {
+		name := c.Name
+		if name == "" {
+			name = "Service '" + r.Service + "' check"
+		}
+		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
+			CheckID:                        ids[i],
+			Name:                           name,
+			HTTP:                           c.HTTP,
+			TCP:                            c.TCP,
+			TTL:                            dur(c.TTL),
+			Interval:                       dur(c.Interval),
+			Timeout:                        dur(c.Timeout),
+			DeregisterCriticalServiceAfter: dur(c.DeregisterCriticalAfter),
+			Status:                         string(c.InitialStatus),
+			Notes:                          c.Notes,
+		})
+	}
+	return reg
+}
+
+func dur(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// Register adds or replaces r through go-kit's Client. go-kit takes no
+// context, so the call is bounded by the HTTP client's timeout
+// (consul.Config.Timeout) and ctx is only checked before it starts. go-kit
+// cannot ask the agent to replace existing checks, so checks the new
+// registration no longer lists are removed afterwards through consul/api.
+func (c *Client) Register(ctx context.Context, r beacon.Registration) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("consulkit: register %q: %w", r.ID, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("consulkit: register %q: %w", r.ID, err)
+	}
+	if err := c.kit.Register(toAPIRegistration(r)); err != nil {
+		return fmt.Errorf("consulkit: register %q: %w", r.ID, mapError(nil, http.MethodPut, "/v1/agent/service/register", err))
+	}
+	if err := c.removeStaleChecks(ctx, r); err != nil {
+		return fmt.Errorf("consulkit: register %q: %w", r.ID, err)
+	}
+	return nil
+}
+
+func (c *Client) removeStaleChecks(ctx context.Context, r beacon.Registration) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	filter := fmt.Sprintf("ServiceID == %q", r.ID)
+	checks, err := c.api.Agent().ChecksWithFilterOpts(filter, q)
+	if err != nil {
+		return mapError(ctx, http.MethodGet, "/v1/agent/checks", err)
+	}
+	keep := make(map[string]bool, len(r.Checks))
+	for _, id := range r.CheckIDs() {
+		keep[id] = true
+	}
+	for id := range checks {
+		if keep[id] {
+			continue
+		}
+		if err := c.api.Agent().CheckDeregisterOpts(id, q); err != nil && !isNotFound(err) {
+			return mapError(ctx, http.MethodPut, "/v1/agent/check/deregister/"+id, err)
+		}
+	}
+	return nil
+}
+
+func isNotFound(err error) bool {
+	se, ok := err.(api.StatusError)
+	return ok && se.Code == http.StatusNotFound
+}
+
+// Deregister removes the instance through go-kit's Client (bounded by the
+// HTTP client's timeout, as Register). An unknown ID is not an error.
+func (c *Client) Deregister(ctx context.Context, id string) error {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return fmt.Errorf("consulkit: deregister %q: %w", id, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("consulkit: deregister %q: %w", id, err)
+	}
+	err := c.kit.Deregister(&api.AgentServiceRegistration{ID: id})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("consulkit: deregister %q: %w", id, mapError(nil, http.MethodPut, "/v1/agent/service/deregister/"+id, err))
+	}
+	return nil
+}
+
+// UpdateTTL sets a TTL check's status through consul/api (go-kit has no
+// such call).
+func (c *Client) UpdateTTL(ctx context.Context, checkID string, status beacon.Health, output string) error {
+	if err := beacon.ValidateTTLUpdate(checkID, status, output); err != nil {
+		return fmt.Errorf("consulkit: update check %q: %w", checkID, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout())
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := c.api.Agent().UpdateTTLOpts(checkID, output, string(status), q); err != nil {
+		return fmt.Errorf("consulkit: update check %q: %w", checkID, mapError(ctx, http.MethodPut, "/v1/agent/check/update/"+checkID, err))
+	}
+	return nil
+}
+
+// Instances looks instances up through go-kit's Client.Service, which takes
+// consul/api QueryOptions and so a context and a blocking index; it filters
+// by one tag only, so queries with several tags go to consul/api's
+// ServiceMultipleTags.
+func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	if err := q.Validate(); err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulkit: instances of %q: %w", q.Service, err)
+	}
+	timeout := c.cfg.RequestTimeout()
+	opts := &api.QueryOptions{
+		Datacenter:        q.Datacenter,
+		AllowStale:        q.Consistency == beacon.ConsistencyStale,
+		RequireConsistent: q.Consistency == beacon.ConsistencyConsistent,
+		Filter:            q.Filter,
+	}
+	if q.WaitIndex > 0 {
+		opts.WaitIndex = q.WaitIndex
+		opts.WaitTime = q.WaitTime
+		timeout = c.cfg.BlockingTimeout(q.WaitTime)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	opts = opts.WithContext(ctx)
+
+	var (
+		entries []*api.ServiceEntry
+		meta    *api.QueryMeta
+		err     error
+	)
+	passing := !q.IncludeUnhealthy
+	switch len(q.Tags) {
+	case 0:
+		entries, meta, err = c.kitClient.Service(q.Service, "", passing, opts)
+	case 1:
+		entries, meta, err = c.kitClient.Service(q.Service, q.Tags[0], passing, opts)
+	default:
+		entries, meta, err = c.api.Health().ServiceMultipleTags(q.Service, q.Tags, passing, opts)
+	}
+	if err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulkit: instances of %q: %w", q.Service, mapError(ctx, http.MethodGet, "/v1/health/service/"+q.Service, err))
+	}
+	out := make([]beacon.Instance, 0, len(entries))
+	for i, e := range entries {
+		if e == nil || e.Node == nil || e.Service == nil || e.Service.ID == "" {
+			return nil, beacon.QueryMeta{}, fmt.Errorf("consulkit: instances of %q: %w: entry %d has no node or service", q.Service, beacon.ErrMalformedResponse, i)
+		}
+		out = append(out, toInstance(e))
+	}
+	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact}, nil
+}
+
+func toInstance(e *api.ServiceEntry) beacon.Instance {
+	health := beacon.HealthPassing
+	for _, ch := range e.Checks {
+		st := beacon.Health(ch.Status)
+		if !st.Valid() {
+			st = beacon.HealthCritical // nothing unrecognised looks healthy
+		}
+		health = health.Worse(st)
+	}
+	addr := e.Service.Address
+	if addr == "" {
+		addr = e.Node.Address
+	}
+	return beacon.Instance{
+		ID:      e.Service.ID,
+		Service: e.Service.Service,
+		Node:    e.Node.Node,
+		Address: addr,
+		Port:    e.Service.Port,
+		Tags:    e.Service.Tags,
+		Meta:    e.Service.Meta,
+		Weights: beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
+		Health:  health,
+	}
+}
+
+// hostPort is "address:port" as go-kit's Instancer reports instances.
+func hostPort(in beacon.Instance) string {
+	return net.JoinHostPort(in.Address, strconv.Itoa(in.Port))
+}

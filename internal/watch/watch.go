@@ -1,0 +1,99 @@
+// Package watch runs the one blocking-query loop Beacon needs, following
+// Consul's documented index rules, so it is written once.
+package watch
+
+import (
+	"context"
+	"math/rand/v2"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/beaconsd/beacon"
+)
+
+// Options tune a Loop. The zero value is usable.
+type Options struct {
+	// WaitTime is each blocking query's wait; zero means 5 minutes.
+	WaitTime time.Duration
+	// Limiter spaces queries so churn degrades to polling; nil means a
+	// burst of 2 and then one query per second.
+	Limiter *rate.Limiter
+	// MinBackoff and MaxBackoff bound the jittered wait after an error;
+	// zero means 100 ms and 10 s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Result is one answer, or the error that took its place.
+type Result struct {
+	Instances []beacon.Instance
+	Meta      beacon.QueryMeta
+	Err       error
+}
+
+// Loop runs blocking queries for q until ctx ends, calling emit with every
+// answer whose index moved and with every error. It returns when ctx ends;
+// the in-flight query is cancelled with it.
+//
+// Index rules (Consul's blocking-query documentation): the first query and
+// the first after any error start from 0 (a fresh agent given an old,
+// higher index blocks for the whole wait even when its data changes); an
+// index that goes backwards resets to 0; an index below 1 is treated as 1.
+func Loop(ctx context.Context, reg beacon.Registry, q beacon.Query, o Options, emit func(Result)) {
+	if o.WaitTime <= 0 {
+		o.WaitTime = 5 * time.Minute
+	}
+	if o.Limiter == nil {
+		o.Limiter = rate.NewLimiter(rate.Every(time.Second), 2)
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(10*time.Second, o.MinBackoff)
+	}
+	var index uint64
+	backoff := o.MinBackoff
+	for {
+		if err := o.Limiter.Wait(ctx); err != nil {
+			return // ctx ended
+		}
+		q.WaitIndex, q.WaitTime = index, o.WaitTime
+		insts, meta, err := reg.Instances(ctx, q)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			index = 0
+			emit(Result{Err: err})
+			if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+				return
+			}
+			backoff = min(backoff*2, o.MaxBackoff)
+			continue
+		}
+		backoff = o.MinBackoff
+		next := meta.LastIndex
+		switch {
+		case next < index:
+			next = 0 // went backwards: the agent's state was reset
+		case next < 1:
+			next = 1
+		}
+		if index == 0 || next != index {
+			emit(Result{Instances: insts, Meta: meta})
+		}
+		index = next
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
