@@ -24,6 +24,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consulkit"
 	"github.com/beaconsd/beacon/consultest"
 )
 
@@ -176,17 +177,39 @@ func passingIDs(t *testing.T, c beacon.Registry, service string) []string {
 
 func get(t *testing.T, url string) (int, http.Header, string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url)
+	code, h, body, err := tryGet(url)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	return code, h, body
 }
 
-func TestEndToEnd(t *testing.T) {
+func tryGet(url string) (int, http.Header, string, error) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b), err
+}
+
+// backends are sayhello's -backend values; every end-to-end test runs on each.
+var backends = []string{"http", "kit"}
+
+func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			t.Parallel()
+			f(t, b)
+		})
+	}
+}
+
+func TestEndToEnd(t *testing.T) { forEachBackend(t, testEndToEnd) }
+
+func testEndToEnd(t *testing.T, backend string) {
 	srv := consultest.NewServer(t)
 	c, err := consulhttp.New(srv.Config())
 	if err != nil {
@@ -194,7 +217,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	defer c.Close()
 
-	p := startSayHello(t, srv.HTTPAddr)
+	p := startSayHello(t, srv.HTTPAddr, "-backend", backend)
 	waitFor(t, "instance passing in Consul", func() bool {
 		return slices.Contains(passingIDs(t, c, "SayHello"), p.id)
 	})
@@ -293,11 +316,13 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
-func TestSIGTERMDeregisters(t *testing.T) {
+func TestSIGTERMDeregisters(t *testing.T) { forEachBackend(t, testSIGTERMDeregisters) }
+
+func testSIGTERMDeregisters(t *testing.T, backend string) {
 	srv := consultest.NewServer(t)
 	c, _ := consulhttp.New(srv.Config())
 	defer c.Close()
-	p := startSayHello(t, srv.HTTPAddr)
+	p := startSayHello(t, srv.HTTPAddr, "-backend", backend)
 	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -314,11 +339,13 @@ func TestSIGTERMDeregisters(t *testing.T) {
 	}
 }
 
-func TestSIGKILLExcluded(t *testing.T) {
+func TestSIGKILLExcluded(t *testing.T) { forEachBackend(t, testSIGKILLExcluded) }
+
+func testSIGKILLExcluded(t *testing.T, backend string) {
 	srv := consultest.NewServer(t)
 	c, _ := consulhttp.New(srv.Config())
 	defer c.Close()
-	p := startSayHello(t, srv.HTTPAddr)
+	p := startSayHello(t, srv.HTTPAddr, "-backend", backend)
 	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
 
 	if err := p.cmd.Process.Kill(); err != nil {
@@ -332,8 +359,10 @@ func TestSIGKILLExcluded(t *testing.T) {
 	}
 }
 
-func TestUnreachableConsulExits(t *testing.T) {
-	p := startSayHello(t, "127.0.0.1:"+strconv.Itoa(freePort(t)), "-start-timeout", "2s")
+func TestUnreachableConsulExits(t *testing.T) { forEachBackend(t, testUnreachableConsulExits) }
+
+func testUnreachableConsulExits(t *testing.T, backend string) {
+	p := startSayHello(t, "127.0.0.1:"+strconv.Itoa(freePort(t)), "-start-timeout", "2s", "-backend", backend)
 	err := p.wait(t)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() == 0 {
@@ -341,5 +370,62 @@ func TestUnreachableConsulExits(t *testing.T) {
 	}
 	if out := p.stderr.String(); !strings.Contains(out, "could not register") {
 		t.Errorf("stderr = %q, want it to say it could not register", out)
+	}
+}
+
+// TestCrossBackend: an instance registered through one backend is
+// discovered through the other, in both directions.
+func TestCrossBackend(t *testing.T) {
+	srv := consultest.NewServer(t)
+	viaHTTP := startSayHello(t, srv.HTTPAddr, "-backend", "http")
+	viaKit := startSayHello(t, srv.HTTPAddr, "-backend", "kit")
+	for _, tc := range []struct {
+		name    string
+		asker   *proc
+		wantIDs []string
+	}{
+		{"kit discovers http", viaKit, []string{viaHTTP.id, viaKit.id}},
+		{"http discovers kit", viaHTTP, []string{viaHTTP.id, viaKit.id}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			slices.Sort(tc.wantIDs)
+			var got []string
+			waitFor(t, "both instances discovered", func() bool {
+				code, _, body, err := tryGet(tc.asker.url("/discovery?serviceName=SayHello"))
+				var insts []instanceJSON
+				if err != nil || code != 200 || json.Unmarshal([]byte(body), &insts) != nil {
+					return false
+				}
+				got = got[:0]
+				for _, in := range insts {
+					got = append(got, in.ID)
+				}
+				slices.Sort(got)
+				return slices.Equal(got, tc.wantIDs)
+			})
+		})
+	}
+	// And the library clients agree with each other.
+	k, err := consulkit.New(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	h, _ := consulhttp.New(srv.Config())
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	a, _, errA := k.Instances(ctx, beacon.Query{Service: "SayHello"})
+	b, _, errB := h.Instances(ctx, beacon.Query{Service: "SayHello"})
+	if errA != nil || errB != nil || len(a) != 2 || len(b) != 2 {
+		t.Fatalf("kit Instances = %d, %v; http Instances = %d, %v; want 2 each", len(a), errA, len(b), errB)
+	}
+	slices.SortFunc(a, func(x, y beacon.Instance) int { return strings.Compare(x.ID, y.ID) })
+	slices.SortFunc(b, func(x, y beacon.Instance) int { return strings.Compare(x.ID, y.ID) })
+	for i := range a {
+		if a[i].ID != b[i].ID || a[i].Node != b[i].Node || a[i].Address != b[i].Address || a[i].Port != b[i].Port ||
+			a[i].Health != b[i].Health || a[i].Weights != b[i].Weights || !slices.Equal(a[i].Tags, b[i].Tags) || a[i].Meta["version"] != b[i].Meta["version"] {
+			t.Errorf("kit sees %+v, http sees %+v", a[i], b[i])
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consulkit"
 )
 
 // usageError marks a bad command line; main exits 2 for it.
@@ -44,7 +45,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.listen, "listen", "", "address to listen on (default all interfaces on -port)")
 	fs.StringVar(&o.advertise, "advertise", "", "address to register (default the outbound non-loopback IP, else 127.0.0.1)")
 	fs.StringVar(&o.consulAddr, "consul", "", "Consul agent address (default $CONSUL_HTTP_ADDR, else "+consul.DefaultAddress+")")
-	fs.StringVar(&o.backend, "backend", "http", "Consul client: http (net/http only)")
+	fs.StringVar(&o.backend, "backend", "http", "Consul client: http (net/http only) or kit (go-kit sd/consul)")
 	fs.StringVar(&o.id, "id", "", "instance ID (default <name>-<uuid>)")
 	fs.Func("tags", "comma-separated tags", func(s string) error {
 		for _, t := range strings.Split(s, ",") {
@@ -74,8 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.port < 1 || o.port > 65535 {
 		return o, usageError{fmt.Errorf("-port %d is outside 1–65535", o.port)}
 	}
-	if o.backend != "http" {
-		return o, usageError{fmt.Errorf("-backend %q: want http", o.backend)}
+	if o.backend != "http" && o.backend != "kit" {
+		return o, usageError{fmt.Errorf("-backend %q: want http or kit", o.backend)}
 	}
 	if o.listen == "" {
 		o.listen = ":" + strconv.Itoa(o.port)
@@ -111,6 +112,9 @@ func newRegistry(o options) (beacon.Registry, error) {
 	}
 	if o.consulAddr != "" {
 		cfg.Addresses = strings.Split(o.consulAddr, ",")
+	}
+	if o.backend == "kit" {
+		return consulkit.New(cfg)
 	}
 	return consulhttp.New(cfg)
 }
