@@ -196,10 +196,10 @@ func tryGet(url string) (int, http.Header, string, error) {
 }
 
 // backends are sayhello's -backend values; every end-to-end test runs on each.
-var backends = []string{"http", "kit"}
+var testBackends = []string{"http", "kit"}
 
 func forEachBackend(t *testing.T, f func(t *testing.T, backend string)) {
-	for _, b := range backends {
+	for _, b := range testBackends {
 		t.Run(b, func(t *testing.T) {
 			t.Parallel()
 			f(t, b)

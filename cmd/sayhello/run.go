@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,8 +19,6 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
-	"github.com/beaconsd/beacon/consulhttp"
-	"github.com/beaconsd/beacon/consulkit"
 )
 
 // usageError marks a bad command line; main exits 2 for it.
@@ -45,7 +44,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.listen, "listen", "", "address to listen on (default all interfaces on -port)")
 	fs.StringVar(&o.advertise, "advertise", "", "address to register (default the outbound non-loopback IP, else 127.0.0.1)")
 	fs.StringVar(&o.consulAddr, "consul", "", "Consul agent address (default $CONSUL_HTTP_ADDR, else "+consul.DefaultAddress+")")
-	fs.StringVar(&o.backend, "backend", "http", "Consul client: http (net/http only) or kit (go-kit sd/consul)")
+	fs.StringVar(&o.backend, "backend", defaultBackend(), "Consul client: http (net/http only) or kit (go-kit sd/consul)")
 	fs.StringVar(&o.id, "id", "", "instance ID (default <name>-<uuid>)")
 	fs.Func("tags", "comma-separated tags", func(s string) error {
 		for _, t := range strings.Split(s, ",") {
@@ -75,8 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.port < 1 || o.port > 65535 {
 		return o, usageError{fmt.Errorf("-port %d is outside 1–65535", o.port)}
 	}
-	if o.backend != "http" && o.backend != "kit" {
-		return o, usageError{fmt.Errorf("-backend %q: want http or kit", o.backend)}
+	if backends[o.backend] == nil {
+		return o, usageError{fmt.Errorf("-backend %q: this build has %s", o.backend, backendNames())}
 	}
 	if o.listen == "" {
 		o.listen = ":" + strconv.Itoa(o.port)
@@ -113,10 +112,27 @@ func newRegistry(o options) (beacon.Registry, error) {
 	if o.consulAddr != "" {
 		cfg.Addresses = strings.Split(o.consulAddr, ",")
 	}
-	if o.backend == "kit" {
-		return consulkit.New(cfg)
+	return backends[o.backend](cfg)
+}
+
+// backends holds the Consul clients compiled in: build tags nohttp and
+// nokit leave one out (docs/comparison.md compares the binaries).
+var backends = map[string]func(consul.Config) (beacon.Registry, error){}
+
+func defaultBackend() string {
+	if backends["http"] != nil {
+		return "http"
 	}
-	return consulhttp.New(cfg)
+	return "kit"
+}
+
+func backendNames() string {
+	names := make([]string, 0, len(backends))
+	for n := range backends {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
