@@ -67,6 +67,11 @@ func ValidateID(field, id string) error {
 	if len(id) > MaxIDLen {
 		return invalid(field, "%d bytes, more than %d", len(id), MaxIDLen)
 	}
+	if id == "." || id == ".." {
+		// The agent cleans the request path and redirects: such an ID can
+		// be registered but never deregistered.
+		return invalid(field, "%q cannot be used in an agent URL path", id)
+	}
 	return validateText(field, id)
 }
 

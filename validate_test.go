@@ -38,6 +38,8 @@ func TestRegistrationValidate(t *testing.T) {
 		{"valid", func(*beacon.Registration) {}, ""},
 		{"id with reserved URL characters", func(r *beacon.Registration) { r.ID = "a/b#c?d%e f" }, ""},
 		{"empty id", func(r *beacon.Registration) { r.ID = "" }, "ID"},
+		{"id dot", func(r *beacon.Registration) { r.ID = "." }, "ID"},
+		{"id dot dot", func(r *beacon.Registration) { r.ID = ".." }, "ID"},
 		{"id with newline", func(r *beacon.Registration) { r.ID = "a\nb" }, "ID"},
 		{"id too long", func(r *beacon.Registration) { r.ID = strings.Repeat("a", beacon.MaxIDLen+1) }, "ID"},
 		{"id not utf8", func(r *beacon.Registration) { r.ID = "\xff" }, "ID"},

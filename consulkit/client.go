@@ -144,7 +144,10 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// mapError turns consul/api's errors into Beacon's, so callers cannot tell
+// mapError turns consul/api's errors into Beacon's. ctx is the caller's
+// context (not the one carrying this client's own deadline).
+//
+// It turns consul/api's errors into Beacon's, so callers cannot tell
 // the backends apart: api.StatusError becomes *beacon.StatusError, transport
 // failures beacon.ErrUnavailable, undecodable answers
 // beacon.ErrMalformedResponse.
@@ -156,8 +159,11 @@ func mapError(ctx context.Context, method, path string, err error) error {
 	if errors.As(err, &se) {
 		return &beacon.StatusError{Method: method, Path: path, StatusCode: se.Code, Message: truncate(se.Body, 4<<10)}
 	}
-	if ctx != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return ctx.Err()
+	// The caller's context ending is the caller's business; anything else,
+	// this request's own deadline included (an agent that accepts and never
+	// answers), means the agent is unavailable.
+	if ctx != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w", ctx.Err())
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -71,7 +71,9 @@ func (c *Client) Register(ctx context.Context, r beacon.Registration) error {
 }
 
 func (c *Client) removeStaleChecks(ctx context.Context, r beacon.Registration) error {
-	q := (&api.QueryOptions{}).WithContext(ctx)
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout())
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(rctx)
 	filter := fmt.Sprintf("ServiceID == %q", r.ID)
 	checks, err := c.api.Agent().ChecksWithFilterOpts(filter, q)
 	if err != nil {
@@ -119,9 +121,9 @@ func (c *Client) UpdateTTL(ctx context.Context, checkID string, status beacon.He
 	if err := beacon.ValidateTTLUpdate(checkID, status, output); err != nil {
 		return fmt.Errorf("consulkit: update check %q: %w", checkID, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout())
 	defer cancel()
-	q := (&api.QueryOptions{}).WithContext(ctx)
+	q := (&api.QueryOptions{}).WithContext(rctx)
 	if err := c.api.Agent().UpdateTTLOpts(checkID, output, string(status), q); err != nil {
 		return fmt.Errorf("consulkit: update check %q: %w", checkID, mapError(ctx, http.MethodPut, "/v1/agent/check/update/"+checkID, err))
 	}
@@ -148,9 +150,9 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		opts.WaitTime = q.WaitTime
 		timeout = c.cfg.BlockingTimeout(q.WaitTime)
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	opts = opts.WithContext(ctx)
+	opts = opts.WithContext(rctx)
 
 	var (
 		entries []*api.ServiceEntry

@@ -20,6 +20,22 @@
 // same time, do not collide. Dev agents keep all state in memory: Restart
 // brings up an empty agent on the same address.
 //
+// WithTLS serves the HTTP API over HTTPS only and requires client
+// certificates, issued by a throwaway CA made for the test; Config then
+// carries the https:// address and the CA and client certificate files, so
+// a client built from it works unchanged:
+//
+//	srv := consultest.NewServer(t, consultest.WithTLS())
+//	cfg := srv.Config() // https://ip:port, TLS{CAFile, CertFile, KeyFile}
+//
+// WithACL enables ACLs with default policy "deny" and a random management
+// token. Config carries no token; MintToken creates one limited to the
+// given rules:
+//
+//	srv := consultest.NewServer(t, consultest.WithTLS(), consultest.WithACL())
+//	cfg := srv.Config()
+//	cfg.Token = srv.MintToken(t, `service_prefix "" { policy = "write" }`)
+//
 // Every agent is killed when its test ends. On Linux agents also run in a
 // process group of their own and are killed by the kernel when the test
 // binary dies (a -timeout panic, SIGKILL), so none outlives the test run.

@@ -1,7 +1,6 @@
 package consultest
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -43,7 +42,7 @@ const (
 type Server struct {
 	Name     string // node name
 	IP       string // loopback IP it binds, e.g. "127.0.0.1" or "127.x.y.z"
-	HTTPAddr string // "ip:port"
+	HTTPAddr string // "ip:port" of the HTTP API (HTTPS with WithTLS)
 	DNSAddr  string // "ip:port"
 	// DataDir is a directory reserved for the agent's data. Dev agents keep
 	// their state in memory, so it stays empty for now.
@@ -54,6 +53,11 @@ type Server struct {
 	dir   string // per-server temp dir: config files, log, DataDir
 	log   string // agent stdout+stderr, appended to across (re)starts
 	ports ports
+	// client reaches the HTTP API: with WithTLS it trusts the CA and
+	// presents the client certificate.
+	client    *http.Client
+	pki       *pki   // WithTLS; nil without
+	mgmtToken string // WithACL; "" without
 
 	mu       sync.Mutex
 	proc     *process // nil when no agent is running
@@ -80,6 +84,8 @@ type options struct {
 	name      string
 	extraJSON string
 	args      []string
+	tls       bool
+	acl       bool
 }
 
 // Option configures NewServer.
@@ -191,6 +197,28 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if err := os.Mkdir(s.DataDir, 0o700); err != nil {
 		t.Fatalf("consultest: %v", err)
 	}
+	s.client = httpClient
+	if o.tls {
+		s.pki, err = newPKI(filepath.Join(dir, "tls"))
+		if err != nil {
+			t.Fatalf("consultest: creating certificates: %v", err)
+		}
+		tc, err := s.pki.clientTLS()
+		if err != nil {
+			t.Fatalf("consultest: %v", err)
+		}
+		s.client = &http.Client{
+			Timeout: httpClient.Timeout,
+			Transport: &http.Transport{
+				Proxy:             nil,
+				DisableKeepAlives: true,
+				TLSClientConfig:   tc,
+			},
+		}
+	}
+	if o.acl {
+		s.mgmtToken = randomUUID()
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,17 +241,32 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		if !s.retryable(err, attempt, deadline) {
 			s.fatalLocked(t, "consultest: starting agent %s: %v", s.Name, err)
 		}
-		t.Logf("consultest: agent %s on %s: %v; retrying on new ports", s.Name, s.HTTPAddr, err)
+		t.Logf("consultest: agent %s on %s: %v; retrying on new ports\nZZLOG %s", s.Name, s.HTTPAddr, err, s.logTail())
 	}
 }
 
-// Config returns a client configuration for the agent's HTTP API.
+// Config returns a client configuration for the agent's HTTP API. With
+// WithTLS the address is "https://" + HTTPAddr and TLS names the CA and the
+// client certificate (see TLSFiles). It never carries an ACL token.
 func (s *Server) Config() consul.Config {
-	return consul.Config{Addresses: []string{s.HTTPAddr}}
+	if s.pki == nil {
+		return consul.Config{Addresses: []string{s.HTTPAddr}}
+	}
+	ca, cert, key := s.TLSFiles()
+	return consul.Config{
+		Addresses: []string{"https://" + s.HTTPAddr},
+		TLS:       consul.TLSConfig{CAFile: ca, CertFile: cert, KeyFile: key},
+	}
 }
 
-// URL returns the base URL of the agent's HTTP API.
-func (s *Server) URL() string { return "http://" + s.HTTPAddr }
+// URL returns the base URL of the agent's HTTP API: "http://" + HTTPAddr, or
+// "https://" + HTTPAddr with WithTLS.
+func (s *Server) URL() string {
+	if s.pki != nil {
+		return "https://" + s.HTTPAddr
+	}
+	return "http://" + s.HTTPAddr
+}
 
 // Stop kills the agent and waits for it to exit. It may be called more than
 // once, and before the test's cleanup (which calls it too).
@@ -269,38 +312,60 @@ func (s *Server) retryable(err error, attempt int, deadline time.Time) bool {
 
 // agentConfig is the JSON configuration file given to every agent.
 type agentConfig struct {
-	NodeName           string `json:"node_name"`
-	BindAddr           string `json:"bind_addr"`
-	ClientAddr         string `json:"client_addr"`
-	AdvertiseAddr      string `json:"advertise_addr"`
-	Ports              any    `json:"ports"`
-	DisableUpdateCheck bool   `json:"disable_update_check"`
-	DisableHostNodeID  bool   `json:"disable_host_node_id"`
-	LogLevel           string `json:"log_level"`
+	NodeName           string      `json:"node_name"`
+	BindAddr           string      `json:"bind_addr"`
+	ClientAddr         string      `json:"client_addr"`
+	AdvertiseAddr      string      `json:"advertise_addr"`
+	Ports              portsConfig `json:"ports"`
+	DisableUpdateCheck bool        `json:"disable_update_check"`
+	DisableHostNodeID  bool        `json:"disable_host_node_id"`
+	LogLevel           string      `json:"log_level"`
+	TLS                *tlsConfig  `json:"tls,omitempty"`
+	ACL                *aclConfig  `json:"acl,omitempty"`
+}
+
+// portsConfig is the "ports" stanza; -1 disables a listener.
+type portsConfig struct {
+	HTTP    int `json:"http"`
+	HTTPS   int `json:"https"`
+	DNS     int `json:"dns"`
+	SerfLAN int `json:"serf_lan"`
+	SerfWAN int `json:"serf_wan"`
+	Server  int `json:"server"`
+	// Dev agents of 1.14 bind gRPC on 8502 and gRPC-TLS on 8503, which
+	// would make every second agent on the host fail. The config file
+	// overrides the dev defaults (checked with ss), and unlike -grpc-port
+	// flags leaves WithConfigJSON able to turn gRPC back on.
+	GRPC    int `json:"grpc"`
+	GRPCTLS int `json:"grpc_tls"`
 }
 
 func (s *Server) writeConfig() ([]string, error) {
+	p := portsConfig{
+		HTTP: s.ports.HTTP, HTTPS: -1,
+		DNS: s.ports.DNS, SerfLAN: s.ports.SerfLAN, SerfWAN: s.ports.SerfWAN, Server: s.ports.Server,
+		GRPC: -1, GRPCTLS: -1,
+	}
+	if s.pki != nil {
+		// HTTPS only, on the port chosen for the HTTP API.
+		if err := s.pki.issueServer(s.IP); err != nil {
+			return nil, fmt.Errorf("issuing the server certificate: %w", err)
+		}
+		p.HTTP, p.HTTPS = -1, s.ports.HTTP
+	}
 	cfg := agentConfig{
-		NodeName:      s.Name,
-		BindAddr:      s.IP,
-		ClientAddr:    s.IP,
-		AdvertiseAddr: s.IP, // the WAN address follows it
-		Ports: struct {
-			ports
-			// Dev agents of 1.14 bind gRPC on 8502 and gRPC-TLS on 8503,
-			// which would make every second agent on the host fail. The
-			// config file overrides the dev defaults (checked with ss),
-			// and unlike -grpc-port flags leaves WithConfigJSON able to
-			// turn gRPC back on.
-			GRPC    int `json:"grpc"`
-			GRPCTLS int `json:"grpc_tls"`
-			HTTPS   int `json:"https"`
-		}{s.ports, -1, -1, -1},
+		NodeName:           s.Name,
+		BindAddr:           s.IP,
+		ClientAddr:         s.IP,
+		AdvertiseAddr:      s.IP, // the WAN address follows it
+		Ports:              p,
 		DisableUpdateCheck: true,
 		// Random node IDs: agents on one host must not share a host-derived
 		// one. This is the default, made explicit.
 		DisableHostNodeID: true,
 		LogLevel:          "debug",
+		TLS:               s.tlsConfig(),
+		ACL:               s.aclConfig(),
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -410,7 +475,7 @@ func (s *Server) waitReady(p *process, deadline time.Time) error {
 
 func (s *Server) ready(ctx context.Context) error {
 	var leader string
-	if err := getJSON(ctx, s.URL()+"/v1/status/leader", &leader); err != nil {
+	if err := s.getJSON(ctx, "/v1/status/leader", &leader); err != nil {
 		return err
 	}
 	if leader == "" {
@@ -422,7 +487,7 @@ func (s *Server) ready(ctx context.Context) error {
 			Meta            map[string]string
 		}
 	}
-	if err := getJSON(ctx, s.URL()+"/v1/catalog/node/"+url.PathEscape(s.Name), &node); err != nil {
+	if err := s.getJSON(ctx, "/v1/catalog/node/"+url.PathEscape(s.Name), &node); err != nil {
 		return err
 	}
 	if node.Node == nil {
@@ -432,7 +497,7 @@ func (s *Server) ready(ctx context.Context) error {
 	// own sync adds its tagged addresses and node meta a moment later.
 	// Wait for that too, so a test sees the node as configured.
 	var self struct{ Meta map[string]string }
-	if err := getJSON(ctx, s.URL()+"/v1/agent/self", &self); err != nil {
+	if err := s.getJSON(ctx, "/v1/agent/self", &self); err != nil {
 		return err
 	}
 	if len(node.Node.TaggedAddresses) == 0 {
@@ -443,27 +508,29 @@ func (s *Server) ready(ctx context.Context) error {
 			return fmt.Errorf("node %s not synced by its agent yet (meta %q)", s.Name, k)
 		}
 	}
+	if s.mgmtToken != "" {
+		// The leader creates the anonymous token after the management
+		// one; until then requests without a token fail instead of
+		// seeing what the anonymous token may see.
+		var anon struct{ AccessorID string }
+		if err := s.getJSON(ctx, "/v1/acl/token/"+anonymousTokenID, &anon); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-func getJSON(ctx context.Context, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// anonymousTokenID is the accessor ID of the token requests without one use.
+const anonymousTokenID = "00000000-0000-0000-0000-000000000002"
+
+// getJSON sends GET path to the agent, with the management token if there
+// is one, and decodes the answer into v.
+func (s *Server) getJSON(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+path, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(body))
-	}
-	return json.Unmarshal(body, v)
+	return s.do(req, v)
 }
 
 func (s *Server) stopLocked() {

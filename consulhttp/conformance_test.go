@@ -1,0 +1,24 @@
+package consulhttp_test
+
+import (
+	"testing"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/registrytest"
+)
+
+// TestConformance runs the backend-agnostic suite against real Consul
+// agents. Behaviour every backend shares is tested there; this package's
+// other tests cover what is particular to consulhttp.
+func TestConformance(t *testing.T) {
+	registrytest.Run(t, func(t *testing.T, cfg consul.Config) beacon.Registry {
+		c, err := consulhttp.New(cfg)
+		if err != nil {
+			t.Fatalf("consulhttp.New(%v) = %v, want nil", cfg.Addresses, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	})
+}

@@ -1,0 +1,186 @@
+package consulkit_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
+	"github.com/go-kit/kit/sd/lb"
+	"github.com/go-kit/log"
+	"go.uber.org/goleak"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulkit"
+	"github.com/beaconsd/beacon/consultest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const deadline = 30 * time.Second
+
+func newClient(t *testing.T, cfg consul.Config) *consulkit.Client {
+	t.Helper()
+	c, err := consulkit.New(cfg)
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ttlReg(id string, port int) beacon.Registration {
+	return beacon.Registration{
+		ID: id, Service: "kitsvc", Address: "127.0.0.1", Port: port,
+		Checks: []beacon.Check{{TTL: time.Minute, InitialStatus: beacon.HealthPassing}},
+	}
+}
+
+// eventually polls cond, which reads state owned by another goroutine, until
+// it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %v", what, deadline)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInstancerFeedsGoKitEndpointer(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := newClient(t, srv.Config())
+	ctx := context.Background()
+	for i, id := range []string{"k1", "k2"} {
+		if err := c.Register(ctx, ttlReg(id, 9001+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inst := consulkit.NewInstancer(c, beacon.Query{Service: "kitsvc"}, log.NewNopLogger())
+	defer inst.Stop()
+
+	factory := func(instance string) (endpoint.Endpoint, io.Closer, error) {
+		return func(context.Context, any) (any, error) { return instance, nil }, nil, nil
+	}
+	endpointer := sd.NewEndpointer(inst, factory, log.NewNopLogger())
+	defer endpointer.Close()
+	balancer := lb.NewRoundRobin(endpointer)
+
+	eventually(t, "two endpoints", func() bool { eps, _ := endpointer.Endpoints(); return len(eps) == 2 })
+	var seen []string
+	for range 2 {
+		e, err := balancer.Endpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := e(ctx, nil)
+		seen = append(seen, got.(string))
+	}
+	slices.Sort(seen)
+	if want := []string{"127.0.0.1:9001", "127.0.0.1:9002"}; !slices.Equal(seen, want) {
+		t.Errorf("round robin over the Instancer = %q, want %q", seen, want)
+	}
+
+	if err := c.Deregister(ctx, "k1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "one endpoint after deregister", func() bool { eps, _ := endpointer.Endpoints(); return len(eps) == 1 })
+}
+
+func TestInstancerStopCancelsInFlightQuery(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := newClient(t, srv.Config())
+	inst := consulkit.NewInstancer(c, beacon.Query{Service: "nothing-here"}, log.NewNopLogger())
+	ch := make(chan sd.Event, 4)
+	inst.Register(ch)
+	<-ch // the initial state; the loop is now in a 5-minute blocking query or about to be
+	stopped := make(chan struct{})
+	go func() { inst.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(deadline):
+		t.Fatal("Stop did not return: the in-flight blocking query was not cancelled")
+	}
+	inst.Stop() // twice is safe
+}
+
+func TestRegistrar(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := newClient(t, srv.Config())
+	if _, err := c.Registrar(beacon.Registration{ID: "x", Service: "bad name"}, log.NewNopLogger()); !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("Registrar(invalid) = %v, want ErrInvalid", err)
+	}
+	r, err := c.Registrar(ttlReg("r1", 9100), log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Register()
+	ctx := context.Background()
+	insts, _, err := c.Instances(ctx, beacon.Query{Service: "kitsvc"})
+	if err != nil || len(insts) != 1 || insts[0].ID != "r1" {
+		t.Errorf("after Registrar.Register Instances() = %+v, %v; want r1", insts, err)
+	}
+	r.Deregister()
+	insts, _, err = c.Instances(ctx, beacon.Query{Service: "kitsvc", IncludeUnhealthy: true})
+	if err != nil || len(insts) != 0 {
+		t.Errorf("after Registrar.Deregister Instances() = %+v, %v; want none", insts, err)
+	}
+}
+
+// go-kit's Register and Deregister take no context: the HTTP client's
+// timeout bounds them. An agent that accepts and never answers is what a
+// paused agent looks like, and a real agent cannot be made to do it here.
+func TestRegisterBoundedWithoutContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn) // held open, never answered
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-accepted
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	c := newClient(t, consul.Config{Addresses: []string{ln.Addr().String()}, Timeout: 300 * time.Millisecond})
+	for name, call := range map[string]func() error{
+		"Register":   func() error { return c.Register(context.Background(), ttlReg("h1", 1)) },
+		"Deregister": func() error { return c.Deregister(context.Background(), "h1") },
+		"UpdateTTL":  func() error { return c.UpdateTTL(context.Background(), "service:h1", beacon.HealthPassing, "") },
+		"Instances": func() error {
+			_, _, err := c.Instances(context.Background(), beacon.Query{Service: "kitsvc"})
+			return err
+		},
+	} {
+		done := make(chan error, 1)
+		go func() { done <- call() }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, beacon.ErrUnavailable) {
+				t.Errorf("%s against a hung agent = %v, want ErrUnavailable", name, err)
+			}
+		case <-time.After(deadline):
+			t.Fatalf("%s against a hung agent did not return", name)
+		}
+	}
+}

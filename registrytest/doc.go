@@ -1,0 +1,55 @@
+// Package registrytest is a conformance suite for implementations of
+// beacon.Registry, in the spirit of testing/fstest: a backend hands Run a
+// Factory, and Run checks the backend against real Consul agents started
+// with consultest.
+//
+// A backend runs the suite from one of its own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		registrytest.Run(t, func(t *testing.T, cfg consul.Config) beacon.Registry {
+//			r, err := mybackend.New(cfg)
+//			if err != nil {
+//				t.Fatalf("mybackend.New() = %v", err)
+//			}
+//			t.Cleanup(func() { r.Close() })
+//			return r
+//		})
+//	}
+//
+// The factory is called once or more per subtest, with that subtest's t and
+// a consul.Config for a dev agent the suite has started. The config may
+// carry https addresses, CA and client certificate files (the TLS subtest)
+// and an ACL token (the ACL subtest); a backend must honour all of them.
+// The suite closes nothing: the factory registers its own cleanup with
+// t.Cleanup.
+//
+// Run needs a consul binary: $CONSUL_BIN, consul on PATH, or bin/consul in
+// the working directory or above it (see consultest.BinaryPath). Without one
+// every subtest is skipped. The groups of subtests are parallel, so they run
+// after the function that called Run returns: anything the factory relies
+// on is released with t.Cleanup, never with defer. The whole suite takes
+// about five seconds; "go test -run TestConformance/Blocking" runs one group.
+//
+// What the suite holds a backend to, beyond the doc comments of
+// beacon.Registry:
+//
+//   - Register is an upsert that replaces tags, meta, weights and the whole
+//     set of checks; a check no longer listed is removed from the agent.
+//     Check IDs are those Registration.CheckIDs returns.
+//   - Register, Deregister and UpdateTTL are visible to Instances as soon as
+//     they return (Consul's agent syncs its catalog before answering).
+//   - Deregister of an unknown ID, or of one already gone, returns nil.
+//   - Instance IDs may hold any character Registration allows, URL delimiters
+//     such as '/', '#', '?' and '%' included.
+//   - Invalid input is refused with a *beacon.ValidationError whose Field
+//     names what Registration.Validate, Query.Validate, beacon.ValidateID and
+//     beacon.ValidateTTLUpdate name, and nothing invalid reaches the agent.
+//   - An unknown check is beacon.ErrNotFound; an agent that cannot be reached
+//     is beacon.ErrUnavailable; a refused ACL token is
+//     beacon.ErrPermissionDenied, as a *beacon.StatusError carrying Consul's
+//     status code.
+//   - Instances passes Consul's index through unchanged in
+//     QueryMeta.LastIndex and blocks as Consul does: it returns when the
+//     index passes WaitIndex or when WaitTime ends, and it ends with an error
+//     matching context.Canceled when the caller's context is cancelled.
+package registrytest

@@ -1,0 +1,169 @@
+package registrytest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/registrytest"
+)
+
+// The suite is run in full against consulhttp by consulhttp's
+// TestConformance. Here it is run against broken backends, to show that it
+// catches what it claims to: each mutant below is consulhttp with one flaw,
+// and the subtest named next to it must fail.
+
+// mutantEnv names the mutant a child test process runs the suite against.
+const mutantEnv = "REGISTRYTEST_MUTANT"
+
+// mutant is a consulhttp client with one flaw.
+type mutant struct {
+	beacon.Registry
+	flaw string
+
+	mu   sync.Mutex
+	regs map[string]beacon.Registration // what Register was last given, by ID
+}
+
+func (m *mutant) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	switch m.flaw {
+	case "lookup-includes-unhealthy":
+		// The seed's habit: no ?passing.
+		q.IncludeUnhealthy = true
+	case "lookup-ignores-tags":
+		q.Tags = nil
+	case "lookup-never-blocks":
+		q.WaitIndex, q.WaitTime = 0, 0
+	}
+	insts, meta, err := m.Registry.Instances(ctx, q)
+	return insts, meta, m.wrap(err)
+}
+
+func (m *mutant) Register(ctx context.Context, r beacon.Registration) error {
+	m.mu.Lock()
+	old, ok := m.regs[r.ID]
+	m.regs[r.ID] = r
+	m.mu.Unlock()
+	if ok && m.flaw == "register-keeps-old-checks" {
+		// What an agent does without replace-existing-checks.
+		r.Checks = mergeChecks(old, r)
+	}
+	return m.wrap(m.Registry.Register(ctx, r))
+}
+
+// mergeChecks returns r's checks followed by those of old that r no longer
+// lists, all with explicit IDs.
+func mergeChecks(old, r beacon.Registration) []beacon.Check {
+	var out []beacon.Check
+	seen := map[string]bool{}
+	for _, reg := range []beacon.Registration{r, old} {
+		for i, id := range reg.CheckIDs() {
+			if !seen[id] {
+				seen[id] = true
+				c := reg.Checks[i]
+				c.ID = id
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func (m *mutant) Deregister(ctx context.Context, id string) error {
+	m.mu.Lock()
+	_, known := m.regs[id]
+	delete(m.regs, id)
+	m.mu.Unlock()
+	if !known && m.flaw == "deregister-unknown-fails" {
+		// A backend that keeps books and trusts them over the agent.
+		return fmt.Errorf("mutant: deregister %q: %w", id, beacon.ErrNotFound)
+	}
+	return m.wrap(m.Registry.Deregister(ctx, id))
+}
+
+func (m *mutant) UpdateTTL(ctx context.Context, checkID string, status beacon.Health, output string) error {
+	return m.wrap(m.Registry.UpdateTTL(ctx, checkID, status, output))
+}
+
+// wrap loses every error's type for the "errors-flattened" flaw.
+func (m *mutant) wrap(err error) error {
+	if err != nil && m.flaw == "errors-flattened" {
+		return errors.New(err.Error())
+	}
+	return err
+}
+
+// mutants maps each flaw to a subtest that must fail because of it.
+var mutants = []struct {
+	flaw    string
+	subtest string // -test.run pattern below TestMutant
+	failing string // a subtest that must be reported failing
+}{
+	{"lookup-includes-unhealthy", "TTL", "TestMutant/TTL/StatusReflected"},
+	{"lookup-ignores-tags", "Query", "TestMutant/Query/Tags"},
+	{"lookup-never-blocks", "Blocking", "TestMutant/Blocking/ReturnsAfterWait"},
+	{"lookup-never-blocks", "AgentRestart", "TestMutant/AgentRestart/OldIndexWaitsOut"},
+	{"register-keeps-old-checks", "Register", "TestMutant/Register/UpsertDropsChecks"},
+	{"deregister-unknown-fails", "Register", "TestMutant/Register/Deregister"},
+	{"errors-flattened", "Validation", "TestMutant/Validation/Register/EmptyID"},
+	{"errors-flattened", "TTL", "TestMutant/TTL/UnknownCheck"},
+	{"errors-flattened", "ACL", "TestMutant/ACL"},
+	{"token-dropped", "ACL", "TestMutant/ACL"},
+	{"tls-dropped", "TLS", "TestMutant/TLS"},
+}
+
+// TestMutant runs the suite against the mutant named by $REGISTRYTEST_MUTANT;
+// TestSuiteCatchesMutants starts it in a child process.
+func TestMutant(t *testing.T) {
+	flaw := os.Getenv(mutantEnv)
+	if flaw == "" {
+		t.Skipf("run by TestSuiteCatchesMutants with $%s set", mutantEnv)
+	}
+	registrytest.Run(t, func(t *testing.T, cfg consul.Config) beacon.Registry {
+		switch flaw {
+		case "token-dropped":
+			cfg.Token = ""
+		case "tls-dropped":
+			cfg.TLS = consul.TLSConfig{}
+		}
+		c, err := consulhttp.New(cfg)
+		if err != nil {
+			t.Fatalf("consulhttp.New(%v) = %v, want nil", cfg.Addresses, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return &mutant{Registry: c, flaw: flaw, regs: map[string]beacon.Registration{}}
+	})
+}
+
+func TestSuiteCatchesMutants(t *testing.T) {
+	if os.Getenv(mutantEnv) != "" {
+		t.Skip("in a child process")
+	}
+	if _, err := consultest.BinaryPath(); err != nil {
+		t.Skipf("no consul binary: %v", err)
+	}
+	for _, m := range mutants {
+		t.Run(m.flaw+"/"+m.subtest, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestMutant$/^"+m.subtest+"$", "-test.v", "-test.timeout=2m")
+			cmd.Env = append(os.Environ(), mutantEnv+"="+m.flaw)
+			out, err := cmd.CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatalf("suite against mutant %q = %v, want a failing exit status\n%s", m.flaw, err, out)
+			}
+			if !strings.Contains(string(out), "--- FAIL: "+m.failing+" ") {
+				t.Errorf("suite against mutant %q: %s not reported failing\n%s", m.flaw, m.failing, out)
+			}
+		})
+	}
+}
