@@ -222,4 +222,8 @@ type Registry interface {
 	// Instances looks up instances of q.Service; with q.WaitIndex set, it
 	// blocks until the result changes or q.WaitTime passes.
 	Instances(ctx context.Context, q Query) ([]Instance, QueryMeta, error)
+	// AgentService returns the instance with this ID as the agent itself
+	// holds it (no Node, no Health), or ErrNotFound when the agent does not
+	// know it: how a keeper notices that an agent lost its registration.
+	AgentService(ctx context.Context, id string) (Instance, error)
 }

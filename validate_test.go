@@ -76,7 +76,9 @@ func TestRegistrationValidate(t *testing.T) {
 		{"tcp check", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "127.0.0.1:80", Interval: time.Second}} }, ""},
 		{"tcp check no port", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "127.0.0.1", Interval: time.Second}} }, "Checks[0].TCP"},
 		{"ttl check", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TTL: 10 * time.Second}} }, ""},
-		{"ttl check with interval", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TTL: 10 * time.Second, Interval: time.Second}} }, "Checks[0].Interval"},
+		{"ttl check with interval", func(r *beacon.Registration) {
+			r.Checks = []beacon.Check{{TTL: 10 * time.Second, Interval: time.Second}}
+		}, "Checks[0].Interval"},
 		{"ttl negative", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TTL: -time.Second}} }, "Checks[0].TTL"},
 		{"deregister after 30s", func(r *beacon.Registration) { r.Checks[0].DeregisterCriticalAfter = 30 * time.Second }, "Checks[0].DeregisterCriticalAfter"},
 		{"deregister after 1m", func(r *beacon.Registration) { r.Checks[0].DeregisterCriticalAfter = time.Minute }, ""},

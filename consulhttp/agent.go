@@ -2,6 +2,7 @@ package consulhttp
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -119,4 +120,43 @@ func (c *Client) UpdateTTL(ctx context.Context, checkID string, status beacon.He
 		return fmt.Errorf("consulhttp: update check %q: %w", checkID, err)
 	}
 	return nil
+}
+
+// agentService is the answer of GET /v1/agent/service/:id.
+type agentService struct {
+	ID      string
+	Service string
+	Tags    []string
+	Address string
+	Port    int
+	Meta    map[string]string
+	Weights weightsJSON
+}
+
+// AgentService returns the instance as the agent holds it
+// (GET /v1/agent/service/:id), or beacon.ErrNotFound.
+func (c *Client) AgentService(ctx context.Context, id string) (beacon.Instance, error) {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w", id, err)
+	}
+	resp, err := c.do(ctx, c.newRequest(http.MethodGet, "/v1/agent/service/"+url.PathEscape(id)))
+	if err != nil {
+		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w", id, err)
+	}
+	defer drainClose(resp.Body)
+	var s agentService
+	rec := &readRecorder{r: resp.Body}
+	if err := json.NewDecoder(rec).Decode(&s); err != nil {
+		if rec.transportErr() != nil {
+			return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w: reading the answer: %w", id, beacon.ErrUnavailable, rec.err)
+		}
+		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w: %w", id, beacon.ErrMalformedResponse, err)
+	}
+	if s.ID == "" {
+		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w: no ID in the answer", id, beacon.ErrMalformedResponse)
+	}
+	return beacon.Instance{
+		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
+		Weights: beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+	}, nil
 }

@@ -211,3 +211,24 @@ func toInstance(e *api.ServiceEntry) beacon.Instance {
 func hostPort(in beacon.Instance) string {
 	return net.JoinHostPort(in.Address, strconv.Itoa(in.Port))
 }
+
+// AgentService returns the instance as the agent holds it, through
+// consul/api (go-kit has no such call), or beacon.ErrNotFound.
+func (c *Client) AgentService(ctx context.Context, id string) (beacon.Instance, error) {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return beacon.Instance{}, fmt.Errorf("consulkit: agent service %q: %w", id, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout())
+	defer cancel()
+	s, _, err := c.api.Agent().Service(id, (&api.QueryOptions{}).WithContext(rctx))
+	if err != nil {
+		return beacon.Instance{}, fmt.Errorf("consulkit: agent service %q: %w", id, mapError(ctx, http.MethodGet, "/v1/agent/service/"+id, err))
+	}
+	if s == nil || s.ID == "" {
+		return beacon.Instance{}, fmt.Errorf("consulkit: agent service %q: %w: no ID in the answer", id, beacon.ErrMalformedResponse)
+	}
+	return beacon.Instance{
+		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
+		Weights: beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+	}, nil
+}

@@ -1,6 +1,7 @@
 package registrytest
 
 import (
+	"errors"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -58,6 +59,31 @@ func (s suite) testRegister(t *testing.T) {
 		}
 		if wantChecks := slices.Sorted(slices.Values(reg.CheckIDs())); !slices.Equal(gotChecks, wantChecks) {
 			t.Errorf("agent checks of %q = %q, want %q (Registration.CheckIDs)", reg.ID, gotChecks, wantChecks)
+		}
+	})
+
+	t.Run("AgentService", func(t *testing.T) {
+		t.Parallel()
+		ctx := testContext(t)
+		reg := beacon.Registration{
+			ID: "agent-svc/1", Service: "agentsvc", Address: "127.0.0.3", Port: 7000,
+			Tags: []string{"a"}, Meta: map[string]string{"k": "v"}, Weights: beacon.Weights{Passing: 3, Warning: 1},
+			Checks: []beacon.Check{{TTL: time.Minute, InitialStatus: beacon.HealthPassing}},
+		}
+		mustRegister(t, ctx, r, reg)
+		got, err := r.AgentService(ctx, reg.ID)
+		want := beacon.Instance{
+			ID: reg.ID, Service: reg.Service, Address: reg.Address, Port: reg.Port,
+			Tags: reg.Tags, Meta: reg.Meta, Weights: reg.Weights,
+		}
+		if err != nil || !sameInstance(got, want) {
+			t.Errorf("AgentService(%q) = %+v, %v; want %+v", reg.ID, got, err, want)
+		}
+		if err := r.Deregister(ctx, reg.ID); err != nil {
+			t.Fatalf("Deregister(%q) = %v", reg.ID, err)
+		}
+		if _, err := r.AgentService(ctx, reg.ID); !errors.Is(err, beacon.ErrNotFound) {
+			t.Errorf("AgentService(%q) after Deregister = %v, want ErrNotFound", reg.ID, err)
 		}
 	})
 
