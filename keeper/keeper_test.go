@@ -1,0 +1,262 @@
+package keeper_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/keeper"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// deadline bounds every wait: generous for a loaded 2-core machine. How
+// fast things happen is logged as a figure, not asserted.
+const deadline = 30 * time.Second
+
+func registration(id string) beacon.Registration {
+	return beacon.Registration{ID: id, Service: "kept", Address: "127.0.0.1", Port: 9000, Meta: map[string]string{"version": "1"}}
+}
+
+func client(t *testing.T, cfg consul.Config) *consulhttp.Client {
+	t.Helper()
+	c, err := consulhttp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func newKeeper(t *testing.T, cfg consul.Config, r beacon.Registration, opts ...keeper.Option) *keeper.Keeper {
+	t.Helper()
+	k, err := keeper.New(cfg, r, opts...)
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		_ = k.Stop(ctx)
+	})
+	return k
+}
+
+func start(t *testing.T, k *keeper.Keeper) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if err := k.Start(ctx); err != nil {
+		t.Fatalf("Start() = %v", err)
+	}
+}
+
+// instances returns what Consul reports for the "kept" service; errors
+// count as "nothing seen yet".
+func instances(c beacon.Registry, all bool) []beacon.Instance {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	insts, _, err := c.Instances(ctx, beacon.Query{Service: "kept", IncludeUnhealthy: all})
+	if err != nil {
+		return nil
+	}
+	return insts
+}
+
+func passing(c beacon.Registry, id string) bool {
+	return slices.ContainsFunc(instances(c, false), func(in beacon.Instance) bool { return in.ID == id })
+}
+
+// waitFor polls Consul until cond holds; Consul offers nothing to wait on
+// here that would not be the code under test.
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > deadline {
+			t.Fatalf("%s: not within %v", what, deadline)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestStartHeartbeatStop(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	k := newKeeper(t, srv.Config(), registration("k-1"), keeper.WithTTL(time.Second))
+	start(t, k)
+	if !passing(c, "k-1") {
+		t.Fatal("instance not passing right after Start")
+	}
+	// Several TTLs later it is still passing: the heartbeat works.
+	first := k.Status().LastHeartbeat
+	waitFor(t, "three heartbeats", func() bool { return k.Status().LastHeartbeat.Sub(first) >= 900*time.Millisecond })
+	if !passing(c, "k-1") {
+		t.Errorf("instance not passing after several TTLs of heartbeats")
+	}
+	st := k.Status()
+	if !st.Registered || st.Agent != srv.HTTPAddr || st.LastError != nil {
+		t.Errorf("Status() = %+v, want registered on %s with no error", st, srv.HTTPAddr)
+	}
+
+	ctx := context.Background()
+	if err := k.Stop(ctx); err != nil {
+		t.Fatalf("Stop() = %v", err)
+	}
+	if got := instances(c, true); len(got) != 0 {
+		t.Errorf("after Stop Instances(all) = %+v, want none", got)
+	}
+	if err := k.Stop(ctx); err != nil {
+		t.Errorf("Stop() twice = %v, want nil", err)
+	}
+	if err := k.Start(ctx); !errors.Is(err, keeper.ErrStopped) {
+		t.Errorf("Start() after Stop = %v, want ErrStopped", err)
+	}
+}
+
+func TestDrainMarksCriticalBeforeDeregistering(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	k := newKeeper(t, srv.Config(), registration("k-drain"), keeper.WithDrainGrace(time.Hour))
+	start(t, k)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- k.Stop(ctx) }()
+	// During the grace the instance is registered but not passing.
+	waitFor(t, "draining instance critical", func() bool {
+		all := instances(c, true)
+		return len(all) == 1 && all[0].Health == beacon.HealthCritical
+	})
+	if passing(c, "k-drain") {
+		t.Error("draining instance still in passing results")
+	}
+	cancel() // cuts the hour-long grace short
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop() = %v", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("Stop did not return when its context ended")
+	}
+	if got := instances(c, true); len(got) != 0 {
+		t.Errorf("after Stop Instances(all) = %+v, want none (deregistered even though ctx ended)", got)
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	k := newKeeper(t, srv.Config(), registration("k-upd"))
+	start(t, k)
+	r := registration("k-upd")
+	r.Meta = map[string]string{"version": "2"}
+	r.Tags = []string{"new"}
+	if err := k.Update(context.Background(), r); err != nil {
+		t.Fatalf("Update() = %v", err)
+	}
+	got := instances(c, true)
+	if len(got) != 1 || got[0].Meta["version"] != "2" || !slices.Equal(got[0].Tags, []string{"new"}) {
+		t.Errorf("after Update Instances() = %+v, want one instance with version=2 and tag new", got)
+	}
+	bad := r
+	bad.Meta = map[string]string{"consul-x": "y"}
+	if err := k.Update(context.Background(), bad); !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("Update(invalid) = %v, want ErrInvalid", err)
+	}
+	other := registration("another-id")
+	if err := k.Update(context.Background(), other); !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("Update(other ID) = %v, want ErrInvalid", err)
+	}
+}
+
+func TestReRegistersAfterAgentRestart(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	k := newKeeper(t, srv.Config(), registration("k-restart"))
+	start(t, k)
+	srv.Restart(t) // a dev agent: every registration is gone; returns once a leader is elected
+	took := waitFor(t, "instance passing again after the agent restart", func() bool { return passing(c, "k-restart") })
+	t.Logf("agent restarted (leader elected) → instance passing again: %v (TTL %v, heartbeat every %v)", took, keeper.DefaultTTL, keeper.DefaultTTL/3)
+	if got := instances(c, true); len(got) != 1 {
+		t.Errorf("after re-registration Instances(all) = %d, want 1", len(got))
+	}
+}
+
+func TestReconcileRepairsLostRegistration(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	// A TTL far longer than the test: only reconciling can notice the loss.
+	k := newKeeper(t, srv.Config(), registration("k-rec"), keeper.WithTTL(time.Hour), keeper.WithReconcileInterval(200*time.Millisecond))
+	start(t, k)
+	if err := c.Deregister(context.Background(), "k-rec"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reconcile re-registers", func() bool { return passing(c, "k-rec") })
+}
+
+func TestStartGivesUpWhenContextEnds(t *testing.T) {
+	cfg := consul.Config{Addresses: []string{"127.0.0.1:1"}, Timeout: time.Second}
+	k, err := keeper.New(cfg, registration("k-none"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err = k.Start(ctx)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, beacon.ErrUnavailable) {
+		t.Errorf("Start() against no agent = %v, want a deadline error naming the unavailable agent", err)
+	}
+	if err := k.Stop(context.Background()); err != nil {
+		t.Errorf("Stop() after failed Start = %v", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	cfg := consul.Config{}
+	for name, tc := range map[string]struct {
+		r    beacon.Registration
+		opts []keeper.Option
+	}{
+		"bad registration":                {beacon.Registration{ID: "x", Service: "no spaces"}, nil},
+		"deregister after below a minute": {registration("x"), []keeper.Option{keeper.WithDeregisterCriticalAfter(30 * time.Second)}},
+		"non-positive reconcile interval": {registration("x"), []keeper.Option{keeper.WithReconcileInterval(0)}},
+		"TTL too short to heartbeat":      {registration("x"), []keeper.Option{keeper.WithTTL(time.Nanosecond)}},
+	} {
+		if _, err := keeper.New(cfg, tc.r, tc.opts...); !errors.Is(err, beacon.ErrInvalid) {
+			t.Errorf("New(%s) = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestHealthFunc(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	health := make(chan beacon.Health, 1)
+	health <- beacon.HealthPassing
+	current := beacon.HealthPassing
+	k := newKeeper(t, srv.Config(), registration("k-health"), keeper.WithTTL(600*time.Millisecond), keeper.WithHealth(func(context.Context) (beacon.Health, string) {
+		select {
+		case current = <-health:
+		default:
+		}
+		return current, "self-check: " + string(current)
+	}))
+	start(t, k)
+	health <- beacon.HealthWarning
+	waitFor(t, "warning reported", func() bool {
+		all := instances(c, true)
+		return len(all) == 1 && all[0].Health == beacon.HealthWarning
+	})
+	health <- beacon.HealthPassing
+	waitFor(t, "passing again", func() bool { return passing(c, "k-health") })
+}
