@@ -241,7 +241,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		if !s.retryable(err, attempt, deadline) {
 			s.fatalLocked(t, "consultest: starting agent %s: %v", s.Name, err)
 		}
-		t.Logf("consultest: agent %s on %s: %v; retrying on new ports\nZZLOG %s", s.Name, s.HTTPAddr, err, s.logTail())
+		t.Logf("consultest: agent %s on %s: %v; retrying on new ports", s.Name, s.HTTPAddr, err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -111,6 +112,7 @@ type Keeper struct {
 	reg     beacon.Registration // as sent, heartbeat check included
 	current int                 // index into agents; -1 when none holds it
 	stale   map[int]bool        // agents that may still hold an old copy
+	inUse   atomic.Int64        // current, or 0 before the first registration; read without op
 
 	mu      sync.Mutex // guards state and status
 	state   int        // stateNew, stateRunning, stateStopped
@@ -284,6 +286,7 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	}
 	delete(k.stale, i)
 	k.current = i
+	k.inUse.Store(int64(i))
 	now := time.Now()
 	k.mu.Lock()
 	k.status.Agent, k.status.Registered, k.status.LastHeartbeat = k.agents[i].addr, true, now
@@ -465,6 +468,14 @@ func (k *Keeper) Registration() beacon.Registration {
 	r := k.reg
 	r.Tags, r.Checks = slices.Clone(r.Tags), slices.Clone(r.Checks)
 	return r
+}
+
+// Registry returns the client of the agent holding the registration (the
+// first configured agent before Start), for lookups that should follow
+// the keeper's failovers.
+// It does not wait for Consul calls in progress.
+func (k *Keeper) Registry() beacon.Registry {
+	return k.agents[k.inUse.Load()].reg
 }
 
 // Status returns a snapshot of the keeper's state.

@@ -30,7 +30,7 @@ const maxRemembered = 1024
 
 type handler struct {
 	id  string
-	reg beacon.Registry
+	reg func() beacon.Registry // the client of the agent in use
 	log *slog.Logger
 
 	// lastGood answers /discovery while Consul is unreachable.
@@ -38,7 +38,7 @@ type handler struct {
 	lastGood map[string][]instanceJSON
 }
 
-func newHandler(id string, reg beacon.Registry, log *slog.Logger) http.Handler {
+func newHandler(id string, reg func() beacon.Registry, log *slog.Logger) http.Handler {
 	h := &handler{id: id, reg: reg, log: log, lastGood: map[string][]instanceJSON{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", h.health)
@@ -63,7 +63,7 @@ func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	insts, _, err := h.reg.Instances(ctx, beacon.Query{Service: name})
+	insts, _, err := h.reg().Instances(ctx, beacon.Query{Service: name})
 	if err != nil {
 		h.mu.Lock()
 		cached, ok := h.lastGood[name]

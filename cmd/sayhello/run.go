@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/keeper"
 )
 
 // usageError marks a bad command line; main exits 2 for it.
@@ -32,7 +32,8 @@ type options struct {
 	port                                             int
 	tags                                             []string
 	meta                                             map[string]string
-	startTimeout, checkInterval, drainTimeout        time.Duration
+	startTimeout, checkInterval, shutdownTimeout     time.Duration
+	ttl, drain                                       time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -64,7 +65,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	})
 	fs.DurationVar(&o.startTimeout, "start-timeout", 20*time.Second, "give up registering after this long")
 	fs.DurationVar(&o.checkInterval, "check-interval", 5*time.Second, "how often Consul checks /health")
-	fs.DurationVar(&o.drainTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take at shutdown")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take at shutdown")
+	fs.DurationVar(&o.ttl, "ttl", keeper.DefaultTTL, "heartbeat TTL: a stopped process is excluded after this long")
+	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at shutdown, how long to keep serving after leaving the passing list")
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
 	}
@@ -104,15 +107,20 @@ func outboundIP() string {
 	return "127.0.0.1"
 }
 
-func newRegistry(o options) (beacon.Registry, error) {
+func consulConfig(o options) (consul.Config, error) {
 	cfg, err := consul.FromEnv()
 	if err != nil {
-		return nil, err
+		return cfg, err
 	}
 	if o.consulAddr != "" {
-		cfg.Addresses = strings.Split(o.consulAddr, ",")
+		cfg.Addresses = nil
+		for _, a := range strings.Split(o.consulAddr, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				cfg.Addresses = append(cfg.Addresses, a)
+			}
+		}
 	}
-	return backends[o.backend](cfg)
+	return cfg, cfg.Validate()
 }
 
 // backends holds the Consul clients compiled in: build tags nohttp and
@@ -141,9 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	reg, err := newRegistry(o)
+	cfg, err := consulConfig(o)
 	if err != nil {
-		return err
+		return usageError{err}
 	}
 	registration := beacon.Registration{
 		ID:      o.id,
@@ -163,7 +171,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			DeregisterCriticalAfter: time.Minute,
 		}},
 	}
-	if err := registration.Validate(); err != nil {
+	k, err := keeper.New(cfg, registration,
+		keeper.WithBackend(backends[o.backend]),
+		keeper.WithTTL(o.ttl),
+		keeper.WithDrainGrace(o.drain),
+		keeper.WithLogger(log))
+	if err != nil {
 		return usageError{err}
 	}
 
@@ -171,16 +184,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// refuses connections.
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
+		_ = k.Stop(ctx)
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newHandler(o.id, reg, log),
+		Handler:           newHandler(o.id, k.Registry, log),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	shutdown := func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		defer cancel()
 		err := srv.Shutdown(sctx)
 		<-serveErr
@@ -188,11 +202,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	start := time.Now()
-	if err := registerWithRetry(ctx, reg, registration, o.startTimeout, log); err != nil {
+	sctx, cancel := context.WithTimeout(ctx, o.startTimeout)
+	err = k.Start(sctx)
+	cancel()
+	if err != nil {
 		_ = shutdown()
-		return err
+		return fmt.Errorf("could not register with Consul within %v: %w", o.startTimeout, err)
 	}
-	log.Info("registered", "id", o.id, "service", o.name, "address", o.advertise, "port", o.port, "took", time.Since(start).Round(time.Millisecond))
+	log.Info("registered", "id", o.id, "service", o.name, "address", o.advertise, "port", o.port, "agent", k.Status().Agent, "took", time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "sayhello %s serving on %s, registered as %s:%d\n", o.id, ln.Addr(), o.advertise, o.port)
 
 	select {
@@ -201,47 +218,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		serveErr <- err // let shutdown's receive return
 		log.Error("server stopped", "err", err)
 	}
-	// Deregister first so callers stop being sent here, then let in-flight
-	// requests finish.
-	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	derr := reg.Deregister(dctx, o.id)
+	// Drain and deregister first, so callers stop being sent here, then
+	// let in-flight requests finish.
+	dctx, cancel := context.WithTimeout(context.Background(), o.drain+5*time.Second)
+	derr := k.Stop(dctx)
 	cancel()
-	if derr != nil {
-		log.Error("deregister failed; Consul removes the instance once its check has been critical for a minute", "id", o.id, "err", derr)
-	} else {
-		log.Info("deregistered", "id", o.id)
-	}
 	if err := shutdown(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return derr
-}
-
-// registerWithRetry registers, retrying with jittered backoff until timeout.
-// The first failure is logged at once so an operator sees why startup waits.
-func registerWithRetry(ctx context.Context, reg beacon.Registry, r beacon.Registration, timeout time.Duration, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := reg.Register(ctx, r)
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, beacon.ErrInvalid) || errors.Is(err, beacon.ErrPermissionDenied) {
-			return err // retrying cannot help
-		}
-		if attempt == 1 {
-			log.Warn("register failed; retrying", "err", err, "for", timeout)
-		}
-		wait := backoff/2 + rand.N(backoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("could not register with Consul within %v (%d attempts): %w", timeout, attempt, err)
-		case <-t.C:
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
 }
