@@ -429,3 +429,104 @@ func TestCrossBackend(t *testing.T) {
 		}
 	}
 }
+
+// TestPausedProcessExcluded: a process stopped (SIGSTOP) for longer than its
+// TTL stops heartbeating and leaves the passing list; after SIGCONT it is
+// passing again within about one heartbeat.
+func TestPausedProcessExcluded(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, _ := consulhttp.New(srv.Config())
+	defer c.Close()
+	p := startSayHello(t, srv.HTTPAddr, "-ttl", "2s")
+	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	waitFor(t, "paused instance excluded", func() bool { return !slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	t.Logf("SIGSTOP → excluded: %v (TTL 2s)", time.Since(stopped))
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	waitFor(t, "resumed instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	t.Logf("SIGCONT → passing again: %v (heartbeat every %v)", time.Since(resumed), 2*time.Second/3)
+}
+
+// TestDrainZeroFailures: a client at 100 requests/s, each through a fresh
+// Consul lookup and with no retries, while one of three instances stops,
+// sees no failed request: the stopping instance leaves the passing list,
+// keeps serving through its drain grace, and only then shuts down.
+func TestDrainZeroFailures(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, _ := consulhttp.New(srv.Config())
+	defer c.Close()
+	var ps []*proc
+	for range 3 {
+		ps = append(ps, startSayHello(t, srv.HTTPAddr))
+	}
+	waitFor(t, "three instances passing", func() bool { return len(passingIDs(t, c, "SayHello")) == 3 })
+
+	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	call := func(i int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		insts, _, err := c.Instances(ctx, beacon.Query{Service: "SayHello"})
+		if err != nil {
+			return err
+		}
+		if len(insts) == 0 {
+			return errors.New("no passing instance")
+		}
+		in := insts[i%len(insts)]
+		resp, err := httpc.Get("http://" + net.JoinHostPort(in.Address, strconv.Itoa(in.Port)) + "/sayHello")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+
+	victim := ps[1]
+	exited := make(chan error, 1)
+	tick := time.NewTicker(10 * time.Millisecond) // 100 requests/s
+	defer tick.Stop()
+	var sent, failed int
+	var firstErr error
+	const total = 400 // 4 s: the stop (drain grace 1 s) happens in the middle
+	for i := range total {
+		<-tick.C
+		if i == 100 {
+			if err := victim.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			go func() { exited <- victim.wait(t) }()
+		}
+		sent++
+		if err := call(i); err != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("stopped instance exited with %v, want 0", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("stopped instance did not exit")
+	}
+	t.Logf("%d requests during a drain, %d failed", sent, failed)
+	if failed != 0 {
+		t.Errorf("%d of %d requests failed while an instance drained (first: %v), want 0", failed, sent, firstErr)
+	}
+	if got := passingIDs(t, c, "SayHello"); len(got) != 2 || slices.Contains(got, victim.id) {
+		t.Errorf("after the drain passing = %q, want the two others", got)
+	}
+}

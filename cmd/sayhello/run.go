@@ -32,7 +32,7 @@ type options struct {
 	port                                             int
 	tags                                             []string
 	meta                                             map[string]string
-	startTimeout, checkInterval, shutdownTimeout     time.Duration
+	startTimeout, shutdownTimeout                    time.Duration
 	ttl, drain                                       time.Duration
 }
 
@@ -64,7 +64,6 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return nil
 	})
 	fs.DurationVar(&o.startTimeout, "start-timeout", 20*time.Second, "give up registering after this long")
-	fs.DurationVar(&o.checkInterval, "check-interval", 5*time.Second, "how often Consul checks /health")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take at shutdown")
 	fs.DurationVar(&o.ttl, "ttl", keeper.DefaultTTL, "heartbeat TTL: a stopped process is excluded after this long")
 	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at shutdown, how long to keep serving after leaving the passing list")
@@ -123,6 +122,34 @@ func consulConfig(o options) (consul.Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// selfProbe is the keeper's health function: a GET of this process's own
+// /health, so a heartbeat says the HTTP server answers, not merely that the
+// process runs. Outputs are constant, so heartbeats write nothing to Raft.
+func selfProbe(listen string) keeper.HealthFunc {
+	host, port, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	url := "http://" + net.JoinHostPort(host, port) + "/health"
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil}}
+	return func(ctx context.Context) (beacon.Health, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return beacon.HealthCritical, "GET /health: bad URL"
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return beacon.HealthCritical, "GET /health failed"
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return beacon.HealthCritical, "GET /health: " + strconv.Itoa(resp.StatusCode)
+		}
+		return beacon.HealthPassing, "GET /health: 200"
+	}
+}
+
 // backends holds the Consul clients compiled in: build tags nohttp and
 // nokit leave one out (docs/comparison.md compares the binaries).
 var backends = map[string]func(consul.Config) (beacon.Registry, error){}
@@ -160,22 +187,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Port:    o.port,
 		Tags:    o.tags,
 		Meta:    o.meta,
-		Checks: []beacon.Check{{
-			Name:     "SayHello /health",
-			HTTP:     "http://" + net.JoinHostPort(o.advertise, strconv.Itoa(o.port)) + "/health",
-			Interval: o.checkInterval,
-			Timeout:  2 * time.Second,
-			// Passing from the start: the server already listens, and the
-			// agent's first check runs only after a random part of the interval.
-			InitialStatus:           beacon.HealthPassing,
-			DeregisterCriticalAfter: time.Minute,
-		}},
 	}
 	k, err := keeper.New(cfg, registration,
 		keeper.WithBackend(backends[o.backend]),
 		keeper.WithTTL(o.ttl),
 		keeper.WithDrainGrace(o.drain),
-		keeper.WithLogger(log))
+		keeper.WithLogger(log),
+		keeper.WithHealth(selfProbe(o.listen)))
 	if err != nil {
 		return usageError{err}
 	}
