@@ -1,0 +1,127 @@
+package balancer
+
+import (
+	"math/bits"
+	"math/rand/v2"
+	"sync/atomic"
+
+	"github.com/beaconsd/beacon"
+)
+
+// Balancer picks one endpoint from a set.
+//
+// Pick returns beacon.ErrNoInstances for an empty or nil Set, and otherwise
+// an endpoint of s and a nil error. Every successful Pick counts one request
+// in flight on the endpoint until its Done is called. Pick does not block
+// (Weighted may take a short mutex on large weights), allocates nothing, and
+// is safe for concurrent use, including with NewSet reading s as prev.
+type Balancer interface {
+	Pick(s *Set) (*Endpoint, error)
+}
+
+var (
+	_ Balancer = (*roundRobin)(nil)
+	_ Balancer = random{}
+	_ Balancer = weighted{}
+	_ Balancer = p2c{}
+)
+
+// NewRoundRobin returns a Balancer that picks the endpoints of a Set in
+// turn. The position is an atomic counter in the Balancer, not in the Set:
+// it carries on across refreshes (modulo the new Set's size), and one
+// Balancer picking from one Set gives every endpoint exactly its share,
+// however many goroutines pick. Lock-free.
+func NewRoundRobin() Balancer { return new(roundRobin) }
+
+type roundRobin struct{ next atomic.Uint64 }
+
+func (r *roundRobin) Pick(s *Set) (*Endpoint, error) {
+	if s == nil || len(s.eps) == 0 {
+		return nil, beacon.ErrNoInstances
+	}
+	i := (r.next.Add(1) - 1) % uint64(len(s.eps))
+	return s.eps[i].pick(), nil
+}
+
+// NewRandom returns a Balancer that picks an endpoint uniformly at random,
+// drawing from math/rand/v2's global source (per-thread, lock-free).
+// Stateless and lock-free.
+func NewRandom() Balancer { return random{} }
+
+type random struct{}
+
+func (random) Pick(s *Set) (*Endpoint, error) {
+	if s == nil || len(s.eps) == 0 {
+		return nil, beacon.ErrNoInstances
+	}
+	i, _ := bits.Mul64(rand.Uint64(), uint64(len(s.eps)))
+	return s.eps[i].pick(), nil
+}
+
+// NewWeighted returns a Balancer running nginx's smooth weighted round robin
+// over the endpoints' weights (see Endpoint.Weight, which follows Consul's
+// Weights and each instance's health). Over one cycle, as many picks as the
+// weights' sum (divided by their greatest common divisor), every endpoint is
+// picked exactly as many times as its weight, interleaved as evenly as
+// possible: weights 5, 1, 1 give a a b a c a a. Weight 0 is never picked,
+// unless every weight is 0; then the endpoints are picked in turn. With
+// Consul's default weights this is round robin.
+//
+// The position in the cycle lives in the Set, so every Weighted picking from
+// one Set shares one sequence, and the Balancer itself is stateless. NewSet
+// precomputes the cycle when the weights are all equal or the cycle is at
+// most 4096 picks long, and then a pick is one atomic add, lock-free;
+// otherwise a pick takes a per-Set mutex around a loop over the endpoints,
+// with the same results.
+func NewWeighted() Balancer { return weighted{} }
+
+type weighted struct{}
+
+func (weighted) Pick(s *Set) (*Endpoint, error) {
+	if s == nil || len(s.eps) == 0 {
+		return nil, beacon.ErrNoInstances
+	}
+	return s.pickWeighted().pick(), nil
+}
+
+// NewP2C returns a Balancer using the power of two choices: it draws two
+// distinct endpoints at random and picks the one with fewer requests in
+// flight (either one on a tie). It steers load away from slow or stuck
+// instances without any configuration, provided callers call Done. The
+// in-flight counts are read without a lock, so concurrent picks may both
+// see the same counts; that is the algorithm's usual trade. Stateless and
+// lock-free.
+func NewP2C() Balancer { return p2c{} }
+
+type p2c struct{}
+
+func (p2c) Pick(s *Set) (*Endpoint, error) {
+	n := s.Len()
+	switch n {
+	case 0:
+		return nil, beacon.ErrNoInstances
+	case 1:
+		return s.eps[0].pick(), nil
+	}
+	i, j := twoOf(n)
+	a, b := s.eps[i], s.eps[j]
+	if b.load.inflight.Load() < a.load.inflight.Load() {
+		a = b
+	}
+	return a.pick(), nil
+}
+
+// twoOf returns two distinct indices in [0, n), n ≥ 2, drawn from a single
+// random word with Lemire's multiply-shift: the high half of r·n is the first
+// index, and the low half, itself close to uniform, yields the second. The
+// bias, about n²/2⁶⁴, is far below anything a load balancer could notice,
+// and one draw instead of two halves the cost of a P2C pick.
+func twoOf(n int) (i, j int) {
+	hi, lo := bits.Mul64(rand.Uint64(), uint64(n))
+	hj, _ := bits.Mul64(lo, uint64(n-1))
+	i, j = int(hi), int(hj)
+	if j >= i {
+		j++
+	}
+	return i, j
+}

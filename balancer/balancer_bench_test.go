@@ -1,0 +1,65 @@
+package balancer
+
+import (
+	"testing"
+
+	"github.com/beaconsd/beacon"
+)
+
+// benchSets are the 3-endpoint sets the benchmarks pick from: Consul's
+// default weights for most balancers; 5, 1, 1 for Weighted, and 5001, 1000,
+// 1000 for its mutex path (a cycle too long to precompute).
+func benchCases() []struct {
+	name string
+	b    Balancer
+	s    *Set
+} {
+	plain := NewSet([]beacon.Instance{inst("a"), inst("b"), inst("c")}, nil)
+	return []struct {
+		name string
+		b    Balancer
+		s    *Set
+	}{
+		{"roundrobin", NewRoundRobin(), plain},
+		{"random", NewRandom(), plain},
+		{"weighted", NewWeighted(), NewSet(weightedInsts(5, 1, 1), nil)},
+		{"weighted-mutex", NewWeighted(), NewSet(weightedInsts(5001, 1000, 1000), nil)},
+		{"p2c", NewP2C(), plain},
+	}
+}
+
+// BenchmarkPick measures one Pick and its Done.
+func BenchmarkPick(b *testing.B) {
+	for _, bc := range benchCases() {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				e, err := bc.b.Pick(bc.s)
+				if err != nil {
+					b.Fatal(err)
+				}
+				e.Done()
+			}
+		})
+	}
+}
+
+// BenchmarkPickParallel measures Pick and Done from GOMAXPROCS goroutines
+// sharing one Balancer and one Set.
+func BenchmarkPickParallel(b *testing.B) {
+	for _, bc := range benchCases() {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					e, err := bc.b.Pick(bc.s)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					e.Done()
+				}
+			})
+		})
+	}
+}

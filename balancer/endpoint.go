@@ -1,0 +1,79 @@
+package balancer
+
+import (
+	"math"
+	"sync/atomic"
+
+	"github.com/beaconsd/beacon"
+)
+
+// Endpoint is one instance in a Set, with the state balancers keep for it.
+//
+// An Endpoint belongs to one Set and never changes: NewSet builds a new
+// Endpoint for every instance, even one carried over from the previous Set,
+// so that goroutines still reading the old Set never race with a refresh.
+// What survives a refresh is the load state behind the Endpoint, shared by
+// the old and the new Endpoint of the same instance. Identify instances
+// across Sets with Instance.Key, not by pointer.
+type Endpoint struct {
+	// Instance is the instance as given to NewSet (deeply copied). Treat it
+	// as read-only: other goroutines read it concurrently.
+	Instance beacon.Instance
+	// Addr is net.JoinHostPort(Instance.Address, Instance.Port), ready to dial.
+	Addr string
+
+	weight int64 // Weighted's weight for this instance; see Weight
+	load   *load // shared with this instance's Endpoints in earlier and later Sets
+}
+
+// load is the per-instance state that survives a refresh. It fills a cache
+// line so that parallel picks counting on different endpoints do not contend.
+type load struct {
+	inflight atomic.Int64
+	_        [56]byte
+}
+
+// InFlight returns the number of requests picked on this instance and not
+// yet Done, counted across every Set the instance has been carried through.
+func (e *Endpoint) InFlight() int64 { return e.load.inflight.Load() }
+
+// Done ends a request started by a Pick that returned e. Call it exactly once
+// per successful Pick, whatever the balancer: P2C steers by the in-flight
+// count, and for the other balancers Done is one atomic add. Calling Done
+// on an Endpoint from an older Set is correct: the count is shared. Calling
+// it more often than Pick makes the count wrong (it may go negative).
+func (e *Endpoint) Done() { e.load.inflight.Add(-1) }
+
+// Weight returns the weight NewWeighted gives this instance: Consul's
+// Weights.Passing while Instance.Health is passing (or unset), Weights.Warning
+// while it is warning, and 0 when it is critical or unknown. Zero Weights
+// (Consul's "unset") count as 1 and 1; negative weights count as 0 and weights
+// above 65535, the largest DNS SRV weight, as 65535. A weight of 0 means
+// the instance is never picked by Weighted unless every instance in the Set
+// has weight 0, in which case all are picked in turn.
+func (e *Endpoint) Weight() int { return int(e.weight) }
+
+// pick counts a request in flight on e and returns e.
+func (e *Endpoint) pick() *Endpoint {
+	e.load.inflight.Add(1)
+	return e
+}
+
+const maxWeight = math.MaxUint16
+
+func weightOf(in beacon.Instance) int64 {
+	w := in.Weights
+	if w == (beacon.Weights{}) {
+		w = beacon.Weights{Passing: 1, Warning: 1}
+	}
+	var v int
+	switch in.Health {
+	case beacon.HealthPassing, "":
+		v = w.Passing
+	case beacon.HealthWarning:
+		v = w.Warning
+	default: // critical, or a state nobody should trust
+		return 0
+	}
+	return int64(min(max(v, 0), maxWeight))
+}

@@ -1,0 +1,214 @@
+package balancer
+
+import (
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/beaconsd/beacon"
+)
+
+// Set is an immutable-membership set of endpoints: the instances, their
+// order and their weights are fixed when NewSet builds it; only the state
+// balancers keep (requests in flight, Weighted's position) changes. A Set is
+// safe for concurrent use by any number of goroutines. The zero Set and a nil
+// *Set are empty.
+type Set struct {
+	eps []*Endpoint
+
+	// Weighted's state lives here, shared by every Weighted picking from
+	// this Set. When a whole cycle of the smooth weighted round robin is
+	// short enough, it is precomputed into sched and a pick is one atomic
+	// add; otherwise the algorithm runs under mu.
+	sched []int32 // endpoint index for each step of one cycle; nil: use mu
+
+	live  []int32 // endpoints with positive weight (all of them when none has)
+	wts   []int64 // their weights divided by their greatest common divisor
+	total int64   // sum of wts: the length of one cycle
+
+	_      [64]byte      // keep the written fields below off the line read by every Pick
+	cursor atomic.Uint64 // steps taken through sched
+	mu     sync.Mutex    // guards cur
+	cur    []int64       // smooth weighted round robin's current weights, parallel to live
+}
+
+// Limits on the precomputed Weighted schedule: its length, and the work
+// (length times endpoints) NewSet spends building it. Beyond either, Weighted
+// runs the same algorithm under a mutex, with the same picks.
+const (
+	maxSchedule     = 1 << 12
+	maxScheduleWork = 1 << 20
+)
+
+// NewSet builds a Set of insts, in their order. Each Instance is deeply
+// copied, so the caller may reuse insts.
+//
+// prev, which may be nil, is the Set being replaced. An instance whose Key
+// (node and ID) was in prev keeps its load: its new Endpoint shares the
+// in-flight count of the old one, so Done on either is counted. When every
+// instance is at the same position, with the same Key and the same Weight,
+// as in prev, Weighted carries on its sequence where prev left it; otherwise
+// it starts a new cycle. prev stays valid and usable; it is only read.
+//
+// Keys should be unique, as Consul makes them; if one repeats, only its
+// first Endpoint inherits from prev.
+func NewSet(insts []beacon.Instance, prev *Set) *Set {
+	var carried map[beacon.InstanceKey]*load
+	if prev != nil && len(prev.eps) > 0 {
+		carried = make(map[beacon.InstanceKey]*load, len(prev.eps))
+		for _, e := range prev.eps {
+			k := e.Instance.Key()
+			if _, dup := carried[k]; !dup {
+				carried[k] = e.load
+			}
+		}
+	}
+
+	s := &Set{eps: make([]*Endpoint, len(insts))}
+	backing := make([]Endpoint, len(insts))
+	for i, in := range insts {
+		in = in.Clone()
+		ld := carried[in.Key()]
+		if ld != nil {
+			delete(carried, in.Key())
+		} else {
+			ld = new(load)
+		}
+		e := &backing[i]
+		*e = Endpoint{
+			Instance: in,
+			Addr:     net.JoinHostPort(in.Address, strconv.Itoa(in.Port)),
+			weight:   weightOf(in),
+			load:     ld,
+		}
+		s.eps[i] = e
+	}
+	s.initWeighted(prev)
+	return s
+}
+
+// Len returns the number of endpoints in s; 0 for a nil Set.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.eps)
+}
+
+// Endpoints returns the endpoints of s in the order given to NewSet. The
+// slice is shared, not copied: do not modify it.
+func (s *Set) Endpoints() []*Endpoint {
+	if s == nil {
+		return nil
+	}
+	return s.eps
+}
+
+// initWeighted prepares Weighted's state, carrying prev's over when the
+// weights are the same.
+func (s *Set) initWeighted(prev *Set) {
+	if len(s.eps) == 0 {
+		return
+	}
+	if prev.sameWeights(s) {
+		s.live, s.wts, s.total = prev.live, prev.wts, prev.total
+		if prev.sched != nil {
+			s.sched = prev.sched // immutable, so shared
+			s.cursor.Store(prev.cursor.Load())
+			return
+		}
+		prev.mu.Lock()
+		s.cur = append([]int64(nil), prev.cur...)
+		prev.mu.Unlock()
+		return
+	}
+
+	for i, e := range s.eps {
+		if e.weight > 0 {
+			s.live = append(s.live, int32(i))
+			s.wts = append(s.wts, e.weight)
+		}
+	}
+	if len(s.live) == 0 { // all weights 0: take turns
+		for i := range s.eps {
+			s.live = append(s.live, int32(i))
+			s.wts = append(s.wts, 1)
+		}
+	}
+	g := s.wts[0]
+	for _, w := range s.wts[1:] {
+		g = gcd(g, w)
+	}
+	for i := range s.wts {
+		s.wts[i] /= g
+		s.total += s.wts[i]
+	}
+
+	switch n := int64(len(s.live)); {
+	case s.total == n: // equal weights: the cycle is the endpoints in order
+		s.sched = s.live
+	case s.total <= maxSchedule && s.total*n <= maxScheduleWork:
+		s.cur = make([]int64, n)
+		s.sched = make([]int32, s.total)
+		for i := range s.sched {
+			s.sched[i] = s.live[s.smooth()]
+		}
+		s.cur = nil
+	default:
+		s.cur = make([]int64, n)
+	}
+}
+
+// sameWeights reports whether next has the same instances, in the same
+// order and with the same weights, as s (which may be nil).
+func (s *Set) sameWeights(next *Set) bool {
+	if s == nil || len(s.eps) != len(next.eps) {
+		return false
+	}
+	for i, e := range s.eps {
+		n := next.eps[i]
+		if e.weight != n.weight || e.Instance.ID != n.Instance.ID || e.Instance.Node != n.Instance.Node {
+			return false
+		}
+	}
+	return true
+}
+
+// smooth advances nginx's smooth weighted round robin by one step and
+// returns the index in s.live of the chosen endpoint: every current weight
+// grows by its weight, the largest (the first, on a tie) is chosen and falls
+// back by the total. Over a cycle of s.total steps each endpoint is chosen as
+// many times as its weight, spread as evenly as possible. The caller holds
+// s.mu, or owns s.
+func (s *Set) smooth() int {
+	best := 0
+	for i, w := range s.wts {
+		s.cur[i] += w
+		if s.cur[i] > s.cur[best] {
+			best = i
+		}
+	}
+	s.cur[best] -= s.total
+	return best
+}
+
+// pickWeighted returns the next endpoint of the smooth weighted round robin.
+// s is not empty.
+func (s *Set) pickWeighted() *Endpoint {
+	if s.sched != nil {
+		c := s.cursor.Add(1) - 1
+		return s.eps[s.sched[c%uint64(len(s.sched))]]
+	}
+	s.mu.Lock()
+	i := s.smooth()
+	s.mu.Unlock()
+	return s.eps[s.live[i]]
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}

@@ -1,0 +1,476 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/balancer"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+	wloop "github.com/beaconsd/beacon/internal/watch"
+)
+
+// Backend builds a client bound to one agent (cfg holds one address).
+type Backend func(cfg consul.Config) (beacon.Registry, error)
+
+// NoPassingPolicy says what a watch publishes when no instance passes.
+type NoPassingPolicy int
+
+const (
+	// ReturnNone publishes no instances (the default).
+	ReturnNone NoPassingPolicy = iota
+	// FallBackToWarning publishes the warning instances when none passes.
+	FallBackToWarning
+)
+
+type options struct {
+	backend     Backend
+	logger      *slog.Logger
+	wait        time.Duration
+	every       time.Duration
+	burst       int
+	maxPolls    int
+	probe       time.Duration
+	noPassing   NoPassingPolicy
+	consistency beacon.Consistency
+}
+
+// Option adjusts a Cache.
+type Option func(*options)
+
+// WithBackend chooses the Consul client (default consulhttp).
+func WithBackend(b Backend) Option { return func(o *options) { o.backend = b } }
+
+// WithLogger sets where watch errors and agent changes are logged (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithWaitTime sets each blocking query's wait (default 5 min, at most 10).
+func WithWaitTime(d time.Duration) Option { return func(o *options) { o.wait = d } }
+
+// WithRateLimit spaces each watch's queries: a burst, then one per every
+// (default burst 2, then one a second), so churn degrades to polling.
+func WithRateLimit(every time.Duration, burst int) Option {
+	return func(o *options) { o.every, o.burst = every, burst }
+}
+
+// WithMaxLongPolls caps the blocking queries in flight at once (default 64,
+// well below an agent's 200 connections per client address).
+func WithMaxLongPolls(n int) Option { return func(o *options) { o.maxPolls = n } }
+
+// WithNoPassingPolicy chooses what to publish when no instance passes.
+func WithNoPassingPolicy(p NoPassingPolicy) Option { return func(o *options) { o.noPassing = p } }
+
+// WithStale lets any server answer (faster, works without a leader, may lag).
+func WithStale() Option { return func(o *options) { o.consistency = beacon.ConsistencyStale } }
+
+// Snapshot is one published answer. It is immutable: never modify it or the
+// slices and maps it holds.
+type Snapshot struct {
+	Service   string
+	Instances []beacon.Instance
+	// Set is Instances ready for a balancer.
+	Set *balancer.Set
+	// Index is Consul's X-Consul-Index of the answer.
+	Index uint64
+	// Updated is when Consul last answered this watch.
+	Updated time.Time
+	// Err is the last error since then; nil while the snapshot is fresh.
+	Err error
+}
+
+// Age is how long ago Consul last answered.
+func (s *Snapshot) Age() time.Duration { return time.Since(s.Updated) }
+
+// Cache holds the watches of one process. It is safe for concurrent use;
+// Close stops every watch and waits for them.
+type Cache struct {
+	o      options
+	agents *agents
+	regs   []beacon.Registry
+	sem    chan struct{}
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	watches map[string]*watch
+	closed  bool
+	pinned  map[string]*Watcher // watches opened by Instances and Pick
+}
+
+// New returns a cache reading from the agents in cfg.Addresses, in order of
+// preference. Nothing is sent until a service is watched.
+func New(cfg consul.Config, opts ...Option) (*Cache, error) {
+	o := options{wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.backend == nil {
+		o.backend = func(c consul.Config) (beacon.Registry, error) { return consulhttp.New(c) }
+	}
+	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 {
+		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
+	}
+	addrs := cfg.Addresses
+	if len(addrs) == 0 {
+		addrs = []string{consul.DefaultAddress}
+	}
+	c := &Cache{o: o, sem: make(chan struct{}, o.maxPolls), watches: map[string]*watch{}, pinned: map[string]*Watcher{}}
+	for i := range addrs {
+		r, err := o.backend(cfg.Agent(i))
+		if err != nil {
+			c.closeRegs()
+			return nil, fmt.Errorf("discovery: agent %s: %w", addrs[i], err)
+		}
+		c.regs = append(c.regs, r)
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.agents = newAgents(c.ctx, &c.wg, c.regs, addrs, o.probe, o.logger)
+	return c, nil
+}
+
+func (c *Cache) closeRegs() {
+	for _, r := range c.regs {
+		if cl, ok := r.(io.Closer); ok {
+			_ = cl.Close()
+		}
+	}
+}
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("discovery: cache closed")
+
+func watchKey(q beacon.Query) string {
+	var b strings.Builder
+	b.WriteString(q.Service)
+	b.WriteByte(0)
+	b.WriteString(strings.Join(q.Tags, "\x01"))
+	b.WriteByte(0)
+	b.WriteString(q.Datacenter)
+	b.WriteByte(0)
+	b.WriteString(q.Filter)
+	b.WriteByte(0)
+	b.WriteString(strconv.FormatBool(q.IncludeUnhealthy))
+	return b.String()
+}
+
+// Watch starts watching q, or joins the watch already running for it, and
+// returns a handle; Close releases it, and the watch stops with its last
+// handle. q.WaitIndex and q.WaitTime are ignored.
+func (c *Cache) Watch(q beacon.Query) (*Watcher, error) {
+	q.WaitIndex, q.WaitTime = 0, 0
+	if q.Consistency == beacon.ConsistencyDefault {
+		q.Consistency = c.o.consistency
+	}
+	if err := q.Validate(); err != nil {
+		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
+	}
+	q.Tags = slices.Clone(q.Tags)
+	key := watchKey(q)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	w := c.watches[key]
+	if w == nil {
+		w = c.startWatch(key, q)
+		c.watches[key] = w
+	}
+	w.refs++
+	return &Watcher{c: c, w: w, ch: w.subscribe()}, nil
+}
+
+// Instances returns the current instances of service (passing ones, by the
+// cache's policy), watching it from now on. The first call for a service
+// waits for Consul's first answer, bounded by ctx; later calls touch no
+// network. The slice is shared: do not modify it.
+func (c *Cache) Instances(ctx context.Context, service string) ([]beacon.Instance, error) {
+	w, err := c.pinnedWatch(service)
+	if err != nil {
+		return nil, err
+	}
+	s, err := w.Wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.Instances, nil
+}
+
+// Pick picks an instance of service with b, watching it from now on, as
+// Instances does. Call Done on the endpoint when the request ends.
+func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (*balancer.Endpoint, error) {
+	w, err := c.pinnedWatch(service)
+	if err != nil {
+		return nil, err
+	}
+	s := w.Snapshot()
+	if s == nil {
+		if s, err = w.Wait(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return b.Pick(s.Set)
+}
+
+// pinnedWatch returns the watch Instances and Pick keep open until Close.
+func (c *Cache) pinnedWatch(service string) (*Watcher, error) {
+	c.mu.Lock()
+	w := c.pinned[service]
+	c.mu.Unlock()
+	if w != nil {
+		return w, nil
+	}
+	w, err := c.Watch(beacon.Query{Service: service})
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.pinned[service]; old != nil {
+		go w.Close() // lost a race; Close takes c.mu
+		return old, nil
+	}
+	c.pinned[service] = w
+	return w, nil
+}
+
+// Close stops every watch, cancelling their in-flight queries, and waits
+// for them. It is safe to call more than once.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.closeRegs()
+	return nil
+}
+
+// watch is one shared blocking-query loop and its latest snapshot.
+type watch struct {
+	key  string
+	q    beacon.Query
+	refs int // guarded by Cache.mu
+
+	// fallback: the watch queries every instance and publishes the passing
+	// ones, or the warning ones when none passes.
+	fallback bool
+
+	cancel context.CancelFunc
+	snap   atomic.Pointer[Snapshot]
+	ready  chan struct{} // closed at the first answer or error
+	once   sync.Once
+
+	subMu sync.Mutex
+	subs  map[chan struct{}]struct{}
+}
+
+func (c *Cache) startWatch(key string, q beacon.Query) *watch {
+	ctx, cancel := context.WithCancel(c.ctx)
+	w := &watch{key: key, q: q, cancel: cancel, ready: make(chan struct{}), subs: map[chan struct{}]struct{}{}, fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy}
+	lookup := &limitedLookup{agents: c.agents, sem: c.sem}
+	if w.fallback {
+		q.IncludeUnhealthy = true // filtered in publish
+	}
+	opts := wloop.Options{WaitTime: c.o.wait, Limiter: rate.NewLimiter(rate.Every(c.o.every), c.o.burst)}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		wloop.Loop(ctx, lookup, q, opts, func(r wloop.Result) { c.publish(w, r) })
+	}()
+	return w
+}
+
+// publish turns a loop result into a snapshot. Errors keep the last good
+// instances and record the error; answers replace them, empty or not.
+func (c *Cache) publish(w *watch, r wloop.Result) {
+	prev := w.snap.Load()
+	var next *Snapshot
+	if r.Err != nil {
+		c.o.logger.Warn("discovery: watch error; serving the last good snapshot", "service", w.q.Service, "err", r.Err)
+		if prev != nil {
+			s := *prev
+			s.Err = r.Err
+			next = &s
+		} else {
+			next = &Snapshot{Service: w.q.Service, Set: balancer.NewSet(nil, nil), Err: r.Err}
+		}
+	} else {
+		insts := applyPolicy(w, r.Instances)
+		if prev != nil && prev.Err == nil && sameInstances(prev.Instances, insts) {
+			s := *prev
+			s.Index, s.Updated = r.Meta.LastIndex, time.Now()
+			w.snap.Store(&s) // fresher, unchanged: nobody is woken
+			w.once.Do(func() { close(w.ready) })
+			return
+		}
+		var prevSet *balancer.Set
+		if prev != nil {
+			prevSet = prev.Set
+		}
+		next = &Snapshot{Service: w.q.Service, Instances: insts, Set: balancer.NewSet(insts, prevSet), Index: r.Meta.LastIndex, Updated: time.Now()}
+	}
+	if prev != nil && next.Updated.IsZero() {
+		next.Updated = prev.Updated
+	}
+	w.snap.Store(next)
+	w.once.Do(func() { close(w.ready) })
+	w.notify()
+}
+
+// applyPolicy keeps the passing instances, or with the fallback policy the
+// warning ones when none passes.
+func applyPolicy(w *watch, insts []beacon.Instance) []beacon.Instance {
+	if !w.fallback {
+		return insts
+	}
+	var passing, warning []beacon.Instance
+	for _, in := range insts {
+		switch in.Health {
+		case beacon.HealthPassing:
+			passing = append(passing, in)
+		case beacon.HealthWarning:
+			warning = append(warning, in)
+		}
+	}
+	if len(passing) > 0 {
+		return passing
+	}
+	return warning
+}
+
+func sameInstances(a, b []beacon.Instance) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.ID != y.ID || x.Node != y.Node || x.Address != y.Address || x.Port != y.Port ||
+			x.Health != y.Health || x.Weights != y.Weights || !slices.Equal(x.Tags, y.Tags) || len(x.Meta) != len(y.Meta) {
+			return false
+		}
+		for k, v := range x.Meta {
+			if y.Meta[k] != v {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (w *watch) subscribe() chan struct{} {
+	ch := make(chan struct{}, 1)
+	w.subMu.Lock()
+	w.subs[ch] = struct{}{}
+	w.subMu.Unlock()
+	return ch
+}
+
+func (w *watch) unsubscribe(ch chan struct{}) {
+	w.subMu.Lock()
+	delete(w.subs, ch)
+	w.subMu.Unlock()
+}
+
+// notify wakes every subscriber without blocking: each channel holds at
+// most one pending wake-up, and a reader always loads the newest snapshot.
+func (w *watch) notify() {
+	w.subMu.Lock()
+	chans := make([]chan struct{}, 0, len(w.subs))
+	for ch := range w.subs {
+		chans = append(chans, ch)
+	}
+	w.subMu.Unlock()
+	for _, ch := range chans {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Watcher is one caller's handle on a shared watch.
+type Watcher struct {
+	c      *Cache
+	w      *watch
+	ch     chan struct{}
+	closed atomic.Bool
+}
+
+// Snapshot returns the latest snapshot, or nil before Consul's first answer.
+// It takes no lock and touches no network.
+func (w *Watcher) Snapshot() *Snapshot { return w.w.snap.Load() }
+
+// Changed receives a value after the snapshot changed; load it with Snapshot.
+func (w *Watcher) Changed() <-chan struct{} { return w.ch }
+
+// Wait returns the first snapshot, waiting for it as long as ctx allows. A
+// first answer that was an error is returned as that error.
+func (w *Watcher) Wait(ctx context.Context) (*Snapshot, error) {
+	select {
+	case <-w.w.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("discovery: waiting for %q: %w", w.w.q.Service, ctx.Err())
+	}
+	s := w.w.snap.Load()
+	if s.Updated.IsZero() && s.Err != nil {
+		return s, s.Err
+	}
+	return s, nil
+}
+
+// Close releases the handle; the watch stops with its last handle. It is
+// safe to call more than once.
+func (w *Watcher) Close() {
+	if w.closed.Swap(true) {
+		return
+	}
+	w.w.unsubscribe(w.ch)
+	c := w.c
+	c.mu.Lock()
+	w.w.refs--
+	if w.w.refs == 0 {
+		delete(c.watches, w.w.key)
+		w.w.cancel()
+	}
+	c.mu.Unlock()
+}
+
+// limitedLookup holds one of the cache's long-poll slots for the duration
+// of every blocking query.
+type limitedLookup struct {
+	agents *agents
+	sem    chan struct{}
+}
+
+func (l *limitedLookup) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	if q.WaitIndex > 0 {
+		select {
+		case l.sem <- struct{}{}:
+			defer func() { <-l.sem }()
+		case <-ctx.Done():
+			return nil, beacon.QueryMeta{}, ctx.Err()
+		}
+	}
+	return l.agents.Instances(ctx, q)
+}

@@ -1,0 +1,266 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/balancer"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// deadline bounds every wait; figures are logged, not asserted.
+const deadline = 30 * time.Second
+
+func newCache(t *testing.T, cfg consul.Config, opts ...discovery.Option) *discovery.Cache {
+	t.Helper()
+	c, err := discovery.New(cfg, opts...)
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func registry(t *testing.T, cfg consul.Config) *consulhttp.Client {
+	t.Helper()
+	r, err := consulhttp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func register(t *testing.T, r beacon.Registry, id, service string, status beacon.Health) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	err := r.Register(ctx, beacon.Registration{
+		ID: id, Service: service, Address: "127.0.0.1", Port: 9000 + len(id),
+		Checks: []beacon.Check{{TTL: time.Hour, InitialStatus: status}},
+	})
+	if err != nil {
+		t.Fatalf("Register(%q) = %v", id, err)
+	}
+}
+
+// next waits for the watcher's next change and returns the snapshot.
+func next(t *testing.T, w *discovery.Watcher) *discovery.Snapshot {
+	t.Helper()
+	select {
+	case <-w.Changed():
+		return w.Snapshot()
+	case <-time.After(deadline):
+		t.Fatalf("no change within %v", deadline)
+		return nil
+	}
+}
+
+// until waits for changes until cond holds for the snapshot.
+func until(t *testing.T, w *discovery.Watcher, what string, cond func(*discovery.Snapshot) bool) *discovery.Snapshot {
+	t.Helper()
+	end := time.After(deadline)
+	for {
+		if s := w.Snapshot(); s != nil && cond(s) {
+			return s
+		}
+		select {
+		case <-w.Changed():
+		case <-end:
+			t.Fatalf("%s: not within %v (last snapshot %+v)", what, deadline, w.Snapshot())
+		}
+	}
+}
+
+func ids(s *discovery.Snapshot) []string {
+	var out []string
+	for _, in := range s.Instances {
+		out = append(out, in.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestWatchFollowsChangesAndScaleToZero(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	register(t, r, "a", "web", beacon.HealthPassing)
+	c := newCache(t, srv.Config())
+
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	s, err := w.Wait(ctx)
+	if err != nil || !slices.Equal(ids(s), []string{"a"}) {
+		t.Fatalf("Wait() = %v, %v; want [a]", s, err)
+	}
+
+	register(t, r, "b", "web", beacon.HealthPassing)
+	until(t, w, "b appears", func(s *discovery.Snapshot) bool { return slices.Equal(ids(s), []string{"a", "b"}) })
+	register(t, r, "c", "web", beacon.HealthCritical)
+	// A critical instance is not published: nothing changes for passing-only.
+	for _, id := range []string{"a", "b", "c"} {
+		if err := r.Deregister(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = until(t, w, "scale to zero", func(s *discovery.Snapshot) bool { return len(s.Instances) == 0 })
+	if s.Err != nil {
+		t.Errorf("empty snapshot carries error %v, want nil (an empty answer is an answer)", s.Err)
+	}
+	if _, err := c.Pick(ctx, "web", balancer.NewRoundRobin()); !errors.Is(err, beacon.ErrNoInstances) {
+		t.Errorf("Pick() after scale to zero = %v, want ErrNoInstances", err)
+	}
+}
+
+func TestWatchesAreShared(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	register(t, r, "a", "shared", beacon.HealthPassing)
+	c := newCache(t, srv.Config())
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	w1, _ := c.Watch(beacon.Query{Service: "shared"})
+	w2, _ := c.Watch(beacon.Query{Service: "shared"})
+	s1, _ := w1.Wait(ctx)
+	s2, _ := w2.Wait(ctx)
+	if s1 != s2 {
+		t.Errorf("two watchers of one query hold different snapshots: one loop should serve both")
+	}
+	w1.Close()
+	register(t, r, "b", "shared", beacon.HealthPassing)
+	until(t, w2, "the remaining watcher still sees changes", func(s *discovery.Snapshot) bool { return len(s.Instances) == 2 })
+	w2.Close()
+	w2.Close() // twice is safe
+}
+
+func TestNoPassingPolicy(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	register(t, r, "warn-1", "svc", beacon.HealthWarning)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+
+	strict := newCache(t, srv.Config())
+	insts, err := strict.Instances(ctx, "svc")
+	if err != nil || len(insts) != 0 {
+		t.Errorf("default policy Instances() = %+v, %v; want none", insts, err)
+	}
+	lenient := newCache(t, srv.Config(), discovery.WithNoPassingPolicy(discovery.FallBackToWarning))
+	insts, err = lenient.Instances(ctx, "svc")
+	if err != nil || len(insts) != 1 || insts[0].Health != beacon.HealthWarning {
+		t.Errorf("fallback policy Instances() = %+v, %v; want the warning instance", insts, err)
+	}
+	register(t, r, "pass-1", "svc", beacon.HealthPassing)
+	w, _ := lenient.Watch(beacon.Query{Service: "svc"})
+	defer w.Close()
+	until(t, w, "passing instance preferred", func(s *discovery.Snapshot) bool { return slices.Equal(ids(s), []string{"pass-1"}) })
+}
+
+// TestOutage: the agent dies for a while under continuous picks; no pick
+// fails, the snapshot shows its age and error; a fresh agent comes up (a
+// dev agent: empty, its index starts low again), the instances register
+// again, and the cache converges.
+func TestOutage(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	for _, id := range []string{"a", "b", "c"} {
+		register(t, r, id, "api", beacon.HealthPassing)
+	}
+	c := newCache(t, srv.Config())
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if insts, err := c.Instances(ctx, "api"); err != nil || len(insts) != 3 {
+		t.Fatalf("Instances() = %d, %v; want 3", len(insts), err)
+	}
+	w, _ := c.Watch(beacon.Query{Service: "api"})
+	defer w.Close()
+
+	var picks, failures atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	rr := balancer.NewRoundRobin()
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ep, err := c.Pick(ctx, "api", rr)
+				if err != nil {
+					failures.Add(1)
+				} else {
+					ep.Done()
+				}
+				picks.Add(1)
+				time.Sleep(time.Millisecond) // pacing, so 50 pickers leave the agent CPU to restart
+			}
+		}()
+	}
+
+	srv.Stop()
+	s := until(t, w, "the outage is visible", func(s *discovery.Snapshot) bool { return s.Err != nil })
+	if len(s.Instances) != 3 {
+		t.Errorf("during the outage the snapshot holds %d instances, want the last good 3", len(s.Instances))
+	}
+	if !errors.Is(s.Err, beacon.ErrUnavailable) {
+		t.Errorf("snapshot error = %v, want ErrUnavailable", s.Err)
+	}
+
+	srv.Restart(t)
+	restarted := time.Now()
+	for _, id := range []string{"a", "b", "d"} { // what the keepers would do; "c" is gone
+		register(t, r, id, "api", beacon.HealthPassing)
+	}
+	until(t, w, "the cache converges on the fresh agent", func(s *discovery.Snapshot) bool {
+		return s.Err == nil && slices.Equal(ids(s), []string{"a", "b", "d"})
+	})
+	t.Logf("fresh agent up → cache converged in %v", time.Since(restarted))
+	close(stop)
+	wg.Wait()
+	t.Logf("%d picks during the outage and recovery, %d failed", picks.Load(), failures.Load())
+	if failures.Load() != 0 {
+		t.Errorf("%d of %d picks failed, want 0", failures.Load(), picks.Load())
+	}
+}
+
+func TestCloseStopsEverything(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := newCache(t, srv.Config())
+	for _, svc := range []string{"x", "y", "z"} {
+		if _, err := c.Watch(beacon.Query{Service: svc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() { c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(deadline):
+		t.Fatal("Close did not stop watches blocked in long polls")
+	}
+	if _, err := c.Watch(beacon.Query{Service: "x"}); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Watch() after Close = %v, want ErrClosed", err)
+	}
+}
