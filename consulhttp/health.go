@@ -99,11 +99,14 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		}
 		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		if rec.transportErr() != nil {
+	if err := onlySpace(io.MultiReader(dec.Buffered(), rec)); err != nil {
+		switch {
+		case rec.transportErr() != nil:
 			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
+		case errors.Is(err, beacon.ErrMalformedResponse): // the size cap
+			return nil, beacon.QueryMeta{}, err
 		}
-		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: data after the JSON array", beacon.ErrMalformedResponse)
+		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
 	}
 	out := make([]beacon.Instance, 0, len(entries))
 	for i, e := range entries {
@@ -161,6 +164,30 @@ func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
 		m.LastContact = time.Duration(ms) * time.Millisecond
 	}
 	return m, nil
+}
+
+var errTrailingData = errors.New("data after the JSON array")
+
+// onlySpace reads r to its end and reports an error unless all of it is
+// JSON whitespace. It reads linearly: json.Decoder.Token rescans a run of
+// whitespace from its start at every refill of its buffer, which takes
+// seconds for the megabytes an answer may hold.
+func onlySpace(r io.Reader) error {
+	buf := make([]byte, 4<<10)
+	for {
+		n, err := r.Read(buf)
+		for _, c := range buf[:n] {
+			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				return errTrailingData
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // readRecorder remembers the reader's error, so a connection that dies or

@@ -1,13 +1,17 @@
 package consulkit
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 
 	kitconsul "github.com/go-kit/kit/sd/consul"
 	"github.com/hashicorp/consul/api"
@@ -43,7 +47,11 @@ func New(cfg consul.Config) (*Client, error) {
 		return nil, fmt.Errorf("consulkit: %w", err)
 	}
 	hc.Transport = &transport{base: hc.Transport, cfg: cfg, tokens: cfg.NewTokenSource(), maxBody: DefaultMaxBodyBytes}
-	kitHC := &http.Client{Transport: hc.Transport, Timeout: cfg.RequestTimeout()}
+	// The agent API never redirects, and net/http would follow a redirect
+	// to anywhere with this transport, which adds X-Consul-Token to every
+	// request: refuse them, so a 3xx comes back as a *beacon.StatusError.
+	hc.CheckRedirect = refuseRedirect
+	kitHC := &http.Client{Transport: hc.Transport, Timeout: cfg.RequestTimeout(), CheckRedirect: refuseRedirect}
 
 	newAPI := func(h *http.Client) (*api.Client, error) {
 		return api.NewClient(&api.Config{
@@ -66,6 +74,8 @@ func New(cfg consul.Config) (*Client, error) {
 	return &Client{cfg: cfg, ep: ep, kit: kitconsul.NewClient(ka), api: a, kitClient: kitconsul.NewClient(a), hc: hc, kitHC: kitHC}, nil
 }
 
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // Agent returns the agent address this client talks to.
 func (c *Client) Agent() string { return c.ep.String() }
 
@@ -82,7 +92,8 @@ func (c *Client) Close() error {
 // transport puts Beacon's connection rules under consul/api: the token from
 // the (re-read) token file in X-Consul-Token only, basic auth, namespace and
 // partition only when configured (consul/api would fill them from the
-// environment), and a cap on answer bodies.
+// environment), and a cap on answer bodies. It also checks what consul/api
+// lets through in successful answers to queries (see checkAnswer).
 type transport struct {
 	base    http.RoundTripper
 	cfg     consul.Config
@@ -117,7 +128,72 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = &cappedBody{ReadCloser: resp.Body, left: t.maxBody}
+	if r.Method == http.MethodGet && resp.StatusCode/100 == 2 {
+		if err := checkAnswer(r, resp); err != nil {
+			return nil, err
+		}
+	}
 	return resp, nil
+}
+
+// CloseIdleConnections closes the idle connections of the transport
+// underneath, so Client.Close releases them.
+func (t *transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// errMalformed marks answers checkAnswer refuses.
+var errMalformed = fmt.Errorf("%w", beacon.ErrMalformedResponse)
+
+// checkAnswer reads a successful answer to a query whole and refuses it,
+// closing the body, unless it is exactly one JSON document and, from the
+// health endpoints, carries X-Consul-* headers that parse (checkQueryMeta).
+// consul/api checks neither: it decodes the first JSON value and discards
+// the rest unread (so data after it, or an answer past the size cap, would
+// pass), and its health calls ignore header parse errors, taking a missing
+// or garbled index for 0, which restarts a blocking query's wait. On
+// success resp.Body holds the answer again.
+func checkAnswer(r *http.Request, resp *http.Response) error {
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	// Trailing whitespace is trimmed first: json.Valid would step through
+	// it byte by byte, and an answer may hold megabytes of it.
+	if !json.Valid(bytes.TrimRight(body, " \t\r\n")) {
+		return fmt.Errorf("%w: the answer is not one JSON document", errMalformed)
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/health/") {
+		if err := checkQueryMeta(resp.Header); err != nil {
+			return err
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return nil
+}
+
+// checkQueryMeta holds the X-Consul-* headers of a query's answer to the
+// rules consulhttp applies: X-Consul-Index is required (a blocking query
+// cannot continue without it) and, like X-Consul-LastContact when present,
+// must be a number.
+func checkQueryMeta(h http.Header) error {
+	raw := h.Get("X-Consul-Index")
+	if raw == "" {
+		return fmt.Errorf("%w: no X-Consul-Index header", errMalformed)
+	}
+	if _, err := strconv.ParseUint(raw, 10, 64); err != nil {
+		return fmt.Errorf("%w: X-Consul-Index %.40q is not a number", errMalformed, raw)
+	}
+	if lc := h.Get("X-Consul-LastContact"); lc != "" {
+		if _, err := strconv.ParseUint(lc, 10, 32); err != nil {
+			return fmt.Errorf("%w: X-Consul-LastContact %.40q is not a number", errMalformed, lc)
+		}
+	}
+	return nil
 }
 
 var errTooLarge = errors.New("answer larger than the size cap")
@@ -169,6 +245,9 @@ func mapError(ctx context.Context, method, path string, err error) error {
 	if errors.As(err, &ue) {
 		if errors.Is(ue.Err, errTooLarge) {
 			return fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, errTooLarge)
+		}
+		if errors.Is(ue.Err, errMalformed) {
+			return ue.Err
 		}
 		if errors.Is(ue.Err, consul.ErrConfig) {
 			return ue.Err

@@ -11,3 +11,9 @@ import (
 func TestConformance(t *testing.T) {
 	registrytest.Run(t, func(t *testing.T, cfg consul.Config) beacon.Registry { return newClient(t, cfg) })
 }
+
+// TestFaults runs the backend-agnostic fault tests against fake agents, so
+// consulkit is held to what consulhttp is when an agent misbehaves.
+func TestFaults(t *testing.T) {
+	registrytest.RunFaults(t, func(t *testing.T, cfg consul.Config) beacon.Registry { return newClient(t, cfg) })
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -132,55 +131,5 @@ func TestRegistrar(t *testing.T) {
 	insts, _, err = c.Instances(ctx, beacon.Query{Service: "kitsvc", IncludeUnhealthy: true})
 	if err != nil || len(insts) != 0 {
 		t.Errorf("after Registrar.Deregister Instances() = %+v, %v; want none", insts, err)
-	}
-}
-
-// go-kit's Register and Deregister take no context: the HTTP client's
-// timeout bounds them. An agent that accepts and never answers is what a
-// paused agent looks like, and a real agent cannot be made to do it here.
-func TestRegisterBoundedWithoutContext(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, conn) // held open, never answered
-		}
-	}()
-	defer func() {
-		ln.Close()
-		<-accepted
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	c := newClient(t, consul.Config{Addresses: []string{ln.Addr().String()}, Timeout: 300 * time.Millisecond})
-	for name, call := range map[string]func() error{
-		"Register":   func() error { return c.Register(context.Background(), ttlReg("h1", 1)) },
-		"Deregister": func() error { return c.Deregister(context.Background(), "h1") },
-		"UpdateTTL":  func() error { return c.UpdateTTL(context.Background(), "service:h1", beacon.HealthPassing, "") },
-		"Instances": func() error {
-			_, _, err := c.Instances(context.Background(), beacon.Query{Service: "kitsvc"})
-			return err
-		},
-	} {
-		done := make(chan error, 1)
-		go func() { done <- call() }()
-		select {
-		case err := <-done:
-			if !errors.Is(err, beacon.ErrUnavailable) {
-				t.Errorf("%s against a hung agent = %v, want ErrUnavailable", name, err)
-			}
-		case <-time.After(deadline):
-			t.Fatalf("%s against a hung agent did not return", name)
-		}
 	}
 }

@@ -52,4 +52,15 @@
 //     QueryMeta.LastIndex and blocks as Consul does: it returns when the
 //     index passes WaitIndex or when WaitTime ends, and it ends with an error
 //     matching context.Canceled when the caller's context is cancelled.
+//
+// RunFaults takes the same Factory and checks the backend against fake
+// agents, for what a real agent cannot be made to do: malformed, oversized
+// and truncated answers, arbitrary statuses and redirects, agents that hang,
+// and the exact requests sent (tokens, escaping, nothing sent for invalid
+// input). It needs no consul binary; its doc comment lists what it holds a
+// backend to. A backend runs both:
+//
+//	func TestFaults(t *testing.T) {
+//		registrytest.RunFaults(t, newRegistry)
+//	}
 package registrytest

@@ -17,10 +17,10 @@ import (
 	"github.com/beaconsd/beacon/registrytest"
 )
 
-// The suite is run in full against consulhttp by consulhttp's
-// TestConformance. Here it is run against broken backends, to show that it
-// catches what it claims to: each mutant below is consulhttp with one flaw,
-// and the subtest named next to it must fail.
+// The suites are run in full against both backends by their TestConformance
+// and TestFaults. Here they are run against broken backends, to show that
+// they catch what they claim to: each mutant below is consulhttp with one
+// flaw, and the subtest named next to it must fail.
 
 // mutantEnv names the mutant a child test process runs the suite against.
 const mutantEnv = "REGISTRYTEST_MUTANT"
@@ -102,33 +102,35 @@ func (m *mutant) wrap(err error) error {
 	return err
 }
 
-// mutants maps each flaw to a subtest that must fail because of it.
+// mutants maps each flaw to a subtest that must fail because of it, under
+// TestMutant (Run, real agents) or TestFaultMutant (RunFaults, fakes).
 var mutants = []struct {
+	test    string // TestMutant or TestFaultMutant
 	flaw    string
-	subtest string // -test.run pattern below TestMutant
+	subtest string // -test.run pattern below test
 	failing string // a subtest that must be reported failing
 }{
-	{"lookup-includes-unhealthy", "TTL", "TestMutant/TTL/StatusReflected"},
-	{"lookup-ignores-tags", "Query", "TestMutant/Query/Tags"},
-	{"lookup-never-blocks", "Blocking", "TestMutant/Blocking/ReturnsAfterWait"},
-	{"lookup-never-blocks", "AgentRestart", "TestMutant/AgentRestart/OldIndexWaitsOut"},
-	{"register-keeps-old-checks", "Register", "TestMutant/Register/UpsertDropsChecks"},
-	{"deregister-unknown-fails", "Register", "TestMutant/Register/Deregister"},
-	{"errors-flattened", "Validation", "TestMutant/Validation/Register/EmptyID"},
-	{"errors-flattened", "TTL", "TestMutant/TTL/UnknownCheck"},
-	{"errors-flattened", "ACL", "TestMutant/ACL"},
-	{"token-dropped", "ACL", "TestMutant/ACL"},
-	{"tls-dropped", "TLS", "TestMutant/TLS"},
+	{"TestMutant", "lookup-includes-unhealthy", "TTL", "TestMutant/TTL/StatusReflected"},
+	{"TestMutant", "lookup-ignores-tags", "Query", "TestMutant/Query/Tags"},
+	{"TestMutant", "lookup-never-blocks", "Blocking", "TestMutant/Blocking/ReturnsAfterWait"},
+	{"TestMutant", "lookup-never-blocks", "AgentRestart", "TestMutant/AgentRestart/OldIndexWaitsOut"},
+	{"TestMutant", "register-keeps-old-checks", "Register", "TestMutant/Register/UpsertDropsChecks"},
+	{"TestMutant", "deregister-unknown-fails", "Register", "TestMutant/Register/Deregister"},
+	{"TestMutant", "errors-flattened", "Validation", "TestMutant/Validation/Register/EmptyID"},
+	{"TestMutant", "errors-flattened", "TTL", "TestMutant/TTL/UnknownCheck"},
+	{"TestMutant", "errors-flattened", "ACL", "TestMutant/ACL"},
+	{"TestMutant", "token-dropped", "ACL", "TestMutant/ACL"},
+	{"TestMutant", "tls-dropped", "TLS", "TestMutant/TLS"},
+	{"TestFaultMutant", "lookup-includes-unhealthy", "PassingOnly", "TestFaultMutant/PassingOnly/Default"},
+	{"TestFaultMutant", "deregister-unknown-fails", "Status", "TestFaultMutant/Status/404/Deregister"},
+	{"TestFaultMutant", "errors-flattened", "Status", "TestFaultMutant/Status/403/Register"},
+	{"TestFaultMutant", "errors-flattened", "MalformedAnswer/NoIndex", "TestFaultMutant/MalformedAnswer/NoIndex"},
+	{"TestFaultMutant", "token-dropped", "Token", "TestFaultMutant/Token/OnlyInHeader/Instances"},
 }
 
-// TestMutant runs the suite against the mutant named by $REGISTRYTEST_MUTANT;
-// TestSuiteCatchesMutants starts it in a child process.
-func TestMutant(t *testing.T) {
-	flaw := os.Getenv(mutantEnv)
-	if flaw == "" {
-		t.Skipf("run by TestSuiteCatchesMutants with $%s set", mutantEnv)
-	}
-	registrytest.Run(t, func(t *testing.T, cfg consul.Config) beacon.Registry {
+// newMutant is the factory both suites run against the mutant with flaw.
+func newMutant(flaw string) registrytest.Factory {
+	return func(t *testing.T, cfg consul.Config) beacon.Registry {
 		switch flaw {
 		case "token-dropped":
 			cfg.Token = ""
@@ -141,20 +143,41 @@ func TestMutant(t *testing.T) {
 		}
 		t.Cleanup(func() { c.Close() })
 		return &mutant{Registry: c, flaw: flaw, regs: map[string]beacon.Registration{}}
-	})
+	}
+}
+
+// TestMutant runs the suite against the mutant named by $REGISTRYTEST_MUTANT;
+// TestSuiteCatchesMutants starts it in a child process.
+func TestMutant(t *testing.T) {
+	flaw := os.Getenv(mutantEnv)
+	if flaw == "" {
+		t.Skipf("run by TestSuiteCatchesMutants with $%s set", mutantEnv)
+	}
+	registrytest.Run(t, newMutant(flaw))
+}
+
+// TestFaultMutant runs the fault suite against the mutant named by
+// $REGISTRYTEST_MUTANT; TestSuiteCatchesMutants starts it in a child process.
+func TestFaultMutant(t *testing.T) {
+	flaw := os.Getenv(mutantEnv)
+	if flaw == "" {
+		t.Skipf("run by TestSuiteCatchesMutants with $%s set", mutantEnv)
+	}
+	registrytest.RunFaults(t, newMutant(flaw))
 }
 
 func TestSuiteCatchesMutants(t *testing.T) {
 	if os.Getenv(mutantEnv) != "" {
 		t.Skip("in a child process")
 	}
-	if _, err := consultest.BinaryPath(); err != nil {
-		t.Skipf("no consul binary: %v", err)
-	}
+	_, noBinary := consultest.BinaryPath()
 	for _, m := range mutants {
-		t.Run(m.flaw+"/"+m.subtest, func(t *testing.T) {
+		t.Run(m.test+"/"+m.flaw+"/"+m.subtest, func(t *testing.T) {
+			if m.test == "TestMutant" && noBinary != nil {
+				t.Skipf("no consul binary: %v", noBinary)
+			}
 			t.Parallel()
-			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestMutant$/^"+m.subtest+"$", "-test.v", "-test.timeout=2m")
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+m.test+"$/^"+m.subtest+"$", "-test.v", "-test.timeout=2m")
 			cmd.Env = append(os.Environ(), mutantEnv+"="+m.flaw)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError

@@ -1,0 +1,274 @@
+package registrytest
+
+// Fake agents for RunFaults: they misbehave as a real agent cannot be made
+// to, and show the requests they received. Everywhere they are not told to
+// misbehave they answer as a real agent would, so that a backend whose
+// calls take several requests (consulkit's Register lists and removes stale
+// checks) reaches the request under test.
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+)
+
+// bodyCap is the answer size every backend must accept, and not one byte
+// more, when no option says otherwise (consulhttp and consulkit call it
+// DefaultMaxBodyBytes).
+const bodyCap = 32 << 20
+
+// fakeToken is the ACL token clients of fake agents send; no error text,
+// URL or body may contain it.
+const fakeToken = "0f3c9a51-7d2e-4b8a-9c61-secret-fake-token"
+
+// webEntry is one element of GET /v1/health/service/web as Consul sends it.
+const webEntry = `{"Node":{"ID":"1f6f2c2e-0000-0000-0000-000000000000","Node":"node-1","Address":"10.0.0.1","Datacenter":"dc1"},` +
+	`"Service":{"ID":"web-1","Service":"web","Tags":["v1"],"Address":"10.0.0.5","Port":8080,"Meta":{"version":"1"},"Weights":{"Passing":10,"Warning":1}},` +
+	`"Checks":[{"Node":"node-1","CheckID":"serfHealth","Status":"passing"},{"Node":"node-1","CheckID":"service:web-1","Status":"passing"}]}`
+
+// webAnswer is a whole health answer holding webEntry.
+const webAnswer = "[" + webEntry + "]"
+
+// metaHeader is what Consul sends with every answer to a query: the index,
+// whether there is a leader, and how long ago the server heard from it.
+func metaHeader(index string) http.Header {
+	return http.Header{
+		"X-Consul-Index":       {index},
+		"X-Consul-Knownleader": {"true"},
+		"X-Consul-Lastcontact": {"0"},
+	}
+}
+
+// without returns a copy of h without key.
+func without(h http.Header, key string) http.Header {
+	h = h.Clone()
+	h.Del(key)
+	return h
+}
+
+// with returns a copy of h with key set to value.
+func with(h http.Header, key, value string) http.Header {
+	h = h.Clone()
+	h.Set(key, value)
+	return h
+}
+
+// seenRequest is a request as a fake agent received it.
+type seenRequest struct {
+	Method     string
+	RequestURI string // as sent on the wire, still escaped
+	Path       string // decoded
+	RawQuery   string
+	Header     http.Header
+	Body       []byte
+}
+
+func (r seenRequest) String() string { return r.Method + " " + r.RequestURI }
+
+// fakeAgent is an httptest server that records every request and answers
+// with its handler.
+type fakeAgent struct {
+	srv *httptest.Server
+
+	mu   sync.Mutex
+	reqs []seenRequest
+}
+
+// newFakeAgent starts a fake agent, closed when the test ends. A nil
+// handler answers every request as plausibleAgent does.
+func newFakeAgent(t *testing.T, handler http.HandlerFunc) *fakeAgent {
+	t.Helper()
+	if handler == nil {
+		handler = plausibleAgent
+	}
+	f := &fakeAgent{}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		f.mu.Lock()
+		f.reqs = append(f.reqs, seenRequest{
+			Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			Header: r.Header.Clone(), Body: body,
+		})
+		f.mu.Unlock()
+		handler(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// requests returns a copy of what the fake has received so far.
+func (f *fakeAgent) requests() []seenRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]seenRequest(nil), f.reqs...)
+}
+
+// requestsTo returns the requests with this method whose decoded path
+// starts with prefix.
+func (f *fakeAgent) requestsTo(method, prefix string) []seenRequest {
+	var out []seenRequest
+	for _, r := range f.requests() {
+		if r.Method == method && strings.HasPrefix(r.Path, prefix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// registry returns the backend under test talking to f, built from cfg
+// with f's address filled in.
+func (s suite) fakeRegistry(t *testing.T, f *fakeAgent, cfg consul.Config) beacon.Registry {
+	t.Helper()
+	cfg.Addresses = []string{f.srv.URL}
+	return s.registry(t, cfg)
+}
+
+// plausibleAgent answers as an agent that knows nothing does: an empty
+// health answer, no checks, and 200 to every change.
+func plausibleAgent(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
+		answer(http.StatusOK, metaHeader("1"), "[]")(w, r)
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/agent/checks":
+		answer(http.StatusOK, metaHeader("1"), "{}")(w, r)
+	default:
+		answer(http.StatusOK, nil, "")(w, r)
+	}
+}
+
+// answer is a handler that sends exactly this status, header and body.
+func answer(status int, h http.Header, body string) http.HandlerFunc {
+	return streamed(status, h, func(w io.Writer) { _, _ = io.WriteString(w, body) })
+}
+
+// streamed is a handler that sends this status and header, then whatever
+// write writes, without a Content-Length: the body arrives as it is made.
+func streamed(status int, h http.Header, write func(io.Writer)) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		for k, vs := range h {
+			w.Header()[k] = vs
+		}
+		w.WriteHeader(status)
+		write(w)
+	}
+}
+
+// forCall answers the request c is about (its method and path) with h, and
+// every other request as plausibleAgent does.
+func forCall(c call, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == c.method && r.URL.Path == c.path {
+			h(w, r)
+			return
+		}
+		plausibleAgent(w, r)
+	}
+}
+
+// padded writes prefix and then spaces, size bytes in all: JSON whitespace,
+// which a decoder must read through to learn that nothing follows.
+func padded(prefix string, size int) func(io.Writer) {
+	return func(w io.Writer) {
+		_, _ = io.WriteString(w, prefix)
+		spaces := strings.Repeat(" ", 64<<10)
+		for left := size - len(prefix); left > 0; left -= len(spaces) {
+			if _, err := io.WriteString(w, spaces[:min(left, len(spaces))]); err != nil {
+				return // the client has gone
+			}
+		}
+	}
+}
+
+// entries writes a well-formed health answer of webEntry repeated until it
+// is more than size bytes long.
+func entries(size int) func(io.Writer) {
+	return func(w io.Writer) {
+		_, _ = io.WriteString(w, "["+webEntry)
+		for n := 1 + len(webEntry); n < size; n += 1 + len(webEntry) {
+			if _, err := io.WriteString(w, ","+webEntry); err != nil {
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "]")
+	}
+}
+
+// hungAgent listens on loopback and accepts connections. With greeting
+// empty it never answers; else it reads each request, writes greeting, and
+// falls silent. Everything is closed when the test ends. It returns the
+// address to dial.
+func hungAgent(t *testing.T, greeting string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen() = %v", err)
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  []net.Conn
+		closed bool
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if closed {
+				// Accepted as the test ended: nobody would close it.
+				mu.Unlock()
+				conn.Close()
+				return
+			}
+			conns = append(conns, conn)
+			mu.Unlock()
+			if greeting == "" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := http.ReadRequest(bufio.NewReader(conn)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(conn, greeting)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		closed = true
+		for _, conn := range conns {
+			conn.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// closedPort returns a loopback address nothing listens on: connections
+// are refused.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen() = %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
