@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +143,8 @@ func BenchmarkLookup(b *testing.B) {
 	})
 }
 
+var wakeRuns atomic.Int64
+
 // BenchmarkWake is the time from a change (a TTL check going from passing to
 // warning or back) to the return of a blocking query waiting on it.
 func BenchmarkWake(b *testing.B) {
@@ -150,7 +153,9 @@ func BenchmarkWake(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			reg := newRegistry(b, be, srv)
 			ctx := context.Background()
-			service := "wake-" + be.name
+			// A fresh service per run: a check left at warning by an earlier
+			// run (-count > 1) would make the first change no change.
+			service := "wake-" + be.name + "-" + strconv.Itoa(int(wakeRuns.Add(1)))
 			r := registration(service+"-1", service)
 			if err := reg.Register(ctx, r); err != nil {
 				b.Fatal(err)
