@@ -37,12 +37,3 @@ func loopbackIP() string {
 	l.Close()
 	return ip
 }
-
-// signalProcess stops (SIGSTOP) or continues (SIGCONT) the agent's group.
-func signalProcess(cmd *exec.Cmd, stop bool) error {
-	sig := syscall.SIGCONT
-	if stop {
-		sig = syscall.SIGSTOP
-	}
-	return syscall.Kill(-cmd.Process.Pid, sig)
-}
