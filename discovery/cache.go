@@ -45,6 +45,7 @@ type options struct {
 	probe       time.Duration
 	noPassing   NoPassingPolicy
 	consistency beacon.Consistency
+	maxPinned   int
 }
 
 // Option adjusts a Cache.
@@ -71,6 +72,12 @@ func WithMaxLongPolls(n int) Option { return func(o *options) { o.maxPolls = n }
 
 // WithNoPassingPolicy chooses what to publish when no instance passes.
 func WithNoPassingPolicy(p NoPassingPolicy) Option { return func(o *options) { o.noPassing = p } }
+
+// WithMaxPinned bounds the services Instances and Pick keep watching
+// (default 1,024); past it, the least recently used one is dropped. It
+// keeps names from callers (sayhello's /discovery?serviceName=) from
+// growing the cache without bound.
+func WithMaxPinned(n int) Option { return func(o *options) { o.maxPinned = n } }
 
 // WithStale lets any server answer (faster, works without a leader, may lag).
 func WithStale() Option { return func(o *options) { o.consistency = beacon.ConsistencyStale } }
@@ -107,13 +114,13 @@ type Cache struct {
 	mu      sync.Mutex
 	watches map[string]*watch
 	closed  bool
-	pinned  map[string]*Watcher // watches opened by Instances and Pick
+	pinned  map[string]*pinnedWatch // watches opened by Instances and Pick
 }
 
 // New returns a cache reading from the agents in cfg.Addresses, in order of
 // preference. Nothing is sent until a service is watched.
 func New(cfg consul.Config, opts ...Option) (*Cache, error) {
-	o := options{wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond}
+	o := options{wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -123,14 +130,14 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if o.backend == nil {
 		o.backend = func(c consul.Config) (beacon.Registry, error) { return consulhttp.New(c) }
 	}
-	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 {
+	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
 	addrs := cfg.Addresses
 	if len(addrs) == 0 {
 		addrs = []string{consul.DefaultAddress}
 	}
-	c := &Cache{o: o, sem: make(chan struct{}, o.maxPolls), watches: map[string]*watch{}, pinned: map[string]*Watcher{}}
+	c := &Cache{o: o, sem: make(chan struct{}, o.maxPolls), watches: map[string]*watch{}, pinned: map[string]*pinnedWatch{}}
 	for i := range addrs {
 		r, err := o.backend(cfg.Agent(i))
 		if err != nil {
@@ -228,26 +235,58 @@ func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (
 	return b.Pick(s.Set)
 }
 
-// pinnedWatch returns the watch Instances and Pick keep open until Close.
+type pinnedWatch struct {
+	w        *Watcher
+	lastUsed atomic.Int64 // unix nanoseconds
+}
+
+// pinnedWatch returns the watch Instances and Pick keep open until Close
+// or until it is the least recently used of more than WithMaxPinned.
 func (c *Cache) pinnedWatch(service string) (*Watcher, error) {
+	now := time.Now().UnixNano()
 	c.mu.Lock()
-	w := c.pinned[service]
+	p := c.pinned[service]
 	c.mu.Unlock()
-	if w != nil {
-		return w, nil
+	if p != nil {
+		p.lastUsed.Store(now)
+		return p.w, nil
 	}
 	w, err := c.Watch(beacon.Query{Service: service})
 	if err != nil {
 		return nil, err
 	}
+	var evict []*Watcher
+	c.mu.Lock()
+	if old := c.pinned[service]; old != nil {
+		c.mu.Unlock()
+		w.Close() // lost a race
+		return old.w, nil
+	}
+	for len(c.pinned) >= c.o.maxPinned {
+		oldest, at := "", int64(0)
+		for name, p := range c.pinned {
+			if t := p.lastUsed.Load(); oldest == "" || t < at {
+				oldest, at = name, t
+			}
+		}
+		evict = append(evict, c.pinned[oldest].w)
+		delete(c.pinned, oldest)
+	}
+	p = &pinnedWatch{w: w}
+	p.lastUsed.Store(now)
+	c.pinned[service] = p
+	c.mu.Unlock()
+	for _, e := range evict {
+		e.Close()
+	}
+	return w, nil
+}
+
+// Watching returns how many watches are running (one per distinct query).
+func (c *Cache) Watching() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if old := c.pinned[service]; old != nil {
-		go w.Close() // lost a race; Close takes c.mu
-		return old, nil
-	}
-	c.pinned[service] = w
-	return w, nil
+	return len(c.watches)
 }
 
 // Close stops every watch, cancelling their in-flight queries, and waits
@@ -297,6 +336,7 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	go func() {
 		defer c.wg.Done()
 		wloop.Loop(ctx, lookup, q, opts, func(r wloop.Result) { c.publish(w, r) })
+		w.once.Do(func() { close(w.ready) }) // stopped before any answer
 	}()
 	return w
 }
@@ -433,6 +473,9 @@ func (w *Watcher) Wait(ctx context.Context) (*Snapshot, error) {
 		return nil, fmt.Errorf("discovery: waiting for %q: %w", w.w.q.Service, ctx.Err())
 	}
 	s := w.w.snap.Load()
+	if s == nil {
+		return nil, ErrClosed
+	}
 	if s.Updated.IsZero() && s.Err != nil {
 		return s, s.Err
 	}

@@ -264,3 +264,21 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Errorf("Watch() after Close = %v, want ErrClosed", err)
 	}
 }
+
+func TestPinnedWatchesAreBounded(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	c := newCache(t, srv.Config(), discovery.WithMaxPinned(2))
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	for _, svc := range []string{"s1", "s2", "s3", "s1"} {
+		register(t, r, svc+"-1", svc, beacon.HealthPassing)
+		insts, err := c.Instances(ctx, svc)
+		if err != nil || len(insts) != 1 {
+			t.Errorf("Instances(%q) = %d, %v; want 1 (evicted watches come back on demand)", svc, len(insts), err)
+		}
+		if n := c.Watching(); n > 2 {
+			t.Errorf("after Instances(%q) Watching() = %d, want at most 2", svc, n)
+		}
+	}
+}
