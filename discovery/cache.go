@@ -219,6 +219,19 @@ func (c *Cache) Instances(ctx context.Context, service string) ([]beacon.Instanc
 	return s.Instances, nil
 }
 
+// Snapshot returns the latest snapshot of service, watching it from now on
+// as Instances does; the first call waits for Consul's first answer.
+func (c *Cache) Snapshot(ctx context.Context, service string) (*Snapshot, error) {
+	w, err := c.pinnedWatch(service)
+	if err != nil {
+		return nil, err
+	}
+	if s := w.Snapshot(); s != nil && !s.Updated.IsZero() {
+		return s, nil
+	}
+	return w.Wait(ctx)
+}
+
 // Pick picks an instance of service with b, watching it from now on, as
 // Instances does. Call Done on the endpoint when the request ends.
 func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (*balancer.Endpoint, error) {

@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/discovery"
 )
 
 // instanceJSON is what /discovery returns per instance: the seed's
@@ -25,21 +24,14 @@ type instanceJSON struct {
 	Weights struct{ Passing, Warning int }
 }
 
-// maxRemembered bounds the last-good answers kept, whatever callers ask for.
-const maxRemembered = 1024
-
 type handler struct {
-	id  string
-	reg func() beacon.Registry // the client of the agent in use
-	log *slog.Logger
-
-	// lastGood answers /discovery while Consul is unreachable.
-	mu       sync.Mutex
-	lastGood map[string][]instanceJSON
+	id    string
+	cache *discovery.Cache
+	log   *slog.Logger
 }
 
-func newHandler(id string, reg func() beacon.Registry, log *slog.Logger) http.Handler {
-	h := &handler{id: id, reg: reg, log: log, lastGood: map[string][]instanceJSON{}}
+func newHandler(id string, cache *discovery.Cache, log *slog.Logger) http.Handler {
+	h := &handler{id: id, cache: cache, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", h.health)
 	mux.HandleFunc("GET /sayHello", h.sayHello)
@@ -55,6 +47,9 @@ func (h *handler) sayHello(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "Hello from %s!\n", h.id)
 }
 
+// discovery answers from the watching cache: the first request for a
+// service waits for Consul's first answer; later ones touch no network.
+// While Consul is unreachable the last good answer is served, marked stale.
 func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("serviceName")
 	if err := beacon.ValidateServiceName(name); err != nil {
@@ -63,23 +58,18 @@ func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	insts, _, err := h.reg().Instances(ctx, beacon.Query{Service: name})
+	snap, err := h.cache.Snapshot(ctx, name)
 	if err != nil {
-		h.mu.Lock()
-		cached, ok := h.lastGood[name]
-		h.mu.Unlock()
-		if ok && !errors.Is(err, beacon.ErrPermissionDenied) {
-			h.log.Warn("discovery served from last good answer", "service", name, "err", err)
-			w.Header().Set("X-Beacon-Stale", "true")
-			writeJSON(w, http.StatusOK, cached)
-			return
-		}
 		h.log.Error("discovery failed", "service", name, "err", err)
 		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
 	}
-	out := make([]instanceJSON, 0, len(insts))
-	for _, in := range insts {
+	if snap.Err != nil {
+		w.Header().Set("X-Beacon-Stale", "true")
+		w.Header().Set("X-Beacon-Age", snap.Age().Round(time.Millisecond).String())
+	}
+	out := make([]instanceJSON, 0, len(snap.Instances))
+	for _, in := range snap.Instances {
 		j := instanceJSON{ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta}
 		j.Weights.Passing, j.Weights.Warning = in.Weights.Passing, in.Weights.Warning
 		if j.Tags == nil {
@@ -90,11 +80,6 @@ func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, j)
 	}
-	h.mu.Lock()
-	if _, ok := h.lastGood[name]; ok || len(h.lastGood) < maxRemembered {
-		h.lastGood[name] = out
-	}
-	h.mu.Unlock()
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/keeper"
 )
 
@@ -198,6 +199,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 
+	cache, err := discovery.New(cfg, discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log))
+	if err != nil {
+		_ = k.Stop(ctx)
+		return usageError{err}
+	}
+	defer cache.Close()
+
 	// Listen before registering, so Consul never sees an instance that
 	// refuses connections.
 	ln, err := net.Listen("tcp", o.listen)
@@ -206,7 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newHandler(o.id, k.Registry, log),
+		Handler:           newHandler(o.id, cache, log),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	serveErr := make(chan error, 1)
