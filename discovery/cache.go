@@ -46,6 +46,7 @@ type options struct {
 	noPassing   NoPassingPolicy
 	consistency beacon.Consistency
 	maxPinned   int
+	metrics     Metrics
 }
 
 // Option adjusts a Cache.
@@ -78,6 +79,9 @@ func WithNoPassingPolicy(p NoPassingPolicy) Option { return func(o *options) { o
 // keeps names from callers (sayhello's /discovery?serviceName=) from
 // growing the cache without bound.
 func WithMaxPinned(n int) Option { return func(o *options) { o.maxPinned = n } }
+
+// WithMetrics sends the cache's measurements to m (default: none).
+func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
 
 // WithStale lets any server answer (faster, works without a leader, may lag).
 func WithStale() Option { return func(o *options) { o.consistency = beacon.ConsistencyStale } }
@@ -129,6 +133,9 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	}
 	if o.backend == nil {
 		o.backend = func(c consul.Config) (beacon.Registry, error) { return consulhttp.New(c) }
+	}
+	if o.metrics == nil {
+		o.metrics = nopMetrics{}
 	}
 	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
@@ -295,6 +302,38 @@ func (c *Cache) pinnedWatch(service string) (*Watcher, error) {
 	return w, nil
 }
 
+// WatchStats describes one running watch.
+type WatchStats struct {
+	Service   string
+	Instances int
+	// Age is how long ago Consul last answered; zero before the first answer.
+	Age time.Duration
+	Err error
+}
+
+// Stats describes every running watch, for metrics and status pages.
+func (c *Cache) Stats() []WatchStats {
+	c.mu.Lock()
+	ws := make([]*watch, 0, len(c.watches))
+	for _, w := range c.watches {
+		ws = append(ws, w)
+	}
+	c.mu.Unlock()
+	out := make([]WatchStats, 0, len(ws))
+	for _, w := range ws {
+		st := WatchStats{Service: w.q.Service}
+		if s := w.snap.Load(); s != nil {
+			st.Instances, st.Err = len(s.Instances), s.Err
+			if !s.Updated.IsZero() {
+				st.Age = s.Age()
+			}
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b WatchStats) int { return strings.Compare(a.Service, b.Service) })
+	return out
+}
+
 // Watching returns how many watches are running (one per distinct query).
 func (c *Cache) Watching() int {
 	c.mu.Lock()
@@ -344,7 +383,13 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	if w.fallback {
 		q.IncludeUnhealthy = true // filtered in publish
 	}
-	opts := wloop.Options{WaitTime: c.o.wait, Limiter: rate.NewLimiter(rate.Every(c.o.every), c.o.burst)}
+	m, svc := c.o.metrics, q.Service
+	opts := wloop.Options{
+		WaitTime:     c.o.wait,
+		Limiter:      rate.NewLimiter(rate.Every(c.o.every), c.o.burst),
+		OnRequest:    func() { m.Request(svc) },
+		OnIndexReset: func() { m.IndexReset(svc) },
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -360,6 +405,7 @@ func (c *Cache) publish(w *watch, r wloop.Result) {
 	prev := w.snap.Load()
 	var next *Snapshot
 	if r.Err != nil {
+		c.o.metrics.WatchError(w.q.Service)
 		c.o.logger.Warn("discovery: watch error; serving the last good snapshot", "service", w.q.Service, "err", r.Err)
 		if prev != nil {
 			s := *prev
@@ -382,6 +428,7 @@ func (c *Cache) publish(w *watch, r wloop.Result) {
 			prevSet = prev.Set
 		}
 		next = &Snapshot{Service: w.q.Service, Instances: insts, Set: balancer.NewSet(insts, prevSet), Index: r.Meta.LastIndex, Updated: time.Now()}
+		c.o.metrics.Published(w.q.Service, len(insts))
 	}
 	if prev != nil && next.Updated.IsZero() {
 		next.Updated = prev.Updated

@@ -279,6 +279,12 @@ func testEndToEnd(t *testing.T, backend string) {
 			t.Errorf("GET /nope = %d, want 404", code)
 		}
 	})
+	t.Run("metrics", func(t *testing.T) {
+		code, _, body := get(t, p.url("/metrics"))
+		if code != 200 || !strings.Contains(body, `beacon_discovery_instances{service="SayHello"} 1`) {
+			t.Errorf("GET /metrics = %d, want 200 with beacon_discovery_instances{service=\"SayHello\"} 1; got:\n%.2000s", code, body)
+		}
+	})
 	t.Run("DNS SRV", func(t *testing.T) {
 		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer

@@ -30,9 +30,10 @@ type handler struct {
 	log   *slog.Logger
 }
 
-func newHandler(id string, cache *discovery.Cache, log *slog.Logger) http.Handler {
+func newHandler(id string, cache *discovery.Cache, metrics http.Handler, log *slog.Logger) http.Handler {
 	h := &handler{id: id, cache: cache, log: log}
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /health", h.health)
 	mux.HandleFunc("GET /sayHello", h.sayHello)
 	mux.HandleFunc("GET /discovery", h.discovery)

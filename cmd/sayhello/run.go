@@ -15,11 +15,15 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/keeper"
+	"github.com/beaconsd/beacon/prommetrics"
 )
 
 // usageError marks a bad command line; main exits 2 for it.
@@ -199,12 +203,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{err}
 	}
 
-	cache, err := discovery.New(cfg, discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log))
+	metrics := prommetrics.New()
+	cache, err := discovery.New(cfg, discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log), discovery.WithMetrics(metrics))
 	if err != nil {
 		_ = k.Stop(ctx)
 		return usageError{err}
 	}
 	defer cache.Close()
+	metrics.Observe(cache)
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Listen before registering, so Consul never sees an instance that
 	// refuses connections.
@@ -214,7 +222,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newHandler(o.id, cache, log),
+		Handler:           newHandler(o.id, cache, promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}), log),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	serveErr := make(chan error, 1)

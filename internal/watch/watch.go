@@ -22,6 +22,9 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the jittered wait after an error;
 	// zero means 100 ms and 10 s.
 	MinBackoff, MaxBackoff time.Duration
+	// OnRequest and OnIndexReset, when set, are called for every query
+	// sent and every index that went backwards (for metrics).
+	OnRequest, OnIndexReset func()
 }
 
 // Lookup is the part of beacon.Registry a loop needs.
@@ -64,6 +67,9 @@ func Loop(ctx context.Context, reg Lookup, q beacon.Query, o Options, emit func(
 			return // ctx ended
 		}
 		q.WaitIndex, q.WaitTime = index, o.WaitTime
+		if o.OnRequest != nil {
+			o.OnRequest()
+		}
 		insts, meta, err := reg.Instances(ctx, q)
 		if ctx.Err() != nil {
 			return
@@ -82,6 +88,9 @@ func Loop(ctx context.Context, reg Lookup, q beacon.Query, o Options, emit func(
 		switch {
 		case next < index:
 			next = 0 // went backwards: the agent's state was reset
+			if o.OnIndexReset != nil {
+				o.OnIndexReset()
+			}
 		case next < 1:
 			next = 1
 		}

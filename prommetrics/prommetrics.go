@@ -1,0 +1,102 @@
+// Package prommetrics exposes a discovery cache's measurements to
+// Prometheus: it implements discovery.Metrics (counters fed by the watch
+// loops) and prometheus.Collector (gauges read from Cache.Stats at scrape
+// time).
+//
+//	m := prommetrics.New()
+//	cache, _ := discovery.New(cfg, discovery.WithMetrics(m))
+//	m.Observe(cache)
+//	prometheus.MustRegister(m)
+package prommetrics
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/beaconsd/beacon/discovery"
+)
+
+// Collector is both the cache's Metrics sink and a Prometheus collector.
+type Collector struct {
+	requests, errors, resets, published *prometheus.CounterVec
+
+	age, instances, stale *prometheus.Desc
+	cache                 atomic.Pointer[discovery.Cache]
+}
+
+var (
+	_ discovery.Metrics    = (*Collector)(nil)
+	_ prometheus.Collector = (*Collector)(nil)
+)
+
+// New returns a collector with metrics named beacon_discovery_*.
+func New() *Collector {
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "beacon", Subsystem: "discovery", Name: name, Help: help}, []string{"service"})
+	}
+	desc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", name), help, []string{"service"}, nil)
+	}
+	return &Collector{
+		requests:  counter("requests_total", "Queries sent to Consul."),
+		errors:    counter("watch_errors_total", "Failed queries; the last good snapshot was kept."),
+		resets:    counter("index_resets_total", "Consul indexes that went backwards (an agent's state was reset)."),
+		published: counter("snapshots_total", "Snapshots published after a change."),
+		age:       desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
+		instances: desc("instances", "Instances in the current snapshot."),
+		stale:     desc("stale", "1 while the snapshot is served despite an error."),
+	}
+}
+
+// Observe makes the collector report cache's watches at scrape time.
+func (c *Collector) Observe(cache *discovery.Cache) { c.cache.Store(cache) }
+
+// Request implements discovery.Metrics.
+func (c *Collector) Request(service string) { c.requests.WithLabelValues(service).Inc() }
+
+// WatchError implements discovery.Metrics.
+func (c *Collector) WatchError(service string) { c.errors.WithLabelValues(service).Inc() }
+
+// IndexReset implements discovery.Metrics.
+func (c *Collector) IndexReset(service string) { c.resets.WithLabelValues(service).Inc() }
+
+// Published implements discovery.Metrics.
+func (c *Collector) Published(service string, _ int) { c.published.WithLabelValues(service).Inc() }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	c.requests.Describe(ch)
+	c.errors.Describe(ch)
+	c.resets.Describe(ch)
+	c.published.Describe(ch)
+	ch <- c.age
+	ch <- c.instances
+	ch <- c.stale
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.requests.Collect(ch)
+	c.errors.Collect(ch)
+	c.resets.Collect(ch)
+	c.published.Collect(ch)
+	cache := c.cache.Load()
+	if cache == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, st := range cache.Stats() {
+		if seen[st.Service] {
+			continue // one series per service, from its first watch
+		}
+		seen[st.Service] = true
+		stale := 0.0
+		if st.Err != nil {
+			stale = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, st.Age.Seconds(), st.Service)
+		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(st.Instances), st.Service)
+		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, st.Service)
+	}
+}

@@ -1,0 +1,94 @@
+package prommetrics_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/prommetrics"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// value returns the gathered value of name{service=svc}, or -1.
+func value(t *testing.T, reg *prometheus.Registry, name, svc string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "service" && l.GetValue() == svc {
+					if c := m.GetCounter(); c != nil {
+						return c.GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
+func TestCollector(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r, _ := consulhttp.New(srv.Config())
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.Register(ctx, beacon.Registration{ID: "m1", Service: "metered", Checks: []beacon.Check{{TTL: time.Hour, InitialStatus: beacon.HealthPassing}}}); err != nil {
+		t.Fatal(err)
+	}
+	m := prommetrics.New()
+	cache, err := discovery.New(srv.Config(), discovery.WithMetrics(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	m.Observe(cache)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+
+	if _, err := cache.Instances(ctx, "metered"); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"beacon_discovery_instances":       1,
+		"beacon_discovery_stale":           0,
+		"beacon_discovery_snapshots_total": 1,
+	} {
+		if got := value(t, reg, name, "metered"); got != want {
+			t.Errorf("%s{service=metered} = %v, want %v", name, got, want)
+		}
+	}
+	if got := value(t, reg, "beacon_discovery_requests_total", "metered"); got < 1 {
+		t.Errorf("requests_total = %v, want at least 1", got)
+	}
+
+	srv.Stop()
+	end := time.Now().Add(30 * time.Second)
+	for value(t, reg, "beacon_discovery_stale", "metered") != 1 {
+		if time.Now().After(end) {
+			t.Fatal("stale gauge never became 1 after the agent stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := value(t, reg, "beacon_discovery_watch_errors_total", "metered"); got < 1 {
+		t.Errorf("watch_errors_total = %v, want at least 1", got)
+	}
+	if got := value(t, reg, "beacon_discovery_instances", "metered"); got != 1 {
+		t.Errorf("instances during the outage = %v, want the last good 1", got)
+	}
+}
