@@ -118,7 +118,10 @@ type Cache struct {
 	mu      sync.Mutex
 	watches map[string]*watch
 	closed  bool
-	pinned  map[string]*pinnedWatch // watches opened by Instances and Pick
+	// pinned holds the watches opened by Instances and Pick. Readers load
+	// the map without a lock; writers (under mu) replace it with a copy, so
+	// Pick stays lock-free and allocation-free.
+	pinned atomic.Pointer[map[string]*pinnedWatch]
 }
 
 // New returns a cache reading from the agents in cfg.Addresses, in order of
@@ -144,7 +147,8 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if len(addrs) == 0 {
 		addrs = []string{consul.DefaultAddress}
 	}
-	c := &Cache{o: o, sem: make(chan struct{}, o.maxPolls), watches: map[string]*watch{}, pinned: map[string]*pinnedWatch{}}
+	c := &Cache{o: o, sem: make(chan struct{}, o.maxPolls), watches: map[string]*watch{}}
+	c.pinned.Store(&map[string]*pinnedWatch{})
 	for i := range addrs {
 		r, err := o.backend(cfg.Agent(i))
 		if err != nil {
@@ -256,19 +260,20 @@ func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (
 }
 
 type pinnedWatch struct {
-	w        *Watcher
-	lastUsed atomic.Int64 // unix nanoseconds
+	w *Watcher
+	// used is set on every read and cleared by eviction scans: the clock
+	// (second-chance) approximation of least recently used, which costs a
+	// Pick one atomic load instead of a clock read and a shared write.
+	used atomic.Bool
 }
 
 // pinnedWatch returns the watch Instances and Pick keep open until Close
 // or until it is the least recently used of more than WithMaxPinned.
 func (c *Cache) pinnedWatch(service string) (*Watcher, error) {
-	now := time.Now().UnixNano()
-	c.mu.Lock()
-	p := c.pinned[service]
-	c.mu.Unlock()
-	if p != nil {
-		p.lastUsed.Store(now)
+	if p := (*c.pinned.Load())[service]; p != nil {
+		if !p.used.Load() {
+			p.used.Store(true)
+		}
 		return p.w, nil
 	}
 	w, err := c.Watch(beacon.Query{Service: service})
@@ -277,24 +282,33 @@ func (c *Cache) pinnedWatch(service string) (*Watcher, error) {
 	}
 	var evict []*Watcher
 	c.mu.Lock()
-	if old := c.pinned[service]; old != nil {
+	cur := *c.pinned.Load()
+	if old := cur[service]; old != nil {
 		c.mu.Unlock()
 		w.Close() // lost a race
 		return old.w, nil
 	}
-	for len(c.pinned) >= c.o.maxPinned {
-		oldest, at := "", int64(0)
-		for name, p := range c.pinned {
-			if t := p.lastUsed.Load(); oldest == "" || t < at {
-				oldest, at = name, t
+	next := make(map[string]*pinnedWatch, len(cur)+1)
+	for k, v := range cur {
+		next[k] = v
+	}
+	for len(next) >= c.o.maxPinned {
+		victim := ""
+		for pass := 0; victim == "" && pass < 2; pass++ {
+			for name, p := range next {
+				if !p.used.Swap(false) {
+					victim = name
+					break
+				}
 			}
 		}
-		evict = append(evict, c.pinned[oldest].w)
-		delete(c.pinned, oldest)
+		evict = append(evict, next[victim].w)
+		delete(next, victim)
 	}
-	p = &pinnedWatch{w: w}
-	p.lastUsed.Store(now)
-	c.pinned[service] = p
+	p := &pinnedWatch{w: w}
+	p.used.Store(true)
+	next[service] = p
+	c.pinned.Store(&next)
 	c.mu.Unlock()
 	for _, e := range evict {
 		e.Close()
@@ -520,6 +534,18 @@ type Watcher struct {
 // Snapshot returns the latest snapshot, or nil before Consul's first answer.
 // It takes no lock and touches no network.
 func (w *Watcher) Snapshot() *Snapshot { return w.w.snap.Load() }
+
+// Pick picks an endpoint from the latest snapshot with b: no lock, no
+// allocation, no network. Before Consul's first answer it returns
+// beacon.ErrNoInstances; use Wait first when that matters. Call Done on
+// the endpoint when the request ends.
+func (w *Watcher) Pick(b balancer.Balancer) (*balancer.Endpoint, error) {
+	s := w.w.snap.Load()
+	if s == nil {
+		return nil, beacon.ErrNoInstances
+	}
+	return b.Pick(s.Set)
+}
 
 // Changed receives a value after the snapshot changed; load it with Snapshot.
 func (w *Watcher) Changed() <-chan struct{} { return w.ch }

@@ -1,0 +1,285 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
+	kitconsul "github.com/go-kit/kit/sd/consul"
+	"github.com/go-kit/kit/sd/lb"
+	"github.com/go-kit/log"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/balancer"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
+)
+
+// pickFixture is an agent with three passing instances of "pick".
+func pickFixture(b *testing.B) *consultest.Server {
+	srv := consultest.NewServer(b)
+	reg := newRegistry(b, backends[0], srv)
+	for i := range 3 {
+		if err := reg.Register(context.Background(), registration("pick-"+strconv.Itoa(i), "pick")); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return srv
+}
+
+func kitBalancer(b *testing.B, srv *consultest.Server, service string) (lb.Balancer, func()) {
+	cfg := api.DefaultConfig()
+	cfg.Address = srv.HTTPAddr
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	inst := kitconsul.NewInstancer(kitconsul.NewClient(client), log.NewNopLogger(), service, nil, true)
+	factory := func(instance string) (endpoint.Endpoint, io.Closer, error) {
+		return func(context.Context, any) (any, error) { return instance, nil }, nil, nil
+	}
+	ep := sd.NewEndpointer(inst, factory, log.NewNopLogger())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		eps, _ := ep.Endpoints()
+		if len(eps) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("go-kit endpointer has %d endpoints, want 3", len(eps))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// go-kit's Instancer.Stop does not cancel its in-flight long poll; the
+	// benchmark process ends it.
+	return lb.NewRoundRobin(ep), func() { ep.Close(); inst.Stop() }
+}
+
+func watchPick(b *testing.B, cache *discovery.Cache) *discovery.Watcher {
+	w, err := cache.Watch(beacon.Query{Service: "pick"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(w.Close)
+	if _, err := w.Wait(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return w
+}
+
+// BenchmarkPick is one pick of an instance to call, three passing instances.
+func BenchmarkPick(b *testing.B) {
+	srv := pickFixture(b)
+	b.Run("beacon", func(b *testing.B) {
+		cache, err := discovery.New(srv.Config())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close()
+		// Like go-kit's Balancer, a caller holds its Watcher for the service.
+		w := watchPick(b, cache)
+		rr := balancer.NewRoundRobin()
+		b.ReportAllocs()
+		for b.Loop() {
+			ep, err := w.Pick(rr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ep.Done()
+		}
+	})
+	b.Run("beacon-by-name", func(b *testing.B) {
+		cache, err := discovery.New(srv.Config())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close()
+		ctx := context.Background()
+		rr := balancer.NewRoundRobin()
+		if _, err := cache.Instances(ctx, "pick"); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			ep, err := cache.Pick(ctx, "pick", rr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ep.Done()
+		}
+	})
+	b.Run("gokit", func(b *testing.B) {
+		bal, stop := kitBalancer(b, srv, "pick")
+		defer stop()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := bal.Endpoint(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("seed", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			insts := seedDiscover(srv.HTTPAddr, "pick")
+			if len(insts) != 3 {
+				b.Fatalf("seedDiscover() = %d, want 3", len(insts))
+			}
+			_ = insts[i%len(insts)]
+			i++
+		}
+	})
+}
+
+// BenchmarkPickParallel is BenchmarkPick from every core at once.
+func BenchmarkPickParallel(b *testing.B) {
+	srv := pickFixture(b)
+	b.Run("beacon", func(b *testing.B) {
+		cache, err := discovery.New(srv.Config())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close()
+		w := watchPick(b, cache)
+		rr := balancer.NewRoundRobin()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				ep, err := w.Pick(rr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				ep.Done()
+			}
+		})
+	})
+	b.Run("gokit", func(b *testing.B) {
+		bal, stop := kitBalancer(b, srv, "pick")
+		defer stop()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := bal.Endpoint(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkPropagation: deregister one of three instances and time until
+// the watcher sees two, then register it back and time until it sees three.
+// Changes are spaced 1.2 s apart, longer than the watch's token-bucket
+// refill (one query a second), so this measures propagation, not the rate
+// limiter. Reports the p50 and p99 of both directions.
+func BenchmarkPropagation(b *testing.B) {
+	srv := consultest.NewServer(b)
+	reg := newRegistry(b, backends[0], srv)
+	ctx := context.Background()
+	setup := func(service string) {
+		for i := range 3 {
+			if err := reg.Register(ctx, registration(service+"-"+strconv.Itoa(i), service)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	measure := func(b *testing.B, service string, count func() int, changed <-chan struct{}) {
+		var lat []time.Duration
+		wait := func(want int) time.Duration {
+			start := time.Now()
+			deadline := time.After(30 * time.Second)
+			for count() != want {
+				select {
+				case <-changed:
+				case <-deadline:
+					b.Fatalf("watcher did not see %d instances", want)
+				}
+			}
+			return time.Since(start)
+		}
+		victim := registration(service+"-0", service)
+		for b.Loop() {
+			time.Sleep(1200 * time.Millisecond)
+			if err := reg.Deregister(ctx, victim.ID); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, wait(2))
+			time.Sleep(1200 * time.Millisecond)
+			if err := reg.Register(ctx, victim); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, wait(3))
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds())/1000, "p99-ms")
+	}
+	b.Run("beacon", func(b *testing.B) {
+		setup("prop-beacon")
+		cache, err := discovery.New(srv.Config())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cache.Close()
+		w, err := cache.Watch(beacon.Query{Service: "prop-beacon"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+		measure(b, "prop-beacon", func() int { return len(w.Snapshot().Instances) }, w.Changed())
+	})
+	b.Run("gokit", func(b *testing.B) {
+		setup("prop-gokit")
+		cfg := api.DefaultConfig()
+		cfg.Address = srv.HTTPAddr
+		client, err := api.NewClient(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inst := kitconsul.NewInstancer(kitconsul.NewClient(client), log.NewNopLogger(), "prop-gokit", nil, true)
+		defer inst.Stop()
+		events := make(chan sd.Event, 16)
+		inst.Register(events)
+		defer inst.Deregister(events)
+		var mu sync.Mutex
+		n := 0
+		changed := make(chan struct{}, 1)
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case ev := <-events:
+					mu.Lock()
+					n = len(ev.Instances)
+					mu.Unlock()
+					select {
+					case changed <- struct{}{}:
+					default:
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
+		count := func() int { mu.Lock(); defer mu.Unlock(); return n }
+		deadline := time.Now().Add(30 * time.Second)
+		for count() != 3 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		measure(b, "prop-gokit", count, changed)
+	})
+}
