@@ -1,0 +1,72 @@
+// Package httpclient sends HTTP requests to Consul services by name: its
+// Transport, an http.RoundTripper, resolves http://<service>/path (and
+// https) through a discovery cache, picks an instance with a balancer and
+// sends the request there.
+//
+//	cache, err := discovery.New(cfg)
+//	...
+//	defer cache.Close()
+//	client := &http.Client{Transport: httpclient.New(cache), Timeout: 5 * time.Second}
+//	resp, err := client.Get("http://hello/greeting")
+//
+// The URL's host is the service name; a port in it is ignored, since Consul
+// knows each instance's. The name must be a DNS label
+// (beacon.ValidateServiceName): a Transport never resolves a name through
+// DNS, and refuses IP addresses and dotted names, including in absolute
+// redirects, before sending anything. The first request for a service waits,
+// within its context, for Consul's first answer; later requests read the
+// cache's latest snapshot and touch no network but the instance's. A
+// service without instances fails at once with beacon.ErrNoInstances.
+//
+// # What is sent
+//
+// The request is copied, never modified: the copy's URL host is the
+// instance's address and port, and the scheme, path and query are kept. The
+// Host header is the instance's address too, as if the caller had dialled it,
+// unless the caller set Request.Host to something other than the URL's host,
+// in which case it is sent as set. With https the base transport verifies
+// the instance's certificate against the instance's address, unless its
+// TLSClientConfig.ServerName says otherwise (for example "hello.service.consul").
+// Response.Request is the copy that was sent, which tells which instance
+// answered.
+//
+// # Load accounting
+//
+// Every request counts as in flight on its instance (see
+// balancer.Endpoint.InFlight, which the P2C balancer steers by) until its
+// response body is read to the end or closed, whichever comes first, or
+// until the attempt fails. Close every response body, as net/http requires.
+//
+// # Retries
+//
+// A request is retried at most WithRetries times (default 2), on an
+// instance not yet tried when there is one (else on any), only when all of
+// these hold:
+//
+//   - no response was received, and the attempt failed on the connection:
+//     the dial failed (connection refused, unreachable, dial timeout), or the
+//     connection was reset or closed before the first byte of a response;
+//   - the request is idempotent (RFC 9110 section 9.2.2): GET, HEAD,
+//     OPTIONS, TRACE, PUT or DELETE, or any method carrying an
+//     Idempotency-Key or X-Idempotency-Key header, as net/http counts them;
+//   - its body can be sent again: none, or Request.GetBody is set (as
+//     http.NewRequest does for byte and string readers);
+//   - the request's context has not ended.
+//
+// A response, whatever its status, is never retried, and neither is POST or
+// PATCH without an idempotency key, even after a refused connection.
+//
+// # Ejection
+//
+// An instance whose connections fail WithEjection's number of times in a row
+// (default 3) is skipped for a while (default 10 s), then tried again; any
+// response resets its count. The last instance not ejected is never
+// ejected: a Transport rather tries a failing instance than none. Ejected
+// reports what is being skipped.
+//
+// A Transport is safe for concurrent use. It watches every service it has
+// sent a request to until its Close, or until the cache closes. Per request
+// it allocates a copy of the request and a wrapper of the response body,
+// beyond what the base transport allocates; retries and ejections allocate
+// more.
+package httpclient

@@ -1,0 +1,282 @@
+package httpclient
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/balancer"
+	"github.com/beaconsd/beacon/discovery"
+)
+
+// Defaults for the options.
+const (
+	DefaultRetries          = 2
+	DefaultEjectionFailures = 3
+	DefaultEjectionDuration = 10 * time.Second
+)
+
+type options struct {
+	balancer      balancer.Balancer
+	base          http.RoundTripper
+	retries       int
+	ejectFailures int
+	ejectFor      time.Duration
+	logger        *slog.Logger
+}
+
+// Option adjusts a Transport.
+type Option func(*options)
+
+// WithBalancer sets how an instance is picked for each attempt. The default
+// is a balancer.NewRoundRobin() for each service. The Balancer given here
+// serves every service of the Transport, which is safe; but a round robin's
+// position is then shared, so requests alternating between two services can
+// keep landing on the same instances: prefer NewP2C, NewRandom or
+// NewWeighted (whose position lives in each Set), or a Transport per service.
+func WithBalancer(b balancer.Balancer) Option { return func(o *options) { o.balancer = b } }
+
+// WithBase sets the transport that sends each attempt to its instance
+// (default a clone of http.DefaultTransport, which keeps at most 2 idle
+// connections per instance: raise MaxIdleConnsPerHost in your own for busy
+// clients). It receives requests whose URL host is the instance's address;
+// its idle connections are closed by CloseIdleConnections and Close.
+func WithBase(rt http.RoundTripper) Option { return func(o *options) { o.base = rt } }
+
+// WithRetries sets how many times a request that failed on the connection
+// is sent again, on another instance when possible (default 2; 0 turns
+// retries off; negative counts as 0). See the package documentation for
+// which requests and which failures qualify.
+func WithRetries(n int) Option { return func(o *options) { o.retries = max(n, 0) } }
+
+// WithEjection sets when an instance is skipped: after failures connection
+// failures in a row it is left out of picks for d (defaults 3 and 10 s).
+// failures or d of zero or less turns ejection off.
+func WithEjection(failures int, d time.Duration) Option {
+	return func(o *options) { o.ejectFailures, o.ejectFor = failures, d }
+}
+
+// WithLogger sets where ejections and retries are logged (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Transport is an http.RoundTripper that sends each request to an instance
+// of the Consul service named by the URL's host. Create it with New; it is
+// safe for concurrent use.
+type Transport struct {
+	cache *discovery.Cache
+	o     options
+
+	// services maps a service name to its state. It is copied on write,
+	// under mu, so that RoundTrip reads it without a lock.
+	services atomic.Pointer[map[string]*service]
+	mu       sync.Mutex
+	closed   bool
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// ErrClosed is returned by RoundTrip after Close.
+var ErrClosed = errors.New("httpclient: transport closed")
+
+// New returns a Transport resolving services through cache. The cache must
+// outlive the Transport; nothing is sent until the first request.
+func New(cache *discovery.Cache, opts ...Option) *Transport {
+	o := options{retries: DefaultRetries, ejectFailures: DefaultEjectionFailures, ejectFor: DefaultEjectionDuration}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.base == nil {
+		o.base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ejectFailures <= 0 || o.ejectFor <= 0 {
+		o.ejectFailures, o.ejectFor = 0, 0
+	}
+	t := &Transport{cache: cache, o: o}
+	t.services.Store(&map[string]*service{})
+	return t
+}
+
+// RoundTrip sends r to an instance of the service named by r.URL's host,
+// retrying on another instance as the package documentation describes. It
+// does not modify r and always closes r.Body.
+//
+// Errors: a host that is not a service name matches beacon.ErrInvalid; a
+// service without instances matches beacon.ErrNoInstances; a failed attempt
+// is an *Error, which unwraps to the base transport's error.
+func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	s, err := t.service(r)
+	if err != nil {
+		closeBody(r)
+		return nil, err
+	}
+	v, err := s.view(r.Context())
+	if err != nil {
+		closeBody(r)
+		return nil, err
+	}
+	ep, err := s.bal.Pick(v.set)
+	if err != nil {
+		closeBody(r)
+		return nil, s.noInstances(err)
+	}
+	h := v.health[ep]
+	retries := 0
+	if t.o.retries > 0 && replayable(r) {
+		retries = t.o.retries
+	}
+	var tried []beacon.InstanceKey
+	body := r.Body
+	for attempt := 1; ; attempt++ {
+		req := outgoing(r, ep.Addr, body)
+		resp, err := t.o.base.RoundTrip(req)
+		if err != nil && resp != nil && resp.Body != nil { // a broken base transport; http.Client ignores such a response too
+			_ = resp.Body.Close()
+		}
+		if err == nil {
+			h.succeeded()
+			return respond(resp, ep), nil
+		}
+		ep.Done()
+		failed := connFailure(err) && r.Context().Err() == nil
+		if failed {
+			s.failed(ep, h)
+		}
+		last := &Error{Service: s.name, ID: ep.Instance.ID, Addr: ep.Addr, Attempts: attempt, Err: err}
+		if !failed || attempt > retries {
+			return nil, last
+		}
+		if r.GetBody != nil {
+			if body, err = r.GetBody(); err != nil {
+				last.Err = errors.Join(last.Err, fmt.Errorf("httpclient: rewinding the body: %w", err))
+				return nil, last
+			}
+		}
+		tried = append(tried, ep.Instance.Key())
+		t.o.logger.Debug("httpclient: retrying on another instance", "service", s.name, "id", ep.Instance.ID, "addr", ep.Addr, "attempt", attempt, "err", last.Err)
+		if v, err = s.view(r.Context()); err == nil {
+			ep, h, err = s.pickOther(v, tried)
+		}
+		if err != nil { // the service lost its last instance meanwhile
+			if body != nil {
+				_ = body.Close()
+			}
+			return nil, last
+		}
+	}
+}
+
+// CloseIdleConnections closes the base transport's idle connections, when
+// it has a CloseIdleConnections method.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.o.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// Close stops watching the services the Transport has resolved and closes
+// idle connections. Later requests fail with ErrClosed; requests in flight
+// finish. It is safe to call more than once. Closing the cache has the same
+// effect on the watches.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	services := *t.services.Load()
+	t.services.Store(&map[string]*service{})
+	t.mu.Unlock()
+	for _, s := range services {
+		s.w.Close()
+	}
+	t.CloseIdleConnections()
+	return nil
+}
+
+// Ejected returns the instances of service that are being skipped after
+// failing, or nil. The instances are copies.
+func (t *Transport) Ejected(service string) []beacon.Instance {
+	s := (*t.services.Load())[service]
+	if s == nil {
+		return nil
+	}
+	return s.ejected()
+}
+
+// service returns the state of the service r is addressed to, starting to
+// watch it on first use.
+func (t *Transport) service(r *http.Request) (*service, error) {
+	if r.URL == nil {
+		return nil, errors.New("httpclient: nil Request.URL")
+	}
+	if r.URL.Scheme != "http" && r.URL.Scheme != "https" {
+		return nil, fmt.Errorf("httpclient: unsupported scheme %q", r.URL.Scheme)
+	}
+	name := r.URL.Hostname()
+	if s := (*t.services.Load())[name]; s != nil {
+		return s, nil
+	}
+	if err := beacon.ValidateServiceName(name); err != nil {
+		return nil, fmt.Errorf("httpclient: host %q: %w", r.URL.Host, err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
+	old := *t.services.Load()
+	if s := old[name]; s != nil {
+		return s, nil
+	}
+	w, err := t.cache.Watch(beacon.Query{Service: name})
+	if err != nil {
+		return nil, fmt.Errorf("httpclient: watch %q: %w", name, err)
+	}
+	s := &service{name: name, w: w, o: &t.o, bal: t.o.balancer, health: map[beacon.InstanceKey]*health{}}
+	if s.bal == nil {
+		s.bal = balancer.NewRoundRobin()
+	}
+	next := make(map[string]*service, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[name] = s
+	t.services.Store(&next)
+	return s, nil
+}
+
+// outgoing returns a shallow copy of r addressed to addr and sending body,
+// allocated with its URL in one piece. Headers are shared, not copied:
+// neither this package nor net/http's transports modify them.
+func outgoing(r *http.Request, addr string, body io.ReadCloser) *http.Request {
+	o := new(struct {
+		req http.Request
+		url url.URL
+	})
+	o.req = *r
+	o.url = *r.URL
+	o.url.Host = addr
+	o.req.URL = &o.url
+	o.req.Body = body
+	if r.Host == "" || r.Host == r.URL.Host {
+		o.req.Host = addr
+	}
+	return &o.req
+}
+
+func closeBody(r *http.Request) {
+	if r.Body != nil {
+		_ = r.Body.Close()
+	}
+}
