@@ -544,3 +544,30 @@ func TestDrainZeroFailures(t *testing.T) {
 		t.Errorf("after the drain passing = %q, want the two others", got)
 	}
 }
+
+// TestCallThroughRoundTripper: sayhello -call calls the service through the
+// discovery cache and the RoundTripper, round robin across instances.
+func TestCallThroughRoundTripper(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, _ := consulhttp.New(srv.Config())
+	defer c.Close()
+	a := startSayHello(t, srv.HTTPAddr)
+	b := startSayHello(t, srv.HTTPAddr)
+	waitFor(t, "two instances passing", func() bool { return len(passingIDs(t, c, "SayHello")) == 2 })
+	out, err := exec.Command(sayhelloBinary(t), "-consul", srv.HTTPAddr, "-call", "SayHello", "-n", "6").Output()
+	if err != nil {
+		t.Fatalf("sayhello -call: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	count := map[string]int{}
+	for _, l := range lines {
+		for _, p := range []*proc{a, b} {
+			if strings.Contains(l, p.id) {
+				count[p.id]++
+			}
+		}
+	}
+	if len(lines) != 6 || count[a.id] != 3 || count[b.id] != 3 {
+		t.Errorf("sayhello -call -n 6 printed:\n%s\nwant 6 lines, 3 from each instance", out)
+	}
+}

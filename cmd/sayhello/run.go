@@ -22,6 +22,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/httpclient"
 	"github.com/beaconsd/beacon/keeper"
 	"github.com/beaconsd/beacon/prommetrics"
 )
@@ -39,6 +40,8 @@ type options struct {
 	meta                                             map[string]string
 	startTimeout, shutdownTimeout                    time.Duration
 	ttl, drain                                       time.Duration
+	call                                             string
+	n                                                int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -72,6 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight requests may take at shutdown")
 	fs.DurationVar(&o.ttl, "ttl", keeper.DefaultTTL, "heartbeat TTL: a stopped process is excluded after this long")
 	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at shutdown, how long to keep serving after leaving the passing list")
+	fs.StringVar(&o.call, "call", "", "instead of serving, call `service`'s /sayHello through Beacon's RoundTripper and print who answered")
+	fs.IntVar(&o.n, "n", 10, "with -call: how many calls")
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
 	}
@@ -125,6 +130,46 @@ func consulConfig(o options) (consul.Config, error) {
 		}
 	}
 	return cfg, cfg.Validate()
+}
+
+// callService is the example client: it calls http://<service>/sayHello
+// through the discovery cache and the RoundTripper, round robin, and
+// prints which instance answered each call.
+func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Writer, log *slog.Logger) error {
+	if err := beacon.ValidateServiceName(o.call); err != nil {
+		return usageError{fmt.Errorf("-call: %w", err)}
+	}
+	if o.n < 1 {
+		return usageError{fmt.Errorf("-n %d: want at least 1", o.n)}
+	}
+	cache, err := discovery.New(cfg, discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+	tr := httpclient.New(cache, httpclient.WithLogger(log))
+	defer tr.Close()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	failed := 0
+	for i := 1; i <= o.n; i++ {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+o.call+"/sayHello", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%d: error: %v\n", i, err)
+			continue
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		fmt.Fprintf(stdout, "%d: %s %d %s\n", i, resp.Request.URL.Host, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d calls failed", failed, o.n)
+	}
+	return nil
 }
 
 // selfProbe is the keeper's health function: a GET of this process's own
@@ -184,6 +229,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := consulConfig(o)
 	if err != nil {
 		return usageError{err}
+	}
+	if o.call != "" {
+		return callService(ctx, cfg, o, stdout, log)
 	}
 	registration := beacon.Registration{
 		ID:      o.id,
