@@ -36,6 +36,17 @@
 //	cfg := srv.Config()
 //	cfg.Token = srv.MintToken(t, `service_prefix "" { policy = "write" }`)
 //
+// NewCluster starts a datacenter of real (non-dev) agents, servers and
+// clients, each on a loopback IP of its own, and waits for a leader and for
+// every node to be alive in the catalog. Nodes can be killed, paused,
+// resumed and restarted with or without their data, to test failover:
+//
+//	c := consultest.NewCluster(t, 3, 2) // 3 servers, 2 client agents
+//	cfg := c.Clients[0].Config()
+//	c.Leader(t).Kill()
+//	l := c.Leader(t) // waits for the new leader
+//	c.Clients[0].Restart(t, true) // back with its registrations
+//
 // Every agent is killed when its test ends. On Linux agents also run in a
 // process group of their own and are killed by the kernel when the test
 // binary dies (a -timeout panic, SIGKILL), so none outlives the test run.

@@ -45,7 +45,7 @@ type Server struct {
 	HTTPAddr string // "ip:port" of the HTTP API (HTTPS with WithTLS)
 	DNSAddr  string // "ip:port"
 	// DataDir is a directory reserved for the agent's data. Dev agents keep
-	// their state in memory, so it stays empty for now.
+	// their state in memory, so it stays empty; a Cluster's agents use it.
 	DataDir string
 
 	bin   string
@@ -56,11 +56,19 @@ type Server struct {
 	// client reaches the HTTP API: with WithTLS it trusts the CA and
 	// presents the client certificate.
 	client    *http.Client
-	pki       *pki   // WithTLS; nil without
-	mgmtToken string // WithACL; "" without
+	pki       *pki      // WithTLS; nil without
+	cert      certFiles // WithTLS: the agent's own certificate
+	mgmtToken string    // WithACL; "" without
+
+	// role is roleDev for NewServer; a Cluster's agents are servers and
+	// clients with a data dir, a pinned node ID and the cluster to join.
+	role    role
+	nodeID  string
+	cluster *Cluster
 
 	mu       sync.Mutex
 	proc     *process // nil when no agent is running
+	paused   bool     // proc is stopped by SIGSTOP
 	starts   int      // agent processes started so far, for log headers
 	logShown bool     // the log was already shown by a failure message
 }
@@ -234,7 +242,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 		s.IP, s.ports = ip, p
 		s.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(p.HTTP))
 		s.DNSAddr = net.JoinHostPort(ip, strconv.Itoa(p.DNS))
-		err = s.startLocked(deadline)
+		err = s.startLocked(deadline, waitFull)
 		if err == nil {
 			return s
 		}
@@ -276,18 +284,76 @@ func (s *Server) Stop() {
 	s.stopLocked()
 }
 
+// Pause stops the agent process with SIGSTOP and returns once it is
+// stopped: it holds its ports (connections are still accepted by the
+// kernel) but answers nothing, neither HTTP nor gossip, until Resume. It
+// does nothing when no agent runs. Stop and Restart work on a paused agent.
+// Pause needs Linux; elsewhere it panics.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.exited() {
+		return
+	}
+	if err := signalProcess(s.proc.cmd, true); err != nil {
+		panic(fmt.Sprintf("consultest: pausing agent %s: %v", s.Name, err))
+	}
+	s.paused = true
+}
+
+// Resume continues a paused agent (SIGCONT). It does nothing when the agent
+// is not paused.
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || !s.paused {
+		return
+	}
+	if err := signalProcess(s.proc.cmd, false); err != nil && !s.proc.exited() {
+		panic(fmt.Sprintf("consultest: resuming agent %s: %v", s.Name, err))
+	}
+	s.paused = false
+}
+
+// Running reports whether the agent process is running: started and neither
+// stopped nor exited. A paused agent is running.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil && !s.proc.exited()
+}
+
 // Restart stops the agent, if it runs, and starts a fresh dev agent on the
 // same IP and ports. Dev agents keep state in memory, so everything
 // registered before is gone. It fails the test if the new agent does not
-// become ready.
+// become ready. (On a Cluster's node it is Node.Restart keeping the data.)
 func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	s.restart(t, true, waitFull)
+}
+
+// restart stops the agent, if it runs, wipes its data dir unless keepData,
+// and starts it again on the same IP and ports, waiting as wait says.
+func (s *Server) restart(t testing.TB, keepData bool, wait waitMode) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopLocked()
+	if !keepData {
+		if err := os.RemoveAll(s.DataDir); err != nil {
+			t.Fatalf("consultest: wiping %s: %v", s.DataDir, err)
+		}
+		if err := os.Mkdir(s.DataDir, 0o700); err != nil {
+			t.Fatalf("consultest: %v", err)
+		}
+	}
+	if wait == waitFull && s.role == roleServer {
+		// See Node.Restart.
+		wait = waitAlive
+	}
 	deadline := time.Now().Add(startTimeout)
 	for attempt := 0; ; attempt++ {
-		err := s.startLocked(deadline)
+		err := s.startLocked(deadline, wait)
 		if err == nil {
 			return
 		}
@@ -322,6 +388,18 @@ type agentConfig struct {
 	LogLevel           string      `json:"log_level"`
 	TLS                *tlsConfig  `json:"tls,omitempty"`
 	ACL                *aclConfig  `json:"acl,omitempty"`
+	// The rest is for the agents of a Cluster (see clusterConfig).
+	NodeID               string             `json:"node_id,omitempty"`
+	DataDir              string             `json:"data_dir,omitempty"`
+	Server               bool               `json:"server,omitempty"`
+	BootstrapExpect      int                `json:"bootstrap_expect,omitempty"`
+	RetryJoin            []string           `json:"retry_join,omitempty"`
+	RetryInterval        string             `json:"retry_interval,omitempty"`
+	LeaveOnTerminate     *bool              `json:"leave_on_terminate,omitempty"`
+	SkipLeaveOnInterrupt *bool              `json:"skip_leave_on_interrupt,omitempty"`
+	Performance          *performanceConfig `json:"performance,omitempty"`
+	GossipLAN            *gossipConfig      `json:"gossip_lan,omitempty"`
+	Autopilot            *autopilotConfig   `json:"autopilot,omitempty"`
 }
 
 // portsConfig is the "ports" stanza; -1 disables a listener.
@@ -348,7 +426,8 @@ func (s *Server) writeConfig() ([]string, error) {
 	}
 	if s.pki != nil {
 		// HTTPS only, on the port chosen for the HTTP API.
-		if err := s.pki.issueServer(s.IP); err != nil {
+		var err error
+		if s.cert, err = s.pki.issueServer(s.IP); err != nil {
 			return nil, fmt.Errorf("issuing the server certificate: %w", err)
 		}
 		p.HTTP, p.HTTPS = -1, s.ports.HTTP
@@ -367,6 +446,9 @@ func (s *Server) writeConfig() ([]string, error) {
 		TLS:               s.tlsConfig(),
 		ACL:               s.aclConfig(),
 	}
+	if s.role != roleDev {
+		s.clusterConfig(&cfg)
+	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
@@ -384,14 +466,44 @@ func (s *Server) writeConfig() ([]string, error) {
 	return files, nil
 }
 
+// waitMode says what startLocked waits for.
+type waitMode int
+
+const (
+	// waitFull waits until the agent is ready (see ready).
+	waitFull waitMode = iota
+	// waitAlive is waitFull without waiting for the agent's own sync of
+	// its node info and services (see Node.Restart).
+	waitAlive
+	// waitHTTP waits until the agent's HTTP API answers /v1/agent/self.
+	waitHTTP
+)
+
 // startLocked starts an agent on s's current address and waits until it is
 // ready, exits (*exitError) or the deadline passes. On error no agent runs.
-func (s *Server) startLocked(deadline time.Time) error {
-	files, err := s.writeConfig()
+func (s *Server) startLocked(deadline time.Time, wait waitMode) error {
+	p, err := s.launchLocked()
 	if err != nil {
 		return err
 	}
-	args := []string{"agent", "-dev"}
+	if err := s.waitReady(p, deadline, wait); err != nil {
+		s.stopLocked()
+		return err
+	}
+	return nil
+}
+
+// launchLocked writes the configuration and starts an agent on s's current
+// address, without waiting for anything.
+func (s *Server) launchLocked() (*process, error) {
+	files, err := s.writeConfig()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"agent"}
+	if s.role == roleDev {
+		args = append(args, "-dev")
+	}
 	for _, f := range files {
 		args = append(args, "-config-file", f)
 	}
@@ -399,7 +511,7 @@ func (s *Server) startLocked(deadline time.Time) error {
 
 	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.starts++
 	fmt.Fprintf(logf, "=== consultest: start %d at %s: %s %s\n",
@@ -413,7 +525,7 @@ func (s *Server) startLocked(deadline time.Time) error {
 	err = cmd.Start()
 	logf.Close() // the child holds its own copy
 	if err != nil {
-		return err
+		return nil, err
 	}
 	p := &process{cmd: cmd, done: make(chan struct{})}
 	go func() {
@@ -421,12 +533,17 @@ func (s *Server) startLocked(deadline time.Time) error {
 		close(p.done)
 	}()
 	s.proc = p
+	return p, nil
+}
 
-	if err := s.waitReady(p, deadline); err != nil {
-		s.stopLocked()
-		return err
+// exited reports whether p has exited (and been reaped).
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
-	return nil
 }
 
 // httpClient polls the agents. Without keep-alives no idle connection (and
@@ -436,9 +553,10 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 }
 
-// waitReady polls until the agent has a leader and its own node is in the
-// catalog: before that, health and catalog queries fail or come back empty.
-func (s *Server) waitReady(p *process, deadline time.Time) error {
+// waitReady polls until the agent is ready (see waitMode; waitFull: it has
+// a leader and its own node is in the catalog, before which health and
+// catalog queries fail or come back empty).
+func (s *Server) waitReady(p *process, deadline time.Time, wait waitMode) error {
 	// A poll in flight is cut short when the agent exits, so an early exit
 	// is seen at once even if something else accepts on the port and hangs.
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -453,7 +571,16 @@ func (s *Server) waitReady(p *process, deadline time.Time) error {
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		last := s.ready(ctx)
+		var last error
+		switch wait {
+		case waitHTTP:
+			var self json.RawMessage
+			last = s.getJSON(ctx, "/v1/agent/self", &self)
+		case waitAlive:
+			last = s.readyCheck(ctx, false)
+		default:
+			last = s.ready(ctx)
+		}
 		if last == nil {
 			return nil
 		}
@@ -473,7 +600,11 @@ func (s *Server) waitReady(p *process, deadline time.Time) error {
 	}
 }
 
-func (s *Server) ready(ctx context.Context) error {
+func (s *Server) ready(ctx context.Context) error { return s.readyCheck(ctx, true) }
+
+// readyCheck is ready; without synced it does not wait for the agent's own
+// sync of its node info and services to the catalog (see Node.Restart).
+func (s *Server) readyCheck(ctx context.Context, synced bool) error {
 	var leader string
 	if err := s.getJSON(ctx, "/v1/status/leader", &leader); err != nil {
 		return err
@@ -483,9 +614,11 @@ func (s *Server) ready(ctx context.Context) error {
 	}
 	var node struct {
 		Node *struct {
+			ID              string
 			TaggedAddresses map[string]string
 			Meta            map[string]string
 		}
+		Services map[string]struct{ ID string }
 	}
 	if err := s.getJSON(ctx, "/v1/catalog/node/"+url.PathEscape(s.Name), &node); err != nil {
 		return err
@@ -500,12 +633,19 @@ func (s *Server) ready(ctx context.Context) error {
 	if err := s.getJSON(ctx, "/v1/agent/self", &self); err != nil {
 		return err
 	}
-	if len(node.Node.TaggedAddresses) == 0 {
-		return fmt.Errorf("node %s not synced by its agent yet", s.Name)
+	if synced {
+		if len(node.Node.TaggedAddresses) == 0 {
+			return fmt.Errorf("node %s not synced by its agent yet", s.Name)
+		}
+		for k, v := range self.Meta {
+			if got, ok := node.Node.Meta[k]; !ok || got != v {
+				return fmt.Errorf("node %s not synced by its agent yet (meta %q)", s.Name, k)
+			}
+		}
 	}
-	for k, v := range self.Meta {
-		if got, ok := node.Node.Meta[k]; !ok || got != v {
-			return fmt.Errorf("node %s not synced by its agent yet (meta %q)", s.Name, k)
+	if s.role != roleDev {
+		if err := s.clusterReady(ctx, node.Node.ID, node.Services, synced); err != nil {
+			return err
 		}
 	}
 	if s.mgmtToken != "" {
@@ -537,9 +677,10 @@ func (s *Server) stopLocked() {
 	if s.proc == nil {
 		return
 	}
-	killProcess(s.proc.cmd)
+	killProcess(s.proc.cmd) // SIGKILL ends a stopped (paused) process too
 	<-s.proc.done
 	s.proc = nil
+	s.paused = false
 }
 
 // fatalLocked fails the test with the agent's log, which is then not shown

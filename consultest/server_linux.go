@@ -1,11 +1,16 @@
 package consultest
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
+	"time"
 )
 
 // setProcAttr puts the agent in its own process group, so that killing the
@@ -36,4 +41,56 @@ func loopbackIP() string {
 	}
 	l.Close()
 	return ip
+}
+
+// signalProcess stops (SIGSTOP) or continues (SIGCONT) the agent's group.
+// Stopping returns once every thread of the agent is stopped: kill only
+// queues the signal, and a thread running on another CPU could still answer
+// a request or two.
+func signalProcess(cmd *exec.Cmd, stop bool) error {
+	sig := syscall.SIGCONT
+	if stop {
+		sig = syscall.SIGSTOP
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
+		return err
+	}
+	if !stop {
+		return nil
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !allStopped(cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			return errors.New("not stopped 5s after SIGSTOP")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// allStopped reports whether every thread of pid is stopped, according to
+// /proc/pid/task/*/stat (state T), or pid is gone.
+func allStopped(pid int) bool {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return true // exited (and reaped)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			continue // the thread exited
+		}
+		// "tid (comm) S ...": the state follows the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return false
+		}
+		switch b[i+2] {
+		case 'T', 't', 'Z', 'X': // stopped, traced, zombie, dead
+		default:
+			return false
+		}
+	}
+	return true
 }

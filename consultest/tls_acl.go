@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -163,7 +164,7 @@ func (s *Server) tlsConfig() *tlsConfig {
 	}
 	c := &tlsConfig{}
 	d := &c.Defaults
-	d.CAFile, d.CertFile, d.KeyFile = s.pki.caFile, s.pki.serverCert, s.pki.serverKey
+	d.CAFile, d.CertFile, d.KeyFile = s.pki.caFile, s.cert.cert, s.cert.key
 	d.VerifyIncoming, d.VerifyOutgoing = true, true
 	return c
 }
@@ -175,9 +176,14 @@ type pki struct {
 	caKey  *ecdsa.PrivateKey
 
 	caFile, clientCert, clientKey string
-	serverCert, serverKey         string
-	serverIP                      string // the IP serverCert was issued for
+
+	// servers are the agent certificates issued so far, by IP: the agents
+	// of a Cluster share the CA, each with a certificate of its own.
+	mu      sync.Mutex
+	servers map[string]certFiles
 }
+
+type certFiles struct{ cert, key string }
 
 // newPKI creates a CA and a client certificate in dir.
 func newPKI(dir string) (*pki, error) {
@@ -206,7 +212,8 @@ func newPKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pki{dir: dir, caCert: cert, caKey: key, caFile: filepath.Join(dir, "ca.pem")}
+	p := &pki{dir: dir, caCert: cert, caKey: key, caFile: filepath.Join(dir, "ca.pem"),
+		servers: map[string]certFiles{}}
 	if err := writePEM(p.caFile, "CERTIFICATE", der); err != nil {
 		return nil, err
 	}
@@ -218,22 +225,24 @@ func newPKI(dir string) (*pki, error) {
 	return p, nil
 }
 
-// issueServer (re)issues the agent's certificate when it is not yet valid
-// for ip. Restart keeps the IP, and so the very same files.
-func (p *pki) issueServer(ip string) error {
-	if p.serverIP == ip {
-		return nil
+// issueServer returns the certificate of the agent on ip, issued on first
+// use. Restart keeps the IP, and so the very same files.
+func (p *pki) issueServer(ip string) (certFiles, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.servers[ip]; ok {
+		return c, nil
 	}
 	// Consul servers present the same certificate as TLS clients for
 	// internal RPC, hence both usages.
-	cert, key, err := p.issue("server", "server.dc1.consul",
+	cert, key, err := p.issue("server-"+ip, "server.dc1.consul",
 		[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		[]string{ip, "localhost", "server.dc1.consul"})
 	if err != nil {
-		return err
+		return certFiles{}, err
 	}
-	p.serverCert, p.serverKey, p.serverIP = cert, key, ip
-	return nil
+	p.servers[ip] = certFiles{cert, key}
+	return p.servers[ip], nil
 }
 
 // issue signs a certificate for hosts (DNS names or IPs) and writes

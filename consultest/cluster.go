@@ -1,0 +1,517 @@
+package consultest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon/consul"
+)
+
+// clusterStartTimeout bounds NewCluster: all agents start at once, and
+// servers elect a leader only once bootstrap_expect of them have joined.
+const clusterStartTimeout = 60 * time.Second
+
+// Cluster is a Consul datacenter of server and client agents on loopback.
+// Unlike NewServer's dev agents they are ordinary agents: servers keep raft
+// state in their data dir, clients persist services and checks registered
+// through them, and a killed node is noticed by gossip.
+type Cluster struct {
+	Servers []*Node
+	Clients []*Node
+
+	pki *pki // WithTLS: one CA for all agents; nil without
+}
+
+// Node is an agent of a Cluster: a Server (Name, IP, HTTPAddr, DNSAddr,
+// DataDir, Config, URL, Stop, Pause, Resume, Running, TLSFiles,
+// ManagementToken, MintToken work as they do there) that is a Consul server
+// or a client agent of the cluster. Its IP, ports and node ID never change,
+// across restarts too.
+type Node struct{ *Server }
+
+type role int
+
+const (
+	roleDev role = iota
+	roleServer
+	roleClient
+)
+
+// NewCluster starts a datacenter of servers Consul servers and clients
+// client agents, each on a loopback IP and ports of its own, and waits until
+// a leader is elected and every node is alive in the catalog, with its
+// agent's services synced. Options apply to every node; WithNodeName sets
+// the prefix of the node names (<prefix>-server-1, <prefix>-client-1, ...).
+// With WithTLS all agents share one CA; with WithACL they share the
+// management token, which is also every agent's own token.
+//
+// Each node runs with:
+//
+//	node_id           a random UUID, pinned for the node's lifetime
+//	data_dir          DataDir (kept or wiped by Node.Restart)
+//	server            true for servers, with bootstrap_expect = servers
+//	retry_join        the serf LAN addresses (ip:port) of all other servers,
+//	                  retry_interval 500ms
+//	bind_addr, client_addr, advertise_addr  the node's IP
+//	ports             http, dns, serf_lan, serf_wan, server of its own;
+//	                  https, grpc, grpc_tls off (https on with WithTLS)
+//	performance       raft_multiplier 1
+//	gossip_lan        probe_interval 200ms, probe_timeout 100ms,
+//	                  suspicion_mult 3: a killed node is failed in ~1-2s
+//	autopilot         cleanup_dead_servers false: a killed server stays a
+//	                  voter and in the catalog (by default autopilot
+//	                  removes it after ~8s, deregisters its node, and it
+//	                  votes again only ~10s after it returns);
+//	                  server_stabilization_time 1s
+//	leave_on_terminate false, skip_leave_on_interrupt true,
+//	disable_update_check true, log_level debug
+//
+// The test is skipped without a consul binary and fails if the cluster is
+// not ready within 60 seconds. All agents are killed and their directories
+// removed when the test ends.
+func NewCluster(t testing.TB, servers, clients int, opts ...Option) *Cluster {
+	t.Helper()
+	if servers < 1 || clients < 0 {
+		t.Fatalf("consultest: NewCluster(%d servers, %d clients): need a server", servers, clients)
+	}
+	bin, err := BinaryPath()
+	if err != nil {
+		t.Skipf("consultest: no consul binary: set CONSUL_BIN, put consul on PATH, or run `make consul` (%v)", err)
+	}
+	o := options{name: "consultest-" + randomHex(4)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.name == "" {
+		t.Fatalf("consultest: empty node name")
+	}
+	if o.extraJSON != "" && !json.Valid([]byte(o.extraJSON)) {
+		t.Fatalf("consultest: WithConfigJSON: invalid JSON: %s", o.extraJSON)
+	}
+
+	c := &Cluster{}
+	hc := httpClient
+	if o.tls {
+		// The CA outlives every node: this cleanup, registered first,
+		// runs after theirs.
+		dir, err := os.MkdirTemp("", "consultest-pki-")
+		if err != nil {
+			t.Fatalf("consultest: %v", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if c.pki, err = newPKI(dir); err != nil {
+			t.Fatalf("consultest: creating certificates: %v", err)
+		}
+		tc, err := c.pki.clientTLS()
+		if err != nil {
+			t.Fatalf("consultest: %v", err)
+		}
+		hc = &http.Client{
+			Timeout:   httpClient.Timeout,
+			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tc},
+		}
+	}
+	var mgmt string
+	if o.acl {
+		mgmt = randomUUID()
+	}
+
+	newNode := func(r role, name string) *Node {
+		dir, err := os.MkdirTemp("", "consultest-")
+		if err != nil {
+			t.Fatalf("consultest: %v", err)
+		}
+		s := &Server{
+			Name:      name,
+			DataDir:   filepath.Join(dir, "data"),
+			bin:       bin,
+			opts:      o,
+			dir:       dir,
+			log:       filepath.Join(dir, "agent.log"),
+			client:    hc,
+			pki:       c.pki,
+			mgmtToken: mgmt,
+			role:      r,
+			nodeID:    randomUUID(),
+			cluster:   c,
+		}
+		t.Cleanup(func() { s.cleanup(t) })
+		if err := os.Mkdir(s.DataDir, 0o700); err != nil {
+			t.Fatalf("consultest: %v", err)
+		}
+		return &Node{s}
+	}
+	for i := range servers {
+		c.Servers = append(c.Servers, newNode(roleServer, fmt.Sprintf("%s-server-%d", o.name, i+1)))
+	}
+	for i := range clients {
+		c.Clients = append(c.Clients, newNode(roleClient, fmt.Sprintf("%s-client-%d", o.name, i+1)))
+	}
+	nodes := c.Nodes()
+
+	// Nothing else can reach the nodes yet; the locks are for the methods
+	// NewCluster shares with Node (and released by a Fatal's Goexit).
+	for _, n := range nodes {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+	}
+	deadline := time.Now().Add(clusterStartTimeout)
+	for attempt := 0; ; attempt++ {
+		used := map[string]bool{} // "ip" and "ip:port" taken by earlier nodes
+		for _, n := range nodes {
+			if err := n.pickAddr(used); err != nil {
+				t.Fatalf("consultest: choosing an address for %s: %v", n.Name, err)
+			}
+		}
+		if clusterStartHook != nil {
+			clusterStartHook(c, attempt)
+		}
+		// All start at once: the servers wait for each other anyway.
+		for _, n := range nodes {
+			if _, err := n.launchLocked(); err != nil {
+				t.Fatalf("consultest: starting agent %s: %v", n.Name, err)
+			}
+		}
+		exited, err := c.waitReady(deadline)
+		if err == nil {
+			return c
+		}
+		if exited == nil {
+			// The logs of all nodes follow from their cleanups.
+			t.Fatalf("consultest: cluster not ready after %v:\n%v", clusterStartTimeout, err)
+		}
+		if !exited.retryable(err, attempt, deadline) {
+			exited.fatalLocked(t, "consultest: starting agent %s on %s: %v", exited.Name, exited.HTTPAddr, err)
+		}
+		// Most likely a port was taken. Every node moves: the others'
+		// retry_join lists name the servers' addresses.
+		t.Logf("consultest: agent %s on %s: %v; restarting the cluster on new ports", exited.Name, exited.HTTPAddr, err)
+		for _, n := range nodes {
+			n.stopLocked()
+			if err := os.RemoveAll(n.DataDir); err != nil {
+				t.Fatalf("consultest: %v", err)
+			}
+			if err := os.Mkdir(n.DataDir, 0o700); err != nil {
+				t.Fatalf("consultest: %v", err)
+			}
+		}
+	}
+}
+
+// clusterStartHook, when set by a test, runs after NewCluster chose the
+// nodes' addresses, before it starts them.
+var clusterStartHook func(c *Cluster, attempt int)
+
+// waitReady polls the nodes, all started, until every one is ready, one
+// exits (returned, with an *exitError) or the deadline passes.
+func (c *Cluster) waitReady(deadline time.Time) (exited *Node, err error) {
+	pending := c.Nodes()
+	lastErr := map[*Node]error{}
+	for {
+		var still []*Node
+		for _, n := range pending {
+			if n.proc.exited() {
+				return n, &exitError{err: n.proc.err}
+			}
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			err := n.ready(ctx)
+			cancel()
+			if err != nil {
+				lastErr[n] = err
+				still = append(still, n)
+			}
+		}
+		pending = still
+		if len(pending) == 0 {
+			return nil, nil
+		}
+		if time.Now().After(deadline) {
+			var msgs []string
+			for _, n := range pending {
+				msgs = append(msgs, fmt.Sprintf("%s on %s: %v", n.Name, n.HTTPAddr, lastErr[n]))
+			}
+			return nil, errors.New(strings.Join(msgs, "\n"))
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// pickAddr chooses a loopback IP and free ports for n, distinct from the
+// ones in used (where all nodes share 127.0.0.1, only the ports differ), and
+// adds them to used.
+func (n *Node) pickAddr(used map[string]bool) error {
+	var ip string
+	for try := 0; ; try++ {
+		ip = loopbackIP()
+		if ip == "127.0.0.1" || !used[ip] || try == 20 {
+			break
+		}
+	}
+	for try := 0; ; try++ {
+		p, err := freePorts(ip)
+		if err != nil {
+			return err
+		}
+		addrs := []string{ip}
+		for _, port := range []int{p.HTTP, p.DNS, p.SerfLAN, p.SerfWAN, p.Server} {
+			addrs = append(addrs, net.JoinHostPort(ip, strconv.Itoa(port)))
+		}
+		if slices.ContainsFunc(addrs[1:], func(a string) bool { return used[a] }) && try < 20 {
+			continue
+		}
+		for _, a := range addrs {
+			used[a] = true
+		}
+		n.IP, n.ports = ip, p
+		n.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(p.HTTP))
+		n.DNSAddr = net.JoinHostPort(ip, strconv.Itoa(p.DNS))
+		return nil
+	}
+}
+
+// Nodes returns the servers, then the clients.
+func (c *Cluster) Nodes() []*Node {
+	return append(slices.Clone(c.Servers), c.Clients...)
+}
+
+// Config returns a client configuration listing the HTTP API of the given
+// nodes, or of all clients when none is given (of all servers if there are
+// no clients). With WithTLS it carries the CA and client certificate; it
+// never carries an ACL token.
+func (c *Cluster) Config(nodes ...*Node) consul.Config {
+	if len(nodes) == 0 {
+		nodes = c.Clients
+		if len(nodes) == 0 {
+			nodes = c.Servers
+		}
+	}
+	var cfg consul.Config
+	for _, n := range nodes {
+		nc := n.Config()
+		cfg.Addresses = append(cfg.Addresses, nc.Addresses...)
+		cfg.TLS = nc.TLS
+	}
+	return cfg
+}
+
+// Leader returns the server that is the raft leader: the node whose
+// "ip:port" of server RPC /v1/status/leader reports, asked of every running
+// server that is not paused, and which reports itself. It waits for one up
+// to 30 seconds (after a leader is killed, the others elect a new one in a
+// few seconds) and fails the test if there is none.
+func (c *Cluster) Leader(t testing.TB) *Node {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	var last error
+	for {
+		n, err := c.leader()
+		if err == nil {
+			return n
+		}
+		last = err
+		if time.Now().After(deadline) {
+			t.Fatalf("consultest: no raft leader after %v: %v", startTimeout, last)
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+func (c *Cluster) leader() (*Node, error) {
+	byAddr := map[string]*Node{}
+	for _, n := range c.Servers {
+		byAddr[n.ServerAddr()] = n
+	}
+	var errs []error
+	for _, n := range c.Servers {
+		if !n.answering() {
+			continue
+		}
+		l, err := n.leaderAddr()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ln := byAddr[l]
+		if ln == nil {
+			errs = append(errs, fmt.Errorf("%s: leader %q is no server of the cluster", n.Name, l))
+			continue
+		}
+		if !ln.answering() {
+			errs = append(errs, fmt.Errorf("%s: leader %s (%s) is killed or paused", n.Name, ln.Name, l))
+			continue
+		}
+		if ln != n {
+			// The leader's own word: a follower may not have noticed
+			// yet that its leader is gone.
+			if self, err := ln.leaderAddr(); err != nil || self != l {
+				errs = append(errs, fmt.Errorf("%s: leader %s does not say so itself: %q %v", n.Name, ln.Name, self, err))
+				continue
+			}
+		}
+		return ln, nil
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no running server")
+	}
+	return nil, errors.Join(errs...)
+}
+
+// leaderAddr asks the agent for /v1/status/leader, for at most a second.
+func (n *Node) leaderAddr() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var l string
+	if err := n.getJSON(ctx, "/v1/status/leader", &l); err != nil {
+		return "", fmt.Errorf("%s: %w", n.Name, err)
+	}
+	if l == "" {
+		return "", fmt.Errorf("%s: no leader", n.Name)
+	}
+	return l, nil
+}
+
+// answering reports whether the agent runs and is not paused.
+func (n *Node) answering() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc != nil && !n.proc.exited() && !n.paused
+}
+
+// ID returns the node ID, fixed for the node's lifetime.
+func (n *Node) ID() string { return n.nodeID }
+
+// IsServer reports whether the node is a Consul server.
+func (n *Node) IsServer() bool { return n.role == roleServer }
+
+// ServerAddr returns "ip:port" of the node's server RPC port, as
+// /v1/status/leader and /v1/status/peers report servers.
+func (n *Node) ServerAddr() string { return net.JoinHostPort(n.IP, strconv.Itoa(n.ports.Server)) }
+
+// SerfLANAddr returns "ip:port" of the node's serf LAN (gossip) port.
+func (n *Node) SerfLANAddr() string { return net.JoinHostPort(n.IP, strconv.Itoa(n.ports.SerfLAN)) }
+
+// Kill kills the agent (SIGKILL, no graceful leave: the others see it fail)
+// and waits until it has exited. It may be called more than once. It is
+// Stop.
+func (n *Node) Kill() { n.Stop() }
+
+// Restart kills the agent, if it runs, and starts it again on the same IP
+// and ports with the same node ID, keeping its data dir or wiping it first.
+// It waits until the agent knows a leader and its node is alive in the
+// catalog (serfHealth passing) under its ID; for a client also until the
+// catalog holds the node info and exactly the services the agent has (a
+// client syncs as soon as it sees a server). A server is not waited for
+// that: one that found no leader when it started syncs only 15-30 seconds
+// later (Consul's retry interval), which matters only if its node was
+// deregistered or it has services of its own.
+//
+// Waiting needs a leader: without a quorum of servers Restart fails the
+// test after 30 seconds. Use RestartNoWait then.
+//
+// With keepData a server rejoins with its raft state, and a client comes
+// back with the services and checks registered through it (a TTL check with
+// the state of its last update, unless its TTL expired meanwhile).
+// Without it a client comes back without them and removes them from the
+// catalog, and a server catches up from the leader.
+func (n *Node) Restart(t testing.TB, keepData bool) {
+	t.Helper()
+	n.restart(t, keepData, waitFull)
+}
+
+// RestartNoWait is Restart, except that it returns as soon as the agent's
+// HTTP API answers /v1/agent/self, which it does with or without a leader:
+// it never waits for a quorum. It fails the test if the agent does not
+// answer within 30 seconds.
+func (n *Node) RestartNoWait(t testing.TB, keepData bool) {
+	t.Helper()
+	n.restart(t, keepData, waitHTTP)
+}
+
+// clusterConfig adds what makes s a server or client agent of its cluster.
+func (s *Server) clusterConfig(cfg *agentConfig) {
+	no, yes := false, true
+	cfg.NodeID = s.nodeID
+	cfg.DataDir = s.DataDir
+	if s.role == roleServer {
+		cfg.Server = true
+		cfg.BootstrapExpect = len(s.cluster.Servers)
+		cfg.Performance = &performanceConfig{RaftMultiplier: 1}
+		cfg.Autopilot = &autopilotConfig{CleanupDeadServers: &no, ServerStabilizationTime: "1s"}
+	}
+	for _, srv := range s.cluster.Servers {
+		if srv.Server != s {
+			cfg.RetryJoin = append(cfg.RetryJoin, srv.SerfLANAddr())
+		}
+	}
+	cfg.RetryInterval = "500ms"
+	cfg.LeaveOnTerminate, cfg.SkipLeaveOnInterrupt = &no, &yes
+	cfg.GossipLAN = &gossipConfig{ProbeInterval: "200ms", ProbeTimeout: "100ms", SuspicionMult: 3}
+}
+
+type performanceConfig struct {
+	RaftMultiplier int `json:"raft_multiplier"`
+}
+
+type gossipConfig struct {
+	ProbeInterval string `json:"probe_interval"`
+	ProbeTimeout  string `json:"probe_timeout"`
+	SuspicionMult int    `json:"suspicion_mult"`
+}
+
+type autopilotConfig struct {
+	CleanupDeadServers      *bool  `json:"cleanup_dead_servers,omitempty"`
+	ServerStabilizationTime string `json:"server_stabilization_time"`
+}
+
+// clusterReady is the part of ready particular to a cluster's node: the
+// catalog has it under its pinned ID, alive (serfHealth passing), with the
+// services its agent has and no others. After a restart the catalog still
+// holds the node as it was, until gossip and the agent's sync update it.
+func (s *Server) clusterReady(ctx context.Context, catalogID string, catalogServices map[string]struct{ ID string }, synced bool) error {
+	if catalogID != s.nodeID {
+		return fmt.Errorf("node %s has ID %s in the catalog, want %s", s.Name, catalogID, s.nodeID)
+	}
+	var checks []struct{ CheckID, Status string }
+	if err := s.getJSON(ctx, "/v1/health/node/"+url.PathEscape(s.Name), &checks); err != nil {
+		return err
+	}
+	alive := false
+	for _, c := range checks {
+		if c.CheckID == "serfHealth" {
+			alive = c.Status == "passing"
+		}
+	}
+	if !alive {
+		return fmt.Errorf("node %s not alive in the catalog yet", s.Name)
+	}
+	if !synced {
+		return nil
+	}
+	var local map[string]json.RawMessage
+	if err := s.getJSON(ctx, "/v1/agent/services", &local); err != nil {
+		return err
+	}
+	for id := range local {
+		if _, ok := catalogServices[id]; !ok {
+			return fmt.Errorf("node %s: service %s not synced to the catalog yet", s.Name, id)
+		}
+	}
+	for id := range catalogServices {
+		if _, ok := local[id]; !ok && id != "consul" { // servers: the consul service
+			return fmt.Errorf("node %s: service %s still in the catalog", s.Name, id)
+		}
+	}
+	return nil
+}
