@@ -170,6 +170,23 @@ func checkExecutable(p string) error {
 // test ends.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	return newServer(t, opts...)
+}
+
+// tb is the part of testing.TB the helpers use, so Start can run them
+// outside a test.
+type tb interface {
+	Helper()
+	Skipf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
+
+func newServer(t tb, opts ...Option) *Server {
+	t.Helper()
 	bin, err := BinaryPath()
 	if err != nil {
 		t.Skipf("consultest: no consul binary: set CONSUL_BIN, put consul on PATH, or run `make consul` (%v)", err)
@@ -685,13 +702,13 @@ func (s *Server) stopLocked() {
 
 // fatalLocked fails the test with the agent's log, which is then not shown
 // again by the cleanup.
-func (s *Server) fatalLocked(t testing.TB, format string, args ...any) {
+func (s *Server) fatalLocked(t tb, format string, args ...any) {
 	t.Helper()
 	s.logShown = true
 	t.Fatalf("%s\nagent log (last %d lines):\n%s", fmt.Sprintf(format, args...), logTailLines, s.logTail())
 }
 
-func (s *Server) cleanup(t testing.TB) {
+func (s *Server) cleanup(t tb) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopLocked()
