@@ -108,3 +108,39 @@ func (a *agents) prober(i int) {
 		}
 	}
 }
+
+// Checks runs the change feed's query on the current agent, holding one of
+// the cache's long-poll slots while it blocks.
+func (a *agents) Checks(ctx context.Context, sem chan struct{}, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	i, err := a.pick(ctx)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, err
+	}
+	f, ok := a.regs[i].(beacon.ChangeFeed)
+	if !ok {
+		return nil, beacon.QueryMeta{}, errNoFeed
+	}
+	if q.WaitIndex > 0 {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+		case <-ctx.Done():
+			return nil, beacon.QueryMeta{}, ctx.Err()
+		}
+	}
+	checks, meta, err := f.Checks(ctx, q)
+	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) {
+		a.markDown(i, err)
+	}
+	return checks, meta, err
+}
+
+// hasFeed reports whether every agent's client can list checks.
+func (a *agents) hasFeed() bool {
+	for _, r := range a.regs {
+		if _, ok := r.(beacon.ChangeFeed); !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -68,7 +68,10 @@ func WithRateLimit(every time.Duration, burst int) Option {
 }
 
 // WithMaxLongPolls caps the blocking queries in flight at once (default 64,
-// well below an agent's 200 connections per client address).
+// well below an agent's 200 connections per client address). The first
+// n-1 watches get a long poll each; beyond that, watches are driven by one
+// shared change feed (see docs/architecture.md), so any number of services
+// can be watched within the budget.
 func WithMaxLongPolls(n int) Option { return func(o *options) { o.maxPolls = n } }
 
 // WithNoPassingPolicy chooses what to publish when no instance passes.
@@ -115,9 +118,12 @@ type Cache struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	watches map[string]*watch
-	closed  bool
+	feed *feed
+
+	mu       sync.Mutex
+	watches  map[string]*watch
+	ownLoops int // watches with a long poll of their own
+	closed   bool
 	// pinned holds the watches opened by Instances and Pick. Readers load
 	// the map without a lock; writers (under mu) replace it with a copy, so
 	// Pick stays lock-free and allocation-free.
@@ -159,6 +165,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.agents = newAgents(c.ctx, &c.wg, c.regs, addrs, o.probe, o.logger)
+	c.feed = newFeed(c)
 	return c, nil
 }
 
@@ -380,6 +387,8 @@ type watch struct {
 	// fallback: the watch queries every instance and publishes the passing
 	// ones, or the warning ones when none passes.
 	fallback bool
+	// ownLoop: the watch has a long poll of its own (else the feed drives it).
+	ownLoop bool
 
 	cancel context.CancelFunc
 	snap   atomic.Pointer[Snapshot]
@@ -390,13 +399,24 @@ type watch struct {
 	subs  map[chan struct{}]struct{}
 }
 
+// startWatch starts a loop for a new watch, or hands it to the change feed
+// once the long-poll budget is spent. Caller holds c.mu.
 func (c *Cache) startWatch(key string, q beacon.Query) *watch {
-	ctx, cancel := context.WithCancel(c.ctx)
-	w := &watch{key: key, q: q, cancel: cancel, ready: make(chan struct{}), subs: map[chan struct{}]struct{}{}, fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy}
-	lookup := &limitedLookup{agents: c.agents, sem: c.sem}
+	w := &watch{key: key, q: q, ready: make(chan struct{}), subs: map[chan struct{}]struct{}{}, fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy}
 	if w.fallback {
-		q.IncludeUnhealthy = true // filtered in publish
+		w.q.IncludeUnhealthy = true // filtered in publish
 	}
+	if c.ownLoops >= c.o.maxPolls-1 && c.agents.hasFeed() {
+		w.cancel = func() { c.feed.remove(w) }
+		c.feed.add(w)
+		return w
+	}
+	c.ownLoops++
+	w.ownLoop = true
+	ctx, cancel := context.WithCancel(c.ctx)
+	w.cancel = cancel
+	lookup := &limitedLookup{agents: c.agents, sem: c.sem}
+	q = w.q
 	m, svc := c.o.metrics, q.Service
 	opts := wloop.Options{
 		WaitTime:     c.o.wait,
@@ -580,6 +600,9 @@ func (w *Watcher) Close() {
 	w.w.refs--
 	if w.w.refs == 0 {
 		delete(c.watches, w.w.key)
+		if w.w.ownLoop {
+			c.ownLoops--
+		}
 		w.w.cancel()
 	}
 	c.mu.Unlock()

@@ -84,15 +84,15 @@ func Loop(ctx context.Context, reg Lookup, q beacon.Query, o Options, emit func(
 			continue
 		}
 		backoff = o.MinBackoff
-		next := meta.LastIndex
-		switch {
-		case next < index:
+		// An index below 1 is treated as 1 before it is compared: an agent
+		// that answers 0 again and again has not gone backwards, and the
+		// next query must block on 1, not go out without an index.
+		next := max(meta.LastIndex, 1)
+		if next < index {
 			next = 0 // went backwards: the agent's state was reset
 			if o.OnIndexReset != nil {
 				o.OnIndexReset()
 			}
-		case next < 1:
-			next = 1
 		}
 		if index == 0 || next != index {
 			emit(Result{Instances: insts, Meta: meta})

@@ -1,0 +1,68 @@
+package consulhttp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/beaconsd/beacon"
+)
+
+var _ beacon.ChangeFeed = (*Client)(nil)
+
+// Checks lists every check of the datacenter (GET /v1/health/state/any);
+// with q.WaitIndex set it blocks until a check changes or q.WaitTime ends.
+func (c *Client) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	if err := q.Validate(); err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w", err)
+	}
+	req := c.newRequest(http.MethodGet, "/v1/health/state/any")
+	if q.Datacenter != "" {
+		req.query.Set("dc", q.Datacenter)
+	}
+	switch q.Consistency {
+	case beacon.ConsistencyStale:
+		req.query.Set("stale", "")
+	case beacon.ConsistencyConsistent:
+		req.query.Set("consistent", "")
+	}
+	if q.WaitIndex > 0 {
+		req.query.Set("index", strconv.FormatUint(q.WaitIndex, 10))
+		if q.WaitTime > 0 {
+			req.query.Set("wait", strconv.FormatInt(int64((q.WaitTime+time.Millisecond-1)/time.Millisecond), 10)+"ms")
+		}
+		req.timeout = c.cfg.BlockingTimeout(q.WaitTime)
+	}
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w", err)
+	}
+	defer drainClose(resp.Body)
+	meta, err := decodeMeta(resp.Header)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w", err)
+	}
+	var raw []struct {
+		Node, CheckID, ServiceID, ServiceName, Status string
+		ModifyIndex                                   uint64
+	}
+	rec := &readRecorder{r: resp.Body}
+	if err := json.NewDecoder(rec).Decode(&raw); err != nil {
+		if rec.transportErr() != nil {
+			return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
+		}
+		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w: %w", beacon.ErrMalformedResponse, err)
+	}
+	out := make([]beacon.CheckState, len(raw))
+	for i, r := range raw {
+		st := beacon.Health(r.Status)
+		if !st.Valid() {
+			st = beacon.HealthCritical
+		}
+		out[i] = beacon.CheckState{Node: r.Node, CheckID: r.CheckID, ServiceID: r.ServiceID, ServiceName: r.ServiceName, Status: st, ModifyIndex: r.ModifyIndex}
+	}
+	return out, meta, nil
+}
