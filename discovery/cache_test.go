@@ -228,6 +228,16 @@ func TestOutage(t *testing.T) {
 		t.Errorf("snapshot error = %v, want ErrUnavailable", s.Err)
 	}
 
+	// Picks are counted through the outage; once a fresh, empty agent is
+	// up, the cache rightly publishes what it says until the keepers have
+	// registered again, so the pickers stop first.
+	close(stop)
+	wg.Wait()
+	t.Logf("%d picks during the outage, %d failed", picks.Load(), failures.Load())
+	if failures.Load() != 0 {
+		t.Errorf("%d of %d picks failed during the outage, want 0", failures.Load(), picks.Load())
+	}
+
 	srv.Restart(t)
 	restarted := time.Now()
 	for _, id := range []string{"a", "b", "d"} { // what the keepers would do; "c" is gone
@@ -237,12 +247,6 @@ func TestOutage(t *testing.T) {
 		return s.Err == nil && slices.Equal(ids(s), []string{"a", "b", "d"})
 	})
 	t.Logf("fresh agent up → cache converged in %v", time.Since(restarted))
-	close(stop)
-	wg.Wait()
-	t.Logf("%d picks during the outage and recovery, %d failed", picks.Load(), failures.Load())
-	if failures.Load() != 0 {
-		t.Errorf("%d of %d picks failed, want 0", failures.Load(), picks.Load())
-	}
 }
 
 func TestCloseStopsEverything(t *testing.T) {
