@@ -41,8 +41,10 @@ const (
 	maxScheduleWork = 1 << 20
 )
 
-// NewSet builds a Set of insts, in their order. Each Instance is deeply
-// copied, so the caller may reuse insts.
+// NewSet builds a Set of insts, in their order. The instances' tags and
+// meta are shared, not copied (a discovery cache builds a Set per snapshot
+// and a copy would double its memory): the caller must not modify them
+// afterwards. The slice itself may be reused.
 //
 // prev, which may be nil, is the Set being replaced. An instance whose Key
 // (node and ID) was in prev keeps its load: its new Endpoint shares the
@@ -68,7 +70,6 @@ func NewSet(insts []beacon.Instance, prev *Set) *Set {
 	s := &Set{eps: make([]*Endpoint, len(insts))}
 	backing := make([]Endpoint, len(insts))
 	for i, in := range insts {
-		in = in.Clone()
 		ld := carried[in.Key()]
 		if ld != nil {
 			delete(carried, in.Key())

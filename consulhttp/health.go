@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"unique"
 
 	"github.com/beaconsd/beacon"
 )
@@ -129,12 +130,12 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		}
 		out = append(out, beacon.Instance{
 			ID:      e.Service.ID,
-			Service: e.Service.Service,
-			Node:    e.Node.Node,
-			Address: addr,
+			Service: intern(e.Service.Service),
+			Node:    intern(e.Node.Node),
+			Address: intern(addr),
 			Port:    e.Service.Port,
-			Tags:    e.Service.Tags,
-			Meta:    e.Service.Meta,
+			Tags:    internTags(e.Service.Tags),
+			Meta:    internMeta(e.Service.Meta),
 			Weights: beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
 			Health:  health,
 		})
@@ -212,4 +213,27 @@ func (r *readRecorder) transportErr() error {
 		return nil
 	}
 	return r.err
+}
+
+// intern returns the canonical copy of s. Names, addresses, tags and meta
+// repeat across instances and across answers; a watching cache that holds
+// thousands of instances keeps one copy of each instead of one per decode.
+func intern(s string) string { return unique.Make(s).Value() }
+
+func internTags(tags []string) []string {
+	for i, t := range tags {
+		tags[i] = intern(t)
+	}
+	return tags
+}
+
+func internMeta(meta map[string]string) map[string]string {
+	if len(meta) == 0 {
+		return meta
+	}
+	m := make(map[string]string, len(meta))
+	for k, v := range meta {
+		m[intern(k)] = intern(v)
+	}
+	return m
 }
