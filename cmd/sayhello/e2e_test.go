@@ -26,6 +26,8 @@ import (
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consulkit"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/httpclient"
 )
 
 // deadline bounds every wait: generous for a loaded 2-core machine.
@@ -569,5 +571,65 @@ func TestCallThroughRoundTripper(t *testing.T) {
 	}
 	if len(lines) != 6 || count[a.id] != 3 || count[b.id] != 3 {
 		t.Errorf("sayhello -call -n 6 printed:\n%s\nwant 6 lines, 3 from each instance", out)
+	}
+}
+
+// TestRoundTripperAcrossSayHello: three sayhello processes behind Beacon's
+// RoundTripper. Round robin spreads 300 requests evenly; an instance killed
+// with SIGKILL mid-run (still passing in Consul until its TTL runs out)
+// costs no request, because idempotent requests are retried on another
+// instance after a connection error.
+func TestRoundTripperAcrossSayHello(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, _ := consulhttp.New(srv.Config())
+	defer c.Close()
+	var ps []*proc
+	for range 3 {
+		ps = append(ps, startSayHello(t, srv.HTTPAddr))
+	}
+	waitFor(t, "three instances passing", func() bool { return len(passingIDs(t, c, "SayHello")) == 3 })
+	cache, err := discovery.New(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	tr := httpclient.New(cache)
+	defer tr.Close()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+
+	calls := func(n int, killAt int) (map[string]int, int) {
+		by, failed := map[string]int{}, 0
+		for i := range n {
+			if i == killAt {
+				if err := ps[0].cmd.Process.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				_ = ps[0].wait(t)
+			}
+			resp, err := client.Get("http://SayHello/sayHello")
+			if err != nil {
+				failed++
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, p := range ps {
+				if strings.Contains(string(body), p.id) {
+					by[p.id]++
+				}
+			}
+		}
+		return by, failed
+	}
+	by, failed := calls(300, -1)
+	for _, p := range ps {
+		if n := by[p.id]; failed != 0 || n < 80 || n > 120 {
+			t.Errorf("300 requests: %s answered %d (want 100 ± 20 %%), %d failed", p.id, n, failed)
+		}
+	}
+	by, failed = calls(300, 50)
+	t.Logf("300 requests, one instance SIGKILLed after 50: %d failed, spread %v", failed, by)
+	if failed != 0 {
+		t.Errorf("%d requests failed after an instance was killed, want 0 (idempotent requests are retried)", failed)
 	}
 }
