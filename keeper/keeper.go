@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -114,12 +115,15 @@ type Keeper struct {
 	stale   map[int]bool        // agents that may still hold an old copy
 	inUse   atomic.Int64        // current, or 0 before the first registration; read without op
 
-	mu      sync.Mutex // guards state and status
-	state   int        // stateNew, stateRunning, stateStopped
-	status  Status
-	cancel  context.CancelFunc
-	done    chan struct{}
-	stopErr error
+	halted bool // set by Stop under op: nothing registers afterwards
+
+	mu       sync.Mutex // guards the fields below
+	state    int        // stateNew, stateRunning, stateStopped
+	status   Status
+	cancel   context.CancelFunc // ends Start's retries and the loop
+	done     chan struct{}      // closed when Start's retries and the loop are over
+	stopDone chan struct{}      // closed when Stop has finished
+	stopErr  error
 }
 
 const (
@@ -172,6 +176,8 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 
 // withHeartbeatCheck appends the keeper's TTL check to r and validates it.
 func (k *Keeper) withHeartbeatCheck(r beacon.Registration) (beacon.Registration, error) {
+	// Our own copies: the caller may change its slices and map afterwards.
+	r.Tags, r.Meta = slices.Clone(r.Tags), maps.Clone(r.Meta)
 	r.Checks = append(slices.Clone(r.Checks), beacon.Check{
 		ID:                      k.checkID,
 		Name:                    "beacon keeper heartbeat",
@@ -211,19 +217,28 @@ func (k *Keeper) Start(ctx context.Context) error {
 		return ErrStopped
 	}
 	k.state = stateRunning
+	// The loop's lifetime starts now, so a Stop during the retries below
+	// ends them and is not lost.
+	loopCtx, cancel := context.WithCancel(context.Background())
+	k.cancel, k.done, k.stopDone = cancel, make(chan struct{}), make(chan struct{})
 	k.mu.Unlock()
 
-	if err := k.registerWithRetry(ctx); err != nil {
+	rctx, rcancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(loopCtx, rcancel)
+	err := k.registerWithRetry(rctx)
+	unhook()
+	rcancel()
+	if err != nil {
+		close(k.done)
 		k.mu.Lock()
-		k.state = stateStopped
+		if k.state == stateRunning { // no Stop under way: finish it here
+			k.state = stateStopped
+			close(k.stopDone)
+			k.closeAgents()
+		}
 		k.mu.Unlock()
-		k.closeAgents()
 		return err
 	}
-	loopCtx, cancel := context.WithCancel(context.Background())
-	k.mu.Lock()
-	k.cancel, k.done = cancel, make(chan struct{})
-	k.mu.Unlock()
 	go k.loop(loopCtx)
 	return nil
 }
@@ -450,6 +465,9 @@ func (k *Keeper) Update(ctx context.Context, r beacon.Registration) error {
 	}
 	k.op.Lock()
 	defer k.op.Unlock()
+	if k.halted {
+		return ErrStopped
+	}
 	k.reg = reg
 	if state == stateNew || k.current < 0 {
 		return nil // Start, or the next repair, sends it
@@ -466,7 +484,7 @@ func (k *Keeper) Registration() beacon.Registration {
 	k.op.Lock()
 	defer k.op.Unlock()
 	r := k.reg
-	r.Tags, r.Checks = slices.Clone(r.Tags), slices.Clone(r.Checks)
+	r.Tags, r.Meta, r.Checks = slices.Clone(r.Tags), maps.Clone(r.Meta), slices.Clone(r.Checks)
 	return r
 }
 
@@ -491,24 +509,30 @@ func (k *Keeper) Status() Status {
 // safe to call more than once; later calls return the first call's result.
 func (k *Keeper) Stop(ctx context.Context) error {
 	k.mu.Lock()
-	if k.state == stateStopped {
-		err := k.stopErr
+	switch k.state {
+	case stateStopped:
+		sd := k.stopDone
 		k.mu.Unlock()
-		return err
-	}
-	wasRunning := k.state == stateRunning && k.cancel != nil
-	k.state = stateStopped
-	cancel, done := k.cancel, k.done
-	k.mu.Unlock()
-	if !wasRunning {
+		if sd != nil {
+			<-sd // a Stop under way: its result is ours
+		}
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.stopErr
+	case stateNew:
+		k.state = stateStopped
+		k.mu.Unlock()
 		k.closeAgents()
 		return nil
 	}
+	k.state = stateStopped
+	cancel, done, stopDone := k.cancel, k.done, k.stopDone
+	k.mu.Unlock()
 	cancel()
 	<-done
 
 	k.op.Lock()
-	defer k.op.Unlock()
+	k.halted = true
 	var errs []error
 	if k.current >= 0 {
 		a := k.agents[k.current]
@@ -528,6 +552,7 @@ func (k *Keeper) Stop(ctx context.Context) error {
 		}
 		dcancel()
 	}
+	k.op.Unlock()
 	k.closeAgents()
 	err := errors.Join(errs...)
 	if err != nil {
@@ -540,6 +565,7 @@ func (k *Keeper) Stop(ctx context.Context) error {
 	k.stopErr = err
 	k.status.Registered, k.status.Agent = false, ""
 	k.mu.Unlock()
+	close(stopDone)
 	return err
 }
 

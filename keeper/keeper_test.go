@@ -260,3 +260,52 @@ func TestHealthFunc(t *testing.T) {
 	health <- beacon.HealthPassing
 	waitFor(t, "passing again", func() bool { return passing(c, "k-health") })
 }
+
+// TestStopDuringStart: a Stop while Start still retries ends the retries;
+// nothing keeps running (goleak checks) and Start reports why it ended.
+func TestStopDuringStart(t *testing.T) {
+	cfg := consul.Config{Addresses: []string{"127.0.0.1:1"}, Timeout: time.Second}
+	k, err := keeper.New(cfg, registration("k-race"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- k.Start(context.Background()) }() // no deadline: only Stop ends it
+	stopped := make(chan error, 1)
+	go func() { stopped <- k.Stop(context.Background()) }()
+	for _, ch := range []chan error{started, stopped} {
+		select {
+		case <-ch:
+		case <-time.After(deadline):
+			t.Fatal("Start or Stop did not return")
+		}
+	}
+	if err := k.Update(context.Background(), registration("k-race")); !errors.Is(err, keeper.ErrStopped) {
+		t.Errorf("Update() after Stop = %v, want ErrStopped", err)
+	}
+}
+
+func TestConcurrentStopsAgree(t *testing.T) {
+	srv := consultest.NewServer(t)
+	k := newKeeper(t, srv.Config(), registration("k-stops"), keeper.WithDrainGrace(200*time.Millisecond))
+	start(t, k)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- k.Stop(context.Background()) }()
+	}
+	c := client(t, srv.Config())
+	for range 3 {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Errorf("Stop() = %v", err)
+			}
+			// Whichever Stop returns, the instance is already gone.
+			if got := instances(c, true); len(got) != 0 {
+				t.Errorf("after a Stop returned, Instances(all) = %+v, want none", got)
+			}
+		case <-time.After(deadline):
+			t.Fatal("Stop did not return")
+		}
+	}
+}
