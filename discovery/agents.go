@@ -97,7 +97,10 @@ func (a *agents) prober(i int) {
 		ctx, cancel := context.WithTimeout(a.ctx, a.probe+time.Second)
 		_, _, err := a.regs[i].Instances(ctx, beacon.Query{Service: "consul"})
 		cancel()
-		if err == nil || !errors.Is(err, beacon.ErrUnavailable) && a.ctx.Err() == nil {
+		// Up only when it answered: any HTTP status counts, a timeout of
+		// our own probe does not (a paused agent accepts and never answers).
+		var se *beacon.StatusError
+		if err == nil || errors.As(err, &se) {
 			a.mu.Lock()
 			a.down[i] = false
 			close(a.upCh)

@@ -71,7 +71,10 @@ func WithRateLimit(every time.Duration, burst int) Option {
 // well below an agent's 200 connections per client address). The first
 // n-1 watches get a long poll each; beyond that, watches are driven by one
 // shared change feed (see docs/architecture.md), so any number of services
-// can be watched within the budget.
+// can be watched within the budget. The feed needs a backend that
+// implements beacon.ChangeFeed (consulhttp does; consulkit does not) and
+// serves the local datacenter; other watches beyond the budget queue for a
+// long-poll slot, and their freshness suffers.
 func WithMaxLongPolls(n int) Option { return func(o *options) { o.maxPolls = n } }
 
 // WithNoPassingPolicy chooses what to publish when no instance passes.
@@ -191,6 +194,8 @@ func watchKey(q beacon.Query) string {
 	b.WriteString(q.Filter)
 	b.WriteByte(0)
 	b.WriteString(strconv.FormatBool(q.IncludeUnhealthy))
+	b.WriteByte(0)
+	b.WriteString(strconv.Itoa(int(q.Consistency)))
 	return b.String()
 }
 
@@ -389,6 +394,8 @@ type watch struct {
 	fallback bool
 	// ownLoop: the watch has a long poll of its own (else the feed drives it).
 	ownLoop bool
+	// retry counts the feed's failed fetches in a row, for its backoff.
+	retry atomic.Int64
 
 	cancel context.CancelFunc
 	snap   atomic.Pointer[Snapshot]
@@ -406,7 +413,8 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	if w.fallback {
 		w.q.IncludeUnhealthy = true // filtered in publish
 	}
-	if c.ownLoops >= c.o.maxPolls-1 && c.agents.hasFeed() {
+	// The feed watches the local datacenter's checks only.
+	if c.ownLoops >= c.o.maxPolls-1 && q.Datacenter == "" && c.agents.hasFeed() {
 		w.cancel = func() { c.feed.remove(w) }
 		c.feed.add(w)
 		return w

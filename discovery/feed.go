@@ -134,6 +134,11 @@ func (f *feed) work() {
 			return
 		}
 		f.c.publish(w, wloop.Result{Instances: insts, Meta: meta, Err: err})
+		if err != nil {
+			f.retryLater(w)
+		} else {
+			w.retry.Store(0)
+		}
 		f.mu.Lock()
 		delete(f.running, w)
 		again := f.rerun[w]
@@ -143,6 +148,23 @@ func (f *feed) work() {
 			f.enqueue(w)
 		}
 	}
+}
+
+// retryLater queues a watch whose fetch failed again after a jittered
+// backoff (100 ms doubling to 10 s), rather than leaving it stale until
+// the sweep comes round.
+func (f *feed) retryLater(w *watch) {
+	n := min(w.retry.Add(1), 7)
+	d := 100 * time.Millisecond << (n - 1)
+	d = min(d, 10*time.Second)
+	d = d/2 + rand.N(d/2+1)
+	f.c.wg.Add(1)
+	go func() {
+		defer f.c.wg.Done()
+		if sleepCtx(f.c.ctx, d) {
+			f.enqueue(w)
+		}
+	}()
 }
 
 // sweep fetches every feed watch once per wait period, evenly spread.
@@ -216,6 +238,7 @@ func (f *feed) watchChecks() {
 // last ones and queues the watches they concern.
 func (f *feed) diff(checks []beacon.CheckState) {
 	services, nodes := map[string]uint64{}, map[string]uint64{}
+	onNode := map[string]map[string]bool{} // node → services with checks there
 	for _, ch := range checks {
 		h := fnv.New64a()
 		h.Write([]byte(ch.Node))
@@ -234,6 +257,10 @@ func (f *feed) diff(checks []beacon.CheckState) {
 			nodes[ch.Node] += h.Sum64() // a sum: independent of order
 		} else {
 			services[ch.ServiceName] += h.Sum64()
+			if onNode[ch.Node] == nil {
+				onNode[ch.Node] = map[string]bool{}
+			}
+			onNode[ch.Node][ch.ServiceName] = true
 		}
 	}
 	f.mu.Lock()
@@ -249,6 +276,9 @@ func (f *feed) diff(checks []beacon.CheckState) {
 			changed[name] = true
 		}
 	}
+	// A node check change (serfHealth) changes the health of every service
+	// on the node, though not their own checks: those services count as
+	// changed, whether or not the last snapshot held them.
 	changedNodes := map[string]bool{}
 	for n, d := range nodes {
 		if f.nodes[n] != d {
@@ -258,6 +288,11 @@ func (f *feed) diff(checks []beacon.CheckState) {
 	for n := range f.nodes {
 		if _, ok := nodes[n]; !ok {
 			changedNodes[n] = true
+		}
+	}
+	for n := range changedNodes {
+		for svc := range onNode[n] {
+			changed[svc] = true
 		}
 	}
 	f.services, f.nodes = services, nodes
