@@ -57,11 +57,15 @@ func New(cfg consul.Config, opts ...Option) (*Client, error) {
 	// The agent API never redirects, and net/http would forward the
 	// X-Consul-Token header to wherever a redirect points: refuse them, so a
 	// 3xx comes back as a *beacon.StatusError instead.
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	c := &Client{cfg: cfg, endpoint: ep, base: ep.URL(), hc: hc, tokens: cfg.NewTokenSource(), maxBody: DefaultMaxBodyBytes}
 	for _, o := range opts {
 		o(c)
 	}
+	// Applied after the options, on a copy, so a client given with
+	// WithHTTPClient refuses redirects too without being changed.
+	own := *c.hc
+	own.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &own
 	return c, nil
 }
 

@@ -42,7 +42,7 @@ func NewInstancer(reg beacon.Registry, q beacon.Query, logger log.Logger) *Insta
 		watch.Loop(ctx, reg, q, watch.Options{}, func(r watch.Result) {
 			if r.Err != nil {
 				_ = logger.Log("service", q.Service, "err", r.Err)
-				s.update(sd.Event{Err: r.Err}, true)
+				s.update(ctx, sd.Event{Err: r.Err}, true)
 				return
 			}
 			addrs := make([]string, 0, len(r.Instances))
@@ -50,7 +50,7 @@ func NewInstancer(reg beacon.Registry, q beacon.Query, logger log.Logger) *Insta
 				addrs = append(addrs, hostPort(in))
 			}
 			slices.Sort(addrs)
-			s.update(sd.Event{Instances: addrs}, false)
+			s.update(ctx, sd.Event{Instances: addrs}, false)
 		})
 	}()
 	return s
@@ -58,7 +58,7 @@ func NewInstancer(reg beacon.Registry, q beacon.Query, logger log.Logger) *Insta
 
 // update records a new state and tells subscribers when it changed. On an
 // error the last instances stay, as go-kit's own cache keeps them.
-func (s *Instancer) update(ev sd.Event, isErr bool) {
+func (s *Instancer) update(ctx context.Context, ev sd.Event, isErr bool) {
 	s.mu.Lock()
 	if isErr {
 		ev.Instances = s.state.Instances
@@ -69,9 +69,13 @@ func (s *Instancer) update(ev sd.Event, isErr bool) {
 	s.state = ev
 	// Sent under the lock, unlike Beacon's own notifications: go-kit's
 	// Endpointer closes its channel as soon as Deregister returns, so no
-	// send may be in flight then. Its receive loop never blocks on us.
+	// send may be in flight then. A subscriber that stops reading without
+	// deregistering cannot hold Stop up: the send gives way to ctx.
 	for ch := range s.subs {
-		ch <- copyEvent(ev)
+		select {
+		case ch <- copyEvent(ev):
+		case <-ctx.Done():
+		}
 	}
 	s.mu.Unlock()
 }

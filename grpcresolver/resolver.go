@@ -78,7 +78,6 @@ func (r *consulResolver) apply(s *discovery.Snapshot) {
 		}
 		return
 	}
-	r.last, r.pushed = set, true
 	if err := r.cc.UpdateState(state(set)); err != nil {
 		// The balancer refused the set and will ask for re-resolution; the
 		// watch already delivers every change, so there is nothing to
@@ -91,6 +90,8 @@ func (r *consulResolver) apply(s *discovery.Snapshot) {
 		r.log.Log(context.Background(), level, "grpcresolver: gRPC refused the address set", "index", s.Index, "addresses", len(set), "err", err)
 		return
 	}
+	// Remembered only once accepted, so a refused set is offered again.
+	r.last, r.pushed = set, true
 	r.log.Debug("grpcresolver: address set pushed", "index", s.Index, "addresses", len(set))
 }
 

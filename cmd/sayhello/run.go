@@ -255,7 +255,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cache, err := discovery.New(cfg, discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log), discovery.WithMetrics(metrics))
 	if err != nil {
 		_ = k.Stop(ctx)
-		return usageError{err}
+		return err
 	}
 	defer cache.Close()
 	metrics.Observe(cache)
