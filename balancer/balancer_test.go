@@ -562,12 +562,13 @@ func TestNewSetKeyIsNodeAndID(t *testing.T) {
 	}
 }
 
-func TestNewSetKeepsInstancesAfterSliceReuse(t *testing.T) {
-	in := insts("a")
+func TestNewSetSharesInstances(t *testing.T) {
+	in := insts("a", "b")
 	s := NewSet(in, nil)
-	in[0] = insts("b")[0] // the caller reuses its slice
-	if e := s.Endpoints()[0]; e.Instance.ID != "a" {
-		t.Errorf("Endpoint.Instance.ID = %q after the caller reused its slice, want %q", e.Instance.ID, "a")
+	for i, e := range s.Endpoints() {
+		if e.Instance != &in[i] {
+			t.Errorf("Endpoints()[%d].Instance = %p, want %p (a pointer into the input, not a copy)", i, e.Instance, &in[i])
+		}
 	}
 }
 

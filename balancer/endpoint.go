@@ -16,9 +16,10 @@ import (
 // the old and the new Endpoint of the same instance. Identify instances
 // across Sets with Instance.Key, not by pointer.
 type Endpoint struct {
-	// Instance is the instance as given to NewSet (tags and meta shared with the caller's). Treat it
+	// Instance points into the slice given to NewSet (nothing is copied:
+	// a cache holding thousands of instances keeps one of each). Treat it
 	// as read-only: other goroutines read it concurrently.
-	Instance beacon.Instance
+	Instance *beacon.Instance
 	// Addr is net.JoinHostPort(Instance.Address, Instance.Port), ready to dial.
 	Addr string
 

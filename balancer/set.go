@@ -41,10 +41,10 @@ const (
 	maxScheduleWork = 1 << 20
 )
 
-// NewSet builds a Set of insts, in their order. The instances' tags and
-// meta are shared, not copied (a discovery cache builds a Set per snapshot
-// and a copy would double its memory): the caller must not modify them
-// afterwards. The slice itself may be reused.
+// NewSet builds a Set of insts, in their order. Endpoints point into insts,
+// nothing is copied (a discovery cache builds a Set per snapshot and a copy
+// would double its memory): the caller must not modify insts, or the tags
+// and meta they hold, afterwards.
 //
 // prev, which may be nil, is the Set being replaced. An instance whose Key
 // (node and ID) was in prev keeps its load: its new Endpoint shares the
@@ -78,7 +78,7 @@ func NewSet(insts []beacon.Instance, prev *Set) *Set {
 		}
 		e := &backing[i]
 		*e = Endpoint{
-			Instance: in,
+			Instance: &insts[i],
 			Addr:     net.JoinHostPort(in.Address, strconv.Itoa(in.Port)),
 			weight:   weightOf(in),
 			load:     ld,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -458,6 +459,7 @@ func (c *Cache) publish(w *watch, r wloop.Result) {
 		}
 	} else {
 		insts := applyPolicy(w, r.Instances)
+		shareMeta(insts)
 		if prev != nil && prev.Err == nil && sameInstances(prev.Instances, insts) {
 			s := *prev
 			s.Index, s.Updated = r.Meta.LastIndex, time.Now()
@@ -499,6 +501,30 @@ func applyPolicy(w *watch, insts []beacon.Instance) []beacon.Instance {
 		return passing
 	}
 	return warning
+}
+
+// shareMeta makes instances with equal meta share one map. Snapshots are
+// immutable, most instances of a service carry the same meta, and a small
+// Go map costs about 300 bytes: with thousands of instances watched, this
+// is most of the cache's memory.
+func shareMeta(insts []beacon.Instance) {
+	var seen []map[string]string
+	for i := range insts {
+		m := insts[i].Meta
+		if len(m) == 0 {
+			continue
+		}
+		shared := false
+		for _, s := range seen {
+			if maps.Equal(s, m) {
+				insts[i].Meta, shared = s, true
+				break
+			}
+		}
+		if !shared && len(seen) < 8 { // bounded: distinct meta per instance stays linear
+			seen = append(seen, m)
+		}
+	}
 }
 
 func sameInstances(a, b []beacon.Instance) bool {

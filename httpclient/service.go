@@ -112,7 +112,7 @@ func (s *service) rebuildLocked(now int64) *view {
 		live := make([]beacon.Instance, 0, len(eps)-ejected)
 		for _, e := range eps {
 			if v.health[e].until.Load() <= now {
-				live = append(live, e.Instance)
+				live = append(live, *e.Instance)
 			}
 		}
 		v.set = balancer.NewSet(live, src) // shares the in-flight counts of src
@@ -162,7 +162,7 @@ func (s *service) pickOther(v *view, tried []beacon.InstanceKey) (*balancer.Endp
 	rest := make([]beacon.Instance, 0, len(eps))
 	for _, e := range eps {
 		if !slices.Contains(tried, e.Instance.Key()) {
-			rest = append(rest, e.Instance)
+			rest = append(rest, *e.Instance)
 		}
 	}
 	set := v.set
