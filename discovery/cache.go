@@ -37,17 +37,18 @@ const (
 )
 
 type options struct {
-	backend     Backend
-	logger      *slog.Logger
-	wait        time.Duration
-	every       time.Duration
-	burst       int
-	maxPolls    int
-	probe       time.Duration
-	noPassing   NoPassingPolicy
-	consistency beacon.Consistency
-	maxPinned   int
-	metrics     Metrics
+	backend      Backend
+	logger       *slog.Logger
+	wait         time.Duration
+	every        time.Duration
+	burst        int
+	maxPolls     int
+	probe        time.Duration
+	noPassing    NoPassingPolicy
+	consistency  beacon.Consistency
+	maxPinned    int
+	metrics      Metrics
+	snapshotFile string
 }
 
 // Option adjusts a Cache.
@@ -124,6 +125,9 @@ type Cache struct {
 
 	feed *feed
 
+	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
+	dirty atomic.Bool              // a snapshot changed since the file was written
+
 	mu       sync.Mutex
 	watches  map[string]*watch
 	ownLoops int // watches with a long poll of their own
@@ -170,6 +174,16 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.agents = newAgents(c.ctx, &c.wg, c.regs, addrs, o.probe, o.logger)
 	c.feed = newFeed(c)
+	if o.snapshotFile != "" {
+		var err error
+		if c.saved, err = loadSnapshots(o.snapshotFile); err != nil {
+			c.cancel()
+			c.closeRegs()
+			return nil, err
+		}
+		c.wg.Add(1)
+		go c.persist()
+	}
 	return c, nil
 }
 
@@ -454,6 +468,10 @@ func (c *Cache) publish(w *watch, r wloop.Result) {
 			s := *prev
 			s.Err = r.Err
 			next = &s
+		} else if saved, ok := c.saved[w.key]; ok {
+			// No answer yet in this process: serve what the last one saved,
+			// with its age and this error.
+			next = &Snapshot{Service: w.q.Service, Instances: saved.Instances, Set: balancer.NewSet(saved.Instances, nil), Updated: saved.Updated, Err: r.Err}
 		} else {
 			next = &Snapshot{Service: w.q.Service, Set: balancer.NewSet(nil, nil), Err: r.Err}
 		}
@@ -472,6 +490,7 @@ func (c *Cache) publish(w *watch, r wloop.Result) {
 			prevSet = prev.Set
 		}
 		next = &Snapshot{Service: w.q.Service, Instances: insts, Set: balancer.NewSet(insts, prevSet), Index: r.Meta.LastIndex, Updated: time.Now()}
+		c.dirty.Store(true)
 		c.o.metrics.Published(w.q.Service, len(insts))
 	}
 	if prev != nil && next.Updated.IsZero() {

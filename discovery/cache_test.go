@@ -286,3 +286,39 @@ func TestPinnedWatchesAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotFile: a process that saw a service writes its snapshot; the
+// next one, started while Consul is unreachable, serves it, stale and aged.
+func TestSnapshotFile(t *testing.T) {
+	path := t.TempDir() + "/snapshots.json"
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	register(t, r, "a", "saved", beacon.HealthPassing)
+	register(t, r, "b", "saved", beacon.HealthPassing)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+
+	first, err := discovery.New(srv.Config(), discovery.WithSnapshotFile(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if insts, err := first.Instances(ctx, "saved"); err != nil || len(insts) != 2 {
+		t.Fatalf("Instances() = %d, %v; want 2", len(insts), err)
+	}
+	first.Close() // writes the file
+	srv.Stop()
+
+	second := newCache(t, srv.Config(), discovery.WithSnapshotFile(path))
+	s, err := second.Snapshot(ctx, "saved")
+	if err != nil {
+		t.Fatalf("Snapshot() with Consul down and a saved file = %v", err)
+	}
+	if len(s.Instances) != 2 || s.Err == nil || !errors.Is(s.Err, beacon.ErrUnavailable) || s.Age() <= 0 {
+		t.Errorf("Snapshot() = %d instances, err %v, age %v; want the 2 saved ones, stale, with an age", len(s.Instances), s.Err, s.Age())
+	}
+	short, cancelShort := context.WithTimeout(ctx, 2*time.Second)
+	defer cancelShort()
+	if _, err := second.Snapshot(short, "never-saved"); err == nil {
+		t.Error("Snapshot(never-saved) with Consul down = nil error, want one")
+	}
+}
