@@ -40,7 +40,7 @@ type options struct {
 	meta                                             map[string]string
 	startTimeout, shutdownTimeout                    time.Duration
 	ttl, drain                                       time.Duration
-	call                                             string
+	call, snapshotFile                               string
 	n                                                int
 }
 
@@ -77,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at shutdown, how long to keep serving after leaving the passing list")
 	fs.StringVar(&o.call, "call", "", "instead of serving, call `service`'s /sayHello through Beacon's RoundTripper and print who answered")
 	fs.IntVar(&o.n, "n", 10, "with -call: how many calls")
+	fs.StringVar(&o.snapshotFile, "snapshot-file", "", "keep discovery's last good answers in this file and use them at start if Consul is unreachable")
 	if err := fs.Parse(args); err != nil {
 		return o, usageError{err}
 	}
@@ -252,7 +253,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	metrics := prommetrics.New()
-	cache, err := discovery.New(cfg, discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log), discovery.WithMetrics(metrics))
+	dopts := []discovery.Option{discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log), discovery.WithMetrics(metrics)}
+	if o.snapshotFile != "" {
+		dopts = append(dopts, discovery.WithSnapshotFile(o.snapshotFile))
+	}
+	cache, err := discovery.New(cfg, dopts...)
 	if err != nil {
 		_ = k.Stop(ctx)
 		return err
