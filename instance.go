@@ -191,6 +191,11 @@ type Query struct {
 	IncludeUnhealthy bool
 	Datacenter       string
 	Consistency      Consistency
+	// Cached asks the agent to answer from its own cache (?cached), which
+	// it keeps fresh with a background blocking query: cheaper for the
+	// servers, possibly a little behind. Not for Consistency modes other
+	// than the default.
+	Cached bool
 	// Filter is a Consul filter expression, for example `Service.Meta.version == "2"`.
 	Filter string
 	// WaitIndex makes the lookup a blocking query: it returns when the

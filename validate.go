@@ -281,6 +281,9 @@ func (q Query) Validate() error {
 	if q.WaitTime < 0 || q.WaitTime > MaxWaitTime {
 		return invalid("WaitTime", "%v is outside 0–%v", q.WaitTime, MaxWaitTime)
 	}
+	if q.Cached && q.Consistency == ConsistencyConsistent {
+		return invalid("Cached", "an agent-cached read cannot be consistent")
+	}
 	return validateText("Filter", q.Filter)
 }
 

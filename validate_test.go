@@ -127,6 +127,8 @@ func TestQueryValidate(t *testing.T) {
 		{"bad consistency", beacon.Query{Service: "web", Consistency: 7}, "Consistency"},
 		{"bad datacenter", beacon.Query{Service: "web", Datacenter: "dc/1"}, "Datacenter"},
 		{"datacenter with underscore", beacon.Query{Service: "web", Datacenter: "eu_west"}, ""},
+		{"cached", beacon.Query{Service: "web", Cached: true}, ""},
+		{"cached and consistent", beacon.Query{Service: "web", Cached: true, Consistency: beacon.ConsistencyConsistent}, "Cached"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

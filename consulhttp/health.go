@@ -61,6 +61,9 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	if q.Filter != "" {
 		req.query.Set("filter", q.Filter)
 	}
+	if q.Cached {
+		req.query.Set("cached", "")
+	}
 	if q.WaitIndex > 0 {
 		req.query.Set("index", strconv.FormatUint(q.WaitIndex, 10))
 		if q.WaitTime > 0 {

@@ -144,6 +144,7 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		AllowStale:        q.Consistency == beacon.ConsistencyStale,
 		RequireConsistent: q.Consistency == beacon.ConsistencyConsistent,
 		Filter:            q.Filter,
+		UseCache:          q.Cached,
 	}
 	if q.WaitIndex > 0 {
 		opts.WaitIndex = q.WaitIndex

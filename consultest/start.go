@@ -46,7 +46,7 @@ func (*shim) Logf(string, ...any) {}
 // Errorf: only cleanup reports errors this way (a data dir it could not
 // remove); outside a test there is nobody to tell.
 func (*shim) Errorf(string, ...any) {}
-func (s *shim) Failed() bool      { return s.err != nil }
+func (s *shim) Failed() bool        { return s.err != nil }
 func (s *shim) Cleanup(f func()) {
 	s.mu.Lock()
 	s.cleanups = append(s.cleanups, f)

@@ -49,6 +49,7 @@ type options struct {
 	maxPinned    int
 	metrics      Metrics
 	snapshotFile string
+	cached       bool
 }
 
 // Option adjusts a Cache.
@@ -90,6 +91,10 @@ func WithMaxPinned(n int) Option { return func(o *options) { o.maxPinned = n } }
 
 // WithMetrics sends the cache's measurements to m (default: none).
 func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
+
+// WithAgentCache has the agent answer from its own cache (Query.Cached):
+// fewer queries reach the servers.
+func WithAgentCache() Option { return func(o *options) { o.cached = true } }
 
 // WithStale lets any server answer (faster, works without a leader, may lag).
 func WithStale() Option { return func(o *options) { o.consistency = beacon.ConsistencyStale } }
@@ -211,6 +216,7 @@ func watchKey(q beacon.Query) string {
 	b.WriteString(strconv.FormatBool(q.IncludeUnhealthy))
 	b.WriteByte(0)
 	b.WriteString(strconv.Itoa(int(q.Consistency)))
+	b.WriteString(strconv.FormatBool(q.Cached))
 	return b.String()
 }
 
@@ -221,6 +227,9 @@ func (c *Cache) Watch(q beacon.Query) (*Watcher, error) {
 	q.WaitIndex, q.WaitTime = 0, 0
 	if q.Consistency == beacon.ConsistencyDefault {
 		q.Consistency = c.o.consistency
+	}
+	if c.o.cached && q.Consistency != beacon.ConsistencyConsistent {
+		q.Cached = true
 	}
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)

@@ -75,6 +75,16 @@ func (s suite) testQuery(t *testing.T) {
 		}
 	})
 
+	t.Run("AgentCache", func(t *testing.T) {
+		t.Parallel()
+		ctx := testContext(t)
+		q := beacon.Query{Service: "svc", Cached: true}
+		got, meta := lookup(t, ctx, r, q)
+		if !slices.Equal(ids(got), []string{"a", "b", "c"}) || meta.LastIndex == 0 {
+			t.Errorf("Instances(%s) = IDs %q at index %d, want [a b c] and an index", describe(q), ids(got), meta.LastIndex)
+		}
+	})
+
 	t.Run("Datacenter", func(t *testing.T) {
 		t.Parallel()
 		ctx := testContext(t)
