@@ -94,19 +94,53 @@ func TestInstancerFeedsGoKitEndpointer(t *testing.T) {
 	eventually(t, "one endpoint after deregister", func() bool { eps, _ := endpointer.Endpoints(); return len(eps) == 1 })
 }
 
+// blockingSpy reports when a blocking lookup starts and how it ended.
+type blockingSpy struct {
+	beacon.Registry
+	started chan struct{}
+	ended   chan error
+}
+
+func (s *blockingSpy) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	if q.WaitIndex > 0 {
+		select {
+		case s.started <- struct{}{}:
+		default:
+		}
+	}
+	insts, meta, err := s.Registry.Instances(ctx, q)
+	if q.WaitIndex > 0 {
+		select {
+		case s.ended <- err:
+		default:
+		}
+	}
+	return insts, meta, err
+}
+
 func TestInstancerStopCancelsInFlightQuery(t *testing.T) {
 	srv := consultest.NewServer(t)
-	c := newClient(t, srv.Config())
-	inst := consulkit.NewInstancer(c, beacon.Query{Service: "nothing-here"}, log.NewNopLogger())
-	ch := make(chan sd.Event, 4)
-	inst.Register(ch)
-	<-ch // the initial state; the loop is now in a 5-minute blocking query or about to be
+	spy := &blockingSpy{Registry: newClient(t, srv.Config()), started: make(chan struct{}, 1), ended: make(chan error, 1)}
+	inst := consulkit.NewInstancer(spy, beacon.Query{Service: "nothing-here"}, log.NewNopLogger())
+	select {
+	case <-spy.started: // a 5-minute blocking query is on its way to the agent
+	case <-time.After(deadline):
+		t.Fatal("the Instancer never sent a blocking query")
+	}
 	stopped := make(chan struct{})
 	go func() { inst.Stop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(deadline):
 		t.Fatal("Stop did not return: the in-flight blocking query was not cancelled")
+	}
+	select {
+	case err := <-spy.ended:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the in-flight blocking query ended with %v, want context.Canceled", err)
+		}
+	default:
+		t.Error("Stop returned while the blocking query was still in flight")
 	}
 	inst.Stop() // twice is safe
 }
