@@ -144,6 +144,15 @@ func (r Registration) CheckIDs() []string {
 	return ids
 }
 
+// CheckName returns the name of r's i-th check as Consul will show it:
+// its Name, or Consul's own default for a service check.
+func (r Registration) CheckName(i int) string {
+	if n := r.Checks[i].Name; n != "" {
+		return n
+	}
+	return "Service '" + r.Service + "' check"
+}
+
 func (r Registration) checkID(i int, c Check) string {
 	switch {
 	case c.ID != "":

@@ -57,13 +57,9 @@ func toServiceDef(r beacon.Registration) serviceDef {
 	}
 	ids := r.CheckIDs()
 	for i, c := range r.Checks {
-		name := c.Name
-		if name == "" {
-			name = "Service '" + r.Service + "' check"
-		}
 		def.Checks = append(def.Checks, checkDef{
 			CheckID:                        ids[i],
-			Name:                           name,
+			Name:                           r.CheckName(i),
 			HTTP:                           c.HTTP,
 			TCP:                            c.TCP,
 			TTL:                            dur(c.TTL),

@@ -22,13 +22,9 @@ func toAPIRegistration(r beacon.Registration) *api.AgentServiceRegistration {
 	}
 	ids := r.CheckIDs()
 	for i, c := range r.Checks {
-		name := c.Name
-		if name == "" {
-			name = "Service '" + r.Service + "' check"
-		}
 		reg.Checks = append(reg.Checks, &api.AgentServiceCheck{
 			CheckID:                        ids[i],
-			Name:                           name,
+			Name:                           r.CheckName(i),
 			HTTP:                           c.HTTP,
 			TCP:                            c.TCP,
 			TTL:                            dur(c.TTL),
