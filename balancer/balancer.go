@@ -11,12 +11,35 @@ import (
 // Balancer picks one endpoint from a set.
 //
 // Pick returns beacon.ErrNoInstances for an empty or nil Set, and otherwise
-// an endpoint of s and a nil error. Every successful Pick counts one request
-// in flight on the endpoint until its Done is called. Pick does not block
-// (Weighted may take a short mutex on large weights), allocates nothing, and
-// is safe for concurrent use, including with NewSet reading s as prev.
+// an endpoint of s, as a Picked, and a nil error. Call the Picked's Done
+// exactly once when the request ends, whatever the balancer: P2C counts
+// the request in flight on the endpoint until then, and for the others Done
+// does nothing. Pick does not block (Weighted may take a short mutex on large
+// weights), allocates nothing, and is safe for concurrent use, including with
+// NewSet reading s as prev.
 type Balancer interface {
-	Pick(s *Set) (*Endpoint, error)
+	Pick(s *Set) (Picked, error)
+}
+
+// Picked is one pick: the endpoint and, for balancers that count requests
+// in flight (P2C), the obligation to call Done. It is a small value, returned
+// and passed by copy; compare picks, or key maps, by Picked.Endpoint.
+type Picked struct {
+	*Endpoint
+	counted bool
+}
+
+// Done ends the request started by the pick. Call it exactly once per
+// successful Pick, whatever the balancer: for P2C it takes the request off
+// the endpoint's in-flight count (shared across refreshes, so it is correct
+// even when the Set has been replaced meanwhile), and for the balancers that
+// do not count it does nothing. Calling it more than once on a P2C pick
+// makes the count wrong (it may go negative). Done on the zero Picked, as
+// returned with an error, does nothing.
+func (p Picked) Done() {
+	if p.counted {
+		p.load.inflight.Add(-1)
+	}
 }
 
 var (
@@ -35,12 +58,12 @@ func NewRoundRobin() Balancer { return new(roundRobin) }
 
 type roundRobin struct{ next atomic.Uint64 }
 
-func (r *roundRobin) Pick(s *Set) (*Endpoint, error) {
+func (r *roundRobin) Pick(s *Set) (Picked, error) {
 	if s == nil || len(s.eps) == 0 {
-		return nil, beacon.ErrNoInstances
+		return Picked{}, beacon.ErrNoInstances
 	}
 	i := (r.next.Add(1) - 1) % uint64(len(s.eps))
-	return s.eps[i].pick(), nil
+	return Picked{Endpoint: s.eps[i]}, nil
 }
 
 // NewRandom returns a Balancer that picks an endpoint uniformly at random,
@@ -50,12 +73,12 @@ func NewRandom() Balancer { return random{} }
 
 type random struct{}
 
-func (random) Pick(s *Set) (*Endpoint, error) {
+func (random) Pick(s *Set) (Picked, error) {
 	if s == nil || len(s.eps) == 0 {
-		return nil, beacon.ErrNoInstances
+		return Picked{}, beacon.ErrNoInstances
 	}
 	i, _ := bits.Mul64(rand.Uint64(), uint64(len(s.eps)))
-	return s.eps[i].pick(), nil
+	return Picked{Endpoint: s.eps[i]}, nil
 }
 
 // NewWeighted returns a Balancer running nginx's smooth weighted round robin
@@ -77,17 +100,19 @@ func NewWeighted() Balancer { return weighted{} }
 
 type weighted struct{}
 
-func (weighted) Pick(s *Set) (*Endpoint, error) {
+func (weighted) Pick(s *Set) (Picked, error) {
 	if s == nil || len(s.eps) == 0 {
-		return nil, beacon.ErrNoInstances
+		return Picked{}, beacon.ErrNoInstances
 	}
-	return s.pickWeighted().pick(), nil
+	return Picked{Endpoint: s.pickWeighted()}, nil
 }
 
 // NewP2C returns a Balancer using the power of two choices: it draws two
 // distinct endpoints at random and picks the one with fewer requests in
-// flight (either one on a tie). It steers load away from slow or stuck
-// instances without any configuration, provided callers call Done. The
+// flight (either one on a tie). It is the only balancer that counts
+// requests in flight: each pick adds one to the endpoint's count (see
+// Endpoint.InFlight) until the Picked's Done. It steers load away from slow
+// or stuck instances without any configuration, provided callers call Done. The
 // in-flight counts are read without a lock, so concurrent picks may both
 // see the same counts; that is the algorithm's usual trade. Stateless and
 // lock-free.
@@ -95,20 +120,20 @@ func NewP2C() Balancer { return p2c{} }
 
 type p2c struct{}
 
-func (p2c) Pick(s *Set) (*Endpoint, error) {
+func (p2c) Pick(s *Set) (Picked, error) {
 	n := s.Len()
 	switch n {
 	case 0:
-		return nil, beacon.ErrNoInstances
+		return Picked{}, beacon.ErrNoInstances
 	case 1:
-		return s.eps[0].pick(), nil
+		return s.eps[0].count(), nil
 	}
 	i, j := twoOf(n)
 	a, b := s.eps[i], s.eps[j]
 	if b.load.inflight.Load() < a.load.inflight.Load() {
 		a = b
 	}
-	return a.pick(), nil
+	return a.count(), nil
 }
 
 // twoOf returns two distinct indices in [0, n), n ≥ 2, drawn from a single

@@ -12,13 +12,14 @@ import (
 )
 
 var balancers = []struct {
-	name string
-	new  func() Balancer
+	name   string
+	new    func() Balancer
+	counts bool // whether picks count in flight (see Endpoint.InFlight)
 }{
-	{"roundrobin", NewRoundRobin},
-	{"random", NewRandom},
-	{"weighted", NewWeighted},
-	{"p2c", NewP2C},
+	{"roundrobin", NewRoundRobin, false},
+	{"random", NewRandom, false},
+	{"weighted", NewWeighted, false},
+	{"p2c", NewP2C, true},
 }
 
 // inst returns a passing instance with ID id on node n1.
@@ -82,9 +83,10 @@ func TestPickEmpty(t *testing.T) {
 		for _, s := range sets {
 			t.Run(b.name+"/"+s.name, func(t *testing.T) {
 				e, err := b.new().Pick(s.set)
-				if !errors.Is(err, beacon.ErrNoInstances) || e != nil {
+				if !errors.Is(err, beacon.ErrNoInstances) || e.Endpoint != nil {
 					t.Errorf("Pick(%s) = %v, %v, want nil, %v", s.name, e, err, beacon.ErrNoInstances)
 				}
+				e.Done() // the zero Picked: does nothing
 			})
 		}
 	}
@@ -100,21 +102,31 @@ func TestPickSingle(t *testing.T) {
 				if err != nil || e.Instance.ID != "only" {
 					t.Fatalf("Pick(%q) = %v, %v, want only, nil", "only", e, err)
 				}
-				if got := e.InFlight(); got != 1 {
-					t.Fatalf("InFlight() after Pick = %d, want 1", got)
+				want := int64(0)
+				if b.counts {
+					want = 1
+				}
+				if got := e.InFlight(); got != want {
+					t.Fatalf("InFlight() after Pick = %d, want %d", got, want)
 				}
 				e.Done()
+				if got := e.InFlight(); got != 0 {
+					t.Fatalf("InFlight() after Done = %d, want 0", got)
+				}
 			}
 		})
 	}
 }
 
+// TestPickCountsInFlight checks that P2C's picks count in flight until
+// Done, and that the other balancers' picks leave the counts alone (and their
+// Done too).
 func TestPickCountsInFlight(t *testing.T) {
 	for _, b := range balancers {
 		t.Run(b.name, func(t *testing.T) {
 			s := NewSet(insts("a", "b", "c"), nil)
 			bal := b.new()
-			var picked []*Endpoint
+			var picked []Picked
 			for range 30 {
 				e, err := bal.Pick(s)
 				if err != nil {
@@ -126,8 +138,12 @@ func TestPickCountsInFlight(t *testing.T) {
 			for _, e := range s.Endpoints() {
 				total += e.InFlight()
 			}
-			if total != 30 {
-				t.Errorf("sum of InFlight() after 30 picks = %d, want 30", total)
+			want := int64(0)
+			if b.counts {
+				want = 30
+			}
+			if total != want {
+				t.Errorf("sum of InFlight() after 30 picks = %d, want %d", total, want)
 			}
 			for _, e := range picked {
 				e.Done()
@@ -448,8 +464,9 @@ func TestWeightedRestartsOnWeightChange(t *testing.T) {
 func TestP2CAvoidsLoaded(t *testing.T) {
 	s := NewSet(insts("a", "b", "c"), nil)
 	a := s.Endpoints()[0]
+	var stuck []Picked
 	for range 100 { // 100 requests stuck on a
-		a.pick()
+		stuck = append(stuck, a.count())
 	}
 	b := NewP2C()
 	got := count(pickIDs(t, b, s, 1000))
@@ -462,8 +479,8 @@ func TestP2CAvoidsLoaded(t *testing.T) {
 			t.Errorf("P2C picks of idle %q = %d, want at least 100", id, got[id])
 		}
 	}
-	for range 100 {
-		a.Done()
+	for _, p := range stuck {
+		p.Done()
 	}
 	if got := a.InFlight(); got != 0 {
 		t.Errorf("InFlight(%q) after 100 Done = %d, want 0", "a", got)
@@ -472,7 +489,7 @@ func TestP2CAvoidsLoaded(t *testing.T) {
 
 func TestP2CTwoEndpoints(t *testing.T) {
 	s := NewSet(insts("a", "b"), nil)
-	s.Endpoints()[1].pick()
+	s.Endpoints()[1].count()
 	// With two endpoints both are always compared: the idle one wins.
 	if got := count(pickIDs(t, NewP2C(), s, 100)); got["a"] != 100 {
 		t.Errorf("P2C picks of idle %q against a loaded peer = %d, want 100", "a", got["a"])
@@ -497,14 +514,11 @@ func TestP2CSpreadsLoad(t *testing.T) {
 
 func TestNewSetCarriesLoad(t *testing.T) {
 	prev := NewSet(insts("a", "b", "c"), nil)
-	var old *Endpoint
+	var olds []Picked
 	for range 3 {
-		e, err := NewRoundRobin().Pick(prev) // a fresh counter picks a
-		if err != nil {
-			t.Fatal(err)
-		}
-		old = e
+		olds = append(olds, prev.Endpoints()[0].count()) // as P2C picks a
 	}
+	old := olds[0].Endpoint
 
 	in := insts("c", "a", "d") // b leaves, d joins, order changes
 	in[1].Meta = map[string]string{"version": "2"}
@@ -533,15 +547,15 @@ func TestNewSetCarriesLoad(t *testing.T) {
 		t.Errorf("old Endpoint changed by NewSet: Meta %v, Addr %q", old.Instance.Meta, old.Addr)
 	}
 	// Done on the old Endpoint counts on the new one.
-	for range 3 {
-		old.Done()
+	for _, p := range olds {
+		p.Done()
 	}
 	if got := a.InFlight(); got != 0 {
 		t.Errorf("InFlight(%q) after Done on the old Endpoint = %d, want 0", "a", got)
 	}
 
 	// An instance that left and comes back starts afresh.
-	prev.Endpoints()[1].pick() // b
+	prev.Endpoints()[1].count() // b
 	back := NewSet(insts("b"), next)
 	if got := back.Endpoints()[0].InFlight(); got != 0 {
 		t.Errorf("InFlight(%q) after leaving and returning = %d, want 0", "b", got)
@@ -552,7 +566,7 @@ func TestNewSetKeyIsNodeAndID(t *testing.T) {
 	a1, a2 := inst("a"), inst("a")
 	a2.Node = "n2"
 	prev := NewSet([]beacon.Instance{a1, a2}, nil)
-	prev.Endpoints()[1].pick()
+	prev.Endpoints()[1].count()
 	next := NewSet([]beacon.Instance{a2, a1}, prev)
 	if got := next.Endpoints()[0].InFlight(); got != 1 {
 		t.Errorf("InFlight(n2/a) after NewSet = %d, want 1", got)

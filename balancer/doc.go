@@ -6,12 +6,12 @@
 // the new Set, typically behind an atomic.Pointer. Callers load the current
 // Set and hand it to a Balancer:
 //
-//	e, err := b.Pick(set)
+//	p, err := b.Pick(set)
 //	if err != nil {
 //		return err // beacon.ErrNoInstances
 //	}
-//	defer e.Done()
-//	dial(e.Addr)
+//	defer p.Done()
+//	dial(p.Addr)
 //
 // Four balancers are provided:
 //
@@ -21,6 +21,12 @@
 //     follow each instance's health.
 //   - NewP2C: power of two choices, the less loaded of two random endpoints;
 //     adapts to slow instances without any tuning.
+//
+// A pick is a Picked: the Endpoint, embedded, and a Done to call exactly once
+// when the request ends. Only P2C counts requests in flight (see
+// Endpoint.InFlight), so only its picks pay for an atomic add and its Done
+// for another; for the other balancers Done does nothing, and picking from
+// many goroutines writes nothing shared but the balancer's own position.
 //
 // Pick takes a few nanoseconds and allocates nothing. Balancers, Sets and
 // Endpoints are safe for concurrent use by any number of goroutines; a Set's

@@ -27,23 +27,18 @@ type Endpoint struct {
 	load   *load // shared with this instance's Endpoints in earlier and later Sets
 }
 
-// load is the per-instance state that survives a refresh. It fills a cache
-// line so that parallel picks counting on different endpoints do not contend.
+// load is the per-instance state that survives a refresh. It is not padded
+// to a cache line: only P2C writes it, its picks read two counts anyway, and
+// BenchmarkPickParallel/beacon-p2c measured no gain from padding, which would
+// cost 56 bytes per watched instance.
 type load struct {
 	inflight atomic.Int64
-	_        [56]byte
 }
 
-// InFlight returns the number of requests picked on this instance and not
-// yet Done, counted across every Set the instance has been carried through.
+// InFlight returns the number of P2C picks of this instance not yet Done,
+// counted across every Set the instance has been carried through. Only P2C
+// counts: picks by the other balancers leave it unchanged.
 func (e *Endpoint) InFlight() int64 { return e.load.inflight.Load() }
-
-// Done ends a request started by a Pick that returned e. Call it exactly once
-// per successful Pick, whatever the balancer: P2C steers by the in-flight
-// count, and for the other balancers Done is one atomic add. Calling Done
-// on an Endpoint from an older Set is correct: the count is shared. Calling
-// it more often than Pick makes the count wrong (it may go negative).
-func (e *Endpoint) Done() { e.load.inflight.Add(-1) }
 
 // Weight returns the weight NewWeighted gives this instance: Consul's
 // Weights.Passing while Instance.Health is passing (or unset), Weights.Warning
@@ -54,10 +49,11 @@ func (e *Endpoint) Done() { e.load.inflight.Add(-1) }
 // has weight 0, in which case all are picked in turn.
 func (e *Endpoint) Weight() int { return int(e.weight) }
 
-// pick counts a request in flight on e and returns e.
-func (e *Endpoint) pick() *Endpoint {
+// count counts a request in flight on e and returns the pick that Done
+// uncounts.
+func (e *Endpoint) count() Picked {
 	e.load.inflight.Add(1)
-	return e
+	return Picked{Endpoint: e, counted: true}
 }
 
 const maxWeight = math.MaxUint16

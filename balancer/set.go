@@ -48,10 +48,10 @@ const (
 //
 // prev, which may be nil, is the Set being replaced. An instance whose Key
 // (node and ID) was in prev keeps its load: its new Endpoint shares the
-// in-flight count of the old one, so Done on either is counted. When every
-// instance is at the same position, with the same Key and the same Weight,
-// as in prev, Weighted carries on its sequence where prev left it; otherwise
-// it starts a new cycle. prev stays valid and usable; it is only read.
+// in-flight count of the old one, so a P2C pick's Done is counted whichever
+// Set it came from. When every instance is at the same position, with the
+// same Key and the same Weight, as in prev, Weighted carries on its sequence
+// where prev left it; otherwise it starts a new cycle. prev stays valid and usable; it is only read.
 //
 // Keys should be unique, as Consul makes them; if one repeats, only its
 // first Endpoint inherits from prev.

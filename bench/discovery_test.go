@@ -139,29 +139,38 @@ func BenchmarkPick(b *testing.B) {
 	})
 }
 
-// BenchmarkPickParallel is BenchmarkPick from every core at once.
+// BenchmarkPickParallel is BenchmarkPick from every core at once;
+// beacon-p2c picks with P2C instead of round robin, which counts requests
+// in flight on the endpoints (an atomic add in Pick and another in Done).
 func BenchmarkPickParallel(b *testing.B) {
 	srv := pickFixture(b)
-	b.Run("beacon", func(b *testing.B) {
-		cache, err := discovery.New(srv.Config())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cache.Close()
-		w := watchPick(b, cache)
-		rr := balancer.NewRoundRobin()
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				ep, err := w.Pick(rr)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				ep.Done()
+	for _, bc := range []struct {
+		name string
+		bal  balancer.Balancer
+	}{
+		{"beacon", balancer.NewRoundRobin()},
+		{"beacon-p2c", balancer.NewP2C()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cache, err := discovery.New(srv.Config())
+			if err != nil {
+				b.Fatal(err)
 			}
+			defer cache.Close()
+			w := watchPick(b, cache)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					ep, err := w.Pick(bc.bal)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					ep.Done()
+				}
+			})
 		})
-	})
+	}
 	b.Run("gokit", func(b *testing.B) {
 		bal, stop := kitBalancer(b, srv, "pick")
 		defer stop()

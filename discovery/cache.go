@@ -280,16 +280,16 @@ func (c *Cache) Snapshot(ctx context.Context, service string) (*Snapshot, error)
 }
 
 // Pick picks an instance of service with b, watching it from now on, as
-// Instances does. Call Done on the endpoint when the request ends.
-func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (*balancer.Endpoint, error) {
+// Instances does. Call the pick's Done exactly once when the request ends.
+func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (balancer.Picked, error) {
 	w, err := c.pinnedWatch(service)
 	if err != nil {
-		return nil, err
+		return balancer.Picked{}, err
 	}
 	s := w.Snapshot()
 	if s == nil {
 		if s, err = w.Wait(ctx); err != nil {
-			return nil, err
+			return balancer.Picked{}, err
 		}
 	}
 	return b.Pick(s.Set)
@@ -619,12 +619,12 @@ func (w *Watcher) Snapshot() *Snapshot { return w.w.snap.Load() }
 
 // Pick picks an endpoint from the latest snapshot with b: no lock, no
 // allocation, no network. Before Consul's first answer it returns
-// beacon.ErrNoInstances; use Wait first when that matters. Call Done on
-// the endpoint when the request ends.
-func (w *Watcher) Pick(b balancer.Balancer) (*balancer.Endpoint, error) {
+// beacon.ErrNoInstances; use Wait first when that matters. Call the pick's
+// Done exactly once when the request ends.
+func (w *Watcher) Pick(b balancer.Balancer) (balancer.Picked, error) {
 	s := w.w.snap.Load()
 	if s == nil {
-		return nil, beacon.ErrNoInstances
+		return balancer.Picked{}, beacon.ErrNoInstances
 	}
 	return b.Pick(s.Set)
 }

@@ -8,10 +8,10 @@ import (
 	"github.com/beaconsd/beacon/balancer"
 )
 
-// respond makes resp end ep's request when its body is done: at once when
-// there is no body, else at the body's end of file, first read error or
-// Close, whichever comes first, exactly once.
-func respond(resp *http.Response, ep *balancer.Endpoint) *http.Response {
+// respond makes resp end ep's request (ep.Done) when its body is done: at
+// once when there is no body, else at the body's end of file, first read
+// error or Close, whichever comes first, exactly once.
+func respond(resp *http.Response, ep balancer.Picked) *http.Response {
 	if resp.Body == nil || resp.Body == http.NoBody {
 		ep.Done()
 		return resp
@@ -24,10 +24,10 @@ func respond(resp *http.Response, ep *balancer.Endpoint) *http.Response {
 	return resp
 }
 
-// body calls its endpoint's Done once, when the response is over.
+// body calls its pick's Done once, when the response is over.
 type body struct {
 	rc   io.ReadCloser
-	ep   *balancer.Endpoint
+	ep   balancer.Picked
 	done atomic.Bool
 }
 

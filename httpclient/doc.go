@@ -32,10 +32,12 @@
 //
 // # Load accounting
 //
-// Every request counts as in flight on its instance (see
-// balancer.Endpoint.InFlight, which the P2C balancer steers by) until its
-// response body is read to the end or closed, whichever comes first, or
-// until the attempt fails. Close every response body, as net/http requires.
+// With the P2C balancer, every request counts as in flight on its instance
+// (see balancer.Endpoint.InFlight, which P2C steers by) until its response
+// body is read to the end or closed, whichever comes first, or until the
+// attempt fails; the Transport calls the pick's Done exactly once either way,
+// whatever the balancer (the others count nothing). Close every response
+// body, as net/http requires.
 //
 // # Retries
 //

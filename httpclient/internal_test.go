@@ -255,10 +255,11 @@ func TestRespondDoneOnce(t *testing.T) {
 	})
 }
 
-func pickOne(t *testing.T) *balancer.Endpoint {
+// pickOne returns a P2C pick, which counts in flight until Done.
+func pickOne(t *testing.T) balancer.Picked {
 	t.Helper()
 	s := balancer.NewSet([]beacon.Instance{{ID: "a", Service: "hello", Node: "n", Address: "127.0.0.1", Port: 1}}, nil)
-	ep, err := balancer.NewRoundRobin().Pick(s)
+	ep, err := balancer.NewP2C().Pick(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func (s *service) failed(ep *balancer.Endpoint, h *health) {
 
 // pickOther picks an instance of v not in tried, or any instance of v when
 // every one has been tried. It allocates a Set of the untried instances.
-func (s *service) pickOther(v *view, tried []beacon.InstanceKey) (*balancer.Endpoint, *health, error) {
+func (s *service) pickOther(v *view, tried []beacon.InstanceKey) (balancer.Picked, *health, error) {
 	eps := v.set.Endpoints()
 	rest := make([]beacon.Instance, 0, len(eps))
 	for _, e := range eps {
@@ -171,7 +171,7 @@ func (s *service) pickOther(v *view, tried []beacon.InstanceKey) (*balancer.Endp
 	}
 	ep, err := s.bal.Pick(set)
 	if err != nil {
-		return nil, nil, err
+		return balancer.Picked{}, nil, err
 	}
 	k := ep.Instance.Key()
 	for _, e := range eps {

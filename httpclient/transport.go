@@ -129,7 +129,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		closeBody(r)
 		return nil, s.noInstances(err)
 	}
-	h := v.health[ep]
+	h := v.health[ep.Endpoint]
 	retries := 0
 	if t.o.retries > 0 && replayable(r) {
 		retries = t.o.retries
@@ -149,7 +149,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		ep.Done()
 		failed := connFailure(err) && r.Context().Err() == nil
 		if failed {
-			s.failed(ep, h)
+			s.failed(ep.Endpoint, h)
 		}
 		last := &Error{Service: s.name, ID: ep.Instance.ID, Addr: ep.Addr, Attempts: attempt, Err: err}
 		if !failed || attempt > retries {

@@ -375,18 +375,19 @@ func TestGracefulDrainLosesNothing(t *testing.T) {
 }
 
 // preferring is a balancer that picks the instance with ID id whenever the
-// Set has it, and otherwise goes round robin. It picks through a round
-// robin so that the in-flight counts stay right.
+// Set has it, and otherwise goes round robin. It picks through its inner
+// balancer and returns that balancer's picks, so that their Done stays right
+// whichever balancer it wraps.
 type preferring struct {
 	id string
 	rr balancer.Balancer
 }
 
-func (p preferring) Pick(s *balancer.Set) (*balancer.Endpoint, error) {
+func (p preferring) Pick(s *balancer.Set) (balancer.Picked, error) {
 	for range s.Len() {
 		ep, err := p.rr.Pick(s)
 		if err != nil {
-			return nil, err
+			return balancer.Picked{}, err
 		}
 		if ep.Instance.ID == p.id {
 			return ep, nil
