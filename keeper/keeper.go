@@ -229,6 +229,19 @@ func (k *Keeper) Start(ctx context.Context) error {
 	unhook()
 	rcancel()
 	if err != nil {
+		// An attempt cut short may still have reached an agent (and a
+		// backend may register in more than one request): remove what may
+		// be there, so a failed Start leaves nothing behind.
+		k.op.Lock()
+		k.halted = true
+		for i, a := range k.agents {
+			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			if derr := a.reg.Deregister(dctx, k.reg.ID); derr != nil && !errors.Is(derr, beacon.ErrUnavailable) {
+				k.log.Warn("keeper: cleaning up after a failed start", "agent", k.agents[i].addr, "err", derr)
+			}
+			dcancel()
+		}
+		k.op.Unlock()
 		close(k.done)
 		k.mu.Lock()
 		if k.state == stateRunning { // no Stop under way: finish it here

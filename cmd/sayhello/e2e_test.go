@@ -633,3 +633,16 @@ func TestRoundTripperAcrossSayHello(t *testing.T) {
 		t.Errorf("%d requests failed after an instance was killed, want 0 (idempotent requests are retried)", failed)
 	}
 }
+
+// TestSIGTERMWhileStarting: interrupted while still trying to register, the
+// service stops cleanly (exit 0) instead of reporting a failed start.
+func TestSIGTERMWhileStarting(t *testing.T) {
+	p := startSayHello(t, "127.0.0.1:"+strconv.Itoa(freePort(t)), "-start-timeout", "60s")
+	waitFor(t, "a first failed registration", func() bool { return strings.Contains(p.stderr.String(), "register failed") })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Errorf("sayhello interrupted while registering exited with %v, want 0", err)
+	}
+}

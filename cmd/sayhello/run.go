@@ -294,6 +294,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cancel()
 	if err != nil {
 		_ = shutdown()
+		if ctx.Err() != nil {
+			// Interrupted while starting: the keeper removed whatever an
+			// attempt may have registered; that is a clean stop.
+			log.Info("stopped while registering", "id", o.id)
+			return nil
+		}
 		return fmt.Errorf("could not register with Consul within %v: %w", o.startTimeout, err)
 	}
 	log.Info("registered", "id", o.id, "service", o.name, "address", o.advertise, "port", o.port, "agent", k.Status().Agent, "took", time.Since(start).Round(time.Millisecond))
