@@ -45,6 +45,13 @@ type Config struct {
 	// Timeout bounds each non-blocking request; blocking queries get their
 	// wait plus Consul's jitter plus this. Zero means DefaultTimeout.
 	Timeout time.Duration
+
+	// MaxConns caps the connections one client holds to its agent, busy
+	// and idle together; requests beyond it wait for a free connection.
+	// Zero means no cap. Consul refuses more than 200 connections from one
+	// client IP (limits.http_max_conns_per_client), so a process with many
+	// long polls needs a cap below that.
+	MaxConns int
 }
 
 // BasicAuth is a user name and password for HTTP basic auth.
@@ -256,6 +263,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout < 0 {
 		return configErrorf("negative timeout %v", c.Timeout)
+	}
+	if c.MaxConns < 0 {
+		return configErrorf("negative connection cap %d", c.MaxConns)
 	}
 	if strings.ContainsAny(c.Token, "\r\n") {
 		return configErrorf("token contains a line break")

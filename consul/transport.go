@@ -90,6 +90,10 @@ func (c Config) NewHTTPClient() (*http.Client, Endpoint, error) {
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		MaxConnsPerHost:       c.MaxConns,
+	}
+	if c.MaxConns > 0 && c.MaxConns < tr.MaxIdleConnsPerHost {
+		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = c.MaxConns, c.MaxConns
 	}
 	if ep.Scheme == "unix" {
 		sock := ep.Socket

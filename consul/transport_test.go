@@ -267,6 +267,7 @@ func TestNewHTTPClientInvalid(t *testing.T) {
 	for _, c := range []consul.Config{
 		{Addresses: []string{"ftp://x"}},
 		{Timeout: -1},
+		{MaxConns: -1},
 		{TLS: consul.TLSConfig{CertFile: "c.pem"}},
 	} {
 		if _, _, err := c.NewHTTPClient(); !errors.Is(err, consul.ErrConfig) {
@@ -330,6 +331,77 @@ func TestNewHTTPClientUsesFirstAddress(t *testing.T) {
 	}
 	if got, err := get(t, c.Agent(2), "/"); err != nil || got != "first" {
 		t.Errorf("GET via Agent(2) of %q = %q, %v; want %q, nil", c.Addresses, got, err, "first")
+	}
+}
+
+// TestNewHTTPClientMaxConns holds every request at the server and checks
+// that the client never opens more connections than MaxConns, while all
+// requests still complete once the server lets them go.
+func TestNewHTTPClientMaxConns(t *testing.T) {
+	const maxConns, requests = 2, 6
+	release := make(chan struct{})
+	arrived := make(chan struct{}, requests)
+	var mu sync.Mutex
+	opened := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		fmt.Fprint(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			opened++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	hc, _, err := consul.Config{Addresses: []string{srv.URL}, MaxConns: maxConns}.NewHTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hc.CloseIdleConnections)
+	errs := make(chan error, requests)
+	for range requests {
+		go func() {
+			resp, err := hc.Get(srv.URL)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			errs <- err
+		}()
+	}
+	deadline := time.After(10 * time.Second)
+	for range maxConns {
+		select {
+		case <-arrived:
+		case <-deadline:
+			t.Fatalf("fewer than %d requests reached the server", maxConns)
+		}
+	}
+	// The others wait in the client for a connection: none may arrive.
+	select {
+	case <-arrived:
+		t.Fatalf("a request beyond MaxConns %d reached the server", maxConns)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	for range requests {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Errorf("request: %v", err)
+			}
+		case <-deadline:
+			t.Fatal("requests did not complete after release")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if opened > maxConns {
+		t.Errorf("client opened %d connections, want at most MaxConns %d", opened, maxConns)
 	}
 }
 

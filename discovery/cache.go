@@ -77,7 +77,9 @@ func WithRateLimit(every time.Duration, burst int) Option {
 // can be watched within the budget. The feed needs a backend that
 // implements beacon.ChangeFeed (consulhttp does; consulkit does not) and
 // serves the local datacenter; other watches beyond the budget queue for a
-// long-poll slot, and their freshness suffers.
+// long-poll slot, and their freshness suffers. Connections to each agent,
+// idle ones included, are capped at n+8 (consul.Config.MaxConns, when
+// set, must allow at least that).
 func WithMaxLongPolls(n int) Option { return func(o *options) { o.maxPolls = n } }
 
 // WithNoPassingPolicy chooses what to publish when no instance passes.
@@ -98,6 +100,10 @@ func WithAgentCache() Option { return func(o *options) { o.cached = true } }
 
 // WithStale lets any server answer (faster, works without a leader, may lag).
 func WithStale() Option { return func(o *options) { o.consistency = beacon.ConsistencyStale } }
+
+// shortConns is the connections to one agent kept for non-blocking reads
+// beside the long polls: the feed's fetch workers, the prober and slack.
+const shortConns = 8
 
 // Snapshot is one published answer. It is immutable: never modify it or the
 // slices and maps it holds.
@@ -161,6 +167,15 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	}
 	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
+	}
+	// Cap connections per agent, idle keep-alives included: the long polls
+	// plus room for the feed's fetches and the prober, so a short read never
+	// waits behind long polls.
+	switch {
+	case cfg.MaxConns == 0:
+		cfg.MaxConns = o.maxPolls + shortConns
+	case cfg.MaxConns < o.maxPolls+shortConns:
+		return nil, &beacon.ValidationError{Field: "MaxConns", Reason: fmt.Sprintf("%d leaves no room for short reads beside %d long polls; use at least %d", cfg.MaxConns, o.maxPolls, o.maxPolls+shortConns)}
 	}
 	addrs := cfg.Addresses
 	if len(addrs) == 0 {
