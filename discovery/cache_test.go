@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,77 +176,6 @@ func TestNoPassingPolicy(t *testing.T) {
 // fails, the snapshot shows its age and error; a fresh agent comes up (a
 // dev agent: empty, its index starts low again), the instances register
 // again, and the cache converges.
-func TestOutage(t *testing.T) {
-	srv := consultest.NewServer(t)
-	r := registry(t, srv.Config())
-	for _, id := range []string{"a", "b", "c"} {
-		register(t, r, id, "api", beacon.HealthPassing)
-	}
-	c := newCache(t, srv.Config())
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
-	if insts, err := c.Instances(ctx, "api"); err != nil || len(insts) != 3 {
-		t.Fatalf("Instances() = %d, %v; want 3", len(insts), err)
-	}
-	w, _ := c.Watch(beacon.Query{Service: "api"})
-	defer w.Close()
-
-	var picks, failures atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	rr := balancer.NewRoundRobin()
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				ep, err := c.Pick(ctx, "api", rr)
-				if err != nil {
-					failures.Add(1)
-				} else {
-					ep.Done()
-				}
-				picks.Add(1)
-				time.Sleep(time.Millisecond) // pacing, so 50 pickers leave the agent CPU to restart
-			}
-		}()
-	}
-
-	srv.Stop()
-	s := until(t, w, "the outage is visible", func(s *discovery.Snapshot) bool { return s.Err != nil })
-	if len(s.Instances) != 3 {
-		t.Errorf("during the outage the snapshot holds %d instances, want the last good 3", len(s.Instances))
-	}
-	if !errors.Is(s.Err, beacon.ErrUnavailable) {
-		t.Errorf("snapshot error = %v, want ErrUnavailable", s.Err)
-	}
-
-	// Picks are counted through the outage; once a fresh, empty agent is
-	// up, the cache rightly publishes what it says until the keepers have
-	// registered again, so the pickers stop first.
-	close(stop)
-	wg.Wait()
-	t.Logf("%d picks during the outage, %d failed", picks.Load(), failures.Load())
-	if failures.Load() != 0 {
-		t.Errorf("%d of %d picks failed during the outage, want 0", failures.Load(), picks.Load())
-	}
-
-	srv.Restart(t)
-	restarted := time.Now()
-	for _, id := range []string{"a", "b", "d"} { // what the keepers would do; "c" is gone
-		register(t, r, id, "api", beacon.HealthPassing)
-	}
-	until(t, w, "the cache converges on the fresh agent", func(s *discovery.Snapshot) bool {
-		return s.Err == nil && slices.Equal(ids(s), []string{"a", "b", "d"})
-	})
-	t.Logf("fresh agent up → cache converged in %v", time.Since(restarted))
-}
-
 func TestCloseStopsEverything(t *testing.T) {
 	srv := consultest.NewServer(t)
 	c := newCache(t, srv.Config())
