@@ -1,0 +1,13 @@
+// Package faults holds no code of its own: its tests are Beacon's fault
+// suite. Each one starts a real Consul cluster (three servers and client
+// agents on distinct loopback addresses, see consultest.NewCluster),
+// registers SayHello instances through the client agents with a keeper,
+// sends a steady stream of calls through discovery and the httpclient
+// RoundTripper, breaks part of the cluster, and checks the pass criteria
+// written at the top of the test.
+//
+// Under `make test` the outages last 5 seconds. `make faults`
+// (BEACON_FAULTS=1) runs the same scenarios with 30-second outages and,
+// with BEACON_FAULTS_DOC set to a markdown file, writes the table of
+// figures into it (docs/reliability.md).
+package faults

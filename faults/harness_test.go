@@ -1,0 +1,735 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/httpclient"
+	"github.com/beaconsd/beacon/keeper"
+)
+
+const (
+	service = "SayHello"
+	// deadline bounds every wait whose pass criterion is "eventually": a
+	// generous bound for a shared 2-core machine. Measured figures are
+	// reported separately.
+	deadline = 30 * time.Second
+	// callTimeout bounds one call; a call that takes longer fails.
+	callTimeout = 5 * time.Second
+)
+
+// faultsMode is `make faults`: full-length outages.
+var faultsMode = os.Getenv("BEACON_FAULTS") != ""
+
+// outage is how long a node stays down: 30 s for `make faults`, 5 s in
+// `make test`.
+func outage() time.Duration {
+	if faultsMode {
+		return 30 * time.Second
+	}
+	return 5 * time.Second
+}
+
+// env is one scenario's world: a cluster, the instances, the callers, and
+// everything the Beacon components log and send.
+type env struct {
+	t    *testing.T
+	c    *consultest.Cluster
+	logs *logSink
+	reqs *counter
+}
+
+func newEnv(t *testing.T, servers, clients int) *env {
+	t.Helper()
+	e := &env{t: t, logs: &logSink{}, reqs: &counter{}}
+	start := time.Now()
+	// Short node names for the report; each cluster has its own addresses.
+	e.c = consultest.NewCluster(t, servers, clients, consultest.WithNodeName("faults"))
+	t.Logf("cluster of %d servers and %d clients ready in %v", servers, clients, time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Beacon log (last 200 lines):\n%s", e.logs.tail(200))
+		}
+	})
+	return e
+}
+
+func (e *env) logger(component string) *slog.Logger {
+	return slog.New(sinkHandler{slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}), e.logs}).With("c", component)
+}
+
+// cfg lists the agents' HTTP addresses in order of preference.
+func cfg(nodes ...*consultest.Node) consul.Config {
+	var c consul.Config
+	for _, n := range nodes {
+		c.Addresses = append(c.Addresses, n.HTTPAddr)
+	}
+	return c
+}
+
+// ---- SayHello instances ----
+
+// instance is a SayHello instance in this process: an HTTP server that
+// answers /sayHello with its ID and a keeper that registers it through its
+// agents, stopped the way cmd/sayhello stops (drain, deregister, then let
+// in-flight requests finish).
+type instance struct {
+	e      *env
+	id     string
+	addr   string // 127.0.0.1:port, kept across restarts
+	agents consul.Config
+
+	mu      sync.Mutex
+	srv     *http.Server
+	served  chan error
+	k       *keeper.Keeper
+	running bool
+}
+
+// startInstance listens, then registers (listen first, so Consul never
+// lists an instance that refuses connections), and is stopped at cleanup.
+func (e *env) startInstance(id string, agents ...*consultest.Node) *instance {
+	e.t.Helper()
+	in := &instance{e: e, id: id, addr: "127.0.0.1:0", agents: cfg(agents...)}
+	if err := in.start(context.Background()); err != nil {
+		e.t.Fatalf("starting instance %s: %v", id, err)
+	}
+	e.t.Cleanup(func() { _ = in.stop() })
+	return in
+}
+
+func (in *instance) start(ctx context.Context) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	ln, err := net.Listen("tcp", in.addr)
+	if err != nil {
+		return err
+	}
+	in.addr = ln.Addr().String()
+	_, portStr, _ := net.SplitHostPort(in.addr)
+	port, _ := strconv.Atoi(portStr)
+	mux := http.NewServeMux()
+	body := []byte("Hello from " + in.id + "!")
+	mux.HandleFunc("/sayHello", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(body) })
+	in.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	in.served = make(chan error, 1)
+	go func(srv *http.Server, ch chan error) { ch <- srv.Serve(ln) }(in.srv, in.served)
+
+	in.k, err = keeper.New(in.agents,
+		beacon.Registration{ID: in.id, Service: service, Address: "127.0.0.1", Port: port},
+		keeper.WithBackend(in.e.reqs.keeperBackend()),
+		keeper.WithLogger(in.e.logger("keeper")))
+	if err == nil {
+		sctx, cancel := context.WithTimeout(ctx, deadline)
+		err = in.k.Start(sctx)
+		cancel()
+	}
+	if err != nil {
+		_ = in.srv.Close()
+		<-in.served
+		return err
+	}
+	in.running = true
+	return nil
+}
+
+// stop drains and deregisters, then shuts the HTTP server down.
+func (in *instance) stop() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if !in.running {
+		return nil
+	}
+	in.running = false
+	ctx, cancel := context.WithTimeout(context.Background(), keeper.DefaultDrainGrace+10*time.Second)
+	defer cancel()
+	kerr := in.k.Stop(ctx)
+	serr := in.srv.Shutdown(ctx)
+	<-in.served
+	return errors.Join(kerr, serr)
+}
+
+func (in *instance) status() keeper.Status {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.k.Status()
+}
+
+// ---- callers ----
+
+// caller is a client of SayHello: a discovery cache on its agents and the
+// RoundTripper over it, with a base transport that counts attempts.
+type caller struct {
+	name  string
+	cache *discovery.Cache
+	tr    *httpclient.Transport
+	base  *attempts
+	http  *http.Client
+	w     *discovery.Watcher // the caller's own view of SayHello, for waiting on changes
+}
+
+func (e *env) newCaller(name string, retries int, agents ...*consultest.Node) *caller {
+	e.t.Helper()
+	cache, err := discovery.New(cfg(agents...), discovery.WithBackend(e.reqs.discoveryBackend()), discovery.WithLogger(e.logger(name)))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = 64
+	c := &caller{name: name, cache: cache, base: &attempts{rt: base}}
+	c.tr = httpclient.New(cache, httpclient.WithBase(c.base), httpclient.WithRetries(retries), httpclient.WithLogger(e.logger(name)))
+	c.http = &http.Client{Transport: c.tr, Timeout: callTimeout}
+	if c.w, err = cache.Watch(beacon.Query{Service: service}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		c.w.Close()
+		c.tr.Close()
+		cache.Close()
+	})
+	return c
+}
+
+// ids returns the IDs in the caller's current snapshot, sorted, with
+// duplicates (the same ID on two nodes) kept.
+func (c *caller) ids() []string {
+	s := c.w.Snapshot()
+	if s == nil {
+		return nil
+	}
+	var ids []string
+	for _, in := range s.Instances {
+		ids = append(ids, in.ID)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// waitSees waits until the caller's snapshot satisfies cond, on the
+// watcher's change notifications, and returns when it did.
+func (c *caller) waitSees(t *testing.T, what string, timeout time.Duration, cond func(ids []string) bool) time.Time {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		if cond(c.ids()) {
+			return time.Now()
+		}
+		select {
+		case <-c.w.Changed():
+		case <-timer.C:
+			t.Fatalf("%s: %s not within %v; it sees %q (snapshot error %v)", c.name, what, timeout, c.ids(), c.snapErr())
+		}
+	}
+}
+
+func (c *caller) snapErr() error {
+	if s := c.w.Snapshot(); s != nil {
+		return s.Err
+	}
+	return nil
+}
+
+// has reports whether ids holds each of want.
+func has(want ...string) func([]string) bool {
+	return func(ids []string) bool {
+		for _, w := range want {
+			if !slices.Contains(ids, w) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// exactly reports whether ids is want, each once.
+func exactly(want ...string) func([]string) bool {
+	w := slices.Clone(want)
+	sort.Strings(w)
+	return func(ids []string) bool { return slices.Equal(ids, w) }
+}
+
+// attempts is the base transport of a caller: it counts every attempt the
+// RoundTripper makes and the ones that failed, retried or not.
+type attempts struct {
+	rt            *http.Transport
+	n, failed     atomic.Int64
+	mu            sync.Mutex
+	firstFailures []string
+}
+
+func (a *attempts) RoundTrip(r *http.Request) (*http.Response, error) {
+	a.n.Add(1)
+	resp, err := a.rt.RoundTrip(r)
+	if err != nil {
+		a.failed.Add(1)
+		a.mu.Lock()
+		if len(a.firstFailures) < 5 {
+			a.firstFailures = append(a.firstFailures, fmt.Sprintf("%s: %v", r.URL.Host, err))
+		}
+		a.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (a *attempts) CloseIdleConnections() { a.rt.CloseIdleConnections() }
+
+// ---- load ----
+
+// load sends GET http://SayHello/sayHello at a steady rate, each call in
+// its own goroutine so that a slow call cannot slow the rate. It stops by
+// itself after limit or at stop; a call that finds maxInFlight calls still
+// running is not sent and counts as blocked.
+type load struct {
+	c      *caller
+	every  time.Duration
+	start  time.Time
+	stopCh chan struct{}
+	done   chan struct{}
+	once   sync.Once
+
+	mu       sync.Mutex
+	sent     int
+	failed   int
+	blocked  int
+	maxLat   time.Duration
+	errs     []string
+	okPerSec []int // successful calls by the second since start
+	byID     map[string]int
+	failedAt []time.Duration
+}
+
+const maxInFlight = 64
+
+func (e *env) startLoad(c *caller, perSecond int, limit time.Duration) *load {
+	l := &load{c: c, every: time.Second / time.Duration(perSecond), start: time.Now(), stopCh: make(chan struct{}), done: make(chan struct{}), byID: map[string]int{}}
+	maxCalls := perSecond * int(limit/time.Second)
+	go l.run(maxCalls, limit)
+	e.t.Cleanup(l.stop)
+	return l
+}
+
+func (l *load) run(maxCalls int, limit time.Duration) {
+	defer close(l.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxInFlight)
+	tick := time.NewTicker(l.every)
+	defer tick.Stop()
+	end := time.NewTimer(limit)
+	defer end.Stop()
+	for range maxCalls {
+		select {
+		case <-l.stopCh:
+			return
+		case <-end.C:
+			return
+		case <-tick.C:
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			l.mu.Lock()
+			l.blocked++
+			l.mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			l.call()
+		}()
+	}
+}
+
+func (l *load) call() {
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	t0 := time.Now()
+	err := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+service+"/sayHello", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := l.c.http.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(b, []byte("Hello from ")) {
+			return fmt.Errorf("status %d, body %q", resp.StatusCode, b)
+		}
+		l.mu.Lock()
+		l.byID[strings.TrimSuffix(strings.TrimPrefix(string(b), "Hello from "), "!")]++
+		l.mu.Unlock()
+		return nil
+	}()
+	lat := time.Since(t0)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent++
+	l.maxLat = max(l.maxLat, lat)
+	if err != nil {
+		l.failed++
+		l.failedAt = append(l.failedAt, t0.Sub(l.start))
+		if len(l.errs) < 5 {
+			l.errs = append(l.errs, fmt.Sprintf("after %v: %v", t0.Sub(l.start).Round(time.Millisecond), err))
+		}
+		return
+	}
+	sec := int(time.Since(l.start) / time.Second)
+	for len(l.okPerSec) <= sec {
+		l.okPerSec = append(l.okPerSec, 0)
+	}
+	l.okPerSec[sec]++
+}
+
+// stop ends the load and waits for calls in flight.
+func (l *load) stop() {
+	l.once.Do(func() { close(l.stopCh) })
+	<-l.done
+}
+
+type loadStats struct {
+	sent, failed, blocked int
+	maxLat                time.Duration
+	errs                  []string
+	byID                  map[string]int
+}
+
+func (l *load) stats() loadStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return loadStats{sent: l.sent, failed: l.failed, blocked: l.blocked, maxLat: l.maxLat, errs: slices.Clone(l.errs), byID: l.byID}
+}
+
+// minOKPerSecond is the fewest successful calls in any whole second
+// between from and to (offsets from the start of the load).
+func (l *load) minOKPerSecond(from, to time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lo, hi := int(from.Sub(l.start)/time.Second)+1, int(to.Sub(l.start)/time.Second)-1
+	least := -1
+	for s := lo; s <= hi; s++ {
+		n := 0
+		if s < len(l.okPerSec) {
+			n = l.okPerSec[s]
+		}
+		if least < 0 || n < least {
+			least = n
+		}
+	}
+	return least
+}
+
+// ---- Consul's view ----
+
+// catalogPassing returns the passing instances of SayHello as node's
+// agent reports them, read through a client that is not counted.
+func catalogPassing(node *consultest.Node) ([]beacon.Instance, error) {
+	c, err := consulhttp.New(node.Config())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	insts, _, err := c.Instances(ctx, beacon.Query{Service: service})
+	return insts, err
+}
+
+// duplicates returns the IDs listed more than once.
+func duplicates(ids []string) []string {
+	seen, dup := map[string]bool{}, []string{}
+	for _, id := range ids {
+		if seen[id] && !slices.Contains(dup, id) {
+			dup = append(dup, id)
+		}
+		seen[id] = true
+	}
+	return dup
+}
+
+func instanceIDs(insts []beacon.Instance) []string {
+	var ids []string
+	for _, in := range insts {
+		ids = append(ids, in.ID)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// dupWatch samples the catalog (through node) and the callers' snapshots
+// every 100 ms until stopped, and remembers every sample that listed an ID
+// twice. Polling: Consul offers nothing to wait on for "never".
+type dupWatch struct {
+	stopCh chan struct{}
+	done   chan struct{}
+	mu     sync.Mutex
+	seen   []string
+	n      int
+}
+
+func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*caller) *dupWatch {
+	d := &dupWatch{stopCh: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		end := time.After(limit)
+		for {
+			select {
+			case <-d.stopCh:
+				return
+			case <-end:
+				return
+			case <-tick.C:
+			}
+			var found []string
+			if insts, err := catalogPassing(node); err == nil {
+				if dup := duplicates(instanceIDs(insts)); len(dup) > 0 {
+					found = append(found, fmt.Sprintf("catalog: %q twice", dup))
+				}
+			}
+			for _, c := range callers {
+				if dup := duplicates(c.ids()); len(dup) > 0 {
+					found = append(found, fmt.Sprintf("%s: %q twice", c.name, dup))
+				}
+			}
+			d.mu.Lock()
+			d.n++
+			if len(found) > 0 && len(d.seen) < 10 {
+				d.seen = append(d.seen, strings.Join(found, "; "))
+			}
+			d.mu.Unlock()
+		}
+	}()
+	return d
+}
+
+// stop ends the sampling and returns the samples taken and the duplicates seen.
+func (d *dupWatch) stop() (samples int, seen []string) {
+	select {
+	case <-d.stopCh:
+	default:
+		close(d.stopCh)
+	}
+	<-d.done
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.n, slices.Clone(d.seen)
+}
+
+// waitCatalog polls the catalog through node until cond holds for the
+// passing IDs, and returns when it did.
+func waitCatalog(t *testing.T, node *consultest.Node, what string, timeout time.Duration, cond func([]beacon.Instance) bool) time.Time {
+	t.Helper()
+	end := time.Now().Add(timeout)
+	var last []beacon.Instance
+	var lastErr error
+	for time.Now().Before(end) {
+		insts, err := catalogPassing(node)
+		if err == nil && cond(insts) {
+			return time.Now()
+		}
+		last, lastErr = insts, err
+		time.Sleep(50 * time.Millisecond)
+	}
+	var got []string
+	for _, in := range last {
+		got = append(got, in.Node+"/"+in.ID)
+	}
+	t.Fatalf("catalog through %s: %s not within %v; passing %q (err %v)", node.Name, what, timeout, got, lastErr)
+	return time.Time{}
+}
+
+// hold lets the scenario run for d: an outage's length, not a wait for
+// something to happen.
+func hold(d time.Duration) { <-time.After(d) }
+
+// ---- logs ----
+
+// logSink collects every Beacon component's log and tells waiters when a
+// message is first logged.
+type logSink struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	waits []logWait
+}
+
+type logWait struct {
+	msg string
+	ch  chan time.Time
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+// when returns a channel that receives the time msg is next logged.
+func (s *logSink) when(msg string) <-chan time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	s.waits = append(s.waits, logWait{msg, ch})
+	return ch
+}
+
+func (s *logSink) seen(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.waits[:0]
+	for _, w := range s.waits {
+		if w.msg == msg {
+			w.ch <- time.Now()
+			continue
+		}
+		kept = append(kept, w)
+	}
+	s.waits = kept
+}
+
+func (s *logSink) tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lines := strings.Split(strings.TrimRight(s.buf.String(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type sinkHandler struct {
+	slog.Handler
+	s *logSink
+}
+
+func (h sinkHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.s.seen(r.Message)
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h sinkHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return sinkHandler{h.Handler.WithAttrs(as), h.s}
+}
+
+func (h sinkHandler) WithGroup(g string) slog.Handler {
+	return sinkHandler{h.Handler.WithGroup(g), h.s}
+}
+
+// ---- requests to Consul ----
+
+// counter counts the requests Beacon's components send to Consul, by
+// keepers and by callers (discovery), through counting backends.
+type counter struct {
+	keepers, callers atomic.Int64
+}
+
+func (c *counter) total() (keepers, callers int64) { return c.keepers.Load(), c.callers.Load() }
+
+func (c *counter) keeperBackend() keeper.Backend {
+	return func(cfg consul.Config) (beacon.Registry, error) { return c.wrap(cfg, &c.keepers) }
+}
+
+func (c *counter) discoveryBackend() discovery.Backend {
+	return func(cfg consul.Config) (beacon.Registry, error) { return c.wrap(cfg, &c.callers) }
+}
+
+func (c *counter) wrap(cfg consul.Config, n *atomic.Int64) (beacon.Registry, error) {
+	r, err := consulhttp.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &counted{c: r, n: n}, nil
+}
+
+// counted is a consulhttp client that counts its requests. It keeps the
+// change feed (beacon.ChangeFeed) that discovery uses beyond its long-poll
+// budget.
+type counted struct {
+	c *consulhttp.Client
+	n *atomic.Int64
+}
+
+var (
+	_ beacon.Registry   = (*counted)(nil)
+	_ beacon.ChangeFeed = (*counted)(nil)
+)
+
+func (r *counted) Register(ctx context.Context, reg beacon.Registration) error {
+	r.n.Add(1)
+	return r.c.Register(ctx, reg)
+}
+
+func (r *counted) Deregister(ctx context.Context, id string) error {
+	r.n.Add(1)
+	return r.c.Deregister(ctx, id)
+}
+
+func (r *counted) UpdateTTL(ctx context.Context, id string, h beacon.Health, out string) error {
+	r.n.Add(1)
+	return r.c.UpdateTTL(ctx, id, h, out)
+}
+
+func (r *counted) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	r.n.Add(1)
+	return r.c.Instances(ctx, q)
+}
+
+func (r *counted) AgentService(ctx context.Context, id string) (beacon.Instance, error) {
+	r.n.Add(1)
+	return r.c.AgentService(ctx, id)
+}
+
+func (r *counted) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	r.n.Add(1)
+	return r.c.Checks(ctx, q)
+}
+
+func (r *counted) Close() error { return r.c.Close() }
+
+// window measures requests to Consul from now until end is called.
+type window struct {
+	c      *counter
+	k0, c0 int64
+	start  time.Time
+}
+
+func (e *env) window() *window {
+	k, c := e.reqs.total()
+	return &window{c: e.reqs, k0: k, c0: c, start: time.Now()}
+}
+
+func (w *window) String() string {
+	k, c := w.c.total()
+	return fmt.Sprintf("%d in %v (keepers %d, callers %d)", k-w.k0+c-w.c0, time.Since(w.start).Round(time.Second), k-w.k0, c-w.c0)
+}
+
+func ms(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
