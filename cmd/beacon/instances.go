@@ -1,0 +1,90 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consulhttp"
+)
+
+func (c *command) instances(args []string) error {
+	fs := c.flagSet("instances", "NAME [-tag t,...] [-all] [-json]")
+	var tags listFlag
+	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
+	all := fs.Bool("all", false, "include warning and critical instances")
+	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	pos, err := parseArgs(fs, args, 1, "one service NAME")
+	if err != nil {
+		return err
+	}
+	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: *all}
+	if err := q.Validate(); err != nil {
+		return usageError{err}
+	}
+	cfg, err := c.config()
+	if err != nil {
+		return err
+	}
+	var insts []beacon.Instance
+	err = c.eachAgent(cfg, func(cl *consulhttp.Client) error {
+		insts, _, err = cl.Instances(c.ctx, q)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sortInstances(insts)
+	if *asJSON {
+		if insts == nil {
+			insts = []beacon.Instance{}
+		}
+		return c.printJSON(insts)
+	}
+	if len(insts) == 0 {
+		what := "passing instances"
+		if *all {
+			what = "instances"
+		}
+		fmt.Fprintf(c.stdout, "no %s of %q\n", what, q.Service)
+		return nil
+	}
+	return writeInstanceTable(c.stdout, insts)
+}
+
+func sortInstances(insts []beacon.Instance) {
+	slices.SortFunc(insts, func(a, b beacon.Instance) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Node, b.Node))
+	})
+}
+
+func writeInstanceTable(w interface{ Write([]byte) (int, error) }, insts []beacon.Instance) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tADDRESS\tHEALTH\tNODE\tTAGS\tMETA\tWEIGHTS")
+	for _, in := range insts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", in.ID, hostPort(in), in.Health, in.Node,
+			orDash(strings.Join(in.Tags, ",")), orDash(metaString(in.Meta)), in.Weights.Passing, in.Weights.Warning)
+	}
+	return tw.Flush()
+}
+
+func hostPort(in beacon.Instance) string {
+	if strings.Contains(in.Address, ":") {
+		return "[" + in.Address + "]:" + strconv.Itoa(in.Port)
+	}
+	return in.Address + ":" + strconv.Itoa(in.Port)
+}
+
+func metaString(m map[string]string) string {
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+)
+
+// deadline bounds every wait: generous for a loaded 2-core machine.
+const deadline = 30 * time.Second
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// beaconBinary builds the command once per test run, with the race detector.
+func beaconBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "beacon-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "beacon")
+		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	// The test binary doubles as the small HTTP server that register runs.
+	if os.Getenv("BEACON_TEST_HELPER") == "httpserver" {
+		os.Exit(helperServer())
+	}
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// helperServer answers /health and /exit on 127.0.0.1:$BEACON_TEST_PORT
+// after a short start-up delay (so register must wait for the port), and
+// says which signal stopped it.
+func helperServer() int {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	time.Sleep(200 * time.Millisecond) // a slow start, for register to wait out
+	ln, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("BEACON_TEST_PORT"))
+	if err != nil {
+		fmt.Println("helper:", err)
+		return 3
+	}
+	exit := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "bye")
+		close(exit)
+	})
+	go http.Serve(ln, mux)
+	fmt.Println("helper: listening on", ln.Addr())
+	select {
+	case s := <-sigs:
+		fmt.Println("helper: got", s)
+	case <-exit:
+		fmt.Println("helper: exiting on request")
+	}
+	return 0
+}
+
+// env is the environment for beacon processes: the test's own, without
+// any CONSUL_* setting that could point them elsewhere, plus extra.
+func env(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "CONSUL_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, extra...)
+}
+
+// result is a finished beacon process.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// beaconRun runs beacon to completion.
+func beaconRun(t *testing.T, envv []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, beaconBinary(t), args...)
+	cmd.Env = env(envv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("beacon %q: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("beacon %q did not finish within %v", args, deadline)
+	}
+	t.Logf("beacon %s: exit %d\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+// syncBuffer is a bytes.Buffer safe to write from a process pipe while read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a beacon process left running.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan error
+}
+
+// beaconStart starts beacon and kills it at cleanup if it still runs.
+func beaconStart(t *testing.T, envv []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(beaconBinary(t), args...)
+	p.cmd.Env = env(envv...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Logf("beacon %s\nstdout:\n%sstderr:\n%s", strings.Join(args, " "), p.stdout.String(), p.stderr.String())
+	})
+	return p
+}
+
+// signal sends sig and waits for the exit code.
+func (p *proc) signal(t *testing.T, sig os.Signal) int {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	return p.wait(t)
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err // for cleanup
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("beacon: %v", err)
+		}
+		return 0
+	case <-time.After(deadline):
+		t.Fatalf("beacon did not exit within %v", deadline)
+		return -1
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes. A process's
+// output and Consul's state have no channel to wait on.
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < deadline {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %v", what, deadline)
+	return 0
+}
+
+func client(t *testing.T, cfg consul.Config) *consulhttp.Client {
+	t.Helper()
+	c, err := consulhttp.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func register(t *testing.T, c *consulhttp.Client, r beacon.Registration) {
+	t.Helper()
+	if err := c.Register(ctxT(t), r); err != nil {
+		t.Fatalf("Register(%q) = %v", r.ID, err)
+	}
+}
+
+// allInstances is every instance of service as Consul holds it, by ID.
+func allInstances(t *testing.T, c *consulhttp.Client, service string) map[string]beacon.Instance {
+	t.Helper()
+	insts, _, err := c.Instances(ctxT(t), beacon.Query{Service: service, IncludeUnhealthy: true})
+	if err != nil {
+		t.Fatalf("Instances(%q) = %v", service, err)
+	}
+	out := map[string]beacon.Instance{}
+	for _, in := range insts {
+		out[in.ID] = in
+	}
+	return out
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func ttlCheck(status beacon.Health) []beacon.Check {
+	return []beacon.Check{{TTL: time.Hour, InitialStatus: status}}
+}
