@@ -125,7 +125,7 @@ func (v *watchView) update(s *discovery.Snapshot, now time.Time) {
 	if !s.Updated.IsZero() {
 		if !v.shown {
 			v.shown = true
-			v.emit(now, fmt.Sprintf("%d instances of %s (%d passing)", len(s.Instances), v.service, countPassing(s.Instances)))
+			v.emit(now, fmt.Sprintf("%s of %s (%d passing)", plural(len(s.Instances), "instance"), v.service, countPassing(s.Instances)))
 			for _, in := range sorted(s.Instances) {
 				v.emit(now, "present "+describe(in))
 			}
@@ -164,7 +164,7 @@ func (v *watchView) redraw(now time.Time) {
 	case s.Err != nil:
 		fmt.Fprintf(&b, "%s: CONSUL UNREACHABLE (%v); %s\n", v.service, s.Err, dataAge(s, now))
 	default:
-		fmt.Fprintf(&b, "%s: %d instances, %d passing; updated %s (%s ago)\n", v.service, len(s.Instances), countPassing(s.Instances),
+		fmt.Fprintf(&b, "%s: %s, %d passing; updated %s (%s ago)\n", v.service, plural(len(s.Instances), "instance"), countPassing(s.Instances),
 			s.Updated.Format("15:04:05"), now.Sub(s.Updated).Truncate(time.Second))
 	}
 	b.WriteByte('\n')
@@ -268,4 +268,11 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

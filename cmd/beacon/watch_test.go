@@ -1,0 +1,92 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consultest"
+)
+
+// lineTime finds the first output line matching re and returns the time
+// stamped on it.
+func lineTime(t *testing.T, out string, re *regexp.Regexp) (time.Time, bool) {
+	t.Helper()
+	for _, l := range strings.Split(out, "\n") {
+		if re.MatchString(l) {
+			ts, _, _ := strings.Cut(l, " ")
+			at, err := time.Parse(tsFormat, ts)
+			if err != nil {
+				t.Fatalf("line %q: timestamp: %v", l, err)
+			}
+			return at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// TestWatch: changes made while beacon watch runs appear with timestamps,
+// within a second (asserted against a generous deadline; the measured
+// delay is logged), and an agent that goes away is reported with the age
+// of the data still shown.
+func TestWatch(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	register(t, c, beacon.Registration{ID: "web-1", Service: "web", Address: "127.0.0.1", Port: 8080, Checks: ttlCheck(beacon.HealthPassing)})
+
+	p := beaconStart(t, nil, "watch", "web", "-consul", srv.HTTPAddr)
+	waitFor(t, "the first answer", func() bool { return strings.Contains(p.stdout.String(), "present web-1 127.0.0.1:8080 passing") })
+
+	// Each change, and the line that must report it.
+	r2 := beacon.Registration{ID: "web-2", Service: "web", Address: "127.0.0.1", Port: 8081, Meta: map[string]string{"version": "1"}, Checks: ttlCheck(beacon.HealthPassing)}
+	steps := []struct {
+		name   string
+		change func()
+		line   string
+	}{
+		{"add", func() { register(t, c, r2) }, `added web-2 127\.0\.0\.1:8081 passing node=\S+ meta=version=1$`},
+		{"health", func() {
+			if err := c.UpdateTTL(ctxT(t), r2.CheckIDs()[0], beacon.HealthCritical, "down"); err != nil {
+				t.Fatal(err)
+			}
+		}, `changed web-2 health passing -> critical$`},
+		{"meta", func() {
+			r := r2
+			r.Meta = map[string]string{"version": "2"}
+			r.Checks = ttlCheck(beacon.HealthCritical)
+			register(t, c, r)
+		}, `changed web-2 meta version=1 -> version=2$`},
+		{"remove", func() {
+			if err := c.Deregister(ctxT(t), "web-2"); err != nil {
+				t.Fatal(err)
+			}
+		}, `removed web-2 node=`},
+	}
+	for _, s := range steps {
+		re := regexp.MustCompile(`^\S+ ` + s.line)
+		start := time.Now()
+		s.change()
+		waitFor(t, s.name+" shown", func() bool { _, ok := lineTime(t, p.stdout.String(), re); return ok })
+		seen := time.Since(start)
+		at, _ := lineTime(t, p.stdout.String(), re)
+		t.Logf("%s: printed %v after the change was sent (stamped +%v)", s.name, seen.Round(time.Millisecond), at.Sub(start).Round(time.Millisecond))
+		if seen > 10*time.Second {
+			t.Errorf("%s: shown after %v, want well within a second", s.name, seen)
+		}
+	}
+
+	// The agent goes away: beacon keeps the last data and says how old it is.
+	srv.Stop()
+	waitFor(t, "the outage reported", func() bool {
+		return regexp.MustCompile(`consul unreachable \(.*connection refused.*\); showing data from [0-9.]+m?s ago`).MatchString(p.stdout.String())
+	})
+	if code := p.signal(t, syscall.SIGINT); code != 0 {
+		t.Errorf("beacon watch after SIGINT: exit %d, want 0", code)
+	}
+	if !strings.Contains(p.stdout.String(), " stopped") {
+		t.Errorf("beacon watch output ends without \"stopped\":\n%s", p.stdout.String())
+	}
+}
