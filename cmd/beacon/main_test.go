@@ -284,3 +284,6 @@ func freePort(t *testing.T) int {
 func ttlCheck(status beacon.Health) []beacon.Check {
 	return []beacon.Check{{TTL: time.Hour, InitialStatus: status}}
 }
+
+// httpClient talks to test helpers on loopback, never through a proxy.
+var httpClient = http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
