@@ -1,0 +1,106 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/beaconsd/beacon/consultest"
+)
+
+// doctorLine finds the line of check in doctor's output.
+func doctorLine(out, check string) string {
+	re := regexp.MustCompile(`^\S+\s+` + check + `\s`)
+	for _, l := range strings.Split(out, "\n") {
+		if re.MatchString(l) {
+			return l
+		}
+	}
+	return ""
+}
+
+func TestDoctor(t *testing.T) {
+	plain := consultest.NewServer(t)
+	acl := consultest.NewServer(t, consultest.WithACL())
+	tlsSrv := consultest.NewServer(t, consultest.WithTLS())
+	ca, cert, key := tlsSrv.TLSFiles()
+	readToken := acl.MintToken(t, `service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }`)
+	blindToken := acl.MintToken(t, `key_prefix "" { policy = "read" }`)
+	const wrongToken = "00000000-0000-4000-8000-00000000beef"
+
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		// want: check name → regexp its line must match.
+		want map[string]string
+	}{
+		{"healthy", nil, []string{"-consul", plain.HTTPAddr}, 0, map[string]string{
+			"agent":     `^ok .* accepts connections`,
+			"tls":       `^ok .* plain HTTP`,
+			"leader":    `^ok .* leader at \S+ \(agent node ` + plain.Name + `, datacenter dc1, Consul 1\.14\.8\)`,
+			"token":     `^ok .* ACLs are disabled`,
+			"acl":       `^ok .* ACLs off`,
+			"streaming": `^ok .* streaming backend`,
+		}},
+		{"wrong address", nil, []string{"-consul", "127.0.0.1:1"}, 1, map[string]string{
+			"agent":  `^FAIL .*http://127\.0\.0\.1:1: .*connection refused; fix: start the Consul agent`,
+			"leader": `^skip `,
+		}},
+		{"acl with a good token", []string{"CONSUL_HTTP_TOKEN=" + readToken}, []string{"-consul", acl.HTTPAddr}, 0, map[string]string{
+			"token": `^ok .* accepted: accessor \S+; policies consultest-`,
+			"acl":   `^ok .* ACLs on; the token can read the catalog`,
+		}},
+		{"wrong token", []string{"CONSUL_HTTP_TOKEN=" + wrongToken}, []string{"-consul", acl.HTTPAddr}, 1, map[string]string{
+			"leader": `^ok `,
+			"token":  `^FAIL .* the agent does not accept the token \(.*ACL not found\); fix: check CONSUL_HTTP_TOKEN`,
+			"acl":    `^skip `,
+		}},
+		{"no token", nil, []string{"-consul", acl.HTTPAddr}, 1, map[string]string{
+			"token": `^FAIL .* ACLs are on and no token is set`,
+		}},
+		{"token that cannot read", []string{"CONSUL_HTTP_TOKEN=" + blindToken}, []string{"-consul", acl.HTTPAddr}, 1, map[string]string{
+			"token": `^ok `,
+			"acl":   `^FAIL .* sees no service.*; fix: give the token service_prefix`,
+		}},
+		{"tls healthy", []string{"CONSUL_HTTP_ADDR=https://" + tlsSrv.HTTPAddr, "CONSUL_CACERT=" + ca, "CONSUL_CLIENT_CERT=" + cert, "CONSUL_CLIENT_KEY=" + key}, nil, 0, map[string]string{
+			"tls": `^ok .* HTTPS, the agent's certificate verified, client certificate sent`,
+		}},
+		{"missing CA", []string{"CONSUL_HTTP_ADDR=https://" + tlsSrv.HTTPAddr, "CONSUL_CLIENT_CERT=" + cert, "CONSUL_CLIENT_KEY=" + key}, nil, 1, map[string]string{
+			"agent":  `^ok `,
+			"tls":    `^FAIL .* not signed by a CA beacon trusts .*no CA is configured; fix: set CONSUL_CACERT`,
+			"leader": `^skip `,
+		}},
+		{"missing client certificate", []string{"CONSUL_HTTP_ADDR=https://" + tlsSrv.HTTPAddr, "CONSUL_CACERT=" + ca}, nil, 1, map[string]string{
+			"tls": `^FAIL .* refused the TLS connection.*; fix: .*CONSUL_CLIENT_CERT`,
+		}},
+		{"http to a TLS agent", []string{"CONSUL_HTTP_ADDR=" + tlsSrv.HTTPAddr}, nil, 1, map[string]string{
+			"tls": `^FAIL .* the agent speaks HTTPS but the address is http://`,
+		}},
+		{"https to a plain agent", []string{"CONSUL_HTTP_SSL=true", "CONSUL_HTTP_ADDR=" + plain.HTTPAddr}, nil, 1, map[string]string{
+			"tls": `^FAIL .* the agent speaks plain HTTP but the address is https://`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := beaconRun(t, tc.env, append([]string{"doctor"}, tc.args...)...)
+			if r.code != tc.code {
+				t.Errorf("beacon doctor: exit %d, want %d", r.code, tc.code)
+			}
+			for check, pattern := range tc.want {
+				if l := doctorLine(r.stdout, check); !regexp.MustCompile(pattern).MatchString(l) {
+					t.Errorf("doctor line %q = %q, want it to match %q", check, l, pattern)
+				}
+			}
+			for _, secret := range []string{readToken, blindToken, wrongToken} {
+				if strings.Contains(r.stdout+r.stderr, secret) {
+					t.Errorf("beacon doctor printed a token")
+				}
+			}
+			if n := strings.Count(r.stdout, "\n"); tc.code == 0 && n != 7 {
+				t.Errorf("beacon doctor printed %d lines, want 6 checks and a summary", n)
+			}
+		})
+	}
+}
