@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"syscall"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
 )
 
 // lineTime finds the first output line matching re and returns the time
@@ -88,5 +90,30 @@ func TestWatch(t *testing.T) {
 	}
 	if !strings.Contains(p.stdout.String(), " stopped") {
 		t.Errorf("beacon watch output ends without \"stopped\":\n%s", p.stdout.String())
+	}
+}
+
+// TestLiveView: on a terminal, watch redraws a table whose header says how
+// fresh the data is; the terminal itself cannot be had in a test, so the
+// view is driven directly.
+func TestLiveView(t *testing.T) {
+	var out strings.Builder
+	v := &watchView{out: &out, service: "web", agents: "http://127.0.0.1:8500", live: true}
+	t0 := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	in := beacon.Instance{ID: "web-1", Node: "n1", Address: "127.0.0.1", Port: 8080, Health: beacon.HealthPassing}
+	good := &discovery.Snapshot{Service: "web", Instances: []beacon.Instance{in}, Updated: t0}
+	v.update(good, t0.Add(2*time.Second))
+	if got := out.String(); !strings.HasPrefix(got, "\x1b[H\x1b[2J") || !strings.Contains(got, "web: 1 instance, 1 passing; updated 15:04:05 (2s ago)") ||
+		!hasLine(strings.TrimPrefix(got, "\x1b[H\x1b[2J"), "web-1", "127.0.0.1:8080", "passing", "n1", "-", "-", "0/0") {
+		t.Errorf("live view =\n%q\nwant a cleared screen, a header with the age and the table", got)
+	}
+	out.Reset()
+	bad := *good
+	bad.Err = errors.New("dial tcp: connection refused")
+	v.update(&bad, t0.Add(5*time.Second))
+	v.tick(t0.Add(7 * time.Second))
+	if got := out.String(); !strings.Contains(got, "web: CONSUL UNREACHABLE (dial tcp: connection refused); showing data from 7s ago") ||
+		!strings.Contains(got, "recent changes:") {
+		t.Errorf("live view during an outage =\n%s\nwant the outage, the data's age and the recent changes", got)
 	}
 }
