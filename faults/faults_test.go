@@ -3,11 +3,14 @@ package faults
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/httpclient"
+	"github.com/beaconsd/beacon/keeper"
 )
 
 // rate is the steady call rate of each caller in the outage scenarios.
@@ -127,5 +130,343 @@ func TestInstanceAgentKilled(t *testing.T) {
 	}
 	if st.failed != 0 {
 		t.Errorf("%d of %d calls failed, want 0: %q", st.failed, st.sent, st.errs)
+	}
+}
+
+// TestCallerAgentKilled: the agent a caller reads from is killed for the
+// outage and restarted with its data. Caller "several" lists both client
+// agents; caller "one" lists only the killed one.
+//
+// Pass: zero failed calls for both (served from their caches); "several"
+// moves its watch to the other agent and sees an instance registered
+// during the outage; "one" resumes when its agent returns and sees that
+// instance then.
+func TestCallerAgentKilled(t *testing.T) {
+	r := &result{order: 2, scenario: "A caller's agent killed"}
+	report(t, r)
+	e := newEnv(t, 3, 2)
+	c1, c2 := e.c.Clients[0], e.c.Clients[1]
+	for _, id := range []string{"hello-1", "hello-2", "hello-3"} {
+		e.startInstance(id, c2, c1)
+	}
+	several := e.newCaller("several", httpclient.DefaultRetries, c1, c2)
+	one := e.newCaller("one", httpclient.DefaultRetries, c1)
+	for _, c := range []*caller{several, one} {
+		c.waitSees(t, "three instances", deadline, exactly("hello-1", "hello-2", "hello-3"))
+	}
+	ls := e.startLoad(several, rate/2, 3*time.Minute)
+	lo := e.startLoad(one, rate/2, 3*time.Minute)
+	hold(time.Second)
+
+	win := e.window()
+	movedCh := e.logs.when("discovery: moving watches to another agent")
+	killed := time.Now()
+	c1.Kill()
+	var moved time.Duration
+	select {
+	case at := <-movedCh:
+		moved = at.Sub(killed)
+	case <-time.After(deadline):
+		t.Fatalf("caller %q did not move its watch to %s", several.name, c2.Name)
+	}
+	// An instance that starts during the outage: only the caller that
+	// moved can see it before the agent returns.
+	hold(outage() / 3)
+	started := time.Now()
+	e.startInstance("hello-4", c2)
+	seen := several.waitSees(t, "hello-4, registered during the outage", deadline, has("hello-4"))
+	if ids := one.ids(); slices.Contains(ids, "hello-4") {
+		t.Errorf("caller %q, whose only agent is down, sees %q: how?", one.name, ids)
+	}
+	if err := one.snapErr(); err == nil {
+		t.Errorf("caller %q: snapshot error nil while its only agent is down", one.name)
+	}
+	hold(max(0, outage()-time.Since(killed)))
+
+	c1.Restart(t, true)
+	returned := time.Now()
+	resumed := one.waitSees(t, "hello-4 after its agent returned", deadline, has("hello-4"))
+	hold(time.Second)
+	ls.stop()
+	lo.stop()
+	ss, so := ls.stats(), lo.stats()
+
+	r.happened = fmt.Sprintf("%s killed for %v; hello-4 started on %s meanwhile", c1.Name, outage(), c2.Name)
+	r.failed = fmt.Sprintf("%d of %d (several agents), %d of %d (one agent)", ss.failed, ss.sent, so.failed, so.sent)
+	r.recovery = fmt.Sprintf("watch moved to %s after %s, hello-4 seen %s after its start; single-agent caller resumed %s after its agent returned", c2.Name, ms(moved), ms(seen.Sub(started)), ms(resumed.Sub(returned)))
+	r.requests = win.String()
+
+	for _, st := range []loadStats{ss, so} {
+		if st.failed != 0 || st.blocked != 0 {
+			t.Errorf("%d of %d calls failed, %d blocked, want 0: %q", st.failed, st.sent, st.blocked, st.errs)
+		}
+	}
+	if err := one.snapErr(); err != nil {
+		t.Errorf("caller %q: snapshot error %v after its agent returned", one.name, err)
+	}
+}
+
+// TestQuorumLost: two of the three servers are killed for the outage, then
+// restarted with their data.
+//
+// Pass: zero failed calls while there is no quorum (callers serve their
+// caches, the instances keep running); an instance that starts during the
+// outage is accepted by its agent (registration is agent-local) and
+// reaches the caller within 5 s of the quorum returning, with nothing
+// restarted but the servers.
+func TestQuorumLost(t *testing.T) {
+	r := &result{order: 4, scenario: "Two of three servers lost"}
+	report(t, r)
+	e := newEnv(t, 3, 2)
+	c1, c2 := e.c.Clients[0], e.c.Clients[1]
+	e.startInstance("hello-1", c1, c2)
+	e.startInstance("hello-2", c2, c1)
+	cl := e.newCaller("caller", httpclient.DefaultRetries, c1, c2)
+	cl.waitSees(t, "two instances", deadline, exactly("hello-1", "hello-2"))
+	l := e.startLoad(cl, rate, 3*time.Minute)
+	hold(time.Second)
+
+	win := e.window()
+	leader := e.c.Leader(t)
+	lost := []*consultest.Node{leader}
+	for _, s := range e.c.Servers {
+		if s != leader && len(lost) < 2 {
+			lost = append(lost, s)
+		}
+	}
+	killed := time.Now()
+	for _, s := range lost {
+		s.Kill()
+	}
+	hold(outage() / 3)
+	// Start may wait for the agent: Consul 1.14 agents hold their local
+	// state lock while anti-entropy RPCs wait for a leader (7 s each, see
+	// docs/reliability.md), so it runs beside the outage.
+	late := e.newInstance("hello-3", c1, c2)
+	started := time.Now()
+	startErr := make(chan error, 1)
+	go func() { startErr <- late.start(outage() + 2*deadline) }()
+	hold(max(0, outage()-time.Since(killed)))
+
+	for _, s := range lost {
+		s.RestartNoWait(t, true)
+	}
+	e.c.Leader(t)
+	quorum := time.Now()
+	var accepted time.Time
+	select {
+	case err := <-startErr:
+		if err != nil {
+			t.Fatalf("hello-3: Start: %v", err)
+		}
+		accepted = time.Now()
+	case <-time.After(2 * deadline):
+		t.Fatalf("hello-3: Start still running %v after the quorum returned", 2*deadline)
+	}
+	acceptedWhen := fmt.Sprintf("%s after its start, before the quorum returned", ms(accepted.Sub(started)))
+	if accepted.After(quorum) {
+		acceptedWhen = fmt.Sprintf("%s after its start, %s after the quorum returned", ms(accepted.Sub(started)), ms(accepted.Sub(quorum)))
+	}
+	seen := cl.waitSees(t, "hello-3 after the quorum returned", deadline, has("hello-3"))
+	reached := seen.Sub(quorum)
+	hold(time.Second)
+	l.stop()
+	st := l.stats()
+
+	r.happened = fmt.Sprintf("%s and %s killed for %v; hello-3 started meanwhile: accepted %s; keeper failovers %d", lost[0].Name, lost[1].Name, outage(), acceptedWhen, late.status().Failovers)
+	r.failed = fmt.Sprintf("%d of %d", st.failed, st.sent)
+	r.recovery = fmt.Sprintf("quorum %s after the restart began; hello-3 reached the caller %s after the quorum", ms(quorum.Sub(killed)-outage()), ms(reached))
+	r.requests = win.String()
+
+	if st.failed != 0 || st.blocked != 0 {
+		t.Errorf("%d of %d calls failed, %d blocked, want 0: %q", st.failed, st.sent, st.blocked, st.errs)
+	}
+	if reached > 5*time.Second {
+		t.Errorf("hello-3 reached the caller %v after the quorum returned, want ≤ 5s", reached)
+	}
+}
+
+// TestAgentPaused: the agent that a caller and an instance use is stopped
+// with SIGSTOP for the outage (it accepts connections and answers
+// nothing), then continued.
+//
+// Pass: no caller blocks: zero failed calls, no call slower than 1 s, and
+// every whole second of the pause has at least half the calls of the
+// steady rate succeeding; after SIGCONT, each instance is passing once.
+func TestAgentPaused(t *testing.T) {
+	r := &result{order: 5, scenario: "Agent paused (SIGSTOP)"}
+	report(t, r)
+	e := newEnv(t, 3, 2)
+	c1, c2 := e.c.Clients[0], e.c.Clients[1]
+	hung := e.startInstance("hello-1", c1, c2)
+	e.startInstance("hello-2", c2, c1)
+	e.startInstance("hello-3", c2, c1)
+	cl := e.newCaller("caller", httpclient.DefaultRetries, c1, c2)
+	cl.waitSees(t, "three instances", deadline, exactly("hello-1", "hello-2", "hello-3"))
+	l := e.startLoad(cl, rate, 3*time.Minute)
+	hold(time.Second)
+
+	win := e.window()
+	paused := time.Now()
+	c1.Pause()
+	hold(outage())
+	c1.Resume()
+	resumed := time.Now()
+	least := l.minOKPerSecond(paused, resumed)
+	dups := watchDuplicates(c2, 2*time.Minute, cl)
+	converged := waitCatalog(t, c2, "each instance passing once", deadline, func(insts []beacon.Instance) bool {
+		return exactly("hello-1", "hello-2", "hello-3")(instanceIDs(insts))
+	})
+	hold(3 * time.Second)
+	samples, seen := dups.stop()
+	l.stop()
+	st := l.stats()
+
+	r.happened = fmt.Sprintf("%s (hello-1's and the caller's first agent) paused for %v; hello-1 failed over %d time(s)", c1.Name, outage(), hung.status().Failovers)
+	r.failed = fmt.Sprintf("%d of %d; slowest call %s; at least %d calls/s succeeded during the pause (rate %d/s)", st.failed, st.sent, ms(st.maxLat), least, rate)
+	r.recovery = fmt.Sprintf("each instance passing once %s after SIGCONT; duplicate IDs in %d of %d samples", ms(converged.Sub(resumed)), len(seen), samples)
+	r.requests = win.String()
+
+	if st.failed != 0 || st.blocked != 0 {
+		t.Errorf("%d of %d calls failed, %d blocked, want 0: %q", st.failed, st.sent, st.blocked, st.errs)
+	}
+	if st.maxLat > time.Second {
+		t.Errorf("slowest call took %v, want < 1s: a caller blocked", st.maxLat)
+	}
+	if least < rate/2 {
+		t.Errorf("only %d calls succeeded in some second of the pause, want ≥ %d", least, rate/2)
+	}
+	if len(seen) > 0 {
+		t.Errorf("an ID was passing twice after SIGCONT: %q", seen)
+	}
+}
+
+// TestRollingRestart: the three instances are restarted one at a time the
+// way an orchestrator restarts cmd/sayhello: drain (the heartbeat check
+// goes critical, the drain grace passes, the instance deregisters), stop
+// the HTTP server, start again on the same address with the same ID, and
+// wait until every caller sees it before the next one. Two callers share
+// 200 calls/s: one with retries off, one with the default retries.
+//
+// Pass: zero failed calls for both, and zero failed attempts for both
+// (the retrying caller never needed its retries).
+func TestRollingRestart(t *testing.T) {
+	r := &result{order: 6, scenario: "Rolling restart under 200 calls/s"}
+	report(t, r)
+	e := newEnv(t, 3, 2)
+	c1, c2 := e.c.Clients[0], e.c.Clients[1]
+	ins := []*instance{
+		e.startInstance("hello-1", c1, c2),
+		e.startInstance("hello-2", c2, c1),
+		e.startInstance("hello-3", c1, c2),
+	}
+	noRetry := e.newCaller("no-retries", 0, c1, c2)
+	retry := e.newCaller("retries", httpclient.DefaultRetries, c2, c1)
+	all := exactly("hello-1", "hello-2", "hello-3")
+	for _, c := range []*caller{noRetry, retry} {
+		c.waitSees(t, "three instances", deadline, all)
+	}
+	l0 := e.startLoad(noRetry, 100, 3*time.Minute)
+	l2 := e.startLoad(retry, 100, 3*time.Minute)
+	hold(time.Second)
+
+	win := e.window()
+	began := time.Now()
+	var slowest time.Duration
+	for _, in := range ins {
+		t0 := time.Now()
+		if err := in.stop(); err != nil {
+			t.Fatalf("stopping %s: %v", in.id, err)
+		}
+		if err := in.start(deadline); err != nil {
+			t.Fatalf("starting %s again: %v", in.id, err)
+		}
+		for _, c := range []*caller{noRetry, retry} {
+			c.waitSees(t, in.id+" back", deadline, all)
+		}
+		slowest = max(slowest, time.Since(t0))
+	}
+	took := time.Since(began)
+	hold(time.Second)
+	l0.stop()
+	l2.stop()
+	s0, s2 := l0.stats(), l2.stats()
+	f0, f2 := noRetry.base.failed.Load(), retry.base.failed.Load()
+
+	r.happened = fmt.Sprintf("hello-1..3 drained, stopped and started one at a time in %s", ms(took))
+	r.failed = fmt.Sprintf("%d of %d with retries off, %d of %d with retries on; failed attempts %d and %d", s0.failed, s0.sent, s2.failed, s2.sent, f0, f2)
+	r.recovery = fmt.Sprintf("slowest instance back in every caller %s after its drain began (drain grace %v)", ms(slowest), keeper.DefaultDrainGrace)
+	r.requests = win.String()
+
+	for _, st := range []loadStats{s0, s2} {
+		if st.failed != 0 || st.blocked != 0 {
+			t.Errorf("%d of %d calls failed, %d blocked, want 0: %q", st.failed, st.sent, st.blocked, st.errs)
+		}
+	}
+	for _, c := range []*caller{noRetry, retry} {
+		if n := c.base.failed.Load(); n != 0 {
+			c.base.mu.Lock()
+			t.Errorf("%s: %d attempts failed, want 0: %q", c.name, n, c.base.firstFailures)
+			c.base.mu.Unlock()
+		}
+	}
+	if s0.sent+s2.sent < int(took/time.Second)*150 {
+		t.Errorf("only %d calls sent in %v, want about 200/s", s0.sent+s2.sent, took)
+	}
+}
+
+// TestAgentRestart: a client agent is restarted, first keeping its data
+// dir, then with it wiped. hello-1 knows only that agent; hello-2 prefers
+// it and knows the other; hello-3 is on the other agent.
+//
+// Pass, for each restart: the catalog and the caller converge to the three
+// instances, each passing once; no sample from the restart on lists an ID
+// twice; zero failed calls.
+func TestAgentRestart(t *testing.T) {
+	r := &result{order: 7, scenario: "Agent restart, with and without its data dir"}
+	report(t, r)
+	e := newEnv(t, 3, 2)
+	c1, c2 := e.c.Clients[0], e.c.Clients[1]
+	e.startInstance("hello-1", c1)
+	e.startInstance("hello-2", c1, c2)
+	e.startInstance("hello-3", c2, c1)
+	cl := e.newCaller("caller", httpclient.DefaultRetries, c2, c1)
+	all := []string{"hello-1", "hello-2", "hello-3"}
+	cl.waitSees(t, "three instances", deadline, exactly(all...))
+	l := e.startLoad(cl, rate, 3*time.Minute)
+	hold(time.Second)
+
+	win := e.window()
+	var happened, recovery []string
+	for _, keep := range []bool{true, false} {
+		what := "with its data dir"
+		if !keep {
+			what = "with its data dir wiped"
+		}
+		dups := watchDuplicates(c2, 2*time.Minute, cl)
+		t0 := time.Now()
+		c1.Restart(t, keep)
+		ready := time.Since(t0)
+		converged := waitCatalog(t, c2, "three instances passing once each after a restart "+what, deadline, func(insts []beacon.Instance) bool {
+			return exactly(all...)(instanceIDs(insts))
+		})
+		cl.waitSees(t, "three instances after a restart "+what, deadline, exactly(all...))
+		hold(3 * time.Second) // keep sampling after convergence
+		samples, seen := dups.stop()
+		if len(seen) > 0 {
+			t.Errorf("restart %s: an ID was passing twice: %q", what, seen)
+		}
+		happened = append(happened, fmt.Sprintf("%s restarted %s (ready in %s)", c1.Name, what, ms(ready)))
+		recovery = append(recovery, fmt.Sprintf("%s: converged %s after the restart began, duplicate IDs in %d of %d samples", what, ms(converged.Sub(t0)), len(seen), samples))
+	}
+	l.stop()
+	st := l.stats()
+
+	r.happened = strings.Join(happened, "; then ")
+	r.failed = fmt.Sprintf("%d of %d", st.failed, st.sent)
+	r.recovery = strings.Join(recovery, "; ")
+	r.requests = win.String()
+	if st.failed != 0 || st.blocked != 0 {
+		t.Errorf("%d of %d calls failed, %d blocked, want 0: %q", st.failed, st.sent, st.blocked, st.errs)
 	}
 }

@@ -110,15 +110,23 @@ type instance struct {
 // lists an instance that refuses connections), and is stopped at cleanup.
 func (e *env) startInstance(id string, agents ...*consultest.Node) *instance {
 	e.t.Helper()
-	in := &instance{e: e, id: id, addr: "127.0.0.1:0", agents: cfg(agents...)}
-	if err := in.start(context.Background()); err != nil {
+	in := e.newInstance(id, agents...)
+	if err := in.start(deadline); err != nil {
 		e.t.Fatalf("starting instance %s: %v", id, err)
 	}
+	return in
+}
+
+// newInstance returns an instance that is not started yet; it is stopped
+// at cleanup.
+func (e *env) newInstance(id string, agents ...*consultest.Node) *instance {
+	in := &instance{e: e, id: id, addr: "127.0.0.1:0", agents: cfg(agents...)}
 	e.t.Cleanup(func() { _ = in.stop() })
 	return in
 }
 
-func (in *instance) start(ctx context.Context) error {
+// start serves and registers, giving the keeper's Start up to timeout.
+func (in *instance) start(timeout time.Duration) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	ln, err := net.Listen("tcp", in.addr)
@@ -140,7 +148,7 @@ func (in *instance) start(ctx context.Context) error {
 		keeper.WithBackend(in.e.reqs.keeperBackend()),
 		keeper.WithLogger(in.e.logger("keeper")))
 	if err == nil {
-		sctx, cancel := context.WithTimeout(ctx, deadline)
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err = in.k.Start(sctx)
 		cancel()
 	}
