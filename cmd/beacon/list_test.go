@@ -181,3 +181,19 @@ func hasLine(out string, fields ...string) bool {
 	}
 	return false
 }
+
+// TestServicesHiddenByACLs: a token that may read nothing sees an empty
+// catalog, not an error; beacon says what that most likely means.
+func TestServicesHiddenByACLs(t *testing.T) {
+	srv := consultest.NewServer(t, consultest.WithACL())
+	tok := srv.MintToken(t, `key_prefix "" { policy = "read" }`)
+	r := beaconRun(t, []string{"CONSUL_HTTP_TOKEN=" + tok}, "services", "-consul", srv.HTTPAddr)
+	if r.code != 0 || !strings.Contains(r.stderr, "no service visible") || strings.Contains(r.stdout+r.stderr, tok) {
+		t.Errorf("beacon services with a blind token: exit %d, stderr %q; want 0 and the hint, never the token", r.code, r.stderr)
+	}
+	r = beaconRun(t, []string{"CONSUL_HTTP_TOKEN=" + srv.ManagementToken()}, "services", "-json", "-consul", srv.HTTPAddr)
+	var got []serviceSummary
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || len(got) != 1 || got[0].Name != "consul" || got[0].Passing != 1 {
+		t.Errorf("beacon services -json with the management token = %+v, %v; want consul, 1 passing", got, err)
+	}
+}

@@ -63,6 +63,11 @@ func (c *command) services(args []string) error {
 	if *asJSON {
 		return c.printJSON(out)
 	}
+	if len(out) == 0 {
+		// Every server registers "consul", so an empty catalog is almost
+		// always ACLs hiding it from this token.
+		fmt.Fprintln(c.stderr, "beacon: no service visible; with ACLs on, a token without service:read sees none (beacon doctor checks)")
+	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tPASSING\tWARNING\tCRITICAL\tTAGS")
 	for _, s := range out {
