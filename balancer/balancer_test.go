@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -375,6 +377,10 @@ func TestWeightedMatchesReference(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewSet(weightedInsts(tt.weights...), nil)
+			if s.wReady.Load() {
+				t.Fatal("NewSet built Weighted's state before any Weighted pick")
+			}
+			s.buildWeighted(nil)
 			if got := s.sched == nil; got != tt.mutex {
 				t.Fatalf("NewSet(weights %v) uses the mutex: %v, want %v", tt.weights, got, tt.mutex)
 			}
@@ -715,5 +721,19 @@ func TestTwoOfUniform(t *testing.T) {
 				t.Errorf("twoOf(%d) drew (%d, %d) %d times, want about %d", n, i, j, got[i][j], want)
 			}
 		}
+	}
+}
+
+func TestHostPort(t *testing.T) {
+	for _, tt := range []struct {
+		host string
+		port int
+	}{{"127.0.0.1", 80}, {"::1", 8500}, {"fe80::1%lo", 0}, {"web.example", 65535}, {"", 1}} {
+		if got, want := hostPort(tt.host, tt.port), net.JoinHostPort(tt.host, strconv.Itoa(tt.port)); got != want {
+			t.Errorf("hostPort(%q, %d) = %q, want %q", tt.host, tt.port, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = hostPort("127.0.0.1", 8500) }); n != 1 {
+		t.Errorf("hostPort allocates %v times, want 1", n)
 	}
 }

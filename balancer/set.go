@@ -1,8 +1,8 @@
 package balancer
 
 import (
-	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -21,6 +21,14 @@ type Set struct {
 	// this Set. When a whole cycle of the smooth weighted round robin is
 	// short enough, it is precomputed into sched and a pick is one atomic
 	// add; otherwise the algorithm runs under mu.
+	//
+	// The state is built at the first Weighted pick (or carried from prev
+	// when prev had it), so Sets only other balancers read cost nothing
+	// for it: a cache watching thousands of instances builds a Set per
+	// snapshot.
+	wReady atomic.Bool // the fields below are built
+	wOnce  sync.Once
+
 	sched []int32 // endpoint index for each step of one cycle; nil: use mu
 
 	live  []int32 // endpoints with positive weight (all of them when none has)
@@ -79,14 +87,42 @@ func NewSet(insts []beacon.Instance, prev *Set) *Set {
 		e := &backing[i]
 		*e = Endpoint{
 			Instance: &insts[i],
-			Addr:     net.JoinHostPort(in.Address, strconv.Itoa(in.Port)),
+			Addr:     hostPort(in.Address, in.Port),
 			weight:   weightOf(in),
 			load:     ld,
 		}
 		s.eps[i] = e
 	}
-	s.initWeighted(prev)
+	if prev != nil && prev.wReady.Load() {
+		s.buildWeighted(prev)
+	}
 	return s
+}
+
+// buildWeighted builds Weighted's state once.
+func (s *Set) buildWeighted(prev *Set) {
+	s.wOnce.Do(func() {
+		s.initWeighted(prev)
+		s.wReady.Store(true)
+	})
+}
+
+// hostPort is net.JoinHostPort(host, strconv.Itoa(port)) in one
+// allocation instead of two: a cache holds one per watched instance.
+func hostPort(host string, port int) string {
+	var b strings.Builder
+	b.Grow(len(host) + 8)
+	if strings.IndexByte(host, ':') >= 0 {
+		b.WriteByte('[')
+		b.WriteString(host)
+		b.WriteByte(']')
+	} else {
+		b.WriteString(host)
+	}
+	b.WriteByte(':')
+	var digits [20]byte
+	b.Write(strconv.AppendInt(digits[:0], int64(port), 10))
+	return b.String()
 }
 
 // Len returns the number of endpoints in s; 0 for a nil Set.
@@ -197,6 +233,9 @@ func (s *Set) smooth() int {
 // pickWeighted returns the next endpoint of the smooth weighted round robin.
 // s is not empty.
 func (s *Set) pickWeighted() *Endpoint {
+	if !s.wReady.Load() {
+		s.buildWeighted(nil)
+	}
 	if s.sched != nil {
 		c := s.cursor.Add(1) - 1
 		return s.eps[s.sched[c%uint64(len(s.sched))]]
