@@ -442,13 +442,13 @@ type watch struct {
 	once   sync.Once
 
 	subMu sync.Mutex
-	subs  map[chan struct{}]struct{}
+	subs  []chan struct{} // a slice, not a map: most watches have one or two
 }
 
 // startWatch starts a loop for a new watch, or hands it to the change feed
 // once the long-poll budget is spent. Caller holds c.mu.
 func (c *Cache) startWatch(key string, q beacon.Query) *watch {
-	w := &watch{key: key, q: q, ready: make(chan struct{}), subs: map[chan struct{}]struct{}{}, fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy}
+	w := &watch{key: key, q: q, ready: make(chan struct{}), fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy}
 	if w.fallback {
 		w.q.IncludeUnhealthy = true // filtered in publish
 	}
@@ -592,27 +592,26 @@ func sameInstances(a, b []beacon.Instance) bool {
 func (w *watch) subscribe() chan struct{} {
 	ch := make(chan struct{}, 1)
 	w.subMu.Lock()
-	w.subs[ch] = struct{}{}
+	w.subs = append(w.subs, ch)
 	w.subMu.Unlock()
 	return ch
 }
 
 func (w *watch) unsubscribe(ch chan struct{}) {
 	w.subMu.Lock()
-	delete(w.subs, ch)
+	if i := slices.Index(w.subs, ch); i >= 0 {
+		w.subs = slices.Delete(w.subs, i, i+1)
+	}
 	w.subMu.Unlock()
 }
 
 // notify wakes every subscriber without blocking: each channel holds at
 // most one pending wake-up, and a reader always loads the newest snapshot.
+// Sends that cannot block are cheap enough to make under the lock.
 func (w *watch) notify() {
 	w.subMu.Lock()
-	chans := make([]chan struct{}, 0, len(w.subs))
-	for ch := range w.subs {
-		chans = append(chans, ch)
-	}
-	w.subMu.Unlock()
-	for _, ch := range chans {
+	defer w.subMu.Unlock()
+	for _, ch := range w.subs {
 		select {
 		case ch <- struct{}{}:
 		default:
