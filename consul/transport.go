@@ -91,6 +91,9 @@ func (c Config) NewHTTPClient() (*http.Client, Endpoint, error) {
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		MaxConnsPerHost:       c.MaxConns,
+		// Requests to an agent are small; the default 4 KiB write buffer
+		// per connection is mostly idle memory with many long polls.
+		WriteBufferSize: 1024,
 	}
 	if c.MaxConns > 0 && c.MaxConns < tr.MaxIdleConnsPerHost {
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = c.MaxConns, c.MaxConns
