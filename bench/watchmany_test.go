@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +54,19 @@ func establishedTo(addr string) (int, error) {
 	return n, sc.Err()
 }
 
+// writeHeapProfile writes the live heap to path, for finding what the
+// cache keeps per instance.
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkWatchMany watches 1,000 services of 10 instances each (4 meta
 // keys of 16 characters per instance) through one agent with a blocking
 // wait of 10 s, then stays idle (60 s; BEACON_IDLE=20s shortens it). It
@@ -60,7 +74,8 @@ func establishedTo(addr string) (int, error) {
 // connections to the agent's HTTP port from /proc/net/tcp (conns),
 // requests per minute while idle (idle-req/min) and per watched service per
 // wait period (req/svc/wait), and heap bytes per watched instance
-// (B/instance).
+// (B/instance). BEACON_HEAPPROFILE=file writes the heap profile taken
+// when B/instance is measured.
 func BenchmarkWatchMany(b *testing.B) {
 	const services, perService = 1000, 10
 	const wait = 10 * time.Second
@@ -110,6 +125,9 @@ func BenchmarkWatchMany(b *testing.B) {
 	reg.(interface{ Close() error }).Close()
 
 	var peak atomic.Int64
+	// The sampler allocates; heap measurements hold sampling so that what
+	// they count is the cache's.
+	var sampling sync.Mutex
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -117,9 +135,11 @@ func BenchmarkWatchMany(b *testing.B) {
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		for {
+			sampling.Lock()
 			if n, err := establishedTo(srv.HTTPAddr); err == nil && int64(n) > peak.Load() {
 				peak.Store(int64(n))
 			}
+			sampling.Unlock()
 			select {
 			case <-stopSampling:
 				return
@@ -129,8 +149,10 @@ func BenchmarkWatchMany(b *testing.B) {
 	}()
 
 	var ms0, ms1 runtime.MemStats
+	sampling.Lock()
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
+	sampling.Unlock()
 	counter := &requestCounter{}
 	cache, err := discovery.New(srv.Config(), discovery.WithWaitTime(wait), discovery.WithMetrics(counter))
 	if err != nil {
@@ -153,8 +175,13 @@ func BenchmarkWatchMany(b *testing.B) {
 			b.Fatalf("watch %d: %d instances, %v", i, len(s.Instances), err)
 		}
 	}
+	sampling.Lock()
 	runtime.GC()
 	runtime.ReadMemStats(&ms1)
+	if path := os.Getenv("BEACON_HEAPPROFILE"); path != "" {
+		writeHeapProfile(b, path)
+	}
+	sampling.Unlock()
 
 	before := counter.n.Load()
 	time.Sleep(idle)
