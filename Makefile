@@ -8,7 +8,7 @@ PATH_CONSUL := $(shell command -v consul 2>/dev/null)
 CONSUL_BIN  ?= $(if $(PATH_CONSUL),$(PATH_CONSUL),$(CURDIR)/bin/consul)
 export CONSUL_BIN
 
-.PHONY: all test vet fuzz consul demo build clean
+.PHONY: all test vet fuzz faults consul demo build clean
 
 all: build
 
@@ -37,6 +37,18 @@ test: consul vet
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeHealth$$' -fuzztime $(or $(FUZZTIME),40000x) ./consulhttp
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateRegistration$$' -fuzztime $(or $(FUZZTIME),200000x) .
+
+# The fault suite (faults/) with 30-second outages on real clusters: prints
+# the table of figures and writes it into docs/reliability.md with the
+# machine and the date. `make test` runs the same scenarios with 5-second
+# outages.
+faults: consul
+	@mkdir -p bin; rc=0; \
+	BEACON_FAULTS=1 BEACON_FAULTS_DOC=$(CURDIR)/docs/reliability.md \
+		$(GO) test -race -count=1 -timeout 20m -v -run '^Test' ./faults > bin/faults.log 2>&1 || rc=$$?; \
+	grep -E '^(--- |ok|FAIL|PASS)|^\s+(faults|harness)_test.go:[0-9]+:|^\||^Run of|^goleak|^faults report' bin/faults.log; \
+	if [ $$rc -ne 0 ]; then echo "make faults: failed; the full log (agent logs included) is in bin/faults.log"; fi; \
+	exit $$rc
 
 demo: consul
 	@CONSUL_BIN=$(CONSUL_BIN) bash scripts/demo.sh
