@@ -221,6 +221,11 @@ type QueryMeta struct {
 	LastIndex   uint64
 	KnownLeader bool
 	LastContact time.Duration
+	// FilteredByACLs: Consul left out results the token may not read
+	// (X-Consul-Results-Filtered-By-ACLs). Consul sets it only for a token
+	// it knows, never for the anonymous one, and not on answers from its
+	// streaming backend, so false proves nothing.
+	FilteredByACLs bool
 }
 
 // Registry is the contract every backend implements. Methods are safe for

@@ -27,6 +27,7 @@ func (r *requestCounter) Request(string)        { r.n.Add(1) }
 func (r *requestCounter) WatchError(string)     {}
 func (r *requestCounter) IndexReset(string)     {}
 func (r *requestCounter) Published(string, int) {}
+func (r *requestCounter) ACLHidden(string)      {}
 
 // establishedTo counts ESTABLISHED TCP connections whose remote end is
 // addr, from the kernel's table, not from our own dialer.

@@ -66,11 +66,12 @@ func TestDecodeHealthAnswer(t *testing.T) {
 	h.Set("X-Consul-Index", "42")
 	h.Set("X-Consul-KnownLeader", "true")
 	h.Set("X-Consul-LastContact", "15")
+	h.Set("X-Consul-Results-Filtered-By-ACLs", "true")
 	insts, meta, err := decodeHealth(h, strings.NewReader(healthAnswer))
 	if err != nil {
 		t.Fatalf("decodeHealth(healthAnswer) = %v, want no error", err)
 	}
-	wantMeta := beacon.QueryMeta{LastIndex: 42, KnownLeader: true, LastContact: 15_000_000}
+	wantMeta := beacon.QueryMeta{LastIndex: 42, KnownLeader: true, LastContact: 15_000_000, FilteredByACLs: true}
 	if meta != wantMeta {
 		t.Errorf("decodeHealth(healthAnswer) meta = %+v, want %+v", meta, wantMeta)
 	}

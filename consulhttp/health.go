@@ -160,6 +160,7 @@ func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
 	}
 	m.LastIndex = idx
 	m.KnownLeader = h.Get("X-Consul-KnownLeader") == "true"
+	m.FilteredByACLs = h.Get("X-Consul-Results-Filtered-By-ACLs") == "true"
 	if lc := h.Get("X-Consul-LastContact"); lc != "" {
 		ms, err := strconv.ParseUint(lc, 10, 32)
 		if err != nil {

@@ -138,3 +138,18 @@ func (c *Client) HealthQueryBackend(ctx context.Context, service string) (string
 	drainClose(resp.Body)
 	return resp.Header.Get("X-Consul-Query-Backend"), nil
 }
+
+// ProbeACLs implements beacon.ACLProber from TokenSelf.
+func (c *Client) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {
+	_, err := c.TokenSelf(ctx)
+	switch {
+	case err == nil:
+		return beacon.ACLsToken, nil
+	case errors.Is(err, ErrACLDisabled):
+		return beacon.ACLsDisabled, nil
+	case errors.Is(err, beacon.ErrPermissionDenied):
+		return beacon.ACLsNoToken, nil
+	default:
+		return beacon.ACLsUnknown, err
+	}
+}

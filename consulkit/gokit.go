@@ -39,11 +39,11 @@ func NewInstancer(reg beacon.Registry, q beacon.Query, logger log.Logger) *Insta
 	s := &Instancer{cancel: cancel, done: make(chan struct{}), subs: map[chan<- sd.Event]struct{}{}}
 	go func() {
 		defer close(s.done)
-		watch.Loop(ctx, reg, q, watch.Options{}, func(r watch.Result) {
+		watch.Loop(ctx, reg, q, watch.Options{}, func(r watch.Result) error {
 			if r.Err != nil {
 				_ = logger.Log("service", q.Service, "err", r.Err)
 				s.update(ctx, sd.Event{Err: r.Err}, true)
-				return
+				return nil
 			}
 			addrs := make([]string, 0, len(r.Instances))
 			for _, in := range r.Instances {
@@ -51,6 +51,7 @@ func NewInstancer(reg beacon.Registry, q beacon.Query, logger log.Logger) *Insta
 			}
 			slices.Sort(addrs)
 			s.update(ctx, sd.Event{Instances: addrs}, false)
+			return nil
 		})
 	}()
 	return s

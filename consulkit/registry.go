@@ -175,7 +175,7 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		}
 		out = append(out, toInstance(e))
 	}
-	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact}, nil
+	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs}, nil
 }
 
 func toInstance(e *api.ServiceEntry) beacon.Instance {

@@ -58,28 +58,13 @@ func (s *Server) ManagementToken() string { return s.mgmtToken }
 // error. Tokens do not survive Restart.
 func (s *Server) MintToken(t testing.TB, rules string) string {
 	t.Helper()
-	if s.mgmtToken == "" {
-		t.Fatalf("consultest: MintToken on agent %s without WithACL", s.Name)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	name := "consultest-" + randomHex(8)
-	var policy struct{ ID string }
-	err := s.putJSON(ctx, "/v1/acl/policy", map[string]any{
-		"Name":        name,
-		"Description": "created by consultest.MintToken",
-		"Rules":       rules,
-	}, &policy)
-	if err == nil && policy.ID == "" {
-		err = fmt.Errorf("PUT /v1/acl/policy: no policy ID in the answer")
-	}
-	if err != nil {
-		t.Fatalf("consultest: MintToken: creating policy: %v", err)
-	}
+	policyID := s.createPolicy(t, ctx, "MintToken", rules)
 	var token struct{ SecretID string }
-	err = s.putJSON(ctx, "/v1/acl/token", map[string]any{
+	err := s.putJSON(ctx, "/v1/acl/token", map[string]any{
 		"Description": "created by consultest.MintToken",
-		"Policies":    []map[string]string{{"ID": policy.ID}},
+		"Policies":    []map[string]string{{"ID": policyID}},
 	}, &token)
 	if err == nil && token.SecretID == "" {
 		err = fmt.Errorf("PUT /v1/acl/token: no SecretID in the answer")
@@ -88,6 +73,44 @@ func (s *Server) MintToken(t testing.TB, rules string) string {
 		t.Fatalf("consultest: MintToken: creating token: %v", err)
 	}
 	return token.SecretID
+}
+
+// SetAnonymousPolicy gives the anonymous token a policy with the given
+// rules, as operators do to let DNS or untokened clients read the catalog.
+// It needs WithACL and fails the test on any error.
+func (s *Server) SetAnonymousPolicy(t testing.TB, rules string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	policyID := s.createPolicy(t, ctx, "SetAnonymousPolicy", rules)
+	err := s.putJSON(ctx, "/v1/acl/token/"+anonymousTokenID, map[string]any{
+		"Description": "anonymous token, policy set by consultest.SetAnonymousPolicy",
+		"Policies":    []map[string]string{{"ID": policyID}},
+	}, &struct{}{})
+	if err != nil {
+		t.Fatalf("consultest: SetAnonymousPolicy: updating the anonymous token: %v", err)
+	}
+}
+
+// createPolicy creates an ACL policy with rules and returns its ID.
+func (s *Server) createPolicy(t testing.TB, ctx context.Context, caller, rules string) string {
+	t.Helper()
+	if s.mgmtToken == "" {
+		t.Fatalf("consultest: %s on agent %s without WithACL", caller, s.Name)
+	}
+	var policy struct{ ID string }
+	err := s.putJSON(ctx, "/v1/acl/policy", map[string]any{
+		"Name":        "consultest-" + randomHex(8),
+		"Description": "created by consultest." + caller,
+		"Rules":       rules,
+	}, &policy)
+	if err == nil && policy.ID == "" {
+		err = fmt.Errorf("PUT /v1/acl/policy: no policy ID in the answer")
+	}
+	if err != nil {
+		t.Fatalf("consultest: %s: creating policy: %v", caller, err)
+	}
+	return policy.ID
 }
 
 // putJSON sends PUT path with body as JSON and the management token, if

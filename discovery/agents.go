@@ -70,6 +70,19 @@ func (a *agents) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	return insts, meta, err
 }
 
+// probeACLs asks the current agent about ACLs, when its backend can.
+func (a *agents) probeACLs(ctx context.Context) (beacon.ACLs, error) {
+	i, err := a.pick(ctx)
+	if err != nil {
+		return beacon.ACLsUnknown, err
+	}
+	p, ok := a.regs[i].(beacon.ACLProber)
+	if !ok {
+		return beacon.ACLsUnknown, errors.New("discovery: the backend cannot ask about ACLs")
+	}
+	return p.ProbeACLs(ctx)
+}
+
 func (a *agents) markDown(i int, cause error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

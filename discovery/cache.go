@@ -135,6 +135,7 @@ type Cache struct {
 	wg     sync.WaitGroup
 
 	feed *feed
+	acl  *aclGuard
 
 	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
 	dirty atomic.Bool              // a snapshot changed since the file was written
@@ -194,6 +195,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.agents = newAgents(c.ctx, &c.wg, c.regs, addrs, o.probe, o.logger)
 	c.feed = newFeed(c)
+	c.acl = &aclGuard{c: c, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout()}
 	if o.snapshotFile != "" {
 		var err error
 		if c.saved, err = loadSnapshots(o.snapshotFile); err != nil {
@@ -307,7 +309,7 @@ func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (
 			return balancer.Picked{}, err
 		}
 	}
-	return b.Pick(s.Set)
+	return pick(s, b)
 }
 
 type pinnedWatch struct {
@@ -474,20 +476,38 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		wloop.Loop(ctx, lookup, q, opts, func(r wloop.Result) { c.publish(w, r) })
+		wloop.Loop(ctx, lookup, q, opts, func(r wloop.Result) error { return c.publish(w, r) })
 		w.once.Do(func() { close(w.ready) }) // stopped before any answer
 	}()
 	return w
 }
 
 // publish turns a loop result into a snapshot. Errors keep the last good
-// instances and record the error; answers replace them, empty or not.
-func (c *Cache) publish(w *watch, r wloop.Result) {
+// instances and record the error; answers replace them, empty or not. It
+// returns an error for an answer it did not believe (an empty list that
+// ACLs caused), so the caller asks again without blocking, after a backoff.
+func (c *Cache) publish(w *watch, r wloop.Result) error {
 	prev := w.snap.Load()
+	// An empty answer may be ACLs hiding the service, which Consul answers
+	// exactly like a scale to zero; it is checked unless the last snapshot
+	// was already a believed empty one.
+	if r.Err == nil && len(r.Instances) == 0 && (prev == nil || prev.Err != nil || len(prev.Instances) > 0) {
+		insts, err := c.acl.check(w, r.Meta)
+		if err != nil {
+			r.Err = err
+		} else if len(insts) > 0 {
+			r.Instances = insts // a fresher answer than the empty one
+		}
+	}
 	var next *Snapshot
+	if r.Err != nil && prev != nil && isHidden(r.Err) && isHidden(prev.Err) {
+		return r.Err // still hidden: already published, nobody is woken
+	}
 	if r.Err != nil {
-		c.o.metrics.WatchError(w.q.Service)
-		c.o.logger.Warn("discovery: watch error; serving the last good snapshot", "service", w.q.Service, "err", r.Err)
+		if !isHidden(r.Err) { // reported once by the guard
+			c.o.metrics.WatchError(w.q.Service)
+			c.o.logger.Warn("discovery: watch error; serving the last good snapshot", "service", w.q.Service, "err", r.Err)
+		}
 		if prev != nil {
 			s := *prev
 			s.Err = r.Err
@@ -507,7 +527,7 @@ func (c *Cache) publish(w *watch, r wloop.Result) {
 			s.Index, s.Updated = r.Meta.LastIndex, time.Now()
 			w.snap.Store(&s) // fresher, unchanged: nobody is woken
 			w.once.Do(func() { close(w.ready) })
-			return
+			return nil
 		}
 		var prevSet *balancer.Set
 		if prev != nil {
@@ -523,6 +543,10 @@ func (c *Cache) publish(w *watch, r wloop.Result) {
 	w.snap.Store(next)
 	w.once.Do(func() { close(w.ready) })
 	w.notify()
+	if isHidden(r.Err) {
+		return r.Err
+	}
+	return nil
 }
 
 // applyPolicy keeps the passing instances, or with the fallback policy the
@@ -639,6 +663,14 @@ func (w *Watcher) Pick(b balancer.Balancer) (balancer.Picked, error) {
 	s := w.w.snap.Load()
 	if s == nil {
 		return balancer.Picked{}, beacon.ErrNoInstances
+	}
+	return pick(s, b)
+}
+
+// pick picks from s; an empty snapshot with an error says why it is empty.
+func pick(s *Snapshot, b balancer.Balancer) (balancer.Picked, error) {
+	if s.Set.Len() == 0 && s.Err != nil {
+		return balancer.Picked{}, fmt.Errorf("%w for %q: %w", beacon.ErrNoInstances, s.Service, s.Err)
 	}
 	return b.Pick(s.Set)
 }

@@ -252,7 +252,7 @@ func healthAnswer(service string, ids []string) string {
 
 // countingMetrics counts what the cache reports (one watched service per test).
 type countingMetrics struct {
-	requests, watchErrors, indexResets, published atomic.Int64
+	requests, watchErrors, indexResets, published, aclHidden atomic.Int64
 }
 
 var _ discovery.Metrics = (*countingMetrics)(nil)
@@ -261,6 +261,7 @@ func (m *countingMetrics) Request(string)        { m.requests.Add(1) }
 func (m *countingMetrics) WatchError(string)     { m.watchErrors.Add(1) }
 func (m *countingMetrics) IndexReset(string)     { m.indexResets.Add(1) }
 func (m *countingMetrics) Published(string, int) { m.published.Add(1) }
+func (m *countingMetrics) ACLHidden(string)      { m.aclHidden.Add(1) }
 
 // waitFirst starts watching service and waits for the first snapshot.
 func waitFirst(t *testing.T, c *discovery.Cache, service string) (*discovery.Watcher, *discovery.Snapshot) {

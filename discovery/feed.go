@@ -133,7 +133,9 @@ func (f *feed) work() {
 		if ctx.Err() != nil {
 			return
 		}
-		f.c.publish(w, wloop.Result{Instances: insts, Meta: meta, Err: err})
+		if perr := f.c.publish(w, wloop.Result{Instances: insts, Meta: meta, Err: err}); perr != nil {
+			err = perr
+		}
 		if err != nil {
 			f.retryLater(w)
 		} else {

@@ -12,6 +12,9 @@ type Metrics interface {
 	IndexReset(service string)
 	// Published reports a new snapshot and how many instances it holds.
 	Published(service string, instances int)
+	// ACLHidden counts an empty answer the cache did not believe because
+	// ACLs hide the service from this client (see ErrHiddenByACLs).
+	ACLHidden(service string)
 }
 
 type nopMetrics struct{}
@@ -20,3 +23,4 @@ func (nopMetrics) Request(string)        {}
 func (nopMetrics) WatchError(string)     {}
 func (nopMetrics) IndexReset(string)     {}
 func (nopMetrics) Published(string, int) {}
+func (nopMetrics) ACLHidden(string)      {}

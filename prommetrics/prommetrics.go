@@ -19,7 +19,7 @@ import (
 
 // Collector is both the cache's Metrics sink and a Prometheus collector.
 type Collector struct {
-	requests, errors, resets, published *prometheus.CounterVec
+	requests, errors, resets, published, aclHidden *prometheus.CounterVec
 
 	age, instances, stale *prometheus.Desc
 	cache                 atomic.Pointer[discovery.Cache]
@@ -43,6 +43,7 @@ func New() *Collector {
 		errors:    counter("watch_errors_total", "Failed queries; the last good snapshot was kept."),
 		resets:    counter("index_resets_total", "Consul indexes that went backwards (an agent's state was reset)."),
 		published: counter("snapshots_total", "Snapshots published after a change."),
+		aclHidden: counter("acl_hidden_total", "Empty answers not believed because ACLs hide the service from the client's token; the last good snapshot was kept."),
 		age:       desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
 		instances: desc("instances", "Instances in the current snapshot."),
 		stale:     desc("stale", "1 while the snapshot is served despite an error."),
@@ -64,12 +65,16 @@ func (c *Collector) IndexReset(service string) { c.resets.WithLabelValues(servic
 // Published implements discovery.Metrics.
 func (c *Collector) Published(service string, _ int) { c.published.WithLabelValues(service).Inc() }
 
+// ACLHidden implements discovery.Metrics.
+func (c *Collector) ACLHidden(service string) { c.aclHidden.WithLabelValues(service).Inc() }
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.requests.Describe(ch)
 	c.errors.Describe(ch)
 	c.resets.Describe(ch)
 	c.published.Describe(ch)
+	c.aclHidden.Describe(ch)
 	ch <- c.age
 	ch <- c.instances
 	ch <- c.stale
@@ -81,6 +86,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.errors.Collect(ch)
 	c.resets.Collect(ch)
 	c.published.Collect(ch)
+	c.aclHidden.Collect(ch)
 	cache := c.cache.Load()
 	if cache == nil {
 		return

@@ -41,13 +41,15 @@ type Result struct {
 
 // Loop runs blocking queries for q until ctx ends, calling emit with every
 // answer whose index moved and with every error. It returns when ctx ends;
-// the in-flight query is cancelled with it.
+// the in-flight query is cancelled with it. When emit refuses an answer
+// (returns an error), the loop treats it as failed: it backs off and asks
+// again from index 0, so the next answer is emitted even if nothing moved.
 //
 // Index rules (Consul's blocking-query documentation): the first query and
 // the first after any error start from 0 (a fresh agent given an old,
 // higher index blocks for the whole wait even when its data changes); an
 // index that goes backwards resets to 0; an index below 1 is treated as 1.
-func Loop(ctx context.Context, reg Lookup, q beacon.Query, o Options, emit func(Result)) {
+func Loop(ctx context.Context, reg Lookup, q beacon.Query, o Options, emit func(Result) error) {
 	if o.WaitTime <= 0 {
 		o.WaitTime = 5 * time.Minute
 	}
@@ -74,30 +76,35 @@ func Loop(ctx context.Context, reg Lookup, q beacon.Query, o Options, emit func(
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil {
+			// An index below 1 is treated as 1 before it is compared: an
+			// agent that answers 0 again and again has not gone backwards,
+			// and the next query must block on 1, not go out without an
+			// index.
+			next := max(meta.LastIndex, 1)
+			if next < index {
+				next = 0 // went backwards: the agent's state was reset
+				if o.OnIndexReset != nil {
+					o.OnIndexReset()
+				}
+			}
+			if index == 0 || next != index {
+				err = emit(Result{Instances: insts, Meta: meta})
+			}
+			index = next
+			if err == nil {
+				backoff = o.MinBackoff
+			}
+		} else {
+			_ = emit(Result{Err: err})
+		}
 		if err != nil {
 			index = 0
-			emit(Result{Err: err})
 			if !sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
 				return
 			}
 			backoff = min(backoff*2, o.MaxBackoff)
-			continue
 		}
-		backoff = o.MinBackoff
-		// An index below 1 is treated as 1 before it is compared: an agent
-		// that answers 0 again and again has not gone backwards, and the
-		// next query must block on 1, not go out without an index.
-		next := max(meta.LastIndex, 1)
-		if next < index {
-			next = 0 // went backwards: the agent's state was reset
-			if o.OnIndexReset != nil {
-				o.OnIndexReset()
-			}
-		}
-		if index == 0 || next != index {
-			emit(Result{Instances: insts, Meta: meta})
-		}
-		index = next
 	}
 }
 
