@@ -92,6 +92,42 @@ func (s *Server) SetAnonymousPolicy(t testing.TB, rules string) {
 	}
 }
 
+// RevokeToken deletes the token whose secret is given, as an operator
+// revoking a rotated-out token does. It needs WithACL and fails the test on
+// any error.
+func (s *Server) RevokeToken(t testing.TB, secret string) {
+	t.Helper()
+	if s.mgmtToken == "" {
+		t.Fatalf("consultest: RevokeToken on agent %s without WithACL", s.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// The accessor ID names the token in the API; the secret finds it.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL()+"/v1/acl/token/self", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Consul-Token", secret)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatalf("consultest: RevokeToken: %v", err)
+	}
+	var self struct{ AccessorID string }
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&self)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || self.AccessorID == "" {
+		t.Fatalf("consultest: RevokeToken: reading the token: status %d, %v", resp.StatusCode, err)
+	}
+	req, err = http.NewRequestWithContext(ctx, http.MethodDelete, s.URL()+"/v1/acl/token/"+self.AccessorID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok bool
+	if err := s.do(req, &ok); err != nil || !ok {
+		t.Fatalf("consultest: RevokeToken: deleting the token: %v (answer %v)", err, ok)
+	}
+}
+
 // createPolicy creates an ACL policy with rules and returns its ID.
 func (s *Server) createPolicy(t testing.TB, ctx context.Context, caller, rules string) string {
 	t.Helper()

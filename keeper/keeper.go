@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -117,6 +118,13 @@ type Keeper struct {
 
 	halted bool // set by Stop under op: nothing registers afterwards
 
+	// tokens re-reads the token file (nil without one). The agent syncs a
+	// service to the catalog with the token it was registered with, so when
+	// the file's token changes the keeper registers again: otherwise
+	// revoking the old token would silently break the sync.
+	tokens   *consul.TokenSource
+	regToken [sha256.Size]byte // digest of the token of the last registration; guarded by op
+
 	mu       sync.Mutex // guards the fields below
 	state    int        // stateNew, stateRunning, stateStopped
 	status   Status
@@ -159,6 +167,9 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 		return nil, err
 	}
 	k.reg = reg
+	if cfg.TokenFile != "" {
+		k.tokens = cfg.NewTokenSource()
+	}
 	addrs := cfg.Addresses
 	if len(addrs) == 0 {
 		addrs = []string{consul.DefaultAddress}
@@ -302,9 +313,13 @@ func (k *Keeper) registerAnywhere(ctx context.Context, first int) error {
 func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	rctx, cancel := context.WithTimeout(ctx, consul.DefaultTimeout)
 	defer cancel()
+	// Read before the backend reads it: if the file changes in between, the
+	// digest is the older one and the next heartbeat registers again.
+	tok := k.tokenDigest()
 	if err := k.agents[i].reg.Register(rctx, k.reg); err != nil {
 		return err
 	}
+	k.regToken = tok
 	if k.current >= 0 && k.current != i {
 		k.stale[k.current] = true
 		k.mu.Lock()
@@ -384,7 +399,29 @@ func (k *Keeper) heartbeat(ctx context.Context) {
 	k.mu.Lock()
 	k.status.LastHeartbeat, k.status.Registered = time.Now(), true
 	k.mu.Unlock()
+	if k.tokens != nil && k.tokenDigest() != k.regToken {
+		k.log.Info("keeper: the token file changed; registering again so the agent syncs with the new token", "agent", k.agents[k.current].addr)
+		if err := k.registerOn(ctx, k.current); err != nil {
+			k.repair(ctx, err)
+			return
+		}
+	}
 	k.removeStale(ctx)
+}
+
+// tokenDigest is the SHA-256 of the token file's current token, or zero
+// without a token file or when it cannot be read (the request that follows
+// reports that error). The keeper keeps the digest, not a second copy of
+// the secret.
+func (k *Keeper) tokenDigest() [sha256.Size]byte {
+	if k.tokens == nil {
+		return [sha256.Size]byte{}
+	}
+	tok, err := k.tokens.Token()
+	if err != nil {
+		return [sha256.Size]byte{}
+	}
+	return sha256.Sum256([]byte(tok))
 }
 
 // repair reacts to a failed heartbeat or reconcile. Caller holds op.

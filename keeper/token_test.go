@@ -1,0 +1,98 @@
+package keeper_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/keeper"
+)
+
+// TestTokenFileRotation: the keeper runs with CONSUL_HTTP_TOKEN_FILE's
+// token A; the file is replaced by token B and A is revoked, as a rotation
+// does. The agent syncs a service and its checks to the catalog with the
+// token they were registered with, so unless the keeper registers again
+// with B, the catalog stops following the instance: here, a health change
+// made after the revocation must reach the catalog.
+func TestTokenFileRotation(t *testing.T) {
+	srv := consultest.NewServer(t, consultest.WithACL())
+	const rules = `service "kept" { policy = "write" } node_prefix "" { policy = "read" }`
+	tokenA, tokenB := srv.MintToken(t, rules), srv.MintToken(t, rules)
+	file := filepath.Join(t.TempDir(), "token")
+	replaceFile(t, file, tokenA)
+	cfg := srv.Config()
+	cfg.TokenFile = file
+	mgmt := srv.Config()
+	mgmt.Token = srv.ManagementToken()
+	c := client(t, mgmt)
+
+	logs := &lockedBuffer{}
+	var health atomic.Value
+	health.Store(beacon.HealthPassing)
+	k := newKeeper(t, cfg, registration("k-rotate"), keeper.WithTTL(900*time.Millisecond),
+		keeper.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
+		keeper.WithHealth(func(context.Context) (beacon.Health, string) {
+			h := health.Load().(beacon.Health)
+			return h, "self-check: " + string(h)
+		}))
+	start(t, k)
+	waitFor(t, "registered and passing", func() bool { return passing(c, "k-rotate") })
+
+	replaceFile(t, file, tokenB)
+	srv.RevokeToken(t, tokenA)
+	health.Store(beacon.HealthWarning)
+	took := waitFor(t, "a health change after the rotation reaches the catalog", func() bool {
+		all := instances(c, true)
+		return len(all) == 1 && all[0].Health == beacon.HealthWarning
+	})
+	t.Logf("rotation → catalog follows the instance again in %v", took.Round(time.Millisecond))
+	if st := k.Status(); !st.Registered {
+		t.Errorf("Status() after the rotation = %+v, want registered", st)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "token file changed") {
+		t.Errorf("the log does not say the token changed:\n%s", out)
+	}
+	for _, tok := range []string{tokenA, tokenB, srv.ManagementToken()} {
+		if strings.Contains(out, tok) {
+			t.Errorf("the log holds a token:\n%s", out)
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// replaceFile swaps path's content atomically, as secret managers do.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(content+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
