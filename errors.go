@@ -47,7 +47,13 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+	msg := fmt.Sprintf("%s %s: %d %s: %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+	if e.StatusCode == http.StatusForbidden {
+		// Consul's own words ("Permission denied", "ACL not found") do not
+		// always say that ACLs are why, or what to do.
+		msg += " (Consul's ACLs refused the token: give a token with this permission in CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE)"
+	}
+	return msg
 }
 
 // Is maps the status onto Beacon's sentinels.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/beaconsd/beacon"
@@ -66,6 +67,9 @@ func (s suite) testACL(t *testing.T) {
 	var se *beacon.StatusError
 	if !errors.As(err, &se) || se.StatusCode != http.StatusForbidden {
 		t.Errorf("Register(%q) without a token = %v, want a *beacon.StatusError with status %d", reg.ID, err, http.StatusForbidden)
+	}
+	if err != nil && !strings.Contains(err.Error(), "ACL") {
+		t.Errorf("Register(%q) without a token = %q, want a message that names ACLs", reg.ID, err)
 	}
 
 	mustRegister(t, ctx, r, reg)
