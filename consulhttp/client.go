@@ -156,6 +156,9 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 		if parent.Err() != nil {
 			return nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
 		}
+		if hint := consul.TLSHint(err); hint != "" {
+			err = fmt.Errorf("%w (%s)", err, hint)
+		}
 		return nil, fmt.Errorf("%s %s: %w: %w", r.method, r.path, beacon.ErrUnavailable, err)
 	}
 	resp.Body = &cappedBody{r: io.LimitReader(resp.Body, c.maxBody+1), c: resp.Body, cancel: cancel, limit: c.maxBody}

@@ -252,6 +252,9 @@ func mapError(ctx context.Context, method, path string, err error) error {
 		if errors.Is(ue.Err, consul.ErrConfig) {
 			return ue.Err
 		}
+		if hint := consul.TLSHint(ue.Err); hint != "" {
+			return fmt.Errorf("%w: %w (%s)", beacon.ErrUnavailable, ue.Err, hint)
+		}
 		return fmt.Errorf("%w: %w", beacon.ErrUnavailable, ue.Err)
 	}
 	var ne net.Error
