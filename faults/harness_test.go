@@ -554,7 +554,8 @@ func (d *dupWatch) stop() (samples int, seen []string) {
 }
 
 // waitCatalog polls the catalog through node until cond holds for the
-// passing IDs, and returns when it did.
+// passing IDs, and returns when it did. Polling: the catalog is another
+// process, with nothing to wait on but a blocking query of its own.
 func waitCatalog(t *testing.T, node *consultest.Node, what string, timeout time.Duration, cond func([]beacon.Instance) bool) time.Time {
 	t.Helper()
 	end := time.Now().Add(timeout)
