@@ -741,4 +741,9 @@ func (w *window) String() string {
 	return fmt.Sprintf("%d in %v (keepers %d, callers %d)", k-w.k0+c-w.c0, time.Since(w.start).Round(time.Second), k-w.k0, c-w.c0)
 }
 
-func ms(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+func ms(d time.Duration) string {
+	if d < 5*time.Millisecond {
+		return "<10ms"
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
