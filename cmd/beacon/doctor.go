@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -216,6 +217,11 @@ func probeTLS(ctx context.Context, addr string) bool {
 }
 
 func rootCause(err error) string {
+	// Consul's own words: the doctor gives its own fix, not the error's hint.
+	var se *beacon.StatusError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s %s: %d %s: %s", se.Method, se.Path, se.StatusCode, http.StatusText(se.StatusCode), se.Message)
+	}
 	for {
 		u := errors.Unwrap(err)
 		if u == nil {
