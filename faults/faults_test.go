@@ -362,8 +362,9 @@ func TestAgentPaused(t *testing.T) {
 // TestRollingRestart: the three instances are restarted one at a time the
 // way an orchestrator restarts cmd/sayhello: drain (the heartbeat check
 // goes critical, the drain grace passes, the instance deregisters), stop
-// the HTTP server, start again on the same address with the same ID, and
-// wait until every caller sees it before the next one. Two callers share
+// the HTTP server, start again half a second later on the same address
+// with the same ID, and wait until every caller sees it before the next
+// one. Two callers share
 // 200 calls/s: one with retries off, one with the default retries.
 //
 // Pass: zero failed calls for both, and zero failed attempts for both
@@ -396,6 +397,9 @@ func TestRollingRestart(t *testing.T) {
 		if err := in.stop(); err != nil {
 			t.Fatalf("stopping %s: %v", in.id, err)
 		}
+		// A process takes a while to start again; a caller still sending
+		// here meanwhile would be refused.
+		hold(500 * time.Millisecond)
 		if err := in.start(deadline); err != nil {
 			t.Fatalf("starting %s again: %v", in.id, err)
 		}
