@@ -2,9 +2,9 @@ package consulhttp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -140,16 +140,23 @@ func (c *Client) AgentService(ctx context.Context, id string) (beacon.Instance, 
 		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w", id, err)
 	}
 	defer drainClose(resp.Body)
+	in, err := decodeAgentService(resp.Body)
+	if err != nil {
+		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w", id, err)
+	}
+	return in, nil
+}
+
+// decodeAgentService turns a GET /v1/agent/service/:id answer into an
+// instance. Every malformed answer, one without an ID included, is an
+// error wrapping beacon.ErrMalformedResponse.
+func decodeAgentService(body io.Reader) (beacon.Instance, error) {
 	var s agentService
-	rec := &readRecorder{r: resp.Body}
-	if err := json.NewDecoder(rec).Decode(&s); err != nil {
-		if rec.transportErr() != nil {
-			return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w: reading the answer: %w", id, beacon.ErrUnavailable, rec.err)
-		}
-		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w: %w", id, beacon.ErrMalformedResponse, err)
+	if err := decodeJSON(body, &s); err != nil {
+		return beacon.Instance{}, err
 	}
 	if s.ID == "" {
-		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w: no ID in the answer", id, beacon.ErrMalformedResponse)
+		return beacon.Instance{}, fmt.Errorf("%w: no ID in the answer", beacon.ErrMalformedResponse)
 	}
 	return beacon.Instance{
 		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,

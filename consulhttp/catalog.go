@@ -2,11 +2,12 @@ package consulhttp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/beaconsd/beacon"
 )
@@ -27,17 +28,25 @@ func (c *Client) Services(ctx context.Context) ([]CatalogService, beacon.QueryMe
 		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: services: %w", err)
 	}
 	defer drainClose(resp.Body)
-	meta, err := decodeMeta(resp.Header)
+	out, meta, err := decodeServices(resp.Header, resp.Body)
 	if err != nil {
 		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: services: %w", err)
 	}
+	return out, meta, nil
+}
+
+// decodeServices turns a GET /v1/catalog/services answer (service name to
+// tags) into services sorted by name, each with its tags sorted and never
+// nil. Every malformed answer is an error wrapping
+// beacon.ErrMalformedResponse.
+func decodeServices(h http.Header, body io.Reader) ([]CatalogService, beacon.QueryMeta, error) {
+	meta, err := decodeMeta(h)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, err
+	}
 	var raw map[string][]string
-	rec := &readRecorder{r: resp.Body}
-	if err := json.NewDecoder(rec).Decode(&raw); err != nil {
-		if rec.transportErr() != nil {
-			return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: services: %w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
-		}
-		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: services: %w: %w", beacon.ErrMalformedResponse, err)
+	if err := decodeJSON(body, &raw); err != nil {
+		return nil, beacon.QueryMeta{}, err
 	}
 	out := make([]CatalogService, 0, len(raw))
 	for name, tags := range raw {
@@ -47,15 +56,7 @@ func (c *Client) Services(ctx context.Context) ([]CatalogService, beacon.QueryMe
 		slices.Sort(tags)
 		out = append(out, CatalogService{Name: name, Tags: tags})
 	}
-	slices.SortFunc(out, func(a, b CatalogService) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b CatalogService) int { return strings.Compare(a.Name, b.Name) })
 	return out, meta, nil
 }
 

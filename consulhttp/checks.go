@@ -2,8 +2,8 @@ package consulhttp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -41,20 +41,30 @@ func (c *Client) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.Che
 		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w", err)
 	}
 	defer drainClose(resp.Body)
-	meta, err := decodeMeta(resp.Header)
+	out, meta, err := decodeChecks(resp.Header, resp.Body)
 	if err != nil {
 		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w", err)
 	}
-	var raw []struct {
-		Node, CheckID, ServiceID, ServiceName, Status string
-		ModifyIndex                                   uint64
+	return out, meta, nil
+}
+
+// checkEntry is one element of GET /v1/health/state/any.
+type checkEntry struct {
+	Node, CheckID, ServiceID, ServiceName, Status string
+	ModifyIndex                                   uint64
+}
+
+// decodeChecks turns a /v1/health/state/any answer into check states. Every
+// malformed answer is an error wrapping beacon.ErrMalformedResponse; a
+// status Beacon does not know reads as critical.
+func decodeChecks(h http.Header, body io.Reader) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	meta, err := decodeMeta(h)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, err
 	}
-	rec := &readRecorder{r: resp.Body}
-	if err := json.NewDecoder(rec).Decode(&raw); err != nil {
-		if rec.transportErr() != nil {
-			return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
-		}
-		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: checks: %w: %w", beacon.ErrMalformedResponse, err)
+	var raw []checkEntry
+	if err := decodeJSON(body, &raw); err != nil {
+		return nil, beacon.QueryMeta{}, err
 	}
 	out := make([]beacon.CheckState, len(raw))
 	for i, r := range raw {

@@ -1,10 +1,14 @@
 package consulhttp
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/beaconsd/beacon"
 )
@@ -20,6 +24,7 @@ const healthAnswer = `[{"Node":{"ID":"1f6f2c2e-0000-0000-0000-000000000000","Nod
 func FuzzDecodeHealth(f *testing.F) {
 	for _, seed := range []struct{ body, index string }{
 		{healthAnswer, "42"},
+		{realHealthAnswer, "18"},
 		{healthAnswer[:len(healthAnswer)/2], "42"},
 		{"<html><body>502 Bad Gateway</body></html>", "42"},
 		{"[]", "1"},
@@ -47,6 +52,9 @@ func FuzzDecodeHealth(f *testing.F) {
 				t.Fatalf("decodeHealth(%q, index %q) = %v, %+v with error %v, want nothing", body, index, insts, meta, err)
 			}
 			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("decodeHealth(%q) accepted invalid JSON", body)
 		}
 		for i, in := range insts {
 			if in.ID == "" {
@@ -84,4 +92,207 @@ func TestDecodeHealthAnswer(t *testing.T) {
 		len(in.Tags) != 1 || in.Tags[0] != "v1" || in.Meta["version"] != "1" {
 		t.Errorf("decodeHealth(healthAnswer)[0] = %+v, want web-1 of web on node-1 at 10.0.0.5:8080, warning", in)
 	}
+}
+
+// wantMalformed fails unless err is nil or matches beacon.ErrMalformedResponse:
+// decoders given a whole answer in memory never see a connection fail.
+func wantMalformed(t *testing.T, what string, input []byte, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, beacon.ErrMalformedResponse) {
+		t.Fatalf("%s(%q) = %v, want an error matching beacon.ErrMalformedResponse", what, input, err)
+	}
+}
+
+// FuzzDecodeMeta: the X-Consul-* headers decode exactly as strconv reads
+// them, or fail as malformed with nothing half-filled.
+func FuzzDecodeMeta(f *testing.F) {
+	for _, seed := range [][4]string{
+		{"42", "true", "15", "true"},
+		{"18", "true", "0", ""},
+		{"7", "", "", ""},
+		{"", "true", "", ""},
+		{"18446744073709551615", "false", "4294967295", "false"},
+		{"18446744073709551616", "", "", ""},
+		{"+1", "TRUE", "-1", "1"},
+		{"0x10", "", "1e3", ""},
+		{" 7", "", "7 ", ""},
+	} {
+		f.Add(seed[0], seed[1], seed[2], seed[3])
+	}
+	f.Fuzz(func(t *testing.T, index, leader, contact, filtered string) {
+		h := http.Header{}
+		h.Set("X-Consul-Index", index)
+		h.Set("X-Consul-KnownLeader", leader)
+		h.Set("X-Consul-LastContact", contact)
+		h.Set("X-Consul-Results-Filtered-By-ACLs", filtered)
+		m, err := decodeMeta(h)
+		in := []byte(strings.Join([]string{index, leader, contact, filtered}, "|"))
+		wantMalformed(t, "decodeMeta", in, err)
+		idx, idxErr := strconv.ParseUint(index, 10, 64)
+		ms, msErr := strconv.ParseUint(contact, 10, 32)
+		if contact == "" {
+			msErr = nil
+		}
+		if (err == nil) != (idxErr == nil && msErr == nil) {
+			t.Fatalf("decodeMeta(%q) = %+v, %v; want an error exactly when an index or contact is not a number", in, m, err)
+		}
+		if err != nil {
+			if m != (beacon.QueryMeta{}) {
+				t.Fatalf("decodeMeta(%q) = %+v with error %v, want a zero QueryMeta", in, m, err)
+			}
+			return
+		}
+		want := beacon.QueryMeta{LastIndex: idx, KnownLeader: leader == "true", LastContact: time.Duration(ms) * time.Millisecond, FilteredByACLs: filtered == "true"}
+		if m != want {
+			t.Fatalf("decodeMeta(%q) = %+v, want %+v", in, m, want)
+		}
+	})
+}
+
+// FuzzDecodeChecks: /v1/health/state/any answers decode to one state per
+// entry, each a valid health, or fail as malformed.
+func FuzzDecodeChecks(f *testing.F) {
+	for _, seed := range []struct{ body, index string }{
+		{realChecksAnswer, "18"},
+		{realChecksAnswer[:len(realChecksAnswer)/3], "18"},
+		{"[]", "1"},
+		{"null", "1"},
+		{"[null]", "1"},
+		{`[{"Node":"n","CheckID":"c","Status":"maintenance","ModifyIndex":-1}]`, "1"},
+		{`[{"Status":null}] `, "1"},
+		{`[{"ModifyIndex":1e30}]`, "1"},
+		{"[]", "x"},
+	} {
+		f.Add([]byte(seed.body), seed.index)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, index string) {
+		checks, meta, err := decodeChecks(indexed(index), strings.NewReader(string(body)))
+		wantMalformed(t, "decodeChecks", body, err)
+		if err != nil {
+			if checks != nil || meta != (beacon.QueryMeta{}) {
+				t.Fatalf("decodeChecks(%q) = %v, %+v with error %v, want nothing", body, checks, meta, err)
+			}
+			return
+		}
+		var entries []json.RawMessage
+		if err := json.Unmarshal(body, &entries); err != nil || len(entries) != len(checks) {
+			t.Fatalf("decodeChecks(%q) = %d checks; json.Unmarshal sees %d entries (%v)", body, len(checks), len(entries), err)
+		}
+		for i, c := range checks {
+			if !c.Status.Valid() {
+				t.Fatalf("decodeChecks(%q)[%d].Status = %q, want passing, warning or critical", body, i, c.Status)
+			}
+		}
+	})
+}
+
+// FuzzDecodeAgentService: an agent's answer about one service decodes to
+// an instance with an ID, or fails as malformed.
+func FuzzDecodeAgentService(f *testing.F) {
+	for _, seed := range []string{
+		realAgentServiceAnswer,
+		realAgentServiceEscapedAnswer,
+		realAgentServiceAnswer[:40],
+		`{}`, `null`, `{"ID":""}`, `{"ID":"a","Port":1e10}`, `{"ID":"a","Meta":[]}`, `{"ID":"\ud800"}`, `{"ID":"a"}{}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		in, err := decodeAgentService(strings.NewReader(string(body)))
+		wantMalformed(t, "decodeAgentService", body, err)
+		if err != nil {
+			return
+		}
+		if in.ID == "" || !json.Valid(body) {
+			t.Fatalf("decodeAgentService(%q) = %+v, want an instance with an ID from valid JSON", body, in)
+		}
+	})
+}
+
+// FuzzDecodeServices: the catalog's service list decodes to unique names in
+// order, each with sorted, non-nil tags, or fails as malformed.
+func FuzzDecodeServices(f *testing.F) {
+	for _, seed := range []struct{ body, index string }{
+		{realServicesAnswer, "18"},
+		{`{"b":null,"a":["z","y","z"]}`, "1"},
+		{`{"a":[],"a":["x"]}`, "1"},
+		{`{}`, "1"},
+		{`null`, "1"},
+		{`[]`, "1"},
+		{`{"a":[1]}`, "1"},
+		{realServicesAnswer, ""},
+	} {
+		f.Add([]byte(seed.body), seed.index)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, index string) {
+		svcs, _, err := decodeServices(indexed(index), strings.NewReader(string(body)))
+		wantMalformed(t, "decodeServices", body, err)
+		if err != nil {
+			return
+		}
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(body, &raw); err != nil || len(raw) != len(svcs) {
+			t.Fatalf("decodeServices(%q) = %d services; json.Unmarshal sees %d (%v)", body, len(svcs), len(raw), err)
+		}
+		for i, s := range svcs {
+			if i > 0 && svcs[i-1].Name >= s.Name {
+				t.Fatalf("decodeServices(%q): %q before %q, want unique names in order", body, svcs[i-1].Name, s.Name)
+			}
+			if s.Tags == nil || !slices.IsSorted(s.Tags) {
+				t.Fatalf("decodeServices(%q)[%d].Tags = %#v, want sorted and non-nil", body, i, s.Tags)
+			}
+		}
+	})
+}
+
+// FuzzDecodeOperator feeds one body to the leader, agent self and token
+// self decoders: each fails as malformed exactly when encoding/json's
+// strict Unmarshal refuses the body for the same shape, and otherwise
+// agrees with it.
+func FuzzDecodeOperator(f *testing.F) {
+	for _, seed := range []string{
+		realLeaderAnswer, `""`, realSelfAnswer, realTokenSelfAnswer,
+		`null`, `{}`, `"a" "b"`, `"\ud83d"`, `{"Config":null}`, `{"Config":{"Server":"yes"}}`,
+		`{"Policies":[null,{"Name":1}]}`, `{"Roles":{}}`, realSelfAnswer[:50],
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		leader, err := decodeLeader(strings.NewReader(string(body)))
+		wantMalformed(t, "decodeLeader", body, err)
+		var wantLeader string
+		if uerr := json.Unmarshal(body, &wantLeader); (err == nil) != (uerr == nil) || leader != wantLeader && err == nil {
+			t.Fatalf("decodeLeader(%q) = %q, %v; json.Unmarshal: %q, %v", body, leader, err, wantLeader, uerr)
+		}
+
+		self, err := decodeSelf(strings.NewReader(string(body)))
+		wantMalformed(t, "decodeSelf", body, err)
+		var rawSelf struct {
+			Config struct {
+				NodeName, Datacenter, Version string
+				Server                        bool
+			}
+		}
+		uerr := json.Unmarshal(body, &rawSelf)
+		if (err == nil) != (uerr == nil) {
+			t.Fatalf("decodeSelf(%q) = %v; json.Unmarshal: %v", body, err, uerr)
+		}
+		if c := rawSelf.Config; err == nil && self != (AgentInfo{Node: c.NodeName, Datacenter: c.Datacenter, Version: c.Version, Server: c.Server}) {
+			t.Fatalf("decodeSelf(%q) = %+v; json.Unmarshal: %+v", body, self, c)
+		}
+
+		tok, err := decodeTokenSelf(strings.NewReader(string(body)))
+		wantMalformed(t, "decodeTokenSelf", body, err)
+		var rawTok struct {
+			AccessorID, Description string
+			Policies, Roles         []struct{ Name string }
+		}
+		uerr = json.Unmarshal(body, &rawTok)
+		if err == nil && uerr != nil {
+			t.Fatalf("decodeTokenSelf(%q) = %+v; json.Unmarshal refuses it: %v", body, tok, uerr)
+		}
+		if err == nil && (tok.AccessorID != rawTok.AccessorID || len(tok.Policies) != len(rawTok.Policies) || len(tok.Roles) != len(rawTok.Roles)) {
+			t.Fatalf("decodeTokenSelf(%q) = %+v; json.Unmarshal: %+v", body, tok, rawTok)
+		}
+	})
 }

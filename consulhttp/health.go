@@ -95,22 +95,8 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		return nil, beacon.QueryMeta{}, err
 	}
 	var entries []healthEntry
-	rec := &readRecorder{r: body}
-	dec := json.NewDecoder(rec)
-	if err := dec.Decode(&entries); err != nil {
-		if rec.transportErr() != nil {
-			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
-		}
-		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
-	}
-	if err := onlySpace(io.MultiReader(dec.Buffered(), rec)); err != nil {
-		switch {
-		case rec.transportErr() != nil:
-			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
-		case errors.Is(err, beacon.ErrMalformedResponse): // the size cap
-			return nil, beacon.QueryMeta{}, err
-		}
-		return nil, beacon.QueryMeta{}, fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
+	if err := decodeJSON(body, &entries); err != nil {
+		return nil, beacon.QueryMeta{}, err
 	}
 	out := make([]beacon.Instance, 0, len(entries))
 	for i, e := range entries {
@@ -164,14 +150,41 @@ func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
 	if lc := h.Get("X-Consul-LastContact"); lc != "" {
 		ms, err := strconv.ParseUint(lc, 10, 32)
 		if err != nil {
-			return m, fmt.Errorf("%w: X-Consul-LastContact %.40q is not a number", beacon.ErrMalformedResponse, lc)
+			// Zero, like every other failure: no half-read meta.
+			return beacon.QueryMeta{}, fmt.Errorf("%w: X-Consul-LastContact %.40q is not a number", beacon.ErrMalformedResponse, lc)
 		}
 		m.LastContact = time.Duration(ms) * time.Millisecond
 	}
 	return m, nil
 }
 
-var errTrailingData = errors.New("data after the JSON array")
+var errTrailingData = errors.New("data after the JSON value")
+
+// decodeJSON decodes body, which must hold exactly one JSON value, into v.
+// A connection that fails mid-answer is beacon.ErrUnavailable (worth
+// retrying elsewhere); anything else wrong, the size cap included, is
+// beacon.ErrMalformedResponse. Data after the value is refused, as
+// consulkit does: an answer with two values is not one Consul sent.
+func decodeJSON(body io.Reader, v any) error {
+	rec := &readRecorder{r: body}
+	dec := json.NewDecoder(rec)
+	if err := dec.Decode(v); err != nil {
+		if rec.transportErr() != nil {
+			return fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
+		}
+		return fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
+	}
+	if err := onlySpace(io.MultiReader(dec.Buffered(), rec)); err != nil {
+		switch {
+		case rec.transportErr() != nil:
+			return fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, rec.err)
+		case errors.Is(err, beacon.ErrMalformedResponse): // the size cap
+			return err
+		}
+		return fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
+	}
+	return nil
+}
 
 // onlySpace reads r to its end and reports an error unless all of it is
 // JSON whitespace. It reads linearly: json.Decoder.Token rescans a run of

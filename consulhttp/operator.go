@@ -2,9 +2,9 @@ package consulhttp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -26,9 +26,19 @@ func (c *Client) Leader(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("consulhttp: leader: %w", err)
 	}
 	defer drainClose(resp.Body)
+	leader, err := decodeLeader(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("consulhttp: leader: %w", err)
+	}
+	return leader, nil
+}
+
+// decodeLeader reads GET /v1/status/leader's answer: a JSON string, empty
+// when there is no leader.
+func decodeLeader(body io.Reader) (string, error) {
 	var leader string
-	if err := json.NewDecoder(resp.Body).Decode(&leader); err != nil {
-		return "", fmt.Errorf("consulhttp: leader: %w: %w", beacon.ErrMalformedResponse, err)
+	if err := decodeJSON(body, &leader); err != nil {
+		return "", err
 	}
 	return leader, nil
 }
@@ -48,14 +58,23 @@ func (c *Client) Self(ctx context.Context) (AgentInfo, error) {
 		return AgentInfo{}, fmt.Errorf("consulhttp: agent self: %w", err)
 	}
 	defer drainClose(resp.Body)
+	info, err := decodeSelf(resp.Body)
+	if err != nil {
+		return AgentInfo{}, fmt.Errorf("consulhttp: agent self: %w", err)
+	}
+	return info, nil
+}
+
+// decodeSelf reads the part of GET /v1/agent/self's answer AgentInfo holds.
+func decodeSelf(body io.Reader) (AgentInfo, error) {
 	var self struct {
 		Config struct {
 			NodeName, Datacenter, Version string
 			Server                        bool
 		}
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&self); err != nil {
-		return AgentInfo{}, fmt.Errorf("consulhttp: agent self: %w: %w", beacon.ErrMalformedResponse, err)
+	if err := decodeJSON(body, &self); err != nil {
+		return AgentInfo{}, err
 	}
 	cfg := self.Config
 	return AgentInfo{Node: cfg.NodeName, Datacenter: cfg.Datacenter, Version: cfg.Version, Server: cfg.Server}, nil
@@ -88,6 +107,15 @@ func (c *Client) TokenSelf(ctx context.Context) (TokenInfo, error) {
 		return TokenInfo{}, fmt.Errorf("consulhttp: token self: %w", err)
 	}
 	defer drainClose(resp.Body)
+	t, err := decodeTokenSelf(resp.Body)
+	if err != nil {
+		return TokenInfo{}, fmt.Errorf("consulhttp: token self: %w", err)
+	}
+	return t, nil
+}
+
+// decodeTokenSelf reads GET /v1/acl/token/self's answer.
+func decodeTokenSelf(body io.Reader) (TokenInfo, error) {
 	// SecretID is deliberately not decoded: it is never kept or shown.
 	var raw struct {
 		AccessorID, Description string
@@ -96,8 +124,8 @@ func (c *Client) TokenSelf(ctx context.Context) (TokenInfo, error) {
 		NodeIdentities          []struct{ NodeName string }
 		Local                   bool
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
-		return TokenInfo{}, fmt.Errorf("consulhttp: token self: %w: %w", beacon.ErrMalformedResponse, err)
+	if err := decodeJSON(body, &raw); err != nil {
+		return TokenInfo{}, err
 	}
 	t := TokenInfo{AccessorID: raw.AccessorID, Description: raw.Description, Local: raw.Local}
 	for _, p := range raw.Policies {

@@ -1,0 +1,195 @@
+package consulhttp
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon"
+)
+
+// The decoders' success paths on answers captured from a real agent
+// (answers_test.go), so the fuzz targets' seeds are known to mean what
+// Consul means.
+
+func indexed(index string) http.Header {
+	h := http.Header{}
+	h.Set("X-Consul-Index", index)
+	return h
+}
+
+func TestDecodeRealHealthAnswer(t *testing.T) {
+	insts, meta, err := decodeHealth(indexed("18"), strings.NewReader(realHealthAnswer))
+	if err != nil {
+		t.Fatalf("decodeHealth(realHealthAnswer) = %v, want no error", err)
+	}
+	want := []beacon.Instance{{
+		ID: "web-1", Service: "web", Node: "vm", Address: "10.0.0.5", Port: 8080,
+		Tags: []string{"v1", "canary"}, Meta: map[string]string{"version": "1.2"},
+		Weights: beacon.Weights{Passing: 10, Warning: 1}, Health: beacon.HealthWarning,
+	}}
+	if !reflect.DeepEqual(insts, want) || meta.LastIndex != 18 {
+		t.Errorf("decodeHealth(realHealthAnswer) = %+v, %+v; want %+v at index 18", insts, meta, want)
+	}
+}
+
+func TestDecodeMeta(t *testing.T) {
+	for _, tc := range []struct {
+		name                             string
+		index, leader, contact, filtered string
+		want                             beacon.QueryMeta
+		wantErr                          bool
+	}{
+		{name: "all", index: "42", leader: "true", contact: "15", filtered: "true",
+			want: beacon.QueryMeta{LastIndex: 42, KnownLeader: true, LastContact: 15 * time.Millisecond, FilteredByACLs: true}},
+		{name: "index only", index: "7", want: beacon.QueryMeta{LastIndex: 7}},
+		{name: "max index", index: "18446744073709551615", want: beacon.QueryMeta{LastIndex: 1<<64 - 1}},
+		{name: "leader false", index: "7", leader: "false", want: beacon.QueryMeta{LastIndex: 7}},
+		{name: "no index", wantErr: true},
+		{name: "garbage index", index: "12a", wantErr: true},
+		{name: "negative index", index: "-1", wantErr: true},
+		{name: "index overflow", index: "18446744073709551616", wantErr: true},
+		{name: "garbage contact", index: "7", contact: "soon", wantErr: true},
+		{name: "contact overflow", index: "7", contact: "4294967296", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range map[string]string{"X-Consul-Index": tc.index, "X-Consul-KnownLeader": tc.leader,
+				"X-Consul-LastContact": tc.contact, "X-Consul-Results-Filtered-By-ACLs": tc.filtered} {
+				if v != "" {
+					h.Set(k, v)
+				}
+			}
+			got, err := decodeMeta(h)
+			if tc.wantErr {
+				if !errors.Is(err, beacon.ErrMalformedResponse) {
+					t.Errorf("decodeMeta(%v) = %+v, %v; want ErrMalformedResponse", h, got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("decodeMeta(%v) = %+v, %v; want %+v", h, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeRealChecksAnswer(t *testing.T) {
+	got, meta, err := decodeChecks(indexed("18"), strings.NewReader(realChecksAnswer))
+	want := []beacon.CheckState{
+		{Node: "vm", CheckID: "serfHealth", Status: beacon.HealthPassing, ModifyIndex: 13},
+		{Node: "vm", CheckID: "service:web-1", ServiceID: "web-1", ServiceName: "web", Status: beacon.HealthWarning, ModifyIndex: 18},
+	}
+	if err != nil || !reflect.DeepEqual(got, want) || meta.LastIndex != 18 {
+		t.Errorf("decodeChecks(realChecksAnswer) = %+v, %+v, %v; want %+v at index 18", got, meta, err, want)
+	}
+	// A status Beacon does not know reads as critical.
+	got, _, err = decodeChecks(indexed("1"), strings.NewReader(`[{"Node":"n","CheckID":"c","Status":"maintenance"}]`))
+	if err != nil || len(got) != 1 || got[0].Status != beacon.HealthCritical {
+		t.Errorf("decodeChecks(maintenance) = %+v, %v; want one critical check", got, err)
+	}
+}
+
+func TestDecodeRealAgentServiceAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       beacon.Instance
+	}{
+		{"web", realAgentServiceAnswer, beacon.Instance{ID: "web-1", Service: "web", Address: "10.0.0.5", Port: 8080,
+			Tags: []string{"v1", "canary"}, Meta: map[string]string{"version": "1.2"}, Weights: beacon.Weights{Passing: 10, Warning: 1}}},
+		{"escaped ID", realAgentServiceEscapedAnswer, beacon.Instance{ID: "db 1/é", Service: "db", Port: 5432,
+			Tags: []string{}, Meta: map[string]string{}, Weights: beacon.Weights{Passing: 1, Warning: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeAgentService(strings.NewReader(tc.body))
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("decodeAgentService(%s) = %+v, %v; want %+v", tc.name, got, err, tc.want)
+			}
+		})
+	}
+	if got, err := decodeAgentService(strings.NewReader(`{"Service":"web"}`)); !errors.Is(err, beacon.ErrMalformedResponse) {
+		t.Errorf("decodeAgentService(no ID) = %+v, %v; want ErrMalformedResponse", got, err)
+	}
+}
+
+func TestDecodeRealServicesAnswer(t *testing.T) {
+	got, meta, err := decodeServices(indexed("18"), strings.NewReader(realServicesAnswer))
+	want := []CatalogService{{Name: "consul", Tags: []string{}}, {Name: "db", Tags: []string{}}, {Name: "web", Tags: []string{"canary", "v1"}}}
+	if err != nil || !reflect.DeepEqual(got, want) || meta.LastIndex != 18 {
+		t.Errorf("decodeServices(realServicesAnswer) = %+v, %+v, %v; want %+v at index 18", got, meta, err, want)
+	}
+	// null tags (not seen from Consul, but valid JSON) come out empty, not nil.
+	got, _, err = decodeServices(indexed("1"), strings.NewReader(`{"b":null,"a":["z","y"]}`))
+	want = []CatalogService{{Name: "a", Tags: []string{"y", "z"}}, {Name: "b", Tags: []string{}}}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("decodeServices(null tags) = %+v, %v; want %+v", got, err, want)
+	}
+}
+
+func TestDecodeRealOperatorAnswers(t *testing.T) {
+	if got, err := decodeLeader(strings.NewReader(realLeaderAnswer)); err != nil || got != "127.0.0.1:18580" {
+		t.Errorf("decodeLeader(%s) = %q, %v; want 127.0.0.1:18580", realLeaderAnswer, got, err)
+	}
+	if got, err := decodeLeader(strings.NewReader(`""`)); err != nil || got != "" {
+		t.Errorf(`decodeLeader("") = %q, %v; want "" (no leader)`, got, err)
+	}
+	wantSelf := AgentInfo{Node: "vm", Datacenter: "dc1", Version: "1.14.8", Server: true}
+	if got, err := decodeSelf(strings.NewReader(realSelfAnswer)); err != nil || got != wantSelf {
+		t.Errorf("decodeSelf(realSelfAnswer) = %+v, %v; want %+v", got, err, wantSelf)
+	}
+	wantTok := TokenInfo{AccessorID: "6a1253d2-1785-24fd-91c2-f8e78c745511", Description: "Agent token for node1",
+		Policies: []string{"node1-write"}, Roles: []string{"web-role"}, ServiceIdentities: []string{"web"}, NodeIdentities: []string{"node1"}}
+	got, err := decodeTokenSelf(strings.NewReader(realTokenSelfAnswer))
+	if err != nil || !reflect.DeepEqual(got, wantTok) {
+		t.Errorf("decodeTokenSelf(realTokenSelfAnswer) = %+v, %v; want %+v", got, err, wantTok)
+	}
+}
+
+// failingReader hands out data, then a connection error.
+type failingReader struct {
+	data string
+	err  error
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.data == "" {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestDecodeJSONErrors pins how decodeJSON sorts failures: a connection
+// that breaks is worth retrying elsewhere, a bad or oversized answer is not.
+func TestDecodeJSONErrors(t *testing.T) {
+	capErr := &cappedBody{r: strings.NewReader(`["` + strings.Repeat("a", 100) + `"]`), c: io.NopCloser(nil), cancel: func() {}, limit: 10}
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+		want error
+	}{
+		{"reset mid-value", &failingReader{data: `["a",`, err: errors.New("connection reset")}, beacon.ErrUnavailable},
+		{"reset after value", &failingReader{data: `["a"] `, err: errors.New("connection reset")}, beacon.ErrUnavailable},
+		{"size cap", capErr, errTooLarge},
+		{"truncated", strings.NewReader(`["a",`), beacon.ErrMalformedResponse},
+		{"trailing data", strings.NewReader(`["a"] ["b"]`), errTrailingData},
+		{"wrong type", strings.NewReader(`{"a":1}`), beacon.ErrMalformedResponse},
+		{"empty", strings.NewReader(``), beacon.ErrMalformedResponse},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var v []string
+			err := decodeJSON(tc.body, &v)
+			if !errors.Is(err, tc.want) {
+				t.Errorf("decodeJSON(%s) = %v, want an error matching %v", tc.name, err, tc.want)
+			}
+			if tc.want != beacon.ErrUnavailable && !errors.Is(err, beacon.ErrMalformedResponse) {
+				t.Errorf("decodeJSON(%s) = %v, want an error matching ErrMalformedResponse", tc.name, err)
+			}
+		})
+	}
+}
