@@ -174,6 +174,7 @@ func TestCallerAgentKilled(t *testing.T) {
 	hold(outage() / 3)
 	started := time.Now()
 	e.startInstance("hello-4", c2)
+	registered := time.Now()
 	seen := several.waitSees(t, "hello-4, registered during the outage", deadline, has("hello-4"))
 	if ids := one.ids(); slices.Contains(ids, "hello-4") {
 		t.Errorf("caller %q, whose only agent is down, sees %q: how?", one.name, ids)
@@ -193,7 +194,7 @@ func TestCallerAgentKilled(t *testing.T) {
 
 	r.happened = fmt.Sprintf("%s killed for %v; hello-4 started on %s meanwhile", c1.Name, outage(), c2.Name)
 	r.failed = fmt.Sprintf("%d of %d (several agents), %d of %d (one agent)", ss.failed, ss.sent, so.failed, so.sent)
-	r.recovery = fmt.Sprintf("watch moved to %s after %s, hello-4 seen %s after its start; single-agent caller resumed %s after its agent returned", c2.Name, ms(moved), ms(seen.Sub(started)), ms(resumed.Sub(returned)))
+	r.recovery = fmt.Sprintf("watch moved to %s after %s, hello-4 registered in %s and seen %s later; single-agent caller resumed %s after its agent returned", c2.Name, ms(moved), ms(registered.Sub(started)), ms(seen.Sub(registered)), ms(resumed.Sub(returned)))
 	r.requests = win.String()
 
 	for _, st := range []loadStats{ss, so} {
