@@ -31,12 +31,20 @@ test: consul vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz
 
-# Short runs of every fuzz target, bounded by a count of inputs rather than
-# a duration: a time-bounded run can end with a spurious "context deadline
-# exceeded" failure. FUZZTIME=5m make fuzz for a longer, timed run.
+# Short runs of every fuzz target, one per go test (-fuzz takes one target),
+# bounded by a count of inputs rather than a duration: a time-bounded run
+# can end with a spurious "context deadline exceeded" failure. Counts keep
+# the whole run near a minute on a 2-core machine. FUZZTIME=5m make fuzz for
+# a longer, timed run of each.
+FUZZ = $(GO) test -run '^$$' -fuzztime $(or $(FUZZTIME),$(2)) -fuzz '^$(1)$$' $(3)
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeHealth$$' -fuzztime $(or $(FUZZTIME),40000x) ./consulhttp
-	$(GO) test -run '^$$' -fuzz '^FuzzValidateRegistration$$' -fuzztime $(or $(FUZZTIME),200000x) .
+	$(call FUZZ,FuzzDecodeHealth,20000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeMeta,20000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeChecks,20000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeAgentService,20000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeServices,20000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeOperator,20000x,./consulhttp)
+	$(call FUZZ,FuzzValidateRegistration,100000x,.)
 
 # The fault suite (faults/) with 30-second outages on real clusters: prints
 # the table of figures and writes it into docs/reliability.md with the
