@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -37,7 +39,74 @@ func newHandler(id string, cache *discovery.Cache, metrics http.Handler, log *sl
 	mux.HandleFunc("GET /health", h.health)
 	mux.HandleFunc("GET /sayHello", h.sayHello)
 	mux.HandleFunc("GET /discovery", h.discovery)
-	return mux
+	return checkQuery(mux)
+}
+
+// Bounds on what a request may carry. No handler needs more than a service
+// name (63 bytes); anything far longer is a mistake or an attack, refused
+// before it is parsed or logged.
+const (
+	maxQueryBytes = 1 << 10
+	maxURLBytes   = 4 << 10
+)
+
+// errQuery is matched by every refused query string.
+var errQuery = errors.New("malformed query")
+
+// parseQuery parses a raw query string strictly: over maxQueryBytes, a
+// pair url.ParseQuery cannot read (bad escape, ';'), or a parameter given
+// twice is an error matching errQuery. r.URL.Query() would drop bad pairs
+// silently and keep both values of a repeated one.
+func parseQuery(raw string) (url.Values, error) {
+	if len(raw) > maxQueryBytes {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d", errQuery, len(raw), maxQueryBytes)
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errQuery, err)
+	}
+	for k, vs := range v {
+		if len(vs) > 1 {
+			return nil, fmt.Errorf("%w: parameter %.64q given %d times", errQuery, k, len(vs))
+		}
+	}
+	return v, nil
+}
+
+// checkQuery answers 400 with a JSON error for an oversized URL or a
+// malformed query string, whatever the path, so no handler sees them.
+func checkQuery(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n := len(r.URL.EscapedPath()) + len(r.URL.RawQuery); n > maxURLBytes {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("URL of %d bytes, more than %d", n, maxURLBytes)})
+			return
+		}
+		if _, err := parseQuery(r.URL.RawQuery); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serviceNameParam reads /discovery's query: exactly one parameter,
+// serviceName, a valid service name. Errors match errQuery or
+// beacon.ErrInvalid.
+func serviceNameParam(raw string) (string, error) {
+	v, err := parseQuery(raw)
+	if err != nil {
+		return "", err
+	}
+	for k := range v {
+		if k != "serviceName" {
+			return "", fmt.Errorf("%w: unknown parameter %.64q (only serviceName is understood)", errQuery, k)
+		}
+	}
+	name := v.Get("serviceName")
+	if err := beacon.ValidateServiceName(name); err != nil {
+		return "", fmt.Errorf("serviceName: %w", err)
+	}
+	return name, nil
 }
 
 func (h *handler) health(w http.ResponseWriter, _ *http.Request) {
@@ -52,9 +121,9 @@ func (h *handler) sayHello(w http.ResponseWriter, _ *http.Request) {
 // service waits for Consul's first answer; later ones touch no network.
 // While Consul is unreachable the last good answer is served, marked stale.
 func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
-	name := r.URL.Query().Get("serviceName")
-	if err := beacon.ValidateServiceName(name); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "serviceName: " + err.Error()})
+	name, err := serviceNameParam(r.URL.RawQuery)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)

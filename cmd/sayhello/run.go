@@ -56,17 +56,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.backend, "backend", defaultBackend(), "Consul client: http (net/http only) or kit (go-kit sd/consul)")
 	fs.StringVar(&o.id, "id", "", "instance ID (default <name>-<uuid>)")
 	fs.Func("tags", "comma-separated tags", func(s string) error {
-		for _, t := range strings.Split(s, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				o.tags = append(o.tags, t)
-			}
-		}
+		o.tags = append(o.tags, splitTags(s)...)
 		return nil
 	})
 	fs.Func("meta", "metadata `key=value` (repeatable)", func(s string) error {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("%q is not key=value", s)
+		k, v, err := parseMetaPair(s)
+		if err != nil {
+			return err
 		}
 		o.meta[k] = v
 		return nil
@@ -100,6 +96,28 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.id = o.name + "-" + uuid.NewString()
 	}
 	return o, nil
+}
+
+// splitTags reads a -tags value: comma-separated, spaces around each tag
+// trimmed, empty pieces dropped. Validation is the registration's.
+func splitTags(s string) []string {
+	var tags []string
+	for _, t := range strings.Split(s, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tags = append(tags, t)
+		}
+	}
+	return tags
+}
+
+// parseMetaPair reads a -meta value: key=value, the key non-empty; the
+// value may hold '=' and ','. Validation is the registration's.
+func parseMetaPair(s string) (key, value string, err error) {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return "", "", fmt.Errorf("%.80q is not key=value", s)
+	}
+	return k, v, nil
 }
 
 // outboundIP is the address other hosts reach this one on, as the seed's

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -25,4 +28,47 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
 		}
 	}
+}
+
+func TestFlagValues(t *testing.T) {
+	var stderr bytes.Buffer
+	o, err := parseFlags([]string{"-tags", " a, b,,c ", "-tags", "d", "-meta", "k=v=w,x", "-meta", "e="}, &stderr)
+	if err != nil {
+		t.Fatalf("parseFlags = %v, want no error", err)
+	}
+	if want := []string{"a", "b", "c", "d"}; !slices.Equal(o.tags, want) {
+		t.Errorf("-tags = %q, want %q", o.tags, want)
+	}
+	if want := map[string]string{"k": "v=w,x", "e": ""}; !maps.Equal(o.meta, want) {
+		t.Errorf("-meta = %q, want %q", o.meta, want)
+	}
+}
+
+// FuzzFlagValues: -tags and -meta values split into what was written, and
+// nothing else.
+func FuzzFlagValues(f *testing.F) {
+	for _, s := range []string{"a,b", " a , ,b,", "", ",", "k=v", "k=", "=v", "k", "k=v=w,x", "\x00=\xff", "é=é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		tags := splitTags(s)
+		for _, tag := range tags {
+			if tag == "" || tag != strings.TrimSpace(tag) || strings.Contains(tag, ",") {
+				t.Fatalf("splitTags(%q) = %q: %q is empty, untrimmed or holds a comma", s, tags, tag)
+			}
+		}
+		if again := splitTags(strings.Join(tags, ",")); !slices.Equal(again, tags) {
+			t.Fatalf("splitTags(%q) = %q, but its join splits into %q", s, tags, again)
+		}
+		k, v, err := parseMetaPair(s)
+		if err != nil {
+			if k != "" || v != "" || strings.Index(s, "=") > 0 {
+				t.Fatalf("parseMetaPair(%q) = %q, %q, %v; want key=value accepted", s, k, v, err)
+			}
+			return
+		}
+		if k == "" || strings.Contains(k, "=") || k+"="+v != s {
+			t.Fatalf("parseMetaPair(%q) = %q, %q; want the first '=' to split it", s, k, v)
+		}
+	})
 }

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/beaconsd/beacon"
+)
+
+// TestHandlersRefuseBadQueries: every refusal is a 400 with a JSON error,
+// decided before the cache (nil here) is touched.
+func TestHandlersRefuseBadQueries(t *testing.T) {
+	h := newHandler("SayHello-1", nil, http.NotFoundHandler(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	long := strings.Repeat("x", 64)
+	for _, target := range []string{
+		"/discovery",
+		"/discovery?serviceName=",
+		"/discovery?serviceName=" + long,
+		"/discovery?serviceName=a%2Fb",
+		"/discovery?serviceName=a.b",
+		"/discovery?serviceName=-web",
+		"/discovery?serviceName=%C3%A9",
+		"/discovery?serviceName=web&serviceName=db",
+		"/discovery?serviceName=web&servicename=db",
+		"/discovery?serviceName=web&x",
+		"/discovery?serviceName=%zz",
+		"/discovery?serviceName=web;x=1",
+		"/discovery?serviceName=" + strings.Repeat("a", 2000),
+		"/discovery?" + strings.Repeat("a=1&", 300),
+		"/sayHello?x=%",
+		"/sayHello?x=1&x=2",
+		"/sayHello?" + strings.Repeat("x", 2000),
+		"/health?" + strings.Repeat("a=1;", 10),
+		"/health/" + strings.Repeat("x", 5000),
+		"/metrics?a=%",
+	} {
+		name := target
+		if len(name) > 80 {
+			name = name[:80] + "..."
+		}
+		t.Run(name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+			var e struct{ Error string }
+			if rec.Code != http.StatusBadRequest || rec.Header().Get("Content-Type") != "application/json" ||
+				json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Error == "" {
+				t.Errorf("GET %s = %d %q, want 400 with a JSON error", name, rec.Code, rec.Body)
+			}
+			if len(e.Error) > 300 {
+				t.Errorf("GET %s: error of %d bytes, want the input not echoed whole: %.100q", name, len(e.Error), e.Error)
+			}
+		})
+	}
+	// What is well formed still reaches the handlers.
+	for target, want := range map[string]string{
+		"/health":            "Server is OK!\n",
+		"/health?probe=1":    "Server is OK!\n",
+		"/sayHello":          "Hello from SayHello-1!\n",
+		"/sayHello?name=bob": "Hello from SayHello-1!\n",
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, target, nil))
+		if rec.Code != http.StatusOK || rec.Body.String() != want {
+			t.Errorf("GET %s = %d %q, want 200 %q", target, rec.Code, rec.Body, want)
+		}
+	}
+}
+
+// FuzzServiceNameParam: /discovery's query either yields a valid service
+// name it holds once, or a typed error.
+func FuzzServiceNameParam(f *testing.F) {
+	for _, seed := range []string{
+		"serviceName=SayHello", "", "serviceName=", "serviceName=a%2Fb", "serviceName=web&serviceName=db",
+		"serviceName=%zz", "serviceName=web;x", "serviceName=web&x=1", "serviceName=" + strings.Repeat("a", 64),
+		"serviceName=web&", "&&serviceName=web", "serviceName=w%65b", "serviceName=web+",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		name, err := serviceNameParam(raw)
+		if err != nil {
+			if !errors.Is(err, errQuery) && !errors.Is(err, beacon.ErrInvalid) {
+				t.Fatalf("serviceNameParam(%q) = %v, want an error matching errQuery or beacon.ErrInvalid", raw, err)
+			}
+			if name != "" {
+				t.Fatalf("serviceNameParam(%q) = %q with error %v, want no name", raw, name, err)
+			}
+			return
+		}
+		if err := beacon.ValidateServiceName(name); err != nil || len(raw) > maxQueryBytes {
+			t.Fatalf("serviceNameParam(%q) = %q, accepted; ValidateServiceName: %v", raw, name, err)
+		}
+		v, perr := url.ParseQuery(raw)
+		if perr != nil || len(v) != 1 || len(v["serviceName"]) != 1 || v["serviceName"][0] != name {
+			t.Fatalf("serviceNameParam(%q) = %q; url.ParseQuery: %v, %v", raw, name, v, perr)
+		}
+	})
+}
