@@ -3,6 +3,7 @@ package discovery
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,7 +15,9 @@ import (
 // once a second after a change, atomically) and, when Consul cannot be
 // reached for a watch's first answer, serves the snapshot saved there
 // instead, marked with its error and its age. A service can then start,
-// and find its dependencies, during a registry outage.
+// and find its dependencies, during a registry outage. New fails on a file
+// that is not one Beacon wrote (bad JSON, an instance without an ID or
+// health, over 64 MiB) with an error matching beacon.ErrMalformedResponse.
 func WithSnapshotFile(path string) Option { return func(o *options) { o.snapshotFile = path } }
 
 type savedSnapshot struct {
@@ -23,18 +26,57 @@ type savedSnapshot struct {
 	Updated   time.Time
 }
 
+// maxSnapshotFile caps how much of a snapshot file is read at start and
+// written: a file replaced by something huge must not exhaust memory. At
+// a few hundred bytes an instance it holds some 200,000 instances.
+const maxSnapshotFile = 64 << 20
+
 // loadSnapshots reads the file; a missing file is an empty one.
 func loadSnapshots(path string) (map[string]savedSnapshot, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if os.IsNotExist(err) {
 		return map[string]savedSnapshot{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("discovery: snapshot file: %w", err)
 	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSnapshotFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("discovery: snapshot file: %w", err)
+	}
+	if len(b) > maxSnapshotFile {
+		return nil, fmt.Errorf("discovery: snapshot file %s: %w: larger than %d bytes", path, beacon.ErrMalformedResponse, maxSnapshotFile)
+	}
+	saved, err := decodeSnapshots(b)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: snapshot file %s: %w", path, err)
+	}
+	return saved, nil
+}
+
+// decodeSnapshots reads a snapshot file's contents. Its instances are
+// served as Consul's answers were, so they must look like them: a valid
+// service name, and instances with an ID, a port and a known health. A
+// file that does not is refused whole, as bad JSON is, with an error
+// matching beacon.ErrMalformedResponse.
+func decodeSnapshots(b []byte) (map[string]savedSnapshot, error) {
 	var saved map[string]savedSnapshot
 	if err := json.Unmarshal(b, &saved); err != nil {
-		return nil, fmt.Errorf("discovery: snapshot file %s: %w", path, err)
+		return nil, fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
+	}
+	for key, s := range saved {
+		if err := beacon.ValidateServiceName(s.Service); err != nil {
+			return nil, fmt.Errorf("%w: entry %.80q: %w", beacon.ErrMalformedResponse, key, err)
+		}
+		for i, in := range s.Instances {
+			if in.ID == "" || in.Port < 0 || in.Port > 65535 || !in.Health.Valid() {
+				return nil, fmt.Errorf("%w: entry %.80q: instance %d has no ID, a port outside 0–65535 or an unknown health", beacon.ErrMalformedResponse, key, i)
+			}
+		}
+	}
+	if saved == nil { // the file held null
+		saved = map[string]savedSnapshot{}
 	}
 	return saved, nil
 }
@@ -74,6 +116,10 @@ func (c *Cache) writeSnapshots() {
 		}
 	}
 	b, err := json.Marshal(out)
+	if err == nil && len(b) > maxSnapshotFile {
+		// Written, it could not be read back: keep the last file instead.
+		err = fmt.Errorf("%d bytes, more than the %d a snapshot file may hold", len(b), maxSnapshotFile)
+	}
 	if err == nil {
 		tmp := c.o.snapshotFile + ".tmp"
 		if err = os.WriteFile(tmp, b, 0o600); err == nil {
