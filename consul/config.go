@@ -233,7 +233,8 @@ func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
 		}
 		return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, defPort)}, nil
 	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 || !validHost(host) {
+	// Digits only: Atoi takes "+80", which no URL does.
+	if p, err := strconv.Atoi(port); err != nil || port[0] == '+' || p < 1 || p > 65535 || !validHost(host) {
 		return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
 	}
 	return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
@@ -247,10 +248,16 @@ func validHost(host string) bool {
 		return false
 	}
 	if strings.Contains(host, ":") {
-		_, err := netip.ParseAddr(host)
-		return err == nil
+		if _, err := netip.ParseAddr(host); err != nil {
+			return false
+		}
 	}
-	return true
+	// Requests are built from Endpoint.URL: the host must come back the
+	// same through url.URL.String and url.Parse ("|" or a control
+	// character would be escaped into a URL that does not parse).
+	hp := net.JoinHostPort(host, "1")
+	u, err := url.Parse((&url.URL{Scheme: "http", Host: hp}).String())
+	return err == nil && u.Host == hp
 }
 
 // Validate checks the configuration without touching the network or files.
@@ -267,10 +274,25 @@ func (c Config) Validate() error {
 	if c.MaxConns < 0 {
 		return configErrorf("negative connection cap %d", c.MaxConns)
 	}
-	if strings.ContainsAny(c.Token, "\r\n") {
-		return configErrorf("token contains a line break")
+	if p := tokenProblem(c.Token); p != "" {
+		return configErrorf("token %s", p)
 	}
 	return nil
+}
+
+// tokenProblem says why tok cannot be sent in the X-Consul-Token header
+// (net/http refuses control characters there), or "". It never quotes the
+// token.
+func tokenProblem(tok string) string {
+	for i := 0; i < len(tok); i++ {
+		switch c := tok[i]; {
+		case c == '\r' || c == '\n':
+			return "holds more than one line"
+		case c < ' ' || c == 0x7f:
+			return "holds a control character"
+		}
+	}
+	return ""
 }
 
 // Agent returns a copy of c bound to the i-th configured address only.

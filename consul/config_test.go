@@ -286,6 +286,9 @@ func TestParseAddressErrors(t *testing.T) {
 		{"user@h:1", ""},
 		{"a/b:1", ""},
 		{"[x:y]:1", ""},
+		{"h:+1", ""},   // found by FuzzParseAddress: no URL takes port "+1"
+		{"\x00:1", ""}, // found by FuzzParseAddress: a control character
+		{"|", ""},      // found by FuzzParseAddress: escaped into a URL that does not parse
 		{"h h", ""},
 		{"h h:1", ""},
 	}
@@ -332,6 +335,8 @@ func TestValidate(t *testing.T) {
 		{"negative timeout", consul.Config{Timeout: -time.Second}, false},
 		{"token with newline", consul.Config{Token: "abc\n"}, false},
 		{"token with carriage return", consul.Config{Token: "a\rb"}, false},
+		{"token with NUL", consul.Config{Token: "a\x00b"}, false}, // net/http would refuse to send it
+		{"token with tab", consul.Config{Token: "a\tb"}, false},
 		{"bad scheme", consul.Config{Scheme: "ftp"}, false},
 		{"second address bad", consul.Config{Addresses: []string{"a:1", "ftp://b"}}, false},
 	}

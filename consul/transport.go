@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -125,6 +128,37 @@ func (c Config) NewTokenSource() *TokenSource {
 	return &TokenSource{static: c.Token, file: c.TokenFile}
 }
 
+// maxTokenFile caps how much of a token file is read: a token is a few
+// dozen bytes, and a path set by mistake to a large file (or /dev/zero)
+// must not be read whole.
+const maxTokenFile = 4 << 10
+
+func readTokenFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxTokenFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes, not a token", path, maxTokenFile)
+	}
+	return data, nil
+}
+
+// parseTokenFile reads a token file's contents: the token with the space
+// around it trimmed, "" for an empty file. The error never quotes it.
+func parseTokenFile(data []byte) (string, error) {
+	tok := strings.TrimSpace(string(data))
+	if p := tokenProblem(tok); p != "" {
+		return "", errors.New(p)
+	}
+	return tok, nil
+}
+
 // Token returns the current token: the token file's trimmed content when it
 // is set and non-empty, else the static token. A file that cannot be read is
 // an error, so a request is never sent silently without the intended token.
@@ -142,14 +176,14 @@ func (s *TokenSource) Token() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.modTime.IsZero() || !fi.ModTime().Equal(s.modTime) || fi.Size() != s.size {
-		data, err := os.ReadFile(s.file)
+		data, err := readTokenFile(s.file)
 		if err != nil {
 			return "", configErrorf("token file: %v", err)
 		}
-		s.cached = strings.TrimSpace(string(data))
-		s.modTime, s.size, s.err = fi.ModTime(), fi.Size(), nil
-		if strings.ContainsAny(s.cached, "\r\n") {
-			s.err = configErrorf("token file %s holds more than one line", s.file)
+		s.modTime, s.size = fi.ModTime(), fi.Size()
+		s.cached, s.err = parseTokenFile(data)
+		if s.err != nil {
+			s.err = configErrorf("token file %s %v", s.file, s.err)
 		}
 	}
 	if s.err != nil {

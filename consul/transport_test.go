@@ -559,6 +559,27 @@ func TestTokenSourceConcurrent(t *testing.T) {
 	}
 }
 
+// TestTokenSourceHugeFile: a token file set by mistake to something huge
+// is refused after reading a few KiB, not read whole.
+func TestTokenSourceHugeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(1 << 40); err != nil { // sparse: nothing on disk
+		t.Skipf("cannot make a sparse file here: %v", err)
+	}
+	f.Close()
+	if tok, err := (consul.Config{TokenFile: path}).NewTokenSource().Token(); !errors.Is(err, consul.ErrConfig) || tok != "" {
+		t.Errorf("Token() with a 1 TiB token file = %q, %v; want an ErrConfig error", tok, err)
+	}
+	writeToken(t, path, "a\x00b")
+	if tok, err := (consul.Config{TokenFile: path}).NewTokenSource().Token(); !errors.Is(err, consul.ErrConfig) || tok != "" {
+		t.Errorf("Token() with a NUL in the token file = %q, %v; want an ErrConfig error", tok, err)
+	}
+}
+
 func TestTokenSourceErrorMessage(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "token")
 	writeToken(t, path, "x\ny")
