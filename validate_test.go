@@ -1,10 +1,14 @@
 package beacon_test
 
 import (
+	"encoding/json"
 	"errors"
+	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/beaconsd/beacon"
 )
@@ -197,6 +201,8 @@ func TestHealthWorse(t *testing.T) {
 func FuzzValidateRegistration(f *testing.F) {
 	f.Add("web-1", "web", "127.0.0.1", 80, "v1", "k", "v", "http://x/h", int64(time.Second))
 	f.Add("", "", "", -1, "", "", "", "", int64(0))
+	f.Add("db 1/é", "db", "db.internal.", 5432, "primary", "consul-x", "v", "https://[::1]:1/h", int64(time.Minute))
+	f.Add("..", "a-b", "256.1.1.1", 65536, "\x00", "k_1", strings.Repeat("v", 513), "ftp://x", int64(999*time.Millisecond))
 	f.Fuzz(func(t *testing.T, id, svc, addr string, port int, tag, mk, mv, httpURL string, interval int64) {
 		r := beacon.Registration{
 			ID: id, Service: svc, Address: addr, Port: port, Tags: []string{tag},
@@ -204,8 +210,80 @@ func FuzzValidateRegistration(f *testing.F) {
 			Checks: []beacon.Check{{HTTP: httpURL, Interval: time.Duration(interval)}},
 		}
 		err := r.Validate()
-		if err != nil && !errors.Is(err, beacon.ErrInvalid) {
-			t.Fatalf("Validate() = %v, not an ErrInvalid", err)
+		if err != nil {
+			var ve *beacon.ValidationError
+			if !errors.Is(err, beacon.ErrInvalid) || !errors.As(err, &ve) || ve.Field == "" {
+				t.Fatalf("Validate() = %v, want a *ValidationError naming a field", err)
+			}
+			return
+		}
+		// What passes must pass each part's own validator, and survive
+		// the JSON trip to Consul unchanged.
+		if beacon.ValidateID("ID", id) != nil || beacon.ValidateServiceName(svc) != nil || beacon.ValidateMeta(r.Meta) != nil ||
+			port < 0 || port > 65535 || tag == "" || time.Duration(interval) < beacon.MinCheckInterval {
+			t.Fatalf("Validate(%+v) = nil, but a part of it is invalid", r)
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatalf("json.Marshal(%+v) = %v", r, err)
+		}
+		var back beacon.Registration
+		if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, r) {
+			t.Fatalf("Registration %+v came back from JSON as %+v (%v)", r, back, err)
+		}
+	})
+}
+
+// FuzzValidateQuery covers the other validators: Query, ChecksQuery, TTL
+// updates, IDs, service and datacenter names. Errors are ValidationErrors;
+// what passes is what Consul and a URL path take as is.
+func FuzzValidateQuery(f *testing.F) {
+	f.Add("web", "v1", "dc1", `Service.Meta.version == "1"`, 0, int64(time.Minute), false, "service:web-1", "passing", "ok")
+	f.Add("", "", "", "", -1, int64(-1), true, "", "", "")
+	f.Add("a.b", "\xff", "dc 1", "\x00", 3, int64(11*time.Minute), true, ".", "maintenance", strings.Repeat("x", 4097))
+	f.Add(strings.Repeat("a", 64), "t", "eu_west-1", "", 2, int64(0), true, "a/b?c#d", "critical", "")
+	f.Fuzz(func(t *testing.T, svc, tag, dc, filter string, consistency int, wait int64, cached bool, checkID, status, output string) {
+		typed := func(what string, err error) {
+			t.Helper()
+			var ve *beacon.ValidationError
+			if err != nil && (!errors.Is(err, beacon.ErrInvalid) || !errors.As(err, &ve) || ve.Field == "") {
+				t.Fatalf("%s = %v, want a *ValidationError naming a field", what, err)
+			}
+		}
+		q := beacon.Query{Service: svc, Tags: []string{tag}, Datacenter: dc, Filter: filter,
+			Consistency: beacon.Consistency(consistency), WaitTime: time.Duration(wait), Cached: cached}
+		qErr := q.Validate()
+		typed("Query.Validate", qErr)
+		cq := beacon.ChecksQuery{Datacenter: dc, Consistency: q.Consistency, WaitTime: q.WaitTime}
+		cqErr := cq.Validate()
+		typed("ChecksQuery.Validate", cqErr)
+		if qErr == nil {
+			if cqErr != nil {
+				t.Fatalf("%+v.Validate() = nil but %+v.Validate() = %v", q, cq, cqErr)
+			}
+			if url.PathEscape(svc) != svc || tag == "" || q.WaitTime > beacon.MaxWaitTime || q.WaitTime < 0 {
+				t.Fatalf("%+v.Validate() = nil, want a service name a URL path takes as is, a tag, a wait within 0–10 min", q)
+			}
+		}
+		nameErr := beacon.ValidateServiceName(svc)
+		typed("ValidateServiceName", nameErr)
+		if nameErr == nil && (len(svc) > beacon.MaxServiceNameLen || strings.Trim(svc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "") {
+			t.Fatalf("ValidateServiceName(%q) = nil, want a DNS label", svc)
+		}
+		if dcErr := beacon.ValidateDatacenter(dc); dcErr != nil {
+			typed("ValidateDatacenter", dcErr)
+		} else if url.QueryEscape(dc) != dc {
+			t.Fatalf("ValidateDatacenter(%q) = nil, want a name a query string takes as is", dc)
+		}
+		ttlErr := beacon.ValidateTTLUpdate(checkID, beacon.Health(status), output)
+		typed("ValidateTTLUpdate", ttlErr)
+		if ttlErr == nil && (!beacon.Health(status).Valid() || len(output) > beacon.MaxCheckOutput || beacon.ValidateID("CheckID", checkID) != nil) {
+			t.Fatalf("ValidateTTLUpdate(%q, %q, %d bytes) = nil", checkID, status, len(output))
+		}
+		if idErr := beacon.ValidateID("ID", checkID); idErr != nil {
+			typed("ValidateID", idErr)
+		} else if p, err := url.PathUnescape(url.PathEscape(checkID)); err != nil || p != checkID || checkID == "." || checkID == ".." || !utf8.ValidString(checkID) {
+			t.Fatalf("ValidateID(%q) = nil, but it does not survive an agent URL path", checkID)
 		}
 	})
 }
