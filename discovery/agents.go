@@ -3,8 +3,10 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -26,10 +28,101 @@ type agents struct {
 	current int
 	down    []bool
 	upCh    chan struct{} // closed and replaced whenever an agent comes back
+	// live[i] ends when agent i is marked down, cancelling the requests in
+	// flight to it: a paused agent accepts connections and never answers,
+	// so its long polls would otherwise hang until their own deadline
+	// (minutes) and the watches would never move to another agent.
+	live     []context.Context
+	kill     []context.CancelFunc
+	inflight []atomic.Int64 // requests in flight per agent, for the watchdog
 }
 
+// Watchdog timing: while requests are in flight to the current agent, it is
+// asked a cheap question every livenessEvery; after livenessMisses
+// unanswered in a row (each given livenessTimeout) it is marked down.
+const (
+	livenessEvery   = 5 * time.Second
+	livenessTimeout = 2 * time.Second
+	livenessMisses  = 2
+)
+
 func newAgents(ctx context.Context, wg *sync.WaitGroup, regs []beacon.Registry, addrs []string, probe time.Duration, log *slog.Logger) *agents {
-	return &agents{regs: regs, addrs: addrs, log: log, probe: probe, ctx: ctx, wg: wg, down: make([]bool, len(regs)), upCh: make(chan struct{})}
+	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, ctx: ctx, wg: wg, down: make([]bool, len(regs)), upCh: make(chan struct{}),
+		live: make([]context.Context, len(regs)), kill: make([]context.CancelFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
+	for i := range regs {
+		a.live[i], a.kill[i] = context.WithCancel(ctx)
+	}
+	wg.Add(1)
+	go a.watchdog()
+	return a
+}
+
+// errStoppedAnswering ends requests to an agent the watchdog marked down.
+var errStoppedAnswering = errors.New("the agent stopped answering")
+
+// bind ties a request to agent i to the agent's liveness: the returned
+// context also ends when the agent is marked down. done must be called
+// when the request ends; it tells whether the watchdog ended it.
+func (a *agents) bind(ctx context.Context, i int) (rctx context.Context, done func() (killed bool)) {
+	a.mu.Lock()
+	live := a.live[i]
+	a.mu.Unlock()
+	a.inflight[i].Add(1)
+	rctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(live, func() { cancel(errStoppedAnswering) })
+	return rctx, func() bool {
+		stop()
+		killed := context.Cause(rctx) == errStoppedAnswering
+		cancel(nil)
+		a.inflight[i].Add(-1)
+		return killed
+	}
+}
+
+// watchdog asks the current agent a cheap, agent-local question while
+// requests are in flight to it, and marks it down when it stops answering.
+func (a *agents) watchdog() {
+	defer a.wg.Done()
+	t := time.NewTicker(livenessEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.mu.Lock()
+		i, down := a.current, a.down[a.current]
+		a.mu.Unlock()
+		if down || a.inflight[i].Load() == 0 {
+			continue
+		}
+		// A miss is asked again at once: a slow answer is forgiven, a
+		// paused agent is found within livenessEvery + misses × timeout.
+		answered := false
+		for range livenessMisses {
+			if answered = a.answers(i, livenessTimeout); answered || a.ctx.Err() != nil {
+				break
+			}
+		}
+		if !answered && a.ctx.Err() == nil {
+			a.markDown(i, fmt.Errorf("%w: %d liveness probes of %v unanswered", errStoppedAnswering, livenessMisses, livenessTimeout))
+		}
+	}
+}
+
+// answers reports whether agent i answers a cheap question within timeout.
+// Any HTTP status counts; a timeout does not (a paused agent accepts and
+// never answers). The question is a stale read of the "consul" service:
+// a server answers it from its own state even without a leader, so a lost
+// quorum (whose blocked writes hold non-stale reads for seconds) does not
+// look like a dead agent.
+func (a *agents) answers(i int, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(a.ctx, timeout)
+	defer cancel()
+	_, _, err := a.regs[i].Instances(ctx, beacon.Query{Service: "consul", Consistency: beacon.ConsistencyStale})
+	var se *beacon.StatusError
+	return err == nil || errors.As(err, &se)
 }
 
 // pick returns the agent to use, waiting while all are down.
@@ -63,7 +156,11 @@ func (a *agents) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	if err != nil {
 		return nil, beacon.QueryMeta{}, err
 	}
-	insts, meta, err := a.regs[i].Instances(ctx, q)
+	rctx, done := a.bind(ctx, i)
+	insts, meta, err := a.regs[i].Instances(rctx, q)
+	if done() && ctx.Err() == nil {
+		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, errStoppedAnswering)
+	}
 	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) {
 		a.markDown(i, err)
 	}
@@ -90,6 +187,7 @@ func (a *agents) markDown(i int, cause error) {
 		return
 	}
 	a.down[i] = true
+	a.kill[i]() // ends what is still in flight to it
 	a.log.Warn("discovery: agent unreachable; probing it", "agent", a.addrs[i], "err", cause)
 	a.wg.Add(1)
 	go a.prober(i)
@@ -107,15 +205,10 @@ func (a *agents) prober(i int) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(a.ctx, a.probe+time.Second)
-		_, _, err := a.regs[i].Instances(ctx, beacon.Query{Service: "consul"})
-		cancel()
-		// Up only when it answered: any HTTP status counts, a timeout of
-		// our own probe does not (a paused agent accepts and never answers).
-		var se *beacon.StatusError
-		if err == nil || errors.As(err, &se) {
+		if a.answers(i, a.probe+time.Second) {
 			a.mu.Lock()
 			a.down[i] = false
+			a.live[i], a.kill[i] = context.WithCancel(a.ctx)
 			close(a.upCh)
 			a.upCh = make(chan struct{})
 			a.mu.Unlock()
@@ -144,7 +237,11 @@ func (a *agents) Checks(ctx context.Context, sem chan struct{}, q beacon.ChecksQ
 			return nil, beacon.QueryMeta{}, ctx.Err()
 		}
 	}
-	checks, meta, err := f.Checks(ctx, q)
+	rctx, done := a.bind(ctx, i)
+	checks, meta, err := f.Checks(rctx, q)
+	if done() && ctx.Err() == nil {
+		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, errStoppedAnswering)
+	}
 	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) {
 		a.markDown(i, err)
 	}
