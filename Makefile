@@ -38,13 +38,21 @@ test: consul vet
 # a longer, timed run of each.
 FUZZ = $(GO) test -run '^$$' -fuzztime $(or $(FUZZTIME),$(2)) -fuzz '^$(1)$$' $(3)
 fuzz:
-	$(call FUZZ,FuzzDecodeHealth,20000x,./consulhttp)
-	$(call FUZZ,FuzzDecodeMeta,20000x,./consulhttp)
-	$(call FUZZ,FuzzDecodeChecks,20000x,./consulhttp)
-	$(call FUZZ,FuzzDecodeAgentService,20000x,./consulhttp)
-	$(call FUZZ,FuzzDecodeServices,20000x,./consulhttp)
-	$(call FUZZ,FuzzDecodeOperator,20000x,./consulhttp)
-	$(call FUZZ,FuzzValidateRegistration,100000x,.)
+	$(call FUZZ,FuzzDecodeHealth,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeMeta,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeChecks,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeAgentService,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeServices,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeOperator,10000x,./consulhttp)
+	$(call FUZZ,FuzzValidateRegistration,30000x,.)
+	$(call FUZZ,FuzzValidateQuery,10000x,.)
+	$(call FUZZ,FuzzParseAddress,10000x,./consul)
+	$(call FUZZ,FuzzFromEnv,10000x,./consul)
+	$(call FUZZ,FuzzDecodeSnapshots,10000x,./discovery)
+	$(call FUZZ,FuzzParseTarget,4000x,./grpcresolver)
+	$(call FUZZ,FuzzServiceNameParam,8000x,./cmd/sayhello)
+	$(call FUZZ,FuzzFlagValues,8000x,./cmd/sayhello)
+	$(call FUZZ,FuzzFlagValues,20000x,./cmd/beacon)
 
 # The fault suite (faults/) with 30-second outages on real clusters: prints
 # the table of figures and writes it into docs/reliability.md with the
