@@ -187,7 +187,14 @@ func (a *agents) markDown(i int, cause error) {
 		return
 	}
 	a.down[i] = true
-	a.kill[i]() // ends what is still in flight to it
+	// An agent that answered (a 5xx: no leader during an election, say) is
+	// alive; its long polls may well be fine. One that did not answer,
+	// the watchdog's verdict or a transport error, gets what is still in
+	// flight to it ended, or a silent agent would hold it for minutes.
+	var se *beacon.StatusError
+	if !errors.As(cause, &se) {
+		a.kill[i]()
+	}
 	a.log.Warn("discovery: agent unreachable; probing it", "agent", a.addrs[i], "err", cause)
 	a.wg.Add(1)
 	go a.prober(i)

@@ -200,6 +200,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		var err error
 		if c.saved, err = loadSnapshots(o.snapshotFile); err != nil {
 			c.cancel()
+			c.wg.Wait() // the agents' watchdog
 			c.closeRegs()
 			return nil, err
 		}
@@ -631,11 +632,11 @@ func (w *watch) unsubscribe(ch chan struct{}) {
 
 // notify wakes every subscriber without blocking: each channel holds at
 // most one pending wake-up, and a reader always loads the newest snapshot.
-// Sends that cannot block are cheap enough to make under the lock.
 func (w *watch) notify() {
 	w.subMu.Lock()
-	defer w.subMu.Unlock()
-	for _, ch := range w.subs {
+	chans := slices.Clone(w.subs)
+	w.subMu.Unlock()
+	for _, ch := range chans {
 		select {
 		case ch <- struct{}{}:
 		default:

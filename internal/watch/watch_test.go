@@ -1,0 +1,126 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/time/rate"
+
+	"github.com/beaconsd/beacon"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// script answers queries from a list and records each query's index.
+type script struct {
+	mu      sync.Mutex
+	answers []answer
+	indexes []uint64
+	done    chan struct{} // closed when the list is used up
+}
+
+type answer struct {
+	index uint64
+	err   error
+}
+
+func (s *script) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	s.mu.Lock()
+	s.indexes = append(s.indexes, q.WaitIndex)
+	if len(s.answers) == 0 {
+		s.mu.Unlock()
+		close(s.done)
+		<-ctx.Done()
+		return nil, beacon.QueryMeta{}, ctx.Err()
+	}
+	a := s.answers[0]
+	s.answers = s.answers[1:]
+	s.mu.Unlock()
+	if a.err != nil {
+		return nil, beacon.QueryMeta{}, a.err
+	}
+	return []beacon.Instance{{ID: "x"}}, beacon.QueryMeta{LastIndex: a.index}, nil
+}
+
+// run plays answers through a Loop whose emit refuses the results listed
+// in refuse (by position among emitted results), and returns the indexes
+// the loop sent and how many results it emitted.
+func run(t *testing.T, answers []answer, refuse map[int]bool) (indexes []uint64, emitted int) {
+	t.Helper()
+	s := &script{answers: answers, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		o := Options{Limiter: rate.NewLimiter(rate.Inf, 1), MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+		n := 0
+		Loop(ctx, s, beacon.Query{Service: "svc"}, o, func(r Result) error {
+			n++
+			emitted = n
+			if r.Err == nil && refuse[n] {
+				return errors.New("refused")
+			}
+			return nil
+		})
+	}()
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not use up its answers")
+	}
+	cancel()
+	<-stopped
+	return s.indexes, emitted
+}
+
+func equal(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestIndexRules(t *testing.T) {
+	unavailable := beacon.ErrUnavailable
+	tests := []struct {
+		name    string
+		answers []answer
+		refuse  map[int]bool
+		want    []uint64 // the index each query carried
+	}{
+		{"follows the index", []answer{{index: 5}, {index: 7}}, nil, []uint64{0, 5, 7}},
+		{"backwards resets to 0", []answer{{index: 9}, {index: 3}}, nil, []uint64{0, 9, 0}},
+		{"below 1 counts as 1", []answer{{index: 0}, {index: 0}}, nil, []uint64{0, 1, 1}},
+		{"0 after an error", []answer{{index: 5}, {err: unavailable}, {index: 6}}, nil, []uint64{0, 5, 0, 6}},
+		{"0 after a refused answer", []answer{{index: 5}, {index: 8}, {index: 8}}, map[int]bool{2: true}, []uint64{0, 5, 0, 8}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := run(t, tt.answers, tt.refuse)
+			if !equal(got, tt.want) {
+				t.Errorf("indexes sent = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRefusedAnswerIsEmittedAgain: after a refused answer the loop asks
+// from index 0, so the next answer is emitted even though its index did
+// not move; an accepted answer with an unmoved index is not.
+func TestRefusedAnswerIsEmittedAgain(t *testing.T) {
+	_, emitted := run(t, []answer{{index: 5}, {index: 5}, {index: 5}}, map[int]bool{1: true})
+	// 1: index 5, refused; 2: index 5 again from 0, accepted; 3: index 5
+	// unmoved, not emitted.
+	if emitted != 2 {
+		t.Errorf("emitted %d results, want 2", emitted)
+	}
+}
