@@ -18,6 +18,10 @@ type heldElsewhereError struct {
 	Nodes []string // nodes whose agents hold the ID
 }
 
+// Is lets eachAgent move on to the next configured agent: the one holding
+// the ID may be among them.
+func (e *heldElsewhereError) Is(target error) bool { return target == errTryNext }
+
 func (e *heldElsewhereError) Error() string {
 	return fmt.Sprintf("instance %q is not registered on agent %s but on node %s; registrations belong to the agent that made them: deregister it through that node's agent (beacon -consul ADDRESS deregister %s)",
 		e.ID, e.Agent, strings.Join(e.Nodes, ", "), e.ID)
@@ -37,7 +41,7 @@ func (c *command) deregister(args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.eachAgent(cfg, func(cl *consulhttp.Client) error {
+	err = c.eachAgent(cfg, func(cl *consulhttp.Client) error {
 		node := cl.Agent()
 		if self, err := cl.Self(c.ctx); err == nil { // needs agent:read; the address will do without
 			node = "node " + self.Node + " (agent " + cl.Agent() + ")"
@@ -64,6 +68,11 @@ func (c *command) deregister(args []string) error {
 		fmt.Fprintf(c.stdout, "%s is not registered on %s: nothing to do\n", id, node)
 		return nil
 	})
+	// No configured agent holds it: say which node does, once.
+	if he := (*heldElsewhereError)(nil); errors.As(err, &he) && !errors.Is(err, beacon.ErrUnavailable) {
+		return he
+	}
+	return err
 }
 
 // catalogHolders lists the nodes whose agents registered an instance with

@@ -172,6 +172,18 @@ func TestDeregister(t *testing.T) {
 	}
 }
 
+// TestDeregisterAsksEveryAgent: with -consul a,b, an instance registered
+// through b is deregistered through b, not refused by a.
+func TestDeregisterAsksEveryAgent(t *testing.T) {
+	cl := consultest.NewCluster(t, 1, 1)
+	server, agent := cl.Servers[0], cl.Clients[0]
+	register(t, client(t, cl.Config(agent)), beacon.Registration{ID: "two-1", Service: "two", Port: 8080, Checks: ttlCheck(beacon.HealthPassing)})
+	r := beaconRun(t, nil, "deregister", "two-1", "-consul", server.HTTPAddr+","+agent.HTTPAddr)
+	if r.code != 0 || !strings.Contains(r.stdout, "deregistered two-1 from node "+agent.Name) {
+		t.Errorf("beacon deregister two-1 via the second agent: exit %d, stdout %q, stderr %q; want 0 and node %s", r.code, r.stdout, r.stderr, agent.Name)
+	}
+}
+
 // hasLine reports whether some line of out holds exactly these fields.
 func hasLine(out string, fields ...string) bool {
 	for _, l := range strings.Split(out, "\n") {

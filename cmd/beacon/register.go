@@ -235,7 +235,7 @@ func (ch *child) stop(sig os.Signal, timeout time.Duration) {
 	case err := <-ch.done:
 		ch.done <- err
 	case <-t.C:
-		_ = ch.cmd.Process.Kill()
+		_ = signalChild(ch.cmd, os.Kill) // the whole group, as the signal was
 		ch.done <- <-ch.done
 	}
 }

@@ -174,8 +174,12 @@ func agentList(cfg consul.Config) string {
 	return strings.Join(names, ", ")
 }
 
+// errTryNext, matched by an error of fn, has eachAgent ask the next agent.
+var errTryNext = errors.New("try the next agent")
+
 // eachAgent runs fn with a client for the first configured agent, moving
-// on to the next while the one asked is unavailable. Errors name the agent.
+// on to the next while the one asked is unavailable (or fn's error matches
+// errTryNext). Errors name the agent.
 func (c *command) eachAgent(cfg consul.Config, fn func(cl *consulhttp.Client) error) error {
 	n := max(len(cfg.Addresses), 1)
 	var errs []error
@@ -190,7 +194,7 @@ func (c *command) eachAgent(cfg consul.Config, fn func(cl *consulhttp.Client) er
 			return nil
 		}
 		err = fmt.Errorf("agent %s: %w", cl.Agent(), err)
-		if !errors.Is(err, beacon.ErrUnavailable) || c.ctx.Err() != nil {
+		if !(errors.Is(err, beacon.ErrUnavailable) || errors.Is(err, errTryNext)) || c.ctx.Err() != nil {
 			return err
 		}
 		errs = append(errs, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -116,7 +117,7 @@ func (v *watchView) update(s *discovery.Snapshot, now time.Time) {
 	v.last = s
 	wasErr := prev != nil && prev.Err != nil
 	if s.Err != nil && !wasErr {
-		v.emit(now, "consul unreachable ("+s.Err.Error()+"); "+dataAge(s, now))
+		v.emit(now, problem(s.Err)+" ("+s.Err.Error()+"); "+dataAge(s, now))
 		v.staleNote = now
 	}
 	if s.Err == nil && wasErr {
@@ -162,7 +163,7 @@ func (v *watchView) redraw(now time.Time) {
 	case s == nil:
 		fmt.Fprintf(&b, "%s: waiting for Consul (%s)\n", v.service, v.agents)
 	case s.Err != nil:
-		fmt.Fprintf(&b, "%s: CONSUL UNREACHABLE (%v); %s\n", v.service, s.Err, dataAge(s, now))
+		fmt.Fprintf(&b, "%s: %s (%v); %s\n", v.service, strings.ToUpper(problem(s.Err)), s.Err, dataAge(s, now))
 	default:
 		fmt.Fprintf(&b, "%s: %s, %d passing; updated %s (%s ago)\n", v.service, plural(len(s.Instances), "instance"), countPassing(s.Instances),
 			s.Updated.Format("15:04:05"), now.Sub(s.Updated).Truncate(time.Second))
@@ -275,4 +276,17 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// problem names what an error of the cache means for the person watching:
+// an ACL refusal is not an outage, and fixing it is different.
+func problem(err error) string {
+	switch {
+	case errors.Is(err, discovery.ErrHiddenByACLs):
+		return "ACLs hide the service from this token"
+	case errors.Is(err, beacon.ErrPermissionDenied):
+		return "consul refused the token"
+	default:
+		return "consul unreachable"
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"syscall"
@@ -115,5 +116,26 @@ func TestLiveView(t *testing.T) {
 	if got := out.String(); !strings.Contains(got, "web: CONSUL UNREACHABLE (dial tcp: connection refused); showing data from 7s ago") ||
 		!strings.Contains(got, "recent changes:") {
 		t.Errorf("live view during an outage =\n%s\nwant the outage, the data's age and the recent changes", got)
+	}
+}
+
+// TestWatchNamesACLProblems: a service hidden by ACLs, or a refused token,
+// is not reported as an outage: the fix is a different one.
+func TestWatchNamesACLProblems(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("%w: %q: the token may not read it", discovery.ErrHiddenByACLs, "web"), "ACLs hide the service from this token ("},
+		{&beacon.StatusError{Method: "GET", Path: "/v1/health/service/web", StatusCode: 403, Message: "ACL not found"}, "consul refused the token ("},
+		{fmt.Errorf("%w: dial tcp: connection refused", beacon.ErrUnavailable), "consul unreachable ("},
+	} {
+		var out strings.Builder
+		v := &watchView{out: &out, service: "web"}
+		v.update(&discovery.Snapshot{Service: "web", Err: tt.err}, t0)
+		if !strings.Contains(out.String(), tt.want) {
+			t.Errorf("watch output for %v =\n%s\nwant %q", tt.err, out.String(), tt.want)
+		}
 	}
 }
