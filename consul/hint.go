@@ -3,6 +3,7 @@ package consul
 import (
 	"crypto/x509"
 	"errors"
+	"net/http"
 	"strings"
 )
 
@@ -30,7 +31,7 @@ func TLSHint(err error) string {
 	// certificate".
 	case strings.Contains(msg, "tls: certificate required"), strings.Contains(msg, "tls: bad certificate"):
 		return "the agent requires a client certificate (verify_incoming): set CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY"
-	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+	case errors.Is(err, http.ErrSchemeMismatch):
 		return "the agent speaks plain HTTP: use an http:// address or unset CONSUL_HTTP_SSL"
 	}
 	return ""

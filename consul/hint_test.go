@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -22,7 +23,7 @@ func TestTLSHint(t *testing.T) {
 		{x509.CertificateInvalidError{Reason: x509.Expired, Cert: &x509.Certificate{}}, "not valid"},
 		{errors.New("remote error: tls: certificate required"), "CONSUL_CLIENT_CERT"},
 		{errors.New("remote error: tls: bad certificate"), "CONSUL_CLIENT_CERT"},
-		{errors.New("http: server gave HTTP response to HTTPS client"), "http://"},
+		{fmt.Errorf("Get: %w", http.ErrSchemeMismatch), "http://"},
 	}
 	for _, tt := range tests {
 		got := consul.TLSHint(tt.err)
