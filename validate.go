@@ -204,6 +204,14 @@ func (c Check) validate(prefix string) error {
 	if err := validateText(prefix+"Name", c.Name); err != nil {
 		return err
 	}
+	// JSON would turn invalid UTF-8 into U+FFFD: Consul would probe
+	// another address than the one validated here.
+	if err := validateText(prefix+"HTTP", c.HTTP); err != nil {
+		return err
+	}
+	if err := validateText(prefix+"TCP", c.TCP); err != nil {
+		return err
+	}
 	kinds := 0
 	if c.HTTP != "" {
 		kinds++

@@ -79,6 +79,10 @@ func TestRegistrationValidate(t *testing.T) {
 		{"http check interval below a second", func(r *beacon.Registration) { r.Checks[0].Interval = 500 * time.Millisecond }, "Checks[0].Interval"},
 		{"tcp check", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "127.0.0.1:80", Interval: time.Second}} }, ""},
 		{"tcp check no port", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "127.0.0.1", Interval: time.Second}} }, "Checks[0].TCP"},
+		// Found by FuzzValidateRegistration: JSON would send U+FFFD instead.
+		{"http check not utf8", func(r *beacon.Registration) { r.Checks = []beacon.Check{{HTTP: "http://\x8c", Interval: time.Second}} }, "Checks[0].HTTP"},
+		{"tcp check not utf8", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "\xff:80", Interval: time.Second}} }, "Checks[0].TCP"},
+		{"tcp check control character", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TCP: "a\x00:80", Interval: time.Second}} }, "Checks[0].TCP"},
 		{"ttl check", func(r *beacon.Registration) { r.Checks = []beacon.Check{{TTL: 10 * time.Second}} }, ""},
 		{"ttl check with interval", func(r *beacon.Registration) {
 			r.Checks = []beacon.Check{{TTL: 10 * time.Second, Interval: time.Second}}
