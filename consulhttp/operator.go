@@ -167,6 +167,8 @@ func (c *Client) HealthQueryBackend(ctx context.Context, service string) (string
 	return resp.Header.Get("X-Consul-Query-Backend"), nil
 }
 
+var _ beacon.ACLProber = (*Client)(nil)
+
 // ProbeACLs implements beacon.ACLProber from TokenSelf.
 func (c *Client) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {
 	_, err := c.TokenSelf(ctx)
