@@ -386,6 +386,17 @@ func (k *Keeper) heartbeat(ctx context.Context) {
 		k.repair(ctx, errors.New("no agent holds the registration"))
 		return
 	}
+	// A changed token file: register again first. The agent syncs a status
+	// change with the token the check was registered with; were the old
+	// one revoked, that sync would fail, the agent would not retry it, and
+	// registering the same definition again later does not make it sync.
+	if k.tokens != nil && k.tokenDigest() != k.regToken {
+		k.log.Info("keeper: the token file changed; registering again so the agent syncs with the new token", "agent", k.agents[k.current].addr)
+		if err := k.registerOn(ctx, k.current); err != nil {
+			k.repair(ctx, err)
+			return
+		}
+	}
 	hctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
 	err := k.agents[k.current].reg.UpdateTTL(hctx, k.checkID, status, output)
 	cancel()
@@ -399,13 +410,6 @@ func (k *Keeper) heartbeat(ctx context.Context) {
 	k.mu.Lock()
 	k.status.LastHeartbeat, k.status.Registered = time.Now(), true
 	k.mu.Unlock()
-	if k.tokens != nil && k.tokenDigest() != k.regToken {
-		k.log.Info("keeper: the token file changed; registering again so the agent syncs with the new token", "agent", k.agents[k.current].addr)
-		if err := k.registerOn(ctx, k.current); err != nil {
-			k.repair(ctx, err)
-			return
-		}
-	}
 	k.removeStale(ctx)
 }
 

@@ -49,9 +49,15 @@ func TestTokenFileRotation(t *testing.T) {
 	replaceFile(t, file, tokenB)
 	srv.RevokeToken(t, tokenA)
 	health.Store(beacon.HealthWarning)
+	var last []beacon.Instance
+	defer func() {
+		if t.Failed() {
+			t.Logf("last seen in the catalog: %+v", last)
+		}
+	}()
 	took := waitFor(t, "a health change after the rotation reaches the catalog", func() bool {
-		all := instances(c, true)
-		return len(all) == 1 && all[0].Health == beacon.HealthWarning
+		last = instances(c, true)
+		return len(last) == 1 && last[0].Health == beacon.HealthWarning
 	})
 	t.Logf("rotation → catalog follows the instance again in %v", took.Round(time.Millisecond))
 	if st := k.Status(); !st.Registered {
