@@ -193,7 +193,7 @@ func (k *Keeper) withHeartbeatCheck(r beacon.Registration) (beacon.Registration,
 		ID:                      k.checkID,
 		Name:                    "beacon keeper heartbeat",
 		TTL:                     k.o.ttl,
-		InitialStatus:           beacon.HealthPassing,
+		InitialStatus:           beacon.HealthCritical, // see pulse
 		DeregisterCriticalAfter: k.o.deregisterAfter,
 	})
 	if err := r.Validate(); err != nil {
@@ -320,6 +320,7 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 		return err
 	}
 	k.regToken = tok
+	k.pulse(ctx, i)
 	if k.current >= 0 && k.current != i {
 		k.stale[k.current] = true
 		k.mu.Lock()
@@ -373,15 +374,7 @@ func (k *Keeper) loop(ctx context.Context) {
 
 // heartbeat updates the TTL check and repairs what it finds. Caller holds op.
 func (k *Keeper) heartbeat(ctx context.Context) {
-	status, output := beacon.HealthPassing, heartbeatOutput
-	if k.o.health != nil {
-		hctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
-		status, output = k.o.health(hctx)
-		cancel()
-		if !status.Valid() {
-			status, output = beacon.HealthCritical, fmt.Sprintf("health function returned %q", status)
-		}
-	}
+	status, output := k.health(ctx)
 	if k.current < 0 {
 		k.repair(ctx, errors.New("no agent holds the registration"))
 		return
@@ -426,6 +419,37 @@ func (k *Keeper) tokenDigest() [sha256.Size]byte {
 		return [sha256.Size]byte{}
 	}
 	return sha256.Sum256([]byte(tok))
+}
+
+// health is the status and output the next heartbeat carries.
+func (k *Keeper) health(ctx context.Context) (beacon.Health, string) {
+	if k.o.health == nil {
+		return beacon.HealthPassing, heartbeatOutput
+	}
+	hctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
+	defer cancel()
+	status, output := k.o.health(hctx)
+	if !status.Valid() {
+		return beacon.HealthCritical, fmt.Sprintf("health function returned %q", status)
+	}
+	return status, output
+}
+
+// pulse sends a heartbeat to agent i right after it accepted the
+// registration. The heartbeat check is registered critical and this makes
+// it passing at once: a copy an agent restores from its data dir once its
+// TTL state has expired (after the keeper moved to another agent) then
+// comes back critical, not passing beside the instance's new copy. On an
+// agent that already holds the check, registering again keeps its status.
+// Caller holds op.
+func (k *Keeper) pulse(ctx context.Context, i int) {
+	status, output := k.health(ctx)
+	hctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
+	defer cancel()
+	if err := k.agents[i].reg.UpdateTTL(hctx, k.checkID, status, output); err != nil && ctx.Err() == nil {
+		k.log.Warn("keeper: first heartbeat after registering failed; the next one retries", "agent", k.agents[i].addr, "err", err)
+		k.recordError(err)
+	}
 }
 
 // repair reacts to a failed heartbeat or reconcile. Caller holds op.
