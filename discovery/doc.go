@@ -6,7 +6,9 @@
 //
 // When Consul cannot be reached the last good snapshot keeps being served,
 // with its age and the last error visible. An empty answer from Consul is
-// published (scale to zero is real). While every configured agent is down,
-// watches wait on one shared prober per agent instead of each polling it,
-// and all resume as soon as it answers.
+// published (scale to zero is real), unless ACLs caused it: then the last
+// good snapshot stays, with ErrHiddenByACLs. While every configured agent is
+// down, watches wait on one shared prober per agent instead of each polling
+// it, and all resume as soon as it answers; an agent that stops answering
+// without an error (paused, hung) is found by a watchdog and treated as down.
 package discovery
