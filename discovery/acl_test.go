@@ -1,14 +1,12 @@
 package discovery_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,25 +14,8 @@ import (
 	"github.com/beaconsd/beacon/balancer"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
-
-// syncBuffer is a log sink safe for the cache's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // aclAgent starts an ACL agent (default deny) holding two passing
 // instances of "web", registered with the management token.
@@ -61,7 +42,7 @@ func TestACLHiddenIsNotScaleToZero(t *testing.T) {
 	srv := aclAgent(t)
 	cfg := srv.Config()
 	cfg.Token = srv.MintToken(t, readOther)
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	m := &countingMetrics{}
 	c := newCache(t, cfg, discovery.WithMetrics(m), discovery.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	w, err := c.Watch(beacon.Query{Service: "web"})

@@ -6,13 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
 )
 
@@ -34,7 +34,7 @@ func TestTokenFileRotation(t *testing.T) {
 	mgmt.Token = srv.ManagementToken()
 	c := client(t, mgmt)
 
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	var health atomic.Value
 	health.Store(beacon.HealthPassing)
 	k := newKeeper(t, cfg, registration("k-rotate"), keeper.WithTTL(900*time.Millisecond),
@@ -72,23 +72,6 @@ func TestTokenFileRotation(t *testing.T) {
 			t.Errorf("the log holds a token:\n%s", out)
 		}
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // replaceFile swaps path's content atomically, as secret managers do.

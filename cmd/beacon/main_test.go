@@ -10,9 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,37 +20,14 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // deadline bounds every wait: generous for a loaded 2-core machine.
 const deadline = 30 * time.Second
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// beaconBinary builds the command once per test run, with the race detector.
-func beaconBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "beacon-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "beacon")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// beaconCmd is the command under test, built once per test run.
+var beaconCmd = &testutil.Binary{Name: "beacon"}
 
 func TestMain(m *testing.M) {
 	// The test binary doubles as the small HTTP server that register runs.
@@ -60,9 +35,7 @@ func TestMain(m *testing.M) {
 		os.Exit(helperServer())
 	}
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	beaconCmd.Remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -126,7 +99,7 @@ func beaconRun(t *testing.T, envv []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, beaconBinary(t), args...)
+	cmd := exec.CommandContext(ctx, beaconCmd.Path(t), args...)
 	cmd.Env = env(envv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -147,36 +120,18 @@ func beaconRun(t *testing.T, envv []string, args ...string) result {
 	return r
 }
 
-// syncBuffer is a bytes.Buffer safe to write from a process pipe while read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a beacon process left running.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.Buffer
 	done           chan error
 }
 
 // beaconStart starts beacon and kills it at cleanup if it still runs.
 func beaconStart(t *testing.T, envv []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(beaconBinary(t), args...)
+	p := &proc{stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(beaconCmd.Path(t), args...)
 	p.cmd.Env = env(envv...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

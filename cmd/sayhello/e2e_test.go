@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,11 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,67 +25,24 @@ import (
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/httpclient"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // deadline bounds every wait: generous for a loaded 2-core machine.
 const deadline = 30 * time.Second
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// sayhelloBinary builds this command once per test run.
-func sayhelloBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "sayhello-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "sayhello")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// sayhelloCmd is the command under test, built once per test run.
+var sayhelloCmd = &testutil.Binary{Name: "sayhello"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	sayhelloCmd.Remove()
 	os.Exit(code)
-}
-
-// syncBuffer is a bytes.Buffer safe to write from a process pipe while read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type proc struct {
 	cmd     *exec.Cmd
-	stderr  *syncBuffer
+	stderr  *testutil.Buffer
 	done    chan error
 	started time.Time
 	port    int
@@ -108,14 +62,14 @@ func freePort(t *testing.T) int {
 // startSayHello starts the service as a process; it is killed in cleanup.
 func startSayHello(t *testing.T, consulAddr string, extra ...string) *proc {
 	t.Helper()
-	p := &proc{stderr: &syncBuffer{}, done: make(chan error, 1), port: freePort(t)}
+	p := &proc{stderr: &testutil.Buffer{}, done: make(chan error, 1), port: freePort(t)}
 	p.id = "SayHello-test-" + strconv.Itoa(p.port)
 	args := append([]string{
 		"-port", strconv.Itoa(p.port), "-listen", "127.0.0.1:" + strconv.Itoa(p.port),
 		"-advertise", "127.0.0.1", "-consul", consulAddr, "-id", p.id,
 		"-meta", "version=1", "-tags", "a,b",
 	}, extra...)
-	p.cmd = exec.Command(sayhelloBinary(t), args...)
+	p.cmd = exec.Command(sayhelloCmd.Path(t), args...)
 	p.cmd.Stdout = p.stderr
 	p.cmd.Stderr = p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -556,7 +510,7 @@ func TestCallThroughRoundTripper(t *testing.T) {
 	a := startSayHello(t, srv.HTTPAddr)
 	b := startSayHello(t, srv.HTTPAddr)
 	waitFor(t, "two instances passing", func() bool { return len(passingIDs(t, c, "SayHello")) == 2 })
-	out, err := exec.Command(sayhelloBinary(t), "-consul", srv.HTTPAddr, "-call", "SayHello", "-n", "6").Output()
+	out, err := exec.Command(sayhelloCmd.Path(t), "-consul", srv.HTTPAddr, "-call", "SayHello", "-n", "6").Output()
 	if err != nil {
 		t.Fatalf("sayhello -call: %v\n%s", err, out)
 	}
