@@ -34,14 +34,20 @@ func pickFixture(b *testing.B) *consultest.Server {
 	return srv
 }
 
-func kitBalancer(b *testing.B, srv *consultest.Server, service string) (lb.Balancer, func()) {
+// kitInstancer is go-kit's own consul Instancer of the passing instances of
+// service, on consul/api's default client.
+func kitInstancer(b *testing.B, srv *consultest.Server, service string) *kitconsul.Instancer {
 	cfg := api.DefaultConfig()
 	cfg.Address = srv.HTTPAddr
 	client, err := api.NewClient(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	inst := kitconsul.NewInstancer(kitconsul.NewClient(client), log.NewNopLogger(), service, nil, true)
+	return kitconsul.NewInstancer(kitconsul.NewClient(client), log.NewNopLogger(), service, nil, true)
+}
+
+func kitBalancer(b *testing.B, srv *consultest.Server, service string) (lb.Balancer, func()) {
+	inst := kitInstancer(b, srv, service)
 	factory := func(instance string) (endpoint.Endpoint, io.Closer, error) {
 		return func(context.Context, any) (any, error) { return instance, nil }, nil, nil
 	}
@@ -221,13 +227,7 @@ func BenchmarkPropagation(b *testing.B) {
 	defer w.Close()
 	beaconW := watcher{count: func() int { return len(w.Snapshot().Instances) }, changed: w.Changed()}
 
-	cfg := api.DefaultConfig()
-	cfg.Address = srv.HTTPAddr
-	client, err := api.NewClient(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	inst := kitconsul.NewInstancer(kitconsul.NewClient(client), log.NewNopLogger(), service, nil, true)
+	inst := kitInstancer(b, srv, service)
 	defer inst.Stop()
 	events := make(chan sd.Event, 16)
 	inst.Register(events)
