@@ -100,12 +100,12 @@ func (g *aclGuard) visible(service string) {
 // rest too, so its empty answers are believed.
 func (g *aclGuard) blindAnonymous(ctx context.Context) bool {
 	g.mu.Lock()
-	if time.Since(g.checked) < aclRecheck {
-		defer g.mu.Unlock()
-		return g.blind
-	}
+	fresh, blind := time.Since(g.checked) < aclRecheck, g.blind
 	g.mu.Unlock()
-	blind := false
+	if fresh {
+		return blind
+	}
+	blind = false
 	if state, err := g.c.agents.probeACLs(ctx); err == nil && state == beacon.ACLsNoToken {
 		insts, _, err := g.c.agents.Instances(ctx, beacon.Query{Service: "consul", IncludeUnhealthy: true})
 		blind = err == nil && len(insts) == 0
