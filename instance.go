@@ -2,6 +2,7 @@ package beacon
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -160,22 +161,8 @@ func (r Registration) checkID(i int, c Check) string {
 	case i == 0 && len(r.Checks) == 1:
 		return "service:" + r.ID
 	default:
-		return "service:" + r.ID + ":" + itoa(i+1)
+		return "service:" + r.ID + ":" + strconv.Itoa(i+1)
 	}
-}
-
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	for n > 0 {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return string(b[i:])
 }
 
 // Consistency is the read mode of a query.
@@ -228,21 +215,35 @@ type QueryMeta struct {
 	FilteredByACLs bool
 }
 
-// Registry is the contract every backend implements. Methods are safe for
-// concurrent use; every call is bounded by its context and by the backend's
-// own deadline.
-type Registry interface {
+// Registrar is the writing half of a backend: what a keeper needs to keep
+// one instance registered. Methods are safe for concurrent use; every call
+// is bounded by its context and by the backend's own deadline.
+type Registrar interface {
 	// Register adds or replaces an instance and its checks on the agent.
 	Register(ctx context.Context, r Registration) error
 	// Deregister removes an instance from the agent; an unknown ID is not an error.
 	Deregister(ctx context.Context, id string) error
 	// UpdateTTL sets the status and output of a TTL check.
 	UpdateTTL(ctx context.Context, checkID string, status Health, output string) error
-	// Instances looks up instances of q.Service; with q.WaitIndex set, it
-	// blocks until the result changes or q.WaitTime passes.
-	Instances(ctx context.Context, q Query) ([]Instance, QueryMeta, error)
 	// AgentService returns the instance with this ID as the agent itself
 	// holds it (no Node, no Health), or ErrNotFound when the agent does not
 	// know it: how a keeper notices that an agent lost its registration.
 	AgentService(ctx context.Context, id string) (Instance, error)
+}
+
+// Lookup is the reading half of a backend: what discovery needs. It is
+// safe for concurrent use and bounded by its context and the backend's
+// own deadline.
+type Lookup interface {
+	// Instances looks up instances of q.Service; with q.WaitIndex set, it
+	// blocks until the result changes or q.WaitTime passes.
+	Instances(ctx context.Context, q Query) ([]Instance, QueryMeta, error)
+}
+
+// Registry is what every backend implements: both halves. Optional
+// capabilities are separate small interfaces a backend may also
+// implement: ChangeFeed and ACLProber.
+type Registry interface {
+	Registrar
+	Lookup
 }

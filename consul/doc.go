@@ -4,5 +4,7 @@
 // partition. FromEnv reads the CONSUL_* variables the consul CLI and
 // hashicorp/consul/api read, with the same meaning.
 //
-// It depends on the standard library only.
+// Backend is the one type for a backend factory that keeper and discovery
+// take. The package depends on the standard library and the root beacon
+// package (for Backend's result) only.
 package consul

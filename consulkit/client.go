@@ -79,10 +79,6 @@ func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLa
 // Agent returns the agent address this client talks to.
 func (c *Client) Agent() string { return c.ep.String() }
 
-// KitClient returns go-kit's sd/consul Client this backend uses, for code
-// that wants go-kit's own Instancer or Registrar.
-func (c *Client) KitClient() kitconsul.Client { return c.kitClient }
-
 // Close releases idle connections.
 func (c *Client) Close() error {
 	c.hc.CloseIdleConnections()

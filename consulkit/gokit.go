@@ -13,7 +13,7 @@ import (
 	"github.com/beaconsd/beacon/internal/watch"
 )
 
-// Instancer is a go-kit sd.Instancer over any beacon.Registry: an existing
+// Instancer is a go-kit sd.Instancer over any beacon.Lookup: an existing
 // go-kit Endpointer and lb balancer can sit on Beacon unchanged. Unlike
 // go-kit's consul Instancer, Stop cancels the in-flight blocking query and
 // waits for the loop to end, the index follows Consul's rules (reset after
@@ -34,7 +34,7 @@ var _ sd.Instancer = (*Instancer)(nil)
 
 // NewInstancer starts watching q on reg; Stop ends it. Errors are logged to
 // logger (log.NewNopLogger() to discard).
-func NewInstancer(reg beacon.Registry, q beacon.Query, logger log.Logger) *Instancer {
+func NewInstancer(reg beacon.Lookup, q beacon.Query, logger log.Logger) *Instancer {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Instancer{cancel: cancel, done: make(chan struct{}), subs: map[chan<- sd.Event]struct{}{}}
 	go func() {

@@ -16,7 +16,7 @@ import (
 // current one; when it fails they move to the next that is up; an agent
 // marked down is probed by one goroutine until it answers.
 type agents struct {
-	regs  []beacon.Registry
+	regs  []beacon.Lookup
 	addrs []string
 	log   *slog.Logger
 	probe time.Duration
@@ -46,7 +46,7 @@ const (
 	livenessMisses  = 2
 )
 
-func newAgents(ctx context.Context, wg *sync.WaitGroup, regs []beacon.Registry, addrs []string, probe time.Duration, log *slog.Logger) *agents {
+func newAgents(ctx context.Context, wg *sync.WaitGroup, regs []beacon.Lookup, addrs []string, probe time.Duration, log *slog.Logger) *agents {
 	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, ctx: ctx, wg: wg, down: make([]bool, len(regs)), upCh: make(chan struct{}),
 		live: make([]context.Context, len(regs)), kill: make([]context.CancelFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
 	for i := range regs {

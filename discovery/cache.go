@@ -23,9 +23,6 @@ import (
 	wloop "github.com/beaconsd/beacon/internal/watch"
 )
 
-// Backend builds a client bound to one agent (cfg holds one address).
-type Backend func(cfg consul.Config) (beacon.Registry, error)
-
 // NoPassingPolicy says what a watch publishes when no instance passes.
 type NoPassingPolicy int
 
@@ -37,7 +34,7 @@ const (
 )
 
 type options struct {
-	backend      Backend
+	backend      consul.Backend
 	logger       *slog.Logger
 	wait         time.Duration
 	every        time.Duration
@@ -56,7 +53,7 @@ type options struct {
 type Option func(*options)
 
 // WithBackend chooses the Consul client (default consulhttp).
-func WithBackend(b Backend) Option { return func(o *options) { o.backend = b } }
+func WithBackend(b consul.Backend) Option { return func(o *options) { o.backend = b } }
 
 // WithLogger sets where watch errors and agent changes are logged (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -128,7 +125,7 @@ func (s *Snapshot) Age() time.Duration { return time.Since(s.Updated) }
 type Cache struct {
 	o      options
 	agents *agents
-	regs   []beacon.Registry
+	regs   []beacon.Lookup
 	sem    chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc

@@ -663,11 +663,11 @@ type counter struct {
 
 func (c *counter) total() (keepers, callers int64) { return c.keepers.Load(), c.callers.Load() }
 
-func (c *counter) keeperBackend() keeper.Backend {
+func (c *counter) keeperBackend() consul.Backend {
 	return func(cfg consul.Config) (beacon.Registry, error) { return c.wrap(cfg, &c.keepers) }
 }
 
-func (c *counter) discoveryBackend() discovery.Backend {
+func (c *counter) discoveryBackend() consul.Backend {
 	return func(cfg consul.Config) (beacon.Registry, error) { return c.wrap(cfg, &c.callers) }
 }
 

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -44,14 +43,11 @@ const (
 // its output stable: every change is a write to the catalog.
 type HealthFunc func(ctx context.Context) (beacon.Health, string)
 
-// Backend builds a client bound to one agent (cfg holds one address).
-type Backend func(cfg consul.Config) (beacon.Registry, error)
-
 type options struct {
 	ttl, drainGrace, reconcile, deregisterAfter time.Duration
 	health                                      HealthFunc
 	logger                                      *slog.Logger
-	backend                                     Backend
+	backend                                     consul.Backend
 }
 
 // Option adjusts a Keeper.
@@ -81,7 +77,7 @@ func WithDeregisterCriticalAfter(d time.Duration) Option {
 }
 
 // WithBackend chooses the Consul client (default consulhttp).
-func WithBackend(b Backend) Option { return func(o *options) { o.backend = b } }
+func WithBackend(b consul.Backend) Option { return func(o *options) { o.backend = b } }
 
 // Status is a snapshot of a Keeper's state.
 type Status struct {
@@ -97,7 +93,7 @@ type Status struct {
 
 type agent struct {
 	addr string
-	reg  beacon.Registry
+	reg  beacon.Registrar
 }
 
 // Keeper keeps one registration alive. Create it with New.
@@ -114,7 +110,6 @@ type Keeper struct {
 	reg     beacon.Registration // as sent, heartbeat check included
 	current int                 // index into agents; -1 when none holds it
 	stale   map[int]bool        // agents that may still hold an old copy
-	inUse   atomic.Int64        // current, or 0 before the first registration; read without op
 
 	halted bool // set by Stop under op: nothing registers afterwards
 
@@ -330,7 +325,6 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	}
 	delete(k.stale, i)
 	k.current = i
-	k.inUse.Store(int64(i))
 	now := time.Now()
 	k.mu.Lock()
 	k.status.Agent, k.status.Registered, k.status.LastHeartbeat = k.agents[i].addr, true, now
@@ -555,23 +549,6 @@ func (k *Keeper) Update(ctx context.Context, r beacon.Registration) error {
 		return fmt.Errorf("keeper: update: %w", err)
 	}
 	return nil
-}
-
-// Registration returns the registration as last sent, heartbeat check included.
-func (k *Keeper) Registration() beacon.Registration {
-	k.op.Lock()
-	defer k.op.Unlock()
-	r := k.reg
-	r.Tags, r.Meta, r.Checks = slices.Clone(r.Tags), maps.Clone(r.Meta), slices.Clone(r.Checks)
-	return r
-}
-
-// Registry returns the client of the agent holding the registration (the
-// first configured agent before Start), for lookups that should follow
-// the keeper's failovers.
-// It does not wait for Consul calls in progress.
-func (k *Keeper) Registry() beacon.Registry {
-	return k.agents[k.inUse.Load()].reg
 }
 
 // Status returns a snapshot of the keeper's state.

@@ -161,7 +161,7 @@ func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Wr
 	if o.n < 1 {
 		return usageError{fmt.Errorf("-n %d: want at least 1", o.n)}
 	}
-	cache, err := discovery.New(cfg, discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log))
+	cache, err := discovery.New(cfg, discovery.WithBackend(backends[o.backend]), discovery.WithLogger(log))
 	if err != nil {
 		return err
 	}
@@ -221,7 +221,7 @@ func selfProbe(listen string) keeper.HealthFunc {
 
 // backends holds the Consul clients compiled in: build tags nohttp and
 // nokit leave one out (docs/comparison.md compares the binaries).
-var backends = map[string]func(consul.Config) (beacon.Registry, error){}
+var backends = map[string]consul.Backend{}
 
 func defaultBackend() string {
 	if backends["http"] != nil {
@@ -271,7 +271,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	metrics := prommetrics.New()
-	dopts := []discovery.Option{discovery.WithBackend(discovery.Backend(backends[o.backend])), discovery.WithLogger(log), discovery.WithMetrics(metrics)}
+	dopts := []discovery.Option{discovery.WithBackend(backends[o.backend]), discovery.WithLogger(log), discovery.WithMetrics(metrics)}
 	if o.snapshotFile != "" {
 		dopts = append(dopts, discovery.WithSnapshotFile(o.snapshotFile))
 	}

@@ -27,11 +27,6 @@ type Options struct {
 	OnRequest, OnIndexReset func()
 }
 
-// Lookup is the part of beacon.Registry a loop needs.
-type Lookup interface {
-	Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error)
-}
-
 // Result is one answer, or the error that took its place.
 type Result struct {
 	Instances []beacon.Instance
@@ -49,7 +44,7 @@ type Result struct {
 // the first after any error start from 0 (a fresh agent given an old,
 // higher index blocks for the whole wait even when its data changes); an
 // index that goes backwards resets to 0; an index below 1 is treated as 1.
-func Loop(ctx context.Context, reg Lookup, q beacon.Query, o Options, emit func(Result) error) {
+func Loop(ctx context.Context, reg beacon.Lookup, q beacon.Query, o Options, emit func(Result) error) {
 	if o.WaitTime <= 0 {
 		o.WaitTime = 5 * time.Minute
 	}
