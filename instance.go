@@ -97,11 +97,16 @@ type Registration struct {
 	// ID is unique on the agent. Any characters are allowed; backends
 	// percent-escape it in URLs.
 	ID string
-	// Service is the service name; it must be a DNS label so that Consul DNS
-	// can answer for it.
+	// Service is the service name. Consul accepts names DNS cannot serve
+	// (legacy_svc, api.v2) and only warns; so does Beacon (see
+	// ValidateServiceName and ValidateDNSName).
 	Service string
+	// Address is where callers reach the instance: an IP address or a host
+	// name. Empty means the address of the agent's node, which is what
+	// Consul then reports as the instance's address.
 	Address string
-	Port    int
+	// Port is the instance's port, 0–65535.
+	Port int
 	Tags    []string
 	Meta    map[string]string
 	Weights Weights

@@ -13,10 +13,16 @@ import (
 
 // Limits Consul enforces (or that Consul DNS needs), checked before sending.
 const (
-	MaxMetaPairs          = 64
-	MaxMetaKeyLen         = 128
-	MaxMetaValueLen       = 512
-	MaxServiceNameLen     = 63 // one DNS label
+	MaxMetaPairs    = 64
+	MaxMetaKeyLen   = 128
+	MaxMetaValueLen = 512
+	// MaxServiceNameLen is Beacon's own bound on a service name (Consul
+	// sets none): names travel in URL paths and log lines.
+	MaxServiceNameLen = 512
+	// MaxDNSLabelLen is the longest name Consul DNS can serve: one label.
+	MaxDNSLabelLen = 63
+	// MaxDatacenterLen is Beacon's bound on a datacenter name.
+	MaxDatacenterLen      = 63
 	MaxWaitTime           = 10 * time.Minute
 	MinCheckInterval      = time.Second
 	MinDeregisterCritical = time.Minute
@@ -32,9 +38,32 @@ func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// ValidateServiceName checks that name is a DNS label (letters, digits and
-// hyphens, 1–63 characters, no hyphen at either end), so Consul DNS finds it.
+// ValidateServiceName accepts every service name Consul accepts that can
+// travel safely: any non-empty name of valid UTF-8 without control
+// characters or '/', up to MaxServiceNameLen bytes. Consul registers names
+// that are not DNS labels (legacy_svc, api.v2) with only a warning, so
+// lookups must find them; ValidateDNSName says whether Consul DNS can
+// serve one. A '/' is refused because the name travels in URL paths and
+// clients that splice it in raw (consul/api does) would send another path.
 func ValidateServiceName(name string) error {
+	if name == "" {
+		return invalid("Service", "empty")
+	}
+	if len(name) > MaxServiceNameLen {
+		return invalid("Service", "%d bytes, more than %d", len(name), MaxServiceNameLen)
+	}
+	if name == "." || name == ".." || strings.ContainsRune(name, '/') {
+		// The agent cleans the request path: such a name cannot be looked up.
+		return invalid("Service", "%q cannot be used in an agent URL path", name)
+	}
+	return validateText("Service", name)
+}
+
+// ValidateDNSName reports, as a *ValidationError, why Consul DNS cannot
+// serve name: it must be one DNS label (1–63 letters, digits and hyphens,
+// no hyphen at either end). Consul still registers such a name; callers
+// use this to warn, not to refuse.
+func ValidateDNSName(name string) error {
 	return validateLabel("Service", name)
 }
 
@@ -42,19 +71,31 @@ func validateLabel(field, name string) error {
 	if name == "" {
 		return invalid(field, "empty")
 	}
-	if len(name) > MaxServiceNameLen {
-		return invalid(field, "%d characters, more than %d", len(name), MaxServiceNameLen)
+	if n := utf8.RuneCountInString(name); n > MaxDNSLabelLen {
+		return invalid(field, "%d characters, more than %d", n, MaxDNSLabelLen)
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !isAlnum(c) && c != '-' {
-			return invalid(field, "%q: character %q is not a letter, digit or hyphen", name, rune(c))
+	for _, r := range name {
+		if r > unicode.MaxASCII || !isAlnum(byte(r)) && r != '-' {
+			return invalid(field, "%q: character %s is not a letter, digit or hyphen", name, describeRune(r))
 		}
 	}
 	if name[0] == '-' || name[len(name)-1] == '-' {
 		return invalid(field, "%q starts or ends with a hyphen", name)
 	}
 	return nil
+}
+
+// describeRune names a character for an error message: the character
+// itself, quoted, and its code point when it is not plain ASCII, so
+// "café" reports 'é' (U+00E9), never one of its bytes.
+func describeRune(r rune) string {
+	if r == utf8.RuneError {
+		return "(invalid UTF-8)"
+	}
+	if r > unicode.MaxASCII || !unicode.IsPrint(r) {
+		return fmt.Sprintf("%q (%U)", r, r)
+	}
+	return fmt.Sprintf("%q", r)
 }
 
 // ValidateID checks an instance or check ID: non-empty, valid UTF-8, no
@@ -110,9 +151,9 @@ func ValidateMeta(meta map[string]string) error {
 		case len(v) > MaxMetaValueLen:
 			return invalid(field, "value of %d characters, more than %d", len(v), MaxMetaValueLen)
 		}
-		for i := 0; i < len(k); i++ {
-			if c := k[i]; !isAlnum(c) && c != '-' && c != '_' {
-				return invalid(field, "key character %q is not a letter, digit, '-' or '_'", rune(c))
+		for _, r := range k {
+			if r > unicode.MaxASCII || !isAlnum(byte(r)) && r != '-' && r != '_' {
+				return invalid(field, "key character %s is not a letter, digit, '-' or '_'", describeRune(r))
 			}
 		}
 		if err := validateText(field, v); err != nil {
@@ -261,12 +302,12 @@ func (c Check) validate(prefix string) error {
 // ValidateDatacenter accepts what Consul accepts as a datacenter name:
 // letters, digits, '-' and '_'. Empty means the agent's own.
 func ValidateDatacenter(dc string) error {
-	if len(dc) > MaxServiceNameLen {
-		return invalid("Datacenter", "%d characters, more than %d", len(dc), MaxServiceNameLen)
+	if len(dc) > MaxDatacenterLen {
+		return invalid("Datacenter", "%d characters, more than %d", len(dc), MaxDatacenterLen)
 	}
-	for i := 0; i < len(dc); i++ {
-		if c := dc[i]; !isAlnum(c) && c != '-' && c != '_' {
-			return invalid("Datacenter", "%q: character %q is not a letter, digit, '-' or '_'", dc, rune(c))
+	for _, r := range dc {
+		if r > unicode.MaxASCII || !isAlnum(byte(r)) && r != '-' && r != '_' {
+			return invalid("Datacenter", "%q: character %s is not a letter, digit, '-' or '_'", dc, describeRune(r))
 		}
 	}
 	return nil

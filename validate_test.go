@@ -3,11 +3,13 @@ package beacon_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/beaconsd/beacon"
@@ -48,11 +50,17 @@ func TestRegistrationValidate(t *testing.T) {
 		{"id too long", func(r *beacon.Registration) { r.ID = strings.Repeat("a", beacon.MaxIDLen+1) }, "ID"},
 		{"id not utf8", func(r *beacon.Registration) { r.ID = "\xff" }, "ID"},
 		{"empty service", func(r *beacon.Registration) { r.Service = "" }, "Service"},
-		{"service with dot", func(r *beacon.Registration) { r.Service = "web.v1" }, "Service"},
-		{"service with underscore", func(r *beacon.Registration) { r.Service = "web_v1" }, "Service"},
-		{"service leading hyphen", func(r *beacon.Registration) { r.Service = "-web" }, "Service"},
+		// Consul registers names DNS cannot serve, with a warning: so do we.
+		{"service with dot", func(r *beacon.Registration) { r.Service = "web.v1" }, ""},
+		{"service with underscore", func(r *beacon.Registration) { r.Service = "web_v1" }, ""},
+		{"service leading hyphen", func(r *beacon.Registration) { r.Service = "-web" }, ""},
+		{"service with control character", func(r *beacon.Registration) { r.Service = "web\n" }, "Service"},
+		{"service not UTF-8", func(r *beacon.Registration) { r.Service = "web\xff" }, "Service"},
+		{"service dot-dot", func(r *beacon.Registration) { r.Service = ".." }, "Service"},
+		{"service with slash", func(r *beacon.Registration) { r.Service = "web/../v1/acl" }, "Service"},
 		{"service 63 chars", func(r *beacon.Registration) { r.Service = strings.Repeat("a", 63) }, ""},
-		{"service 64 chars", func(r *beacon.Registration) { r.Service = strings.Repeat("a", 64) }, "Service"},
+		{"service 64 chars", func(r *beacon.Registration) { r.Service = strings.Repeat("a", 64) }, ""},
+		{"service too long", func(r *beacon.Registration) { r.Service = strings.Repeat("a", beacon.MaxServiceNameLen+1) }, "Service"},
 		{"service mixed case", func(r *beacon.Registration) { r.Service = "SayHello" }, ""},
 		{"host name address", func(r *beacon.Registration) { r.Address = "web-1.example.com" }, ""},
 		{"ipv6 address", func(r *beacon.Registration) { r.Address = "::1" }, ""},
@@ -128,7 +136,9 @@ func TestQueryValidate(t *testing.T) {
 	}{
 		{"valid", beacon.Query{Service: "web", Tags: []string{"a"}, WaitIndex: 5, WaitTime: time.Minute}, ""},
 		{"no service", beacon.Query{}, "Service"},
-		{"bad service", beacon.Query{Service: "a b"}, "Service"},
+		{"service DNS cannot serve", beacon.Query{Service: "legacy_svc"}, ""},
+		{"service with a space", beacon.Query{Service: "a b"}, ""},
+		{"service with control character", beacon.Query{Service: "a\tb"}, "Service"},
 		{"empty tag", beacon.Query{Service: "web", Tags: []string{""}}, "Tags[0]"},
 		{"wait too long", beacon.Query{Service: "web", WaitTime: 11 * time.Minute}, "WaitTime"},
 		{"wait negative", beacon.Query{Service: "web", WaitTime: -1}, "WaitTime"},
@@ -265,14 +275,19 @@ func FuzzValidateQuery(f *testing.F) {
 			if cqErr != nil {
 				t.Fatalf("%+v.Validate() = nil but %+v.Validate() = %v", q, cq, cqErr)
 			}
-			if url.PathEscape(svc) != svc || tag == "" || q.WaitTime > beacon.MaxWaitTime || q.WaitTime < 0 {
-				t.Fatalf("%+v.Validate() = nil, want a service name a URL path takes as is, a tag, a wait within 0–10 min", q)
+			if p, err := url.PathUnescape(url.PathEscape(svc)); err != nil || p != svc || tag == "" || q.WaitTime > beacon.MaxWaitTime || q.WaitTime < 0 {
+				t.Fatalf("%+v.Validate() = nil, want a service name that survives a URL path, a tag, a wait within 0–10 min", q)
 			}
 		}
 		nameErr := beacon.ValidateServiceName(svc)
 		typed("ValidateServiceName", nameErr)
-		if nameErr == nil && (len(svc) > beacon.MaxServiceNameLen || strings.Trim(svc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "") {
-			t.Fatalf("ValidateServiceName(%q) = nil, want a DNS label", svc)
+		if nameErr == nil && (svc == "" || len(svc) > beacon.MaxServiceNameLen || !utf8.ValidString(svc) || strings.ContainsFunc(svc, unicode.IsControl) || svc == "." || svc == ".." || strings.Contains(svc, "/")) {
+			t.Fatalf("ValidateServiceName(%q) = nil, want a non-empty name of valid UTF-8 without control characters", svc)
+		}
+		dnsErr := beacon.ValidateDNSName(svc)
+		typed("ValidateDNSName", dnsErr)
+		if dnsErr == nil && (nameErr != nil || len(svc) > beacon.MaxDNSLabelLen || strings.Trim(svc, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "") {
+			t.Fatalf("ValidateDNSName(%q) = nil, want a DNS label", svc)
 		}
 		if dcErr := beacon.ValidateDatacenter(dc); dcErr != nil {
 			typed("ValidateDatacenter", dcErr)
@@ -290,4 +305,54 @@ func FuzzValidateQuery(f *testing.F) {
 			t.Fatalf("ValidateID(%q) = nil, but it does not survive an agent URL path", checkID)
 		}
 	})
+}
+
+func TestValidateDNSName(t *testing.T) {
+	tests := []struct {
+		name, want string // want: a part of the error, "" for nil
+	}{
+		{"web", ""},
+		{"web-2", ""},
+		{strings.Repeat("a", 63), ""},
+		{strings.Repeat("a", 64), "64 characters, more than 63"},
+		{"legacy_svc", `character '_' is not a letter, digit or hyphen`},
+		{"api.v2", `character '.' is not a letter, digit or hyphen`},
+		{"café", `character 'é' (U+00E9) is not`},
+		{"你好", `character '你' (U+4F60) is not`},
+		{"-web", "starts or ends with a hyphen"},
+		{"", "empty"},
+	}
+	for _, tt := range tests {
+		err := beacon.ValidateDNSName(tt.name)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("ValidateDNSName(%q) = %v, want nil", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("ValidateDNSName(%q) = %v, want an error containing %q", tt.name, err, tt.want)
+		}
+		// Every name DNS can serve is a name Consul accepts.
+		if err == nil && beacon.ValidateServiceName(tt.name) != nil {
+			t.Errorf("ValidateServiceName(%q) = %v, want nil for a DNS label", tt.name, beacon.ValidateServiceName(tt.name))
+		}
+	}
+}
+
+// Errors name the character, not one of its bytes.
+func TestValidationNamesRunes(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{beacon.ValidateMeta(map[string]string{"clé": "v"}), `key character 'é' (U+00E9)`},
+		{beacon.ValidateDatacenter("dc-ü"), `character 'ü' (U+00FC)`},
+		{beacon.ValidateServiceName("a\x01b"), `control character U+0001`},
+	}
+	for _, tt := range tests {
+		if tt.err == nil || !strings.Contains(tt.err.Error(), tt.want) {
+			t.Errorf("error = %v, want it to contain %q", tt.err, tt.want)
+		}
+		if strings.Count(fmt.Sprint(tt.err), "beacon:") > 1 {
+			t.Errorf("error = %v, want one beacon: prefix", tt.err)
+		}
+	}
 }

@@ -148,7 +148,7 @@ func TestInstancerStopCancelsInFlightQuery(t *testing.T) {
 func TestRegistrar(t *testing.T) {
 	srv := consultest.NewServer(t)
 	c := newClient(t, srv.Config())
-	if _, err := c.Registrar(beacon.Registration{ID: "x", Service: "bad name"}, log.NewNopLogger()); !errors.Is(err, beacon.ErrInvalid) {
+	if _, err := c.Registrar(beacon.Registration{ID: "x", Service: "bad\x00name"}, log.NewNopLogger()); !errors.Is(err, beacon.ErrInvalid) {
 		t.Errorf("Registrar(invalid) = %v, want ErrInvalid", err)
 	}
 	r, err := c.Registrar(ttlReg("r1", 9100), log.NewNopLogger())

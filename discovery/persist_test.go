@@ -35,7 +35,7 @@ func TestDecodeSnapshots(t *testing.T) {
 		{"not JSON", `{"web":`},
 		{"wrong shape", `[]`},
 		{"two values", `{} {}`},
-		{"bad service", `{"k":{"Service":"no_such/name"}}`},
+		{"bad service", `{"k":{"Service":"no\u0001name"}}`},
 		{"no ID", `{"k":{"Service":"web","Instances":[{"Health":"passing"}]}}`},
 		{"bad port", `{"k":{"Service":"web","Instances":[{"ID":"a","Port":70000,"Health":"passing"}]}}`},
 		{"bad health", `{"k":{"Service":"web","Instances":[{"ID":"a","Health":"fine"}]}}`},

@@ -626,10 +626,10 @@ func (s suite) testValidationSendsNothing(t *testing.T) {
 		{"MetaValueOver512Characters", register(func(r *beacon.Registration) {
 			r.Meta = map[string]string{"k": strings.Repeat("v", beacon.MaxMetaValueLen+1)}
 		}), metaField("k")},
-		{"ServiceNameWithUnderscore", register(func(r *beacon.Registration) { r.Service = "web_api" }), "Service"},
-		{"ServiceNameWithDot", register(func(r *beacon.Registration) { r.Service = "web.api" }), "Service"},
+		{"ServiceNameWithControlCharacter", register(func(r *beacon.Registration) { r.Service = "web\x7fapi" }), "Service"},
+		{"ServiceNameNotUTF8", register(func(r *beacon.Registration) { r.Service = "web\xffapi" }), "Service"},
 		{"EmptyServiceName", register(func(r *beacon.Registration) { r.Service = "" }), "Service"},
-		{"ServiceNameOver63Characters", register(func(r *beacon.Registration) { r.Service = strings.Repeat("w", 64) }), "Service"},
+		{"ServiceNameOverMaxLength", register(func(r *beacon.Registration) { r.Service = strings.Repeat("w", beacon.MaxServiceNameLen+1) }), "Service"},
 		{"DeregisterCriticalAfter30s", register(func(r *beacon.Registration) { r.Checks[0].DeregisterCriticalAfter = 30 * time.Second }), "Checks[0].DeregisterCriticalAfter"},
 		{"WeightsPassing0", register(func(r *beacon.Registration) { r.Weights = beacon.Weights{Passing: 0, Warning: 1} }), "Weights.Passing"},
 		{"WeightsWarningNegative", register(func(r *beacon.Registration) { r.Weights = beacon.Weights{Passing: 1, Warning: -1} }), "Weights.Warning"},

@@ -1,6 +1,7 @@
 package registrytest
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -82,6 +83,22 @@ func (s suite) testQuery(t *testing.T) {
 		got, meta := lookup(t, ctx, r, q)
 		if !slices.Equal(ids(got), []string{"a", "b", "c"}) || meta.LastIndex == 0 {
 			t.Errorf("Instances(%s) = IDs %q at index %d, want [a b c] and an index", describe(q), ids(got), meta.LastIndex)
+		}
+	})
+
+	// Consul registers names DNS cannot serve, only warning about them:
+	// a backend must register and find every one of them, even those
+	// that need escaping in a URL path.
+	t.Run("NamesDNSCannotServe", func(t *testing.T) {
+		t.Parallel()
+		ctx := testContext(t)
+		for i, name := range []string{"legacy_svc", "api.v2", "café", "a b?c#d"} {
+			reg := ttlRegistration(fmt.Sprintf("odd-%d", i), name)
+			mustRegister(t, ctx, r, reg)
+			q := beacon.Query{Service: name, IncludeUnhealthy: true}
+			if got, _ := lookup(t, ctx, r, q); !slices.Equal(ids(got), []string{reg.ID}) {
+				t.Errorf("Instances(%s) = IDs %q, want [%s]", describe(q), ids(got), reg.ID)
+			}
 		}
 	})
 

@@ -30,7 +30,7 @@ func (s suite) testValidation(t *testing.T) {
 		field string
 	}{
 		{"EmptyID", func() beacon.Registration { r := valid("inv-id"); r.ID = ""; return r }(), "ID"},
-		{"ServiceNotDNSLabel", func() beacon.Registration { r := valid("inv-svc"); r.Service = "web_api"; return r }(), "Service"},
+		{"ServiceWithControlCharacter", func() beacon.Registration { r := valid("inv-svc"); r.Service = "web\napi"; return r }(), "Service"},
 		{"PortOutOfRange", func() beacon.Registration { r := valid("inv-port"); r.Port = 70000; return r }(), "Port"},
 		{"ReservedMetaKey", func() beacon.Registration {
 			r := valid("inv-meta")
