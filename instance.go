@@ -106,7 +106,7 @@ type Registration struct {
 	// Consul then reports as the instance's address.
 	Address string
 	// Port is the instance's port, 0–65535.
-	Port int
+	Port    int
 	Tags    []string
 	Meta    map[string]string
 	Weights Weights
