@@ -182,9 +182,15 @@ func (c Config) Endpoints() ([]Endpoint, error) {
 	return out, nil
 }
 
-// ParseAddress parses one agent address as consul/api does: "host:port"
-// takes defaultScheme (http when empty); "http://", "https://" and "unix://"
-// prefixes choose the scheme.
+// ParseAddress parses one agent address: "host:port" takes defaultScheme
+// (http when empty); "http://", "https://" and "unix://" prefixes choose
+// the scheme. A host without a port takes the agent's own default port,
+// 8500 for http and 8501 for https, unless a scheme prefix makes it a URL,
+// which takes its scheme's port (80 or 443), as every URL does.
+//
+// That differs from consul/api and the consul CLI on purpose: they send
+// CONSUL_HTTP_ADDR=127.0.0.1 to port 80, where no agent listens by
+// default, and the error that follows does not say why.
 func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
 	addr = strings.TrimSpace(addr)
 	if addr == "" {
@@ -204,7 +210,8 @@ func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
 	}
 	orig := addr
 	scheme := defaultScheme
-	if s, rest, ok := strings.Cut(addr, "://"); ok {
+	s, rest, isURL := strings.Cut(addr, "://")
+	if isURL {
 		if s != "http" && s != "https" {
 			return Endpoint{}, configErrorf("agent address %q: scheme %q is not http, https or unix", orig, s)
 		}
@@ -217,9 +224,9 @@ func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		// A bare host (name, IPv4, IPv6 with or without brackets) takes the
-		// scheme's default port, as in consul/api and the consul CLI, so the
-		// same CONSUL_HTTP_ADDR reaches the same agent everywhere.
+		// A host alone (name, IPv4, IPv6 with or without brackets): a URL
+		// takes its scheme's port; a bare host means an agent, on the
+		// agent's default port.
 		host = addr
 		if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
 			host = host[1 : len(host)-1]
@@ -227,17 +234,28 @@ func ParseAddress(addr, defaultScheme string) (Endpoint, error) {
 		if !validHost(host) {
 			return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
 		}
-		defPort := "80"
-		if scheme == "https" {
-			defPort = "443"
-		}
-		return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, defPort)}, nil
+		return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, defaultPort(scheme, isURL))}, nil
 	}
 	// Digits only: Atoi takes "+80", which no URL does.
 	if p, err := strconv.Atoi(port); err != nil || port[0] == '+' || p < 1 || p > 65535 || !validHost(host) {
 		return Endpoint{}, configErrorf("agent address %q is not host:port", orig)
 	}
 	return Endpoint{Scheme: scheme, Host: net.JoinHostPort(host, port)}, nil
+}
+
+// defaultPort is the port of an address that names none: its scheme's
+// for a URL, the agent's default for a bare host.
+func defaultPort(scheme string, isURL bool) string {
+	switch {
+	case isURL && scheme == "https":
+		return "443"
+	case isURL:
+		return "80"
+	case scheme == "https":
+		return "8501"
+	default:
+		return "8500"
+	}
 }
 
 // validHost reports whether host (without brackets or port) can stand in a

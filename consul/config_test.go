@@ -60,7 +60,7 @@ func TestFromEnv(t *testing.T) {
 			name: "bare host",
 			env:  map[string]string{consul.EnvHTTPAddr: "consul.local"},
 			want: consul.Config{Addresses: []string{"consul.local"}},
-			eps:  []string{"http://consul.local:80"},
+			eps:  []string{"http://consul.local:8500"},
 		},
 		{
 			name: "bare host https prefix",
@@ -72,7 +72,7 @@ func TestFromEnv(t *testing.T) {
 			name: "bare host with ssl",
 			env:  map[string]string{consul.EnvHTTPAddr: "consul.local", consul.EnvHTTPSSL: "true"},
 			want: consul.Config{Addresses: []string{"consul.local"}, Scheme: "https"},
-			eps:  []string{"https://consul.local:443"},
+			eps:  []string{"https://consul.local:8501"},
 		},
 		{
 			name: "ssl makes host:port https",
@@ -251,10 +251,14 @@ func TestParseAddress(t *testing.T) {
 		{"http://h:1", "https", consul.Endpoint{Scheme: "https", Host: "h:1"}}, // TLS requested is never downgraded
 		{"https://h:8501/", "", consul.Endpoint{Scheme: "https", Host: "h:8501"}},
 		{" h:1 ", "", consul.Endpoint{Scheme: "http", Host: "h:1"}},
-		{"consul.local", "", consul.Endpoint{Scheme: "http", Host: "consul.local:80"}},
-		{"consul.local", "https", consul.Endpoint{Scheme: "https", Host: "consul.local:443"}},
-		{"::1", "", consul.Endpoint{Scheme: "http", Host: "[::1]:80"}},
-		{"[::1]", "", consul.Endpoint{Scheme: "http", Host: "[::1]:80"}},
+		// A bare host is an agent on its default port, not port 80.
+		{"127.0.0.1", "", consul.Endpoint{Scheme: "http", Host: "127.0.0.1:8500"}},
+		{"consul.local", "", consul.Endpoint{Scheme: "http", Host: "consul.local:8500"}},
+		{"consul.local", "https", consul.Endpoint{Scheme: "https", Host: "consul.local:8501"}},
+		{"::1", "", consul.Endpoint{Scheme: "http", Host: "[::1]:8500"}},
+		{"[::1]", "", consul.Endpoint{Scheme: "http", Host: "[::1]:8500"}},
+		// A URL without a port takes its scheme's.
+		{"http://consul.local", "", consul.Endpoint{Scheme: "http", Host: "consul.local:80"}},
 		{"[::1]:8600", "", consul.Endpoint{Scheme: "http", Host: "[::1]:8600"}},
 		{"[fe80::1%eth0]:8500", "", consul.Endpoint{Scheme: "http", Host: "[fe80::1%eth0]:8500"}},
 		{"https://[fe80::1]", "", consul.Endpoint{Scheme: "https", Host: "[fe80::1]:443"}},
