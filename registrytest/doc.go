@@ -63,4 +63,15 @@
 //	func TestFaults(t *testing.T) {
 //		registrytest.RunFaults(t, newRegistry)
 //	}
+//
+// Memory is the package's third part, and Beacon's one fake of
+// beacon.Registry: an in-memory agent with fault injection (failed,
+// hung and refused calls, an index that goes backwards, a restart that
+// loses every registration), so that logic built on a registry is tested
+// without a consul binary:
+//
+//	m := registrytest.NewMemory()
+//	m.FailNext(registrytest.OpRegister, beacon.ErrUnavailable)
+//	backend := func(consul.Config) (beacon.Registry, error) { return m, nil }
+//	k, err := keeper.New(cfg, reg, keeper.WithBackend(backend))
 package registrytest
