@@ -6,13 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +28,8 @@ type Cluster struct {
 	Servers []*Node
 	Clients []*Node
 
-	pki *pki // WithTLS: one CA for all agents; nil without
+	pki    *pki   // WithTLS: one CA for all agents; nil without
+	pkiDir string // where pki keeps its files; "" without
 }
 
 // Node is an agent of a Cluster: a Server (Name, IP, HTTPAddr, DNSAddr,
@@ -78,180 +76,109 @@ const (
 //	leave_on_terminate false, skip_leave_on_interrupt true,
 //	disable_update_check true, log_level debug
 //
-// The test is skipped without a consul binary and fails if the cluster is
-// not ready within 60 seconds. All agents are killed and their directories
-// removed when the test ends.
+// Without a consul binary the test is skipped, or fails, as NewServer
+// says; it fails if the cluster is not ready within 60 seconds. All agents
+// are killed and their directories removed when the test ends.
 func NewCluster(t testing.TB, servers, clients int, opts ...Option) *Cluster {
 	t.Helper()
-	if servers < 1 || clients < 0 {
-		t.Fatalf("consultest: NewCluster(%d servers, %d clients): need a server", servers, clients)
-	}
-	bin, err := BinaryPath()
+	c, err := newCluster(t.Logf, servers, clients, opts...)
 	if err != nil {
-		t.Skipf("consultest: no consul binary: set CONSUL_BIN, put consul on PATH, or run `make consul` (%v)", err)
+		abort(t, err)
 	}
-	o := options{name: "consultest-" + randomHex(4)}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if o.name == "" {
-		t.Fatalf("consultest: empty node name")
-	}
-	if o.extraJSON != "" && !json.Valid([]byte(o.extraJSON)) {
-		t.Fatalf("consultest: WithConfigJSON: invalid JSON: %s", o.extraJSON)
-	}
+	t.Cleanup(func() {
+		for _, n := range c.Nodes() {
+			n.release(t)
+		}
+		os.RemoveAll(c.pkiDir)
+	})
+	return c
+}
 
-	c := &Cluster{}
-	hc := httpClient
+// newCluster starts a cluster as NewCluster describes, on the path
+// newServer takes. logf (nil: none) hears of retries. On error nothing is
+// left running or on disk.
+func newCluster(logf func(format string, args ...any), servers, clients int, opts ...Option) (c *Cluster, err error) {
+	if servers < 1 || clients < 0 {
+		return nil, fmt.Errorf("consultest: NewCluster(%d servers, %d clients): need a server", servers, clients)
+	}
+	bin, o, err := prepare(opts)
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{}
+	defer func() {
+		if err != nil {
+			for _, n := range c.Nodes() {
+				n.close()
+			}
+			os.RemoveAll(c.pkiDir)
+		}
+	}()
 	if o.tls {
-		// The CA outlives every node: this cleanup, registered first,
-		// runs after theirs.
-		dir, err := os.MkdirTemp("", "consultest-pki-")
-		if err != nil {
-			t.Fatalf("consultest: %v", err)
+		// One CA for all nodes, in a directory that outlives every one.
+		if c.pkiDir, err = os.MkdirTemp("", "consultest-pki-"); err != nil {
+			return c, fmt.Errorf("consultest: %w", err)
 		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		if c.pki, err = newPKI(dir); err != nil {
-			t.Fatalf("consultest: creating certificates: %v", err)
+		if c.pki, err = newPKI(c.pkiDir); err != nil {
+			return c, fmt.Errorf("consultest: creating certificates: %w", err)
 		}
-		tc, err := c.pki.clientTLS()
-		if err != nil {
-			t.Fatalf("consultest: %v", err)
-		}
-		hc = &http.Client{
-			Timeout:   httpClient.Timeout,
-			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tc},
-		}
+	}
+	hc, err := clientFor(c.pki)
+	if err != nil {
+		return c, fmt.Errorf("consultest: %w", err)
 	}
 	var mgmt string
 	if o.acl {
 		mgmt = randomUUID()
 	}
-
-	newNode := func(r role, name string) *Node {
-		dir, err := os.MkdirTemp("", "consultest-")
+	add := func(r role, name string) (*Node, error) {
+		s, err := newAgent(bin, o, r, name)
 		if err != nil {
-			t.Fatalf("consultest: %v", err)
+			return nil, err
 		}
-		s := &Server{
-			Name:      name,
-			DataDir:   filepath.Join(dir, "data"),
-			bin:       bin,
-			opts:      o,
-			dir:       dir,
-			log:       filepath.Join(dir, "agent.log"),
-			client:    hc,
-			pki:       c.pki,
-			mgmtToken: mgmt,
-			role:      r,
-			nodeID:    randomUUID(),
-			cluster:   c,
-		}
-		t.Cleanup(func() { s.cleanup(t) })
-		if err := os.Mkdir(s.DataDir, 0o700); err != nil {
-			t.Fatalf("consultest: %v", err)
-		}
-		return &Node{s}
+		s.client, s.pki, s.mgmtToken = hc, c.pki, mgmt
+		s.nodeID, s.cluster = randomUUID(), c
+		return &Node{s}, nil
 	}
 	for i := range servers {
-		c.Servers = append(c.Servers, newNode(roleServer, fmt.Sprintf("%s-server-%d", o.name, i+1)))
+		n, err := add(roleServer, fmt.Sprintf("%s-server-%d", o.name, i+1))
+		if err != nil {
+			return c, err
+		}
+		c.Servers = append(c.Servers, n)
 	}
 	for i := range clients {
-		c.Clients = append(c.Clients, newNode(roleClient, fmt.Sprintf("%s-client-%d", o.name, i+1)))
+		n, err := add(roleClient, fmt.Sprintf("%s-client-%d", o.name, i+1))
+		if err != nil {
+			return c, err
+		}
+		c.Clients = append(c.Clients, n)
 	}
-	nodes := c.Nodes()
 
 	// Nothing else can reach the nodes yet; the locks are for the methods
-	// NewCluster shares with Node (and released by a Fatal's Goexit).
-	for _, n := range nodes {
+	// startAll shares with Server and Node.
+	var nodes []*Server
+	for _, n := range c.Nodes() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
+		nodes = append(nodes, n.Server)
 	}
-	deadline := time.Now().Add(clusterStartTimeout)
-	for attempt := 0; ; attempt++ {
-		used := map[string]bool{} // "ip" and "ip:port" taken by earlier nodes
-		for _, n := range nodes {
-			if err := n.pickAddr(used); err != nil {
-				t.Fatalf("consultest: choosing an address for %s: %v", n.Name, err)
-			}
-		}
+	hook := func(attempt int) {
 		if clusterStartHook != nil {
 			clusterStartHook(c, attempt)
 		}
-		// All start at once: the servers wait for each other anyway.
-		for _, n := range nodes {
-			if _, err := n.launchLocked(); err != nil {
-				t.Fatalf("consultest: starting agent %s: %v", n.Name, err)
-			}
-		}
-		exited, err := c.waitReady(deadline)
-		if err == nil {
-			return c
-		}
-		if exited == nil {
-			// The logs of all nodes follow from their cleanups.
-			t.Fatalf("consultest: cluster not ready after %v:\n%v", clusterStartTimeout, err)
-		}
-		if !exited.retryable(err, attempt, deadline) {
-			exited.fatalLocked(t, "consultest: starting agent %s on %s: %v", exited.Name, exited.HTTPAddr, err)
-		}
-		// Most likely a port was taken. Every node moves: the others'
-		// retry_join lists name the servers' addresses.
-		t.Logf("consultest: agent %s on %s: %v; restarting the cluster on new ports", exited.Name, exited.HTTPAddr, err)
-		for _, n := range nodes {
-			n.stopLocked()
-			if err := os.RemoveAll(n.DataDir); err != nil {
-				t.Fatalf("consultest: %v", err)
-			}
-			if err := os.Mkdir(n.DataDir, 0o700); err != nil {
-				t.Fatalf("consultest: %v", err)
-			}
-		}
 	}
+	return c, startAll(nodes, clusterStartTimeout, logf, hook)
 }
 
 // clusterStartHook, when set by a test, runs after NewCluster chose the
 // nodes' addresses, before it starts them.
 var clusterStartHook func(c *Cluster, attempt int)
 
-// waitReady polls the nodes, all started, until every one is ready, one
-// exits (returned, with an *exitError) or the deadline passes.
-func (c *Cluster) waitReady(deadline time.Time) (exited *Node, err error) {
-	pending := c.Nodes()
-	lastErr := map[*Node]error{}
-	for {
-		var still []*Node
-		for _, n := range pending {
-			if n.proc.exited() {
-				return n, &exitError{err: n.proc.err}
-			}
-			ctx, cancel := context.WithDeadline(context.Background(), deadline)
-			err := n.ready(ctx)
-			cancel()
-			if err != nil {
-				lastErr[n] = err
-				still = append(still, n)
-			}
-		}
-		pending = still
-		if len(pending) == 0 {
-			return nil, nil
-		}
-		if time.Now().After(deadline) {
-			var msgs []string
-			for _, n := range pending {
-				msgs = append(msgs, fmt.Sprintf("%s on %s: %v", n.Name, n.HTTPAddr, lastErr[n]))
-			}
-			return nil, errors.New(strings.Join(msgs, "\n"))
-		}
-		time.Sleep(pollInterval)
-	}
-}
-
 // pickAddr chooses a loopback IP and free ports for n, distinct from the
 // ones in used (where all nodes share 127.0.0.1, only the ports differ), and
 // adds them to used.
-func (n *Node) pickAddr(used map[string]bool) error {
+func (n *Server) pickAddr(used map[string]bool) error {
 	var ip string
 	for try := 0; ; try++ {
 		ip = loopbackIP()
@@ -427,7 +354,9 @@ func (n *Node) Kill() { n.Stop() }
 // catalog, and a server catches up from the leader.
 func (n *Node) Restart(t testing.TB, keepData bool) {
 	t.Helper()
-	n.restart(t, keepData, waitFull)
+	if err := n.restart(keepData, waitFull); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // RestartNoWait is Restart, except that it returns as soon as the agent's
@@ -436,7 +365,9 @@ func (n *Node) Restart(t testing.TB, keepData bool) {
 // answer within 30 seconds.
 func (n *Node) RestartNoWait(t testing.TB, keepData bool) {
 	t.Helper()
-	n.restart(t, keepData, waitHTTP)
+	if err := n.restart(keepData, waitHTTP); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // clusterConfig adds what makes s a server or client agent of its cluster.

@@ -10,9 +10,22 @@
 //		// ... exercise your service against cfg ...
 //	}
 //
+// (ExampleNewServer is this test in full.) Outside a test, for a harness
+// or a demo, Start starts the same agent and returns an error instead.
+//
 // The agent binary is $CONSUL_BIN, else consul on PATH, else bin/consul in
-// the working directory or one of its parents (as built by "make consul").
-// When none is found, NewServer skips the test.
+// the working directory or one of its parents (Beacon's own Makefile
+// builds one there). When none is found, NewServer and NewCluster skip the
+// test with one line naming CONSUL_BIN and PATH, so "go test ./..." on a
+// machine without Consul passes with clear skips. A run that must test
+// against Consul says so, and then fails instead of skipping, naming the
+// missing binary:
+//
+//   - CI set to anything but "", "false" or "0" (as CI services set it), or
+//   - BEACON_REQUIRE_CONSUL=1.
+//
+// A CONSUL_BIN that names no executable file always fails the test: a
+// choice was made and is broken.
 //
 // Each agent binds its own loopback IP (127.a.b.c on Linux, where all of
 // 127/8 reaches the loopback interface) and its own ports, so agents started

@@ -113,10 +113,15 @@ func WithArgs(args ...string) Option {
 	return func(o *options) { o.args = append(o.args, args...) }
 }
 
+// ErrNoBinary is matched by the error of BinaryPath (and so of Start) when
+// no consul binary is found at all. A CONSUL_BIN that names no executable
+// file is another error: a choice made and broken is not an absence.
+var ErrNoBinary = errors.New("consultest: no consul binary")
+
 // BinaryPath returns the consul binary to run: $CONSUL_BIN when set, else
 // consul on PATH, else bin/consul in the working directory or the nearest
-// parent that has one. It fails when none is found or $CONSUL_BIN is not an
-// executable file.
+// parent that has one. It fails when none is found (an error matching
+// ErrNoBinary) or $CONSUL_BIN is not an executable file.
 func BinaryPath() (string, error) {
 	if p := os.Getenv("CONSUL_BIN"); p != "" {
 		// An explicit choice is not silently replaced by another binary.
@@ -146,7 +151,7 @@ func BinaryPath() (string, error) {
 			break
 		}
 	}
-	return "", errors.New("consultest: no consul binary: CONSUL_BIN is unset, consul is not on PATH, and no bin/consul above " + wd)
+	return "", fmt.Errorf("%w: set CONSUL_BIN or put consul on PATH", ErrNoBinary)
 }
 
 func checkExecutable(p string) error {
@@ -163,111 +168,228 @@ func checkExecutable(p string) error {
 	return nil
 }
 
+// requiredBy names the environment variable that makes a missing binary
+// a failure instead of a skip, or returns "" when none is set.
+func requiredBy() string {
+	if v := os.Getenv("BEACON_REQUIRE_CONSUL"); v == "1" {
+		return "BEACON_REQUIRE_CONSUL=1"
+	}
+	if v := os.Getenv("CI"); v != "" && v != "false" && v != "0" {
+		return "CI=" + v
+	}
+	return ""
+}
+
+// abort ends a test whose agents could not start: see verdict.
+func abort(t testing.TB, err error) {
+	t.Helper()
+	if skip, msg := verdict(err); skip {
+		t.Skip(msg)
+	} else {
+		t.Fatal(msg)
+	}
+}
+
+// verdict decides how a test whose agents could not start ends: with a
+// one-line skip when there is no consul binary, unless the environment
+// requires one (see requiredBy); with a failure otherwise.
+func verdict(err error) (skip bool, msg string) {
+	if !errors.Is(err, ErrNoBinary) {
+		return false, err.Error()
+	}
+	if why := requiredBy(); why != "" {
+		return false, fmt.Sprintf("%v; failing, not skipping, because %s requires one", err, why)
+	}
+	return true, fmt.Sprintf("%v (skipped; CI=true or BEACON_REQUIRE_CONSUL=1 fails instead)", err)
+}
+
 // NewServer starts a dev-mode Consul agent and waits until it is leader and
-// has registered its own node. The test is skipped when there is no consul
-// binary (see BinaryPath) and fails when the agent does not become ready
-// within 30 seconds. The agent is stopped and its directory removed when the
-// test ends.
+// has registered its own node. The agent is stopped and its directory
+// removed when the test ends. Without a consul binary (see BinaryPath) the
+// test is skipped with one line, or fails when $CI or
+// BEACON_REQUIRE_CONSUL=1 is set; it fails when the agent does not become
+// ready within 30 seconds.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	return newServer(t, opts...)
+	s, err := newServer(t.Logf, opts...)
+	if err != nil {
+		abort(t, err)
+	}
+	t.Cleanup(func() { s.release(t) })
+	return s
 }
 
-// tb is the part of testing.TB the helpers use, so Start can run them
-// outside a test.
-type tb interface {
-	Helper()
-	Skipf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	Errorf(format string, args ...any)
-	Logf(format string, args ...any)
-	Cleanup(func())
-	Failed() bool
+// newServer starts a dev agent as NewServer describes. logf (nil: none)
+// hears of retries. On error nothing is left running or on disk; else the
+// caller stops the agent with close or release.
+func newServer(logf func(format string, args ...any), opts ...Option) (*Server, error) {
+	bin, o, err := prepare(opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newAgent(bin, o, roleDev, o.name)
+	if err != nil {
+		return nil, err
+	}
+	if o.tls {
+		if s.pki, err = newPKI(filepath.Join(s.dir, "tls")); err == nil {
+			s.client, err = clientFor(s.pki)
+		}
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("consultest: creating certificates: %w", err)
+		}
+	}
+	if o.acl {
+		s.mgmtToken = randomUUID()
+	}
+	s.mu.Lock()
+	err = startAll([]*Server{s}, startTimeout, logf, nil)
+	s.mu.Unlock()
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
 }
 
-func newServer(t tb, opts ...Option) *Server {
-	t.Helper()
+// prepare is where NewServer and NewCluster begin: the binary and the
+// options, checked.
+func prepare(opts []Option) (string, options, error) {
 	bin, err := BinaryPath()
 	if err != nil {
-		t.Skipf("consultest: no consul binary: set CONSUL_BIN, put consul on PATH, or run `make consul` (%v)", err)
+		return "", options{}, err
 	}
 	o := options{name: "consultest-" + randomHex(4)}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.name == "" {
-		t.Fatalf("consultest: empty node name")
+		return "", options{}, errors.New("consultest: empty node name")
 	}
 	if o.extraJSON != "" && !json.Valid([]byte(o.extraJSON)) {
 		// Caught here: the agent would exit and be retried in vain.
-		t.Fatalf("consultest: WithConfigJSON: invalid JSON: %s", o.extraJSON)
+		return "", options{}, fmt.Errorf("consultest: WithConfigJSON: invalid JSON: %s", o.extraJSON)
 	}
+	return bin, o, nil
+}
 
+// newAgent makes the Server for one agent, with a directory of its own;
+// nothing runs yet.
+func newAgent(bin string, o options, r role, name string) (*Server, error) {
 	// Not t.TempDir: its path embeds the test name, which can be long, and
 	// removing the directory is ours to order after the agent is dead.
 	dir, err := os.MkdirTemp("", "consultest-")
 	if err != nil {
-		t.Fatalf("consultest: %v", err)
+		return nil, fmt.Errorf("consultest: %w", err)
 	}
 	s := &Server{
-		Name:    o.name,
+		Name:    name,
 		DataDir: filepath.Join(dir, "data"),
 		bin:     bin,
 		opts:    o,
 		dir:     dir,
 		log:     filepath.Join(dir, "agent.log"),
+		client:  httpClient,
+		role:    r,
 	}
-	// Registered before anything can fail, so no process or directory leaks.
-	t.Cleanup(func() { s.cleanup(t) })
 	if err := os.Mkdir(s.DataDir, 0o700); err != nil {
-		t.Fatalf("consultest: %v", err)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("consultest: %w", err)
 	}
-	s.client = httpClient
-	if o.tls {
-		s.pki, err = newPKI(filepath.Join(dir, "tls"))
-		if err != nil {
-			t.Fatalf("consultest: creating certificates: %v", err)
-		}
-		tc, err := s.pki.clientTLS()
-		if err != nil {
-			t.Fatalf("consultest: %v", err)
-		}
-		s.client = &http.Client{
-			Timeout: httpClient.Timeout,
-			Transport: &http.Transport{
-				Proxy:             nil,
-				DisableKeepAlives: true,
-				TLSClientConfig:   tc,
-			},
-		}
-	}
-	if o.acl {
-		s.mgmtToken = randomUUID()
-	}
+	return s, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	deadline := time.Now().Add(startTimeout)
-	for attempt := 0; ; attempt++ {
-		// Fresh IP and ports each attempt: an early exit most likely means
-		// another process took one of the ports after we chose it.
-		ip := loopbackIP()
-		p, err := freePorts(ip)
-		if err != nil {
-			t.Fatalf("consultest: choosing ports on %s: %v", ip, err)
-		}
-		s.IP, s.ports = ip, p
-		s.HTTPAddr = net.JoinHostPort(ip, strconv.Itoa(p.HTTP))
-		s.DNSAddr = net.JoinHostPort(ip, strconv.Itoa(p.DNS))
-		err = s.startLocked(deadline, waitFull)
-		if err == nil {
-			return s
-		}
-		if !s.retryable(err, attempt, deadline) {
-			s.fatalLocked(t, "consultest: starting agent %s: %v", s.Name, err)
-		}
-		t.Logf("consultest: agent %s on %s: %v; retrying on new ports", s.Name, s.HTTPAddr, err)
+// clientFor returns the client that polls agents: with a CA (WithTLS) it
+// trusts the CA and presents the client certificate.
+func clientFor(p *pki) (*http.Client, error) {
+	if p == nil {
+		return httpClient, nil
 	}
+	tc, err := p.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{
+		Timeout:   httpClient.Timeout,
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tc},
+	}, nil
+}
+
+// startAll launches nodes, all at once (a cluster's servers wait for each
+// other anyway), on fresh addresses, and waits until every one is ready.
+// An agent that exits while starting, most likely because another process
+// took a port between choosing and binding it, makes every node move to
+// new addresses (the others' retry_join lists name the servers') and start
+// again, up to maxRetries times. hook (may be nil) runs after the
+// addresses are chosen, before the agents start. The caller holds the
+// nodes' locks. On error no agent runs, and the error carries the log of
+// the agents that failed.
+func startAll(nodes []*Server, timeout time.Duration, logf func(format string, args ...any), hook func(attempt int)) error {
+	deadline := time.Now().Add(timeout)
+	stopAll := func() {
+		for _, n := range nodes {
+			n.stopLocked()
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		used := map[string]bool{} // "ip" and "ip:port" taken by earlier nodes
+		for _, n := range nodes {
+			if err := n.pickAddr(used); err != nil {
+				return fmt.Errorf("consultest: choosing an address for %s: %w", n.Name, err)
+			}
+		}
+		if hook != nil {
+			hook(attempt)
+		}
+		for _, n := range nodes {
+			if _, err := n.launchLocked(); err != nil {
+				stopAll()
+				return fmt.Errorf("consultest: starting agent %s: %w", n.Name, err)
+			}
+		}
+		exited, pending, err := waitAll(nodes, deadline, waitFull)
+		if err == nil {
+			return nil
+		}
+		stopAll()
+		if exited == nil {
+			return withLogs(fmt.Errorf("consultest: not ready after %v: %w", timeout, err), pending)
+		}
+		if !exited.retryable(err, attempt, deadline) {
+			return withLogs(fmt.Errorf("consultest: starting agent %s on %s: %w", exited.Name, exited.HTTPAddr, err), []*Server{exited})
+		}
+		if logf != nil {
+			logf("consultest: agent %s on %s: %v; starting again on new ports", exited.Name, exited.HTTPAddr, err)
+		}
+		for _, n := range nodes {
+			if err := n.wipeData(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// withLogs adds the tail of each node's log to err; the nodes are marked so
+// that their cleanup does not show it again.
+func withLogs(err error, nodes []*Server) error {
+	var b strings.Builder
+	for _, n := range nodes {
+		n.logShown = true
+		fmt.Fprintf(&b, "\nagent %s log (last %d lines):\n%s", n.Name, logTailLines, n.logTail())
+	}
+	return fmt.Errorf("%w%s", err, b.String())
+}
+
+// wipeData empties the node's data dir.
+func (s *Server) wipeData() error {
+	if err := os.RemoveAll(s.DataDir); err != nil {
+		return fmt.Errorf("consultest: wiping %s: %w", s.DataDir, err)
+	}
+	if err := os.Mkdir(s.DataDir, 0o700); err != nil {
+		return fmt.Errorf("consultest: %w", err)
+	}
+	return nil
 }
 
 // Config returns a client configuration for the agent's HTTP API. With
@@ -346,22 +468,21 @@ func (s *Server) Running() bool {
 // become ready. (On a Cluster's node it is Node.Restart keeping the data.)
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
-	s.restart(t, true, waitFull)
+	if err := s.restart(true, waitFull); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // restart stops the agent, if it runs, wipes its data dir unless keepData,
-// and starts it again on the same IP and ports, waiting as wait says.
-func (s *Server) restart(t testing.TB, keepData bool, wait waitMode) {
-	t.Helper()
+// and starts it again on the same IP and ports, waiting as wait says. On
+// error no agent runs, and the error carries the agent's log.
+func (s *Server) restart(keepData bool, wait waitMode) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopLocked()
 	if !keepData {
-		if err := os.RemoveAll(s.DataDir); err != nil {
-			t.Fatalf("consultest: wiping %s: %v", s.DataDir, err)
-		}
-		if err := os.Mkdir(s.DataDir, 0o700); err != nil {
-			t.Fatalf("consultest: %v", err)
+		if err := s.wipeData(); err != nil {
+			return err
 		}
 	}
 	if wait == waitFull && s.role == roleServer {
@@ -372,14 +493,13 @@ func (s *Server) restart(t testing.TB, keepData bool, wait waitMode) {
 	for attempt := 0; ; attempt++ {
 		err := s.startLocked(deadline, wait)
 		if err == nil {
-			return
+			return nil
 		}
 		// The address must not change, so a retry can only hope that
 		// whatever held a port has let go of it.
 		if !s.retryable(err, attempt, deadline) {
-			s.fatalLocked(t, "consultest: restarting agent %s on %s: %v", s.Name, s.HTTPAddr, err)
+			return withLogs(fmt.Errorf("consultest: restarting agent %s on %s: %w", s.Name, s.HTTPAddr, err), []*Server{s})
 		}
-		t.Logf("consultest: agent %s on %s: %v; retrying", s.Name, s.HTTPAddr, err)
 	}
 }
 
@@ -499,11 +619,10 @@ const (
 // startLocked starts an agent on s's current address and waits until it is
 // ready, exits (*exitError) or the deadline passes. On error no agent runs.
 func (s *Server) startLocked(deadline time.Time, wait waitMode) error {
-	p, err := s.launchLocked()
-	if err != nil {
+	if _, err := s.launchLocked(); err != nil {
 		return err
 	}
-	if err := s.waitReady(p, deadline, wait); err != nil {
+	if _, _, err := waitAll([]*Server{s}, deadline, wait); err != nil {
 		s.stopLocked()
 		return err
 	}
@@ -570,14 +689,57 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 }
 
-// waitReady polls until the agent is ready (see waitMode; waitFull: it has
-// a leader and its own node is in the catalog, before which health and
-// catalog queries fail or come back empty).
-func (s *Server) waitReady(p *process, deadline time.Time, wait waitMode) error {
-	// A poll in flight is cut short when the agent exits, so an early exit
-	// is seen at once even if something else accepts on the port and hangs.
+// waitAll polls nodes, all launched, until every one is ready as wait
+// says (waitFull: it has a leader and its own node is in the catalog,
+// before which health and catalog queries fail or come back empty), one
+// exits (returned, with an *exitError) or the deadline passes (the error
+// then says why each node in pending is not ready).
+func waitAll(nodes []*Server, deadline time.Time, wait waitMode) (exited *Server, pending []*Server, err error) {
+	pending = nodes
+	lastErr := map[*Server]error{}
+	for {
+		// Any node exiting, ready or not, fails the start: a server gone
+		// means the others may never elect a leader.
+		for _, n := range nodes {
+			if n.proc.exited() {
+				return n, nil, &exitError{err: n.proc.err}
+			}
+		}
+		var still []*Server
+		for _, n := range pending {
+			if err := n.poll(deadline, wait); err != nil {
+				lastErr[n] = err
+				still = append(still, n)
+			}
+		}
+		pending = still
+		if len(pending) == 0 {
+			return nil, nil, nil
+		}
+		if time.Now().After(deadline) {
+			for _, n := range nodes {
+				if n.proc.exited() {
+					// The better answer.
+					return n, nil, &exitError{err: n.proc.err}
+				}
+			}
+			var msgs []string
+			for _, n := range pending {
+				msgs = append(msgs, fmt.Sprintf("%s on %s: %v", n.Name, n.HTTPAddr, lastErr[n]))
+			}
+			return nil, pending, errors.New(strings.Join(msgs, "\n"))
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// poll asks the agent once whether it is ready as wait says. The request
+// is cut short when the agent exits, so an early exit is seen at once even
+// if something else accepts on the port and hangs.
+func (s *Server) poll(deadline time.Time, wait waitMode) error {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	p := s.proc
 	go func() {
 		select {
 		case <-p.done:
@@ -585,35 +747,14 @@ func (s *Server) waitReady(p *process, deadline time.Time, wait waitMode) error 
 		case <-ctx.Done():
 		}
 	}()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		var last error
-		switch wait {
-		case waitHTTP:
-			var self json.RawMessage
-			last = s.getJSON(ctx, "/v1/agent/self", &self)
-		case waitAlive:
-			last = s.readyCheck(ctx, false)
-		default:
-			last = s.ready(ctx)
-		}
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return &exitError{err: p.err}
-		case <-ctx.Done():
-			// Also done when the agent exited: that is the better answer.
-			select {
-			case <-p.done:
-				return &exitError{err: p.err}
-			default:
-			}
-			return fmt.Errorf("not ready after %v: %v", startTimeout, last)
-		case <-tick.C:
-		}
+	switch wait {
+	case waitHTTP:
+		var self json.RawMessage
+		return s.getJSON(ctx, "/v1/agent/self", &self)
+	case waitAlive:
+		return s.readyCheck(ctx, false)
+	default:
+		return s.ready(ctx)
 	}
 }
 
@@ -700,15 +841,10 @@ func (s *Server) stopLocked() {
 	s.paused = false
 }
 
-// fatalLocked fails the test with the agent's log, which is then not shown
-// again by the cleanup.
-func (s *Server) fatalLocked(t tb, format string, args ...any) {
-	t.Helper()
-	s.logShown = true
-	t.Fatalf("%s\nagent log (last %d lines):\n%s", fmt.Sprintf(format, args...), logTailLines, s.logTail())
-}
-
-func (s *Server) cleanup(t tb) {
+// release stops the agent and removes its directory when a test ends,
+// showing the agent's log first if the test failed and the log was not
+// shown yet.
+func (s *Server) release(t testing.TB) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stopLocked()
@@ -718,6 +854,14 @@ func (s *Server) cleanup(t tb) {
 	if err := os.RemoveAll(s.dir); err != nil {
 		t.Errorf("consultest: removing %s: %v", s.dir, err)
 	}
+}
+
+// close stops the agent and removes its directory, outside a test.
+func (s *Server) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+	return os.RemoveAll(s.dir)
 }
 
 func (s *Server) logTail() string {

@@ -3,13 +3,12 @@ package consultest
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -183,39 +182,6 @@ func TestBinaryPathEnv(t *testing.T) {
 	}
 }
 
-// fatalTB records a Fatalf or Skipf and ends the goroutine, as testing.T
-// does, without failing or skipping the real test.
-type fatalTB struct {
-	testing.TB
-	mu  sync.Mutex
-	msg string
-}
-
-func (f *fatalTB) Skipf(format string, args ...any) { f.Fatalf("skip: "+format, args...) }
-
-// run calls fn(f) on a goroutine of its own, which Fatalf may end, and
-// returns what Fatalf or Skipf recorded.
-func (f *fatalTB) run(fn func(testing.TB)) string {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn(f)
-	}()
-	<-done
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.msg
-}
-
-func (f *fatalTB) Helper() {}
-
-func (f *fatalTB) Fatalf(format string, args ...any) {
-	f.mu.Lock()
-	f.msg = fmt.Sprintf(format, args...)
-	f.mu.Unlock()
-	runtime.Goexit()
-}
-
 func TestRestartPortTaken(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t)
@@ -227,9 +193,13 @@ func TestRestartPortTaken(t *testing.T) {
 	}
 	defer l.Close()
 
-	msg := (&fatalTB{TB: t}).run(s.Restart)
+	err = s.restart(true, waitFull)
+	if err == nil {
+		t.Fatal("restart with its port taken = nil error, want an early exit")
+	}
+	msg := err.Error()
 	if !strings.Contains(msg, "exited while starting") || !strings.Contains(msg, "address already in use") {
-		t.Fatalf("Restart with its port taken: Fatalf(%q), want an early exit with the agent's log", msg)
+		t.Fatalf("restart with its port taken = %q, want an early exit with the agent's log", msg)
 	}
 	if n := strings.Count(msg, "=== consultest: start "); n < maxRetries+1 {
 		t.Errorf("log shows %d starts, want %d (first try plus retries)", n, maxRetries+1)
@@ -238,19 +208,59 @@ func TestRestartPortTaken(t *testing.T) {
 	running := s.proc != nil
 	s.mu.Unlock()
 	if running {
-		t.Errorf("an agent is still running after a failed Restart")
+		t.Errorf("an agent is still running after a failed restart")
 	}
 }
 
-func TestSkipWithoutBinary(t *testing.T) {
+// noBinary makes BinaryPath find nothing for the rest of the test.
+func noBinary(t *testing.T) {
 	t.Setenv("CONSUL_BIN", "")
 	t.Setenv("PATH", t.TempDir())
 	t.Chdir(t.TempDir()) // no bin/consul above it
 	if p, err := BinaryPath(); err == nil {
 		t.Skipf("a consul binary is still found at %s", p)
 	}
-	msg := (&fatalTB{TB: t}).run(func(tb testing.TB) { NewServer(tb) })
-	if !strings.HasPrefix(msg, "skip: ") || !strings.Contains(msg, "make consul") {
-		t.Errorf("NewServer without a binary: %q, want a skip naming `make consul`", msg)
+}
+
+func TestWithoutBinary(t *testing.T) {
+	noBinary(t)
+	_, err := newServer(nil)
+	if !errors.Is(err, ErrNoBinary) {
+		t.Fatalf("newServer() without a binary = %v, want ErrNoBinary", err)
+	}
+	if _, err := newCluster(nil, 1, 0); !errors.Is(err, ErrNoBinary) {
+		t.Errorf("newCluster(1, 0) without a binary = %v, want ErrNoBinary", err)
+	}
+	for _, tc := range []struct {
+		env      map[string]string
+		skip     bool
+		mentions string
+	}{
+		{map[string]string{}, true, "skipped; CI=true or BEACON_REQUIRE_CONSUL=1 fails instead"},
+		{map[string]string{"CI": "false"}, true, "skipped"},
+		{map[string]string{"CI": "0"}, true, "skipped"},
+		{map[string]string{"CI": "true"}, false, "because CI=true requires one"},
+		{map[string]string{"CI": "1"}, false, "because CI=1"},
+		{map[string]string{"BEACON_REQUIRE_CONSUL": "1"}, false, "because BEACON_REQUIRE_CONSUL=1"},
+	} {
+		t.Setenv("CI", "")
+		t.Setenv("BEACON_REQUIRE_CONSUL", "")
+		for k, v := range tc.env {
+			t.Setenv(k, v)
+		}
+		skip, msg := verdict(err)
+		if skip != tc.skip || strings.Contains(msg, "\n") || !strings.Contains(msg, tc.mentions) ||
+			!strings.Contains(msg, "no consul binary") || !strings.Contains(msg, "CONSUL_BIN") || !strings.Contains(msg, "PATH") {
+			t.Errorf("verdict(no binary) with %v = %v, %q; want skip %v, one line naming the binary, CONSUL_BIN, PATH and %q", tc.env, skip, msg, tc.skip, tc.mentions)
+		}
+	}
+
+	// A CONSUL_BIN that names nothing is a mistake to report, not an absence.
+	t.Setenv("CONSUL_BIN", "/nonexistent/consul")
+	t.Setenv("CI", "")
+	if _, err := newServer(nil); err == nil || errors.Is(err, ErrNoBinary) {
+		t.Errorf("newServer() with a broken CONSUL_BIN = %v, want an error other than ErrNoBinary", err)
+	} else if skip, _ := verdict(err); skip {
+		t.Errorf("verdict(%v) = skip, want a failure", err)
 	}
 }

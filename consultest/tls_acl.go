@@ -58,11 +58,22 @@ func (s *Server) ManagementToken() string { return s.mgmtToken }
 // error. Tokens do not survive Restart.
 func (s *Server) MintToken(t testing.TB, rules string) string {
 	t.Helper()
+	secret, err := s.mintToken(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+func (s *Server) mintToken(rules string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	policyID := s.createPolicy(t, ctx, "MintToken", rules)
+	policyID, err := s.createPolicy(ctx, "MintToken", rules)
+	if err != nil {
+		return "", err
+	}
 	var token struct{ SecretID string }
-	err := s.putJSON(ctx, "/v1/acl/token", map[string]any{
+	err = s.putJSON(ctx, "/v1/acl/token", map[string]any{
 		"Description": "created by consultest.MintToken",
 		"Policies":    []map[string]string{{"ID": policyID}},
 	}, &token)
@@ -70,9 +81,9 @@ func (s *Server) MintToken(t testing.TB, rules string) string {
 		err = fmt.Errorf("PUT /v1/acl/token: no SecretID in the answer")
 	}
 	if err != nil {
-		t.Fatalf("consultest: MintToken: creating token: %v", err)
+		return "", fmt.Errorf("consultest: MintToken: creating token: %w", err)
 	}
-	return token.SecretID
+	return token.SecretID, nil
 }
 
 // SetAnonymousPolicy gives the anonymous token a policy with the given
@@ -82,8 +93,11 @@ func (s *Server) SetAnonymousPolicy(t testing.TB, rules string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	policyID := s.createPolicy(t, ctx, "SetAnonymousPolicy", rules)
-	err := s.putJSON(ctx, "/v1/acl/token/"+anonymousTokenID, map[string]any{
+	policyID, err := s.createPolicy(ctx, "SetAnonymousPolicy", rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.putJSON(ctx, "/v1/acl/token/"+anonymousTokenID, map[string]any{
 		"Description": "anonymous token, policy set by consultest.SetAnonymousPolicy",
 		"Policies":    []map[string]string{{"ID": policyID}},
 	}, &struct{}{})
@@ -129,10 +143,9 @@ func (s *Server) RevokeToken(t testing.TB, secret string) {
 }
 
 // createPolicy creates an ACL policy with rules and returns its ID.
-func (s *Server) createPolicy(t testing.TB, ctx context.Context, caller, rules string) string {
-	t.Helper()
+func (s *Server) createPolicy(ctx context.Context, caller, rules string) (string, error) {
 	if s.mgmtToken == "" {
-		t.Fatalf("consultest: %s on agent %s without WithACL", caller, s.Name)
+		return "", fmt.Errorf("consultest: %s on agent %s without WithACL", caller, s.Name)
 	}
 	var policy struct{ ID string }
 	err := s.putJSON(ctx, "/v1/acl/policy", map[string]any{
@@ -144,9 +157,9 @@ func (s *Server) createPolicy(t testing.TB, ctx context.Context, caller, rules s
 		err = fmt.Errorf("PUT /v1/acl/policy: no policy ID in the answer")
 	}
 	if err != nil {
-		t.Fatalf("consultest: %s: creating policy: %v", caller, err)
+		return "", fmt.Errorf("consultest: %s: creating policy: %w", caller, err)
 	}
-	return policy.ID
+	return policy.ID, nil
 }
 
 // putJSON sends PUT path with body as JSON and the management token, if

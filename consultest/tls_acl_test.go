@@ -214,14 +214,14 @@ func TestACL(t *testing.T) {
 func TestMintTokenBadRules(t *testing.T) {
 	t.Parallel()
 	s := NewServer(t, WithACL())
-	msg := (&fatalTB{TB: t}).run(func(tb testing.TB) { s.MintToken(tb, `service_prefix "" { policy = `) })
-	if !strings.Contains(msg, "MintToken") || !strings.Contains(msg, "/v1/acl/policy") {
-		t.Errorf("MintToken with bad rules: Fatalf(%q), want the policy error", msg)
+	_, err := s.mintToken(`service_prefix "" { policy = `)
+	if err == nil || !strings.Contains(err.Error(), "MintToken") || !strings.Contains(err.Error(), "/v1/acl/policy") {
+		t.Errorf("mintToken(bad rules) = %v, want the policy error", err)
 	}
 	// And without WithACL there is nothing to mint with.
 	plain := &Server{Name: "plain"}
-	if msg := (&fatalTB{TB: t}).run(func(tb testing.TB) { plain.MintToken(tb, "") }); !strings.Contains(msg, "without WithACL") {
-		t.Errorf("MintToken without WithACL: Fatalf(%q)", msg)
+	if _, err := plain.mintToken(""); err == nil || !strings.Contains(err.Error(), "without WithACL") {
+		t.Errorf("mintToken without WithACL = %v", err)
 	}
 }
 
