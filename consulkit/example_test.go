@@ -13,28 +13,21 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consulkit"
-	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/registrytest"
 )
 
 // An existing go-kit client stack (Endpointer, round robin, retry) sitting
-// on Beacon: consulkit.NewInstancer is go-kit's sd.Instancer.
+// on Beacon: consulkit.NewInstancer is go-kit's sd.Instancer over any
+// beacon.Lookup. A program passes the *consulkit.Client that consulkit.New
+// returns for its agent; this example passes registrytest's in-memory
+// registry, so that it runs without Consul (TestInstancerFeedsGoKitEndpointer
+// runs the same stack on a real agent).
 func ExampleNewInstancer() {
-	srv, stop, err := consultest.Start() // a real Consul agent on loopback
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer stop()
-	client, err := consulkit.New(srv.Config())
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer client.Close()
+	registry := registrytest.NewMemory() // a program: consulkit.New(cfg)
 
 	ctx := context.Background()
 	for i, port := range []int{8081, 8082} {
-		err := client.Register(ctx, beacon.Registration{
+		err := registry.Register(ctx, beacon.Registration{
 			ID: fmt.Sprintf("hello-%d", i+1), Service: "hello", Address: "127.0.0.1", Port: port,
 			Checks: []beacon.Check{{TTL: time.Minute, InitialStatus: beacon.HealthPassing}},
 		})
@@ -44,7 +37,7 @@ func ExampleNewInstancer() {
 		}
 	}
 
-	instancer := consulkit.NewInstancer(client, beacon.Query{Service: "hello"}, log.NewNopLogger())
+	instancer := consulkit.NewInstancer(registry, beacon.Query{Service: "hello"}, log.NewNopLogger())
 	defer instancer.Stop()
 	factory := func(instance string) (endpoint.Endpoint, io.Closer, error) {
 		return func(context.Context, any) (any, error) { return "answered by " + instance, nil }, nil, nil

@@ -203,6 +203,19 @@ func verdict(err error) (skip bool, msg string) {
 	return true, fmt.Sprintf("%v (skipped; CI=true or BEACON_REQUIRE_CONSUL=1 fails instead)", err)
 }
 
+// Binary returns the consul binary (see BinaryPath) for a test that runs
+// it some other way than NewServer; without one it ends the test as
+// NewServer does: a one-line skip, or a failure when the environment
+// requires Consul.
+func Binary(t testing.TB) string {
+	t.Helper()
+	p, err := BinaryPath()
+	if err != nil {
+		abort(t, err)
+	}
+	return p
+}
+
 // NewServer starts a dev-mode Consul agent and waits until it is leader and
 // has registered its own node. The agent is stopped and its directory
 // removed when the test ends. Without a consul binary (see BinaryPath) the

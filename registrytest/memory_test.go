@@ -75,6 +75,29 @@ func await(t *testing.T, ch <-chan answer, what string) answer {
 	}
 }
 
+// inFlight reports on the returned channel each time a call of op has got
+// past Memory's faults, so a test knows a blocking call is in flight (and
+// will see what the test does next) before it changes anything.
+func inFlight(m *registrytest.Memory, op registrytest.Op) <-chan struct{} {
+	ch := make(chan struct{}, 16)
+	m.SetFault(func(_ context.Context, o registrytest.Op, _ string) error {
+		if o == op {
+			ch <- struct{}{}
+		}
+		return nil
+	})
+	return ch
+}
+
+func began(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(limit):
+		t.Fatalf("%s did not begin within %v", what, limit)
+	}
+}
+
 // notYet fails if ch has an answer already: the call must still be blocked.
 func notYet(t *testing.T, ch <-chan answer, what string) {
 	t.Helper()
@@ -227,7 +250,9 @@ func TestMemoryBlocking(t *testing.T) {
 	_, meta := instanceIDs(t, m, beacon.Query{Service: "web"})
 
 	q := beacon.Query{Service: "web", WaitIndex: meta.LastIndex, WaitTime: time.Minute}
+	calls := inFlight(m, registrytest.OpInstances)
 	ch := goInstances(ctx, m, q)
+	began(t, calls, "blocking Instances(web)")
 	// A change to another service does not wake a watch on web.
 	mustRegister(t, m, ttlReg("d", "db"))
 	notYet(t, ch, "blocking Instances(web)")
@@ -261,7 +286,9 @@ func TestMemoryIndexBackwards(t *testing.T) {
 	if meta.LastIndex != 1000 {
 		t.Fatalf("Instances(web) after SetIndex(1000) = index %d, want 1000", meta.LastIndex)
 	}
+	calls := inFlight(m, registrytest.OpInstances)
 	ch := goInstances(ctx, m, beacon.Query{Service: "web", WaitIndex: 1000, WaitTime: time.Minute})
+	began(t, calls, "Instances(index 1000)")
 	m.SetIndex(5)
 	notYet(t, ch, "Instances(index 1000) after a reset to 5")
 	// The next change raises the index, still below the watcher's: it waits
@@ -378,10 +405,12 @@ func TestMemoryChecksAndACLs(t *testing.T) {
 		err    error
 	}
 	ch := make(chan feed, 1)
+	calls := inFlight(m, registrytest.OpChecks)
 	go func() {
 		c, meta, err := m.Checks(ctx, beacon.ChecksQuery{WaitIndex: meta.LastIndex, WaitTime: time.Minute})
 		ch <- feed{c, meta, err}
 	}()
+	began(t, calls, "blocking Checks")
 	// A meta-only change touches no check and wakes no feed.
 	r := ttlReg("a", "web")
 	r.Meta = map[string]string{"v": "2"}
