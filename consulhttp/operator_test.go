@@ -9,20 +9,9 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
-	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consultest"
 )
-
-func newClient(t *testing.T, cfg consul.Config) *consulhttp.Client {
-	t.Helper()
-	c, err := consulhttp.New(cfg)
-	if err != nil {
-		t.Fatalf("New() = %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 func TestServicesAndServiceInstances(t *testing.T) {
 	srv := consultest.NewServer(t)

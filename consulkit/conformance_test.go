@@ -12,8 +12,9 @@ func TestConformance(t *testing.T) {
 	registrytest.Run(t, func(t *testing.T, cfg consul.Config) beacon.Registry { return newClient(t, cfg) })
 }
 
-// TestFaults runs the backend-agnostic fault tests against fake agents, so
-// consulkit is held to what consulhttp is when an agent misbehaves.
-func TestFaults(t *testing.T) {
-	registrytest.RunFaults(t, func(t *testing.T, cfg consul.Config) beacon.Registry { return newClient(t, cfg) })
+// TestHostileAgent runs the backend-agnostic tests against hostile fake
+// agents, so consulkit is held to what consulhttp is when an agent
+// misbehaves.
+func TestHostileAgent(t *testing.T) {
+	registrytest.RunHostile(t, func(t *testing.T, cfg consul.Config) beacon.Registry { return newClient(t, cfg) })
 }

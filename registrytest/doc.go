@@ -53,15 +53,16 @@
 //     index passes WaitIndex or when WaitTime ends, and it ends with an error
 //     matching context.Canceled when the caller's context is cancelled.
 //
-// RunFaults takes the same Factory and checks the backend against fake
-// agents, for what a real agent cannot be made to do: malformed, oversized
+// RunHostile takes the same Factory and checks the backend against fake
+// agents (FakeAgent, which a backend's own tests of its request shapes use
+// too), for what a real agent cannot be made to do: malformed, oversized
 // and truncated answers, arbitrary statuses and redirects, agents that hang,
 // and the exact requests sent (tokens, escaping, nothing sent for invalid
 // input). It needs no consul binary; its doc comment lists what it holds a
 // backend to. A backend runs both:
 //
-//	func TestFaults(t *testing.T) {
-//		registrytest.RunFaults(t, newRegistry)
+//	func TestHostileAgent(t *testing.T) {
+//		registrytest.RunHostile(t, newRegistry)
 //	}
 //
 // Memory is the package's third part, and Beacon's one fake of

@@ -1,9 +1,10 @@
 package registrytest
 
-// Fake agents for RunFaults: they misbehave as a real agent cannot be made
-// to, and show the requests they received. Everywhere they are not told to
-// misbehave they answer as a real agent would, so that a backend whose
-// calls take several requests (consulkit's Register lists and removes stale
+// FakeAgent is Beacon's one fake HTTP agent, for RunHostile and for the
+// request-shape tests of a backend: it misbehaves as a real agent cannot be
+// made to, and shows the requests it received. Everywhere it is not told to
+// misbehave it answers as a real agent would, so that a backend whose calls
+// take several requests (consulkit's Register lists and removes stale
 // checks) reaches the request under test.
 
 import (
@@ -34,12 +35,14 @@ const webEntry = `{"Node":{"ID":"1f6f2c2e-0000-0000-0000-000000000000","Node":"n
 	`"Service":{"ID":"web-1","Service":"web","Tags":["v1"],"Address":"10.0.0.5","Port":8080,"Meta":{"version":"1"},"Weights":{"Passing":10,"Warning":1}},` +
 	`"Checks":[{"Node":"node-1","CheckID":"serfHealth","Status":"passing"},{"Node":"node-1","CheckID":"service:web-1","Status":"passing"}]}`
 
-// webAnswer is a whole health answer holding webEntry.
-const webAnswer = "[" + webEntry + "]"
+// WebAnswer is a whole GET /v1/health/service/web answer as Consul sends
+// it: one instance, web-1 on node-1 at 10.0.0.5:8080, tag v1, meta
+// version=1, weights 10/1, its check and the node's passing.
+const WebAnswer = "[" + webEntry + "]"
 
-// metaHeader is what Consul sends with every answer to a query: the index,
+// MetaHeader is what Consul sends with every answer to a query: the index,
 // whether there is a leader, and how long ago the server heard from it.
-func metaHeader(index string) http.Header {
+func MetaHeader(index string) http.Header {
 	return http.Header{
 		"X-Consul-Index":       {index},
 		"X-Consul-Knownleader": {"true"},
@@ -61,8 +64,8 @@ func with(h http.Header, key, value string) http.Header {
 	return h
 }
 
-// seenRequest is a request as a fake agent received it.
-type seenRequest struct {
+// Request is a request as a FakeAgent received it (the body up to 1 MiB).
+type Request struct {
 	Method     string
 	RequestURI string // as sent on the wire, still escaped
 	Path       string // decoded
@@ -71,29 +74,30 @@ type seenRequest struct {
 	Body       []byte
 }
 
-func (r seenRequest) String() string { return r.Method + " " + r.RequestURI }
+// String returns the method and the request URI as sent.
+func (r Request) String() string { return r.Method + " " + r.RequestURI }
 
-// fakeAgent is an httptest server that records every request and answers
-// with its handler.
-type fakeAgent struct {
+// FakeAgent is an httptest server that records every request and answers
+// with its handler. Its methods are safe for concurrent use.
+type FakeAgent struct {
 	srv *httptest.Server
 
 	mu   sync.Mutex
-	reqs []seenRequest
+	reqs []Request
 }
 
 // newFakeAgent starts a fake agent, closed when the test ends. A nil
-// handler answers every request as plausibleAgent does.
-func newFakeAgent(t *testing.T, handler http.HandlerFunc) *fakeAgent {
+// handler answers every request as PlausibleAgent does.
+func NewFakeAgent(t *testing.T, handler http.HandlerFunc) *FakeAgent {
 	t.Helper()
 	if handler == nil {
-		handler = plausibleAgent
+		handler = PlausibleAgent
 	}
-	f := &fakeAgent{}
+	f := &FakeAgent{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		f.mu.Lock()
-		f.reqs = append(f.reqs, seenRequest{
+		f.reqs = append(f.reqs, Request{
 			Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
 			Header: r.Header.Clone(), Body: body,
 		})
@@ -104,18 +108,27 @@ func newFakeAgent(t *testing.T, handler http.HandlerFunc) *fakeAgent {
 	return f
 }
 
-// requests returns a copy of what the fake has received so far.
-func (f *fakeAgent) requests() []seenRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]seenRequest(nil), f.reqs...)
+// URL returns the fake's base URL, "http://127.0.0.1:port".
+func (f *FakeAgent) URL() string { return f.srv.URL }
+
+// Config returns cfg with the fake as its one address.
+func (f *FakeAgent) Config(cfg consul.Config) consul.Config {
+	cfg.Addresses = []string{f.URL()}
+	return cfg
 }
 
-// requestsTo returns the requests with this method whose decoded path
+// Requests returns a copy of what the fake has received so far, in order.
+func (f *FakeAgent) Requests() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Request(nil), f.reqs...)
+}
+
+// RequestsTo returns the requests with this method whose decoded path
 // starts with prefix.
-func (f *fakeAgent) requestsTo(method, prefix string) []seenRequest {
-	var out []seenRequest
-	for _, r := range f.requests() {
+func (f *FakeAgent) RequestsTo(method, prefix string) []Request {
+	var out []Request
+	for _, r := range f.Requests() {
 		if r.Method == method && strings.HasPrefix(r.Path, prefix) {
 			out = append(out, r)
 		}
@@ -123,29 +136,28 @@ func (f *fakeAgent) requestsTo(method, prefix string) []seenRequest {
 	return out
 }
 
-// registry returns the backend under test talking to f, built from cfg
-// with f's address filled in.
-func (s suite) fakeRegistry(t *testing.T, f *fakeAgent, cfg consul.Config) beacon.Registry {
+// fakeRegistry returns the backend under test talking to f, built from
+// cfg with f's address filled in.
+func (s suite) fakeRegistry(t *testing.T, f *FakeAgent, cfg consul.Config) beacon.Registry {
 	t.Helper()
-	cfg.Addresses = []string{f.srv.URL}
-	return s.registry(t, cfg)
+	return s.registry(t, f.Config(cfg))
 }
 
-// plausibleAgent answers as an agent that knows nothing does: an empty
+// PlausibleAgent answers as an agent that knows nothing does: an empty
 // health answer, no checks, and 200 to every change.
-func plausibleAgent(w http.ResponseWriter, r *http.Request) {
+func PlausibleAgent(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
-		answer(http.StatusOK, metaHeader("1"), "[]")(w, r)
+		Answer(http.StatusOK, MetaHeader("1"), "[]")(w, r)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/agent/checks":
-		answer(http.StatusOK, metaHeader("1"), "{}")(w, r)
+		Answer(http.StatusOK, MetaHeader("1"), "{}")(w, r)
 	default:
-		answer(http.StatusOK, nil, "")(w, r)
+		Answer(http.StatusOK, nil, "")(w, r)
 	}
 }
 
-// answer is a handler that sends exactly this status, header and body.
-func answer(status int, h http.Header, body string) http.HandlerFunc {
+// Answer is a handler that sends exactly this status, header and body.
+func Answer(status int, h http.Header, body string) http.HandlerFunc {
 	return streamed(status, h, func(w io.Writer) { _, _ = io.WriteString(w, body) })
 }
 
@@ -162,14 +174,14 @@ func streamed(status int, h http.Header, write func(io.Writer)) http.HandlerFunc
 }
 
 // forCall answers the request c is about (its method and path) with h, and
-// every other request as plausibleAgent does.
+// every other request as PlausibleAgent does.
 func forCall(c call, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == c.method && r.URL.Path == c.path {
 			h(w, r)
 			return
 		}
-		plausibleAgent(w, r)
+		PlausibleAgent(w, r)
 	}
 }
 

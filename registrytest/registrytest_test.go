@@ -18,7 +18,7 @@ import (
 )
 
 // The suites are run in full against both backends by their TestConformance
-// and TestFaults. Here they are run against broken backends, to show that
+// and TestHostileAgent. Here they are run against broken backends, to show that
 // they catch what they claim to: each mutant below is consulhttp with one
 // flaw, and the subtest named next to it must fail.
 
@@ -103,9 +103,9 @@ func (m *mutant) wrap(err error) error {
 }
 
 // mutants maps each flaw to a subtest that must fail because of it, under
-// TestMutant (Run, real agents) or TestFaultMutant (RunFaults, fakes).
+// TestMutant (Run, real agents) or TestHostileMutant (RunHostile, fakes).
 var mutants = []struct {
-	test    string // TestMutant or TestFaultMutant
+	test    string // TestMutant or TestHostileMutant
 	flaw    string
 	subtest string // -test.run pattern below test
 	failing string // a subtest that must be reported failing
@@ -121,11 +121,11 @@ var mutants = []struct {
 	{"TestMutant", "errors-flattened", "ACL", "TestMutant/ACL"},
 	{"TestMutant", "token-dropped", "ACL", "TestMutant/ACL"},
 	{"TestMutant", "tls-dropped", "TLS", "TestMutant/TLS"},
-	{"TestFaultMutant", "lookup-includes-unhealthy", "PassingOnly", "TestFaultMutant/PassingOnly/Default"},
-	{"TestFaultMutant", "deregister-unknown-fails", "Status", "TestFaultMutant/Status/404/Deregister"},
-	{"TestFaultMutant", "errors-flattened", "Status", "TestFaultMutant/Status/403/Register"},
-	{"TestFaultMutant", "errors-flattened", "MalformedAnswer/NoIndex", "TestFaultMutant/MalformedAnswer/NoIndex"},
-	{"TestFaultMutant", "token-dropped", "Token", "TestFaultMutant/Token/OnlyInHeader/Instances"},
+	{"TestHostileMutant", "lookup-includes-unhealthy", "PassingOnly", "TestHostileMutant/PassingOnly/Default"},
+	{"TestHostileMutant", "deregister-unknown-fails", "Status", "TestHostileMutant/Status/404/Deregister"},
+	{"TestHostileMutant", "errors-flattened", "Status", "TestHostileMutant/Status/403/Register"},
+	{"TestHostileMutant", "errors-flattened", "MalformedAnswer/NoIndex", "TestHostileMutant/MalformedAnswer/NoIndex"},
+	{"TestHostileMutant", "token-dropped", "Token", "TestHostileMutant/Token/OnlyInHeader/Instances"},
 }
 
 // newMutant is the factory both suites run against the mutant with flaw.
@@ -156,14 +156,14 @@ func TestMutant(t *testing.T) {
 	registrytest.Run(t, newMutant(flaw))
 }
 
-// TestFaultMutant runs the fault suite against the mutant named by
+// TestHostileMutant runs the hostile-agent suite against the mutant named by
 // $REGISTRYTEST_MUTANT; TestSuiteCatchesMutants starts it in a child process.
-func TestFaultMutant(t *testing.T) {
+func TestHostileMutant(t *testing.T) {
 	flaw := os.Getenv(mutantEnv)
 	if flaw == "" {
 		t.Skipf("run by TestSuiteCatchesMutants with $%s set", mutantEnv)
 	}
-	registrytest.RunFaults(t, newMutant(flaw))
+	registrytest.RunHostile(t, newMutant(flaw))
 }
 
 func TestSuiteCatchesMutants(t *testing.T) {

@@ -20,8 +20,8 @@ import (
 	"github.com/beaconsd/beacon/consul"
 )
 
-// RunFaults runs the fault tests: the backend against fake agents that do
-// what a real agent cannot be made to do. They answer with truncated or
+// RunHostile runs the hostile-agent tests: the backend against fake agents
+// (FakeAgent) that do what a real agent cannot be made to do. They answer with truncated or
 // oversized JSON, HTML, garbage headers, arbitrary statuses and redirects;
 // they hang before answering or halfway through; and they show the exact
 // requests they received, so tokens, escaping and refused input can be
@@ -30,11 +30,11 @@ import (
 // The factory is called with a consul.Config whose address is a fake
 // agent's (or a closed or silent port) and which may carry Token,
 // TokenFile and a short Timeout; a backend must honour all three, and must
-// cap answers at 32 MiB unless told otherwise. RunFaults needs no consul
+// cap answers at 32 MiB unless told otherwise. RunHostile needs no consul
 // binary. Like Run, its groups of subtests are parallel: release what the
 // factory needs with t.Cleanup, not defer.
 //
-// What RunFaults holds a backend to, beyond what Run does:
+// What RunHostile holds a backend to, beyond what Run does:
 //
 //   - An answer that cannot be understood (malformed, truncated or
 //     trailing JSON, HTML, a missing or unparsable X-Consul-Index, more than
@@ -61,7 +61,7 @@ import (
 //     set, and never sort by distance (no near parameter).
 //   - Register leaves the agent with exactly the checks it lists, by
 //     replace-existing-checks or by removing the others.
-func RunFaults(t *testing.T, newRegistry Factory) {
+func RunHostile(t *testing.T, newRegistry Factory) {
 	t.Helper()
 	s := suite{newRegistry: newRegistry}
 	t.Run("MalformedAnswer", s.testMalformedAnswer)
@@ -81,12 +81,12 @@ func RunFaults(t *testing.T, newRegistry Factory) {
 	t.Run("RegisterReplacesChecks", s.testRegisterReplacesChecks)
 }
 
-// faultTimeout is Config.Timeout against agents that hang: short, so the
+// hostileTimeout is Config.Timeout against agents that hang: short, so the
 // tests are quick, while the waits on their results stay generous.
-const faultTimeout = 300 * time.Millisecond
+const hostileTimeout = 300 * time.Millisecond
 
-// call is one Registry method with fixed arguments, and the request a
-// fault is injected into: the one every backend sends for it.
+// call is one Registry method with fixed arguments, and the request the
+// fake misbehaves on: the one every backend sends for it.
 type call struct {
 	name   string
 	method string
@@ -145,41 +145,41 @@ func noToken(t *testing.T, what string, err error) {
 // testMalformedAnswer feeds lookups answers that cannot be understood.
 func (s suite) testMalformedAnswer(t *testing.T) {
 	t.Parallel()
-	meta := metaHeader("5")
+	meta := MetaHeader("5")
 	for _, tc := range []struct {
 		name   string
 		answer http.HandlerFunc
 	}{
-		{"TruncatedJSON", answer(http.StatusOK, meta, webAnswer[:len(webAnswer)/2])},
-		{"TruncatedAfterArrayOpens", answer(http.StatusOK, meta, "[")},
-		{"EmptyBody", answer(http.StatusOK, meta, "")},
-		{"HTMLWithStatus200", answer(http.StatusOK, with(meta, "Content-Type", "text/html"), "<html><body><h1>502 Bad Gateway</h1></body></html>")},
-		{"ObjectInsteadOfArray", answer(http.StatusOK, meta, `{"error":"nope"}`)},
-		{"NoIndex", answer(http.StatusOK, without(meta, "X-Consul-Index"), webAnswer)},
-		{"IndexNotANumber", answer(http.StatusOK, metaHeader("abc"), webAnswer)},
-		{"IndexNegative", answer(http.StatusOK, metaHeader("-1"), webAnswer)},
-		{"Index2To64", answer(http.StatusOK, metaHeader("18446744073709551616"), webAnswer)},
-		{"IndexHuge", answer(http.StatusOK, metaHeader(strings.Repeat("9", 400)), webAnswer)},
-		{"IndexFloat", answer(http.StatusOK, metaHeader("1.5"), webAnswer)},
-		{"LastContactNotANumber", answer(http.StatusOK, with(meta, "X-Consul-LastContact", "soon"), webAnswer)},
-		{"LastContactNegative", answer(http.StatusOK, with(meta, "X-Consul-LastContact", "-3"), webAnswer)},
-		{"LastContactHuge", answer(http.StatusOK, with(meta, "X-Consul-LastContact", "99999999999999999999"), webAnswer)},
-		{"NullEntry", answer(http.StatusOK, meta, "[null]")},
-		{"EntryWithoutNode", answer(http.StatusOK, meta, `[{"Service":{"ID":"web-1","Service":"web"},"Checks":[]}]`)},
-		{"EntryWithoutService", answer(http.StatusOK, meta, `[{"Node":{"Node":"node-1"},"Checks":[]}]`)},
-		{"EntryWithNullService", answer(http.StatusOK, meta, `[{"Node":{"Node":"node-1"},"Service":null}]`)},
-		{"ServiceWithoutID", answer(http.StatusOK, meta, `[{"Node":{"Node":"node-1"},"Service":{"Service":"web"}}]`)},
-		{"PortOfWrongType", answer(http.StatusOK, meta, `[{"Node":{"Node":"n"},"Service":{"ID":"web-1","Port":"80"}}]`)},
-		{"SecondArrayAfterFirst", answer(http.StatusOK, meta, "[] []")},
-		{"GarbageAfterArray", answer(http.StatusOK, meta, webAnswer+"garbage")},
-		{"ObjectAfterArray", answer(http.StatusOK, meta, webAnswer+"{}")},
-		{"ClosingBracketAfterArray", answer(http.StatusOK, meta, "[]]")},
+		{"TruncatedJSON", Answer(http.StatusOK, meta, WebAnswer[:len(WebAnswer)/2])},
+		{"TruncatedAfterArrayOpens", Answer(http.StatusOK, meta, "[")},
+		{"EmptyBody", Answer(http.StatusOK, meta, "")},
+		{"HTMLWithStatus200", Answer(http.StatusOK, with(meta, "Content-Type", "text/html"), "<html><body><h1>502 Bad Gateway</h1></body></html>")},
+		{"ObjectInsteadOfArray", Answer(http.StatusOK, meta, `{"error":"nope"}`)},
+		{"NoIndex", Answer(http.StatusOK, without(meta, "X-Consul-Index"), WebAnswer)},
+		{"IndexNotANumber", Answer(http.StatusOK, MetaHeader("abc"), WebAnswer)},
+		{"IndexNegative", Answer(http.StatusOK, MetaHeader("-1"), WebAnswer)},
+		{"Index2To64", Answer(http.StatusOK, MetaHeader("18446744073709551616"), WebAnswer)},
+		{"IndexHuge", Answer(http.StatusOK, MetaHeader(strings.Repeat("9", 400)), WebAnswer)},
+		{"IndexFloat", Answer(http.StatusOK, MetaHeader("1.5"), WebAnswer)},
+		{"LastContactNotANumber", Answer(http.StatusOK, with(meta, "X-Consul-LastContact", "soon"), WebAnswer)},
+		{"LastContactNegative", Answer(http.StatusOK, with(meta, "X-Consul-LastContact", "-3"), WebAnswer)},
+		{"LastContactHuge", Answer(http.StatusOK, with(meta, "X-Consul-LastContact", "99999999999999999999"), WebAnswer)},
+		{"NullEntry", Answer(http.StatusOK, meta, "[null]")},
+		{"EntryWithoutNode", Answer(http.StatusOK, meta, `[{"Service":{"ID":"web-1","Service":"web"},"Checks":[]}]`)},
+		{"EntryWithoutService", Answer(http.StatusOK, meta, `[{"Node":{"Node":"node-1"},"Checks":[]}]`)},
+		{"EntryWithNullService", Answer(http.StatusOK, meta, `[{"Node":{"Node":"node-1"},"Service":null}]`)},
+		{"ServiceWithoutID", Answer(http.StatusOK, meta, `[{"Node":{"Node":"node-1"},"Service":{"Service":"web"}}]`)},
+		{"PortOfWrongType", Answer(http.StatusOK, meta, `[{"Node":{"Node":"n"},"Service":{"ID":"web-1","Port":"80"}}]`)},
+		{"SecondArrayAfterFirst", Answer(http.StatusOK, meta, "[] []")},
+		{"GarbageAfterArray", Answer(http.StatusOK, meta, WebAnswer+"garbage")},
+		{"ObjectAfterArray", Answer(http.StatusOK, meta, WebAnswer+"{}")},
+		{"ClosingBracketAfterArray", Answer(http.StatusOK, meta, "[]]")},
 		{"EntriesLargerThanCap", streamed(http.StatusOK, meta, entries(bodyCap+1))},
 		{"OneByteOverCap", streamed(http.StatusOK, meta, padded("[]", bodyCap+1))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, forCall(callInstances, tc.answer))
+			f := NewFakeAgent(t, forCall(callInstances, tc.answer))
 			// The request timeout is generous: reading 32 MiB under the race
 			// detector on a loaded machine takes seconds.
 			r := s.fakeRegistry(t, f, consul.Config{Token: fakeToken, Timeout: waitLimit})
@@ -209,7 +209,7 @@ func (s suite) testWellFormedAnswer(t *testing.T) {
 	}{
 		{
 			name:   "OneEntry",
-			answer: answer(http.StatusOK, with(metaHeader("42"), "X-Consul-LastContact", "15"), webAnswer),
+			answer: Answer(http.StatusOK, with(MetaHeader("42"), "X-Consul-LastContact", "15"), WebAnswer),
 			want: []beacon.Instance{{
 				ID: "web-1", Service: "web", Node: "node-1", Address: "10.0.0.5", Port: 8080,
 				Tags: []string{"v1"}, Meta: map[string]string{"version": "1"},
@@ -219,7 +219,7 @@ func (s suite) testWellFormedAnswer(t *testing.T) {
 		},
 		{
 			name: "NodeAddressWhenServiceHasNone",
-			answer: answer(http.StatusOK, metaHeader("7"),
+			answer: Answer(http.StatusOK, MetaHeader("7"),
 				`[{"Node":{"Node":"node-1","Address":"10.0.0.1"},"Service":{"ID":"web-1","Service":"web","Port":80},"Checks":[{"Status":"passing"},{"Status":"maintenance"}]}]`),
 			want: []beacon.Instance{{
 				ID: "web-1", Service: "web", Node: "node-1", Address: "10.0.0.1", Port: 80,
@@ -227,13 +227,13 @@ func (s suite) testWellFormedAnswer(t *testing.T) {
 			}},
 			meta: beacon.QueryMeta{LastIndex: 7, KnownLeader: true},
 		},
-		{"NoLeader", answer(http.StatusOK, with(metaHeader("3"), "X-Consul-KnownLeader", "false"), "[]"), []beacon.Instance{}, beacon.QueryMeta{LastIndex: 3}},
-		{"Empty", answer(http.StatusOK, metaHeader("3"), "[]"), []beacon.Instance{}, beacon.QueryMeta{LastIndex: 3, KnownLeader: true}},
-		{"ExactlyAtCap", streamed(http.StatusOK, metaHeader("3"), padded("[]", bodyCap)), []beacon.Instance{}, beacon.QueryMeta{LastIndex: 3, KnownLeader: true}},
+		{"NoLeader", Answer(http.StatusOK, with(MetaHeader("3"), "X-Consul-KnownLeader", "false"), "[]"), []beacon.Instance{}, beacon.QueryMeta{LastIndex: 3}},
+		{"Empty", Answer(http.StatusOK, MetaHeader("3"), "[]"), []beacon.Instance{}, beacon.QueryMeta{LastIndex: 3, KnownLeader: true}},
+		{"ExactlyAtCap", streamed(http.StatusOK, MetaHeader("3"), padded("[]", bodyCap)), []beacon.Instance{}, beacon.QueryMeta{LastIndex: 3, KnownLeader: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, forCall(callInstances, tc.answer))
+			f := NewFakeAgent(t, forCall(callInstances, tc.answer))
 			r := s.fakeRegistry(t, f, consul.Config{Timeout: waitLimit})
 			q := beacon.Query{Service: "web"}
 			insts, meta, err := r.Instances(testContext(t), q)
@@ -290,7 +290,7 @@ func (s suite) testStatus(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, forCall(tc.call, answer(tc.status, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, tc.message+"\n")))
+			f := NewFakeAgent(t, forCall(tc.call, Answer(tc.status, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, tc.message+"\n")))
 			r := s.fakeRegistry(t, f, consul.Config{Token: fakeToken})
 			err := tc.call.do(testContext(t), r)
 			what := fmt.Sprintf("%s() after %d", tc.call.name, tc.status)
@@ -338,7 +338,7 @@ func (s suite) testStatusMessageCapped(t *testing.T) {
 	for _, c := range allCalls {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, forCall(c, answer(http.StatusInternalServerError, nil, long)))
+			f := NewFakeAgent(t, forCall(c, Answer(http.StatusInternalServerError, nil, long)))
 			r := s.fakeRegistry(t, f, consul.Config{})
 			err := c.do(testContext(t), r)
 			var se *beacon.StatusError
@@ -360,9 +360,9 @@ func (s suite) testRedirect(t *testing.T) {
 	for _, c := range allCalls {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			elsewhere := newFakeAgent(t, nil)
-			f := newFakeAgent(t, forCall(c, func(w http.ResponseWriter, r *http.Request) {
-				http.Redirect(w, r, elsewhere.srv.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+			elsewhere := NewFakeAgent(t, nil)
+			f := NewFakeAgent(t, forCall(c, func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, elsewhere.URL()+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 			}))
 			r := s.fakeRegistry(t, f, consul.Config{Token: fakeToken})
 			err := c.do(testContext(t), r)
@@ -370,7 +370,7 @@ func (s suite) testRedirect(t *testing.T) {
 			if !errors.As(err, &se) || se.StatusCode != http.StatusTemporaryRedirect {
 				t.Errorf("%s() answered with a redirect = %v, want a *beacon.StatusError with status %d", c.name, err, http.StatusTemporaryRedirect)
 			}
-			if got := elsewhere.requests(); len(got) != 0 {
+			if got := elsewhere.Requests(); len(got) != 0 {
 				t.Errorf("%s() followed the redirect: its target saw %q, want nothing", c.name, got)
 			}
 			noToken(t, c.name+"()", err)
@@ -401,7 +401,7 @@ func (s suite) testHungAgent(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			addr := hungAgent(t, "")
-			r := s.registry(t, consul.Config{Addresses: []string{addr}, Token: fakeToken, Timeout: faultTimeout})
+			r := s.registry(t, consul.Config{Addresses: []string{addr}, Token: fakeToken, Timeout: hostileTimeout})
 			err := within(t, c.name+"() against a hung agent", func() error { return c.do(context.Background(), r) })
 			if !errors.Is(err, beacon.ErrUnavailable) {
 				t.Errorf("%s() against a hung agent = %v, want an error matching beacon.ErrUnavailable", c.name, err)
@@ -425,7 +425,7 @@ func (s suite) testStalledBody(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			addr := hungAgent(t, greeting)
-			r := s.registry(t, consul.Config{Addresses: []string{addr}, Token: fakeToken, Timeout: faultTimeout})
+			r := s.registry(t, consul.Config{Addresses: []string{addr}, Token: fakeToken, Timeout: hostileTimeout})
 			err := within(t, c.name+"() against an agent stalled mid-answer", func() error { return c.do(context.Background(), r) })
 			noToken(t, c.name+"()", err)
 			if c.name != callInstances.name {
@@ -470,12 +470,12 @@ func (s suite) testToken(t *testing.T) {
 	for _, c := range allCalls {
 		t.Run("OnlyInHeader/"+c.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, nil)
+			f := NewFakeAgent(t, nil)
 			r := s.fakeRegistry(t, f, consul.Config{Token: fakeToken})
 			if err := c.do(testContext(t), r); err != nil {
 				t.Fatalf("%s() = %v, want nil", c.name, err)
 			}
-			reqs := f.requests()
+			reqs := f.Requests()
 			if len(reqs) == 0 {
 				t.Fatalf("%s() sent no request", c.name)
 			}
@@ -499,12 +499,12 @@ func (s suite) testToken(t *testing.T) {
 		})
 		t.Run("None/"+c.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, nil)
+			f := NewFakeAgent(t, nil)
 			r := s.fakeRegistry(t, f, consul.Config{})
 			if err := c.do(testContext(t), r); err != nil {
 				t.Fatalf("%s() = %v, want nil", c.name, err)
 			}
-			for _, req := range f.requests() {
+			for _, req := range f.Requests() {
 				if got := req.Header.Values("X-Consul-Token"); got != nil {
 					t.Errorf("%s() without a token sent %s with X-Consul-Token %q, want none", c.name, req, got)
 				}
@@ -527,20 +527,20 @@ func (s suite) testTokenFile(t *testing.T) {
 			if err := os.WriteFile(path, []byte(first+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			f := newFakeAgent(t, nil)
+			f := NewFakeAgent(t, nil)
 			r := s.fakeRegistry(t, f, consul.Config{Token: "static-token-loses", TokenFile: path})
 			ctx := testContext(t)
 			if err := c.do(ctx, r); err != nil {
 				t.Fatalf("%s() = %v, want nil", c.name, err)
 			}
-			before := len(f.requests())
+			before := len(f.Requests())
 			if err := os.WriteFile(path, []byte(second+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if err := c.do(ctx, r); err != nil {
 				t.Fatalf("%s() after rotation = %v, want nil", c.name, err)
 			}
-			reqs := f.requests()
+			reqs := f.Requests()
 			if before == 0 || len(reqs) == before {
 				t.Fatalf("%s() sent %d requests before rotation and %d after, want some each time", c.name, before, len(reqs)-before)
 			}
@@ -561,7 +561,7 @@ func (s suite) testTokenFile(t *testing.T) {
 			if !errors.Is(err, consul.ErrConfig) {
 				t.Errorf("%s() with the token file removed = %v, want an error matching consul.ErrConfig", c.name, err)
 			}
-			if got := f.requests()[len(reqs):]; len(got) != 0 {
+			if got := f.Requests()[len(reqs):]; len(got) != 0 {
 				t.Errorf("%s() with the token file removed sent %q, want nothing", c.name, got)
 			}
 		})
@@ -645,10 +645,10 @@ func (s suite) testValidationSendsNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, nil)
+			f := NewFakeAgent(t, nil)
 			r := s.fakeRegistry(t, f, consul.Config{})
 			wantInvalid(t, tc.call.what, tc.call.do(testContext(t), r), tc.field)
-			if got := f.requests(); len(got) != 0 {
+			if got := f.Requests(); len(got) != 0 {
 				t.Errorf("%s sent %q, want nothing", tc.call.what, got)
 			}
 		})
@@ -664,9 +664,9 @@ func (s suite) testIDsOnTheWire(t *testing.T) {
 	t.Parallel()
 	// onePath checks that f saw exactly one method request below prefix and
 	// that its path decodes to prefix+id.
-	onePath := func(t *testing.T, what string, f *fakeAgent, method, prefix, id string) {
+	onePath := func(t *testing.T, what string, f *FakeAgent, method, prefix, id string) {
 		t.Helper()
-		got := f.requestsTo(method, prefix)
+		got := f.RequestsTo(method, prefix)
 		if len(got) != 1 || got[0].Path != prefix+id {
 			t.Errorf("%s sent %q below %s, want one %s with the path decoding to %q", what, got, prefix, method, prefix+id)
 		}
@@ -674,7 +674,7 @@ func (s suite) testIDsOnTheWire(t *testing.T) {
 	for _, id := range reservedIDs {
 		t.Run("Deregister/"+id, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, nil)
+			f := NewFakeAgent(t, nil)
 			r := s.fakeRegistry(t, f, consul.Config{})
 			what := fmt.Sprintf("Deregister(%q)", id)
 			if err := r.Deregister(testContext(t), id); err != nil {
@@ -684,7 +684,7 @@ func (s suite) testIDsOnTheWire(t *testing.T) {
 		})
 		t.Run("UpdateTTL/"+id, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, nil)
+			f := NewFakeAgent(t, nil)
 			r := s.fakeRegistry(t, f, consul.Config{})
 			what := fmt.Sprintf("UpdateTTL(%q)", id)
 			if err := r.UpdateTTL(testContext(t), id, beacon.HealthPassing, ""); err != nil {
@@ -699,7 +699,7 @@ func (s suite) testIDsOnTheWire(t *testing.T) {
 			// path too.
 			reg := beacon.Registration{ID: id, Service: "web", Checks: []beacon.Check{{TTL: time.Minute}}}
 			stale := "old:" + id
-			f := newFakeAgent(t, agentWithChecks(id, append(reg.CheckIDs(), stale)...))
+			f := NewFakeAgent(t, agentWithChecks(id, append(reg.CheckIDs(), stale)...))
 			r := s.fakeRegistry(t, f, consul.Config{})
 			what := fmt.Sprintf("Register(%q)", id)
 			if err := r.Register(testContext(t), reg); err != nil {
@@ -708,7 +708,7 @@ func (s suite) testIDsOnTheWire(t *testing.T) {
 			if sent := registerBody(t, f); sent.ID != id {
 				t.Errorf("%s sent ID %q in the body, want %q", what, sent.ID, id)
 			}
-			for _, req := range f.requestsTo(http.MethodPut, "/v1/agent/check/deregister/") {
+			for _, req := range f.RequestsTo(http.MethodPut, "/v1/agent/check/deregister/") {
 				if want := "/v1/agent/check/deregister/" + stale; req.Path != want {
 					t.Errorf("%s sent %s, whose path decodes to %q, want %q", what, req, req.Path, want)
 				}
@@ -723,7 +723,7 @@ func (s suite) testIDsOnTheWire(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := newFakeAgent(t, forCall(callInstances, answer(http.StatusOK, metaHeader("3"), "["+string(entry)+"]")))
+			f := NewFakeAgent(t, forCall(callInstances, Answer(http.StatusOK, MetaHeader("3"), "["+string(entry)+"]")))
 			r := s.fakeRegistry(t, f, consul.Config{})
 			q := beacon.Query{Service: "web"}
 			if got, _ := lookup(t, testContext(t), r, q); !slices.Equal(ids(got), []string{id}) {
@@ -754,12 +754,12 @@ func (s suite) testPassingOnly(t *testing.T) {
 		q := tc.q
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newFakeAgent(t, nil)
+			f := NewFakeAgent(t, nil)
 			r := s.fakeRegistry(t, f, consul.Config{})
 			lookup(t, testContext(t), r, q)
-			reqs := f.requestsTo(http.MethodGet, "/v1/health/service/web")
+			reqs := f.RequestsTo(http.MethodGet, "/v1/health/service/web")
 			if len(reqs) != 1 {
-				t.Fatalf("Instances(%s) sent %q, want one GET /v1/health/service/web", describe(q), f.requests())
+				t.Fatalf("Instances(%s) sent %q, want one GET /v1/health/service/web", describe(q), f.Requests())
 			}
 			got, err := url.ParseQuery(reqs[0].RawQuery)
 			if err != nil {
@@ -809,9 +809,9 @@ func (s suite) testRegisterReplacesChecks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			listed := agentWithChecks(reg.ID, append(slices.Clone(current), stale...)...)
-			f := newFakeAgent(t, func(w http.ResponseWriter, r *http.Request) {
+			f := NewFakeAgent(t, func(w http.ResponseWriter, r *http.Request) {
 				if tc.staleGone && r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/agent/check/deregister/") {
-					answer(http.StatusNotFound, nil, "Unknown check ID\n")(w, r)
+					Answer(http.StatusNotFound, nil, "Unknown check ID\n")(w, r)
 					return
 				}
 				listed(w, r)
@@ -827,8 +827,8 @@ func (s suite) testRegisterReplacesChecks(t *testing.T) {
 				t.Errorf("%s sent ID %q, Name %q, check IDs %q; want %q, %q, %q", what, sent.ID, sent.Name, sent.checkIDs(), reg.ID, reg.Service, current)
 			}
 
-			reqs := f.requests()
-			registered := slices.IndexFunc(reqs, func(r seenRequest) bool {
+			reqs := f.Requests()
+			registered := slices.IndexFunc(reqs, func(r Request) bool {
 				return r.Method == http.MethodPut && r.Path == "/v1/agent/service/register"
 			})
 			q, _ := url.ParseQuery(reqs[registered].RawQuery)
@@ -857,7 +857,7 @@ func (s suite) testRegisterReplacesChecks(t *testing.T) {
 
 // agentWithChecks answers GET /v1/agent/checks as an agent holding these
 // checks for serviceID (and, for a filter on that service, only those), and
-// everything else as plausibleAgent does.
+// everything else as PlausibleAgent does.
 func agentWithChecks(serviceID string, checkIDs ...string) http.HandlerFunc {
 	checks := make(map[string]any, len(checkIDs))
 	for _, id := range checkIDs {
@@ -872,10 +872,10 @@ func agentWithChecks(serviceID string, checkIDs ...string) http.HandlerFunc {
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.URL.Path == "/v1/agent/checks" {
-			answer(http.StatusOK, metaHeader("9"), string(body))(w, r)
+			Answer(http.StatusOK, MetaHeader("9"), string(body))(w, r)
 			return
 		}
-		plausibleAgent(w, r)
+		PlausibleAgent(w, r)
 	}
 }
 
@@ -900,11 +900,11 @@ func (r sentRegistration) checkIDs() []string {
 }
 
 // registerBody decodes the body of the only register request f received.
-func registerBody(t *testing.T, f *fakeAgent) sentRegistration {
+func registerBody(t *testing.T, f *FakeAgent) sentRegistration {
 	t.Helper()
-	reqs := f.requestsTo(http.MethodPut, "/v1/agent/service/register")
+	reqs := f.RequestsTo(http.MethodPut, "/v1/agent/service/register")
 	if len(reqs) != 1 {
-		t.Fatalf("the fake agent saw %q, want one PUT /v1/agent/service/register", f.requests())
+		t.Fatalf("the fake agent saw %q, want one PUT /v1/agent/service/register", f.Requests())
 	}
 	var sent sentRegistration
 	if err := json.Unmarshal(reqs[0].Body, &sent); err != nil {

@@ -1,11 +1,11 @@
 package consulhttp_test
 
-// Fault-injecting fakes for what is particular to consulhttp: the exact
-// requests it sends (query strings, bodies, escaping), the deadline each
-// request carries, and WithMaxBodyBytes. What every backend must do when an
-// agent misbehaves (malformed answers, status mapping, hung agents,
-// redirects, tokens, validation) is registrytest.RunFaults, run by
-// TestFaults in conformance_test.go.
+// The requests consulhttp sends, checked exactly on registrytest's fake
+// agent: query strings, bodies, escaping, the deadline each request
+// carries, and WithMaxBodyBytes. What every backend must do when an agent
+// misbehaves (malformed answers, status mapping, hung agents, redirects,
+// tokens, validation) is registrytest.RunHostile, run by TestHostileAgent
+// in conformance_test.go.
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"strings"
@@ -24,111 +23,34 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/registrytest"
 )
 
-// webAnswer is one entry as GET /v1/health/service/web returns it.
-const webAnswer = `[{"Node":{"ID":"1f6f2c2e-0000-0000-0000-000000000000","Node":"node-1","Address":"10.0.0.1","Datacenter":"dc1"},` +
-	`"Service":{"ID":"web-1","Service":"web","Tags":["v1"],"Address":"10.0.0.5","Port":8080,"Meta":{"version":"1"},"Weights":{"Passing":10,"Warning":1}},` +
-	`"Checks":[{"Node":"node-1","CheckID":"serfHealth","Status":"passing"},{"Node":"node-1","CheckID":"service:web-1","Status":"passing"}]}]`
-
-// seenRequest is what a fake agent received.
-type seenRequest struct {
-	Method     string
-	RequestURI string // as sent on the wire, still escaped
-	Path       string // decoded
-	RawQuery   string
-	Header     http.Header
-	Body       []byte
-}
-
-// fakeAgent is an httptest server that records every request and answers
-// with its handler.
-type fakeAgent struct {
-	srv *httptest.Server
-
-	mu   sync.Mutex
-	reqs []seenRequest
-}
-
-// newFakeAgent starts a fake agent; a nil handler answers every request
-// with 200 and an empty health answer. It is closed when the test ends.
-func newFakeAgent(t *testing.T, handler http.HandlerFunc) *fakeAgent {
+// fakeClient returns a client for the fake agent f built from cfg (its
+// address is filled in), closed when the test ends.
+func fakeClient(t *testing.T, f *registrytest.FakeAgent, cfg consul.Config, opts ...consulhttp.Option) *consulhttp.Client {
 	t.Helper()
-	if handler == nil {
-		handler = answer(http.StatusOK, indexHeader("1"), "[]")
-	}
-	f := &fakeAgent{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.reqs = append(f.reqs, seenRequest{
-			Method: r.Method, RequestURI: r.RequestURI, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-			Header: r.Header.Clone(), Body: body,
-		})
-		f.mu.Unlock()
-		handler(w, r)
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
+	return newClient(t, f.Config(cfg), opts...)
 }
 
-// requests returns a copy of what the fake has received so far.
-func (f *fakeAgent) requests() []seenRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]seenRequest(nil), f.reqs...)
-}
-
-// only returns the only request the fake received, failing otherwise.
-func (f *fakeAgent) only(t *testing.T) seenRequest {
+// only returns the only request f received, failing otherwise.
+func only(t *testing.T, f *registrytest.FakeAgent) registrytest.Request {
 	t.Helper()
-	reqs := f.requests()
+	reqs := f.Requests()
 	if len(reqs) != 1 {
-		t.Fatalf("fake agent saw %d requests, want 1: %+v", len(reqs), reqs)
+		t.Fatalf("fake agent saw %d requests, want 1: %v", len(reqs), reqs)
 	}
 	return reqs[0]
 }
 
-// client returns a client for the fake built from cfg (its address is
-// filled in), closed when the test ends.
-func (f *fakeAgent) client(t *testing.T, cfg consul.Config, opts ...consulhttp.Option) *consulhttp.Client {
-	t.Helper()
-	cfg.Addresses = []string{f.srv.URL}
-	return newFaultClient(t, cfg, opts...)
-}
-
-func newFaultClient(t *testing.T, cfg consul.Config, opts ...consulhttp.Option) *consulhttp.Client {
-	t.Helper()
-	c, err := consulhttp.New(cfg, opts...)
-	if err != nil {
-		t.Fatalf("consulhttp.New(%+v) = %v", cfg, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func indexHeader(index string) http.Header {
-	return http.Header{"X-Consul-Index": {index}}
-}
-
-// answer is a handler that sends exactly this status, header and body.
-func answer(status int, h http.Header, body string) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		for k, vs := range h {
-			w.Header()[k] = vs
-		}
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, body)
-	}
-}
-
 // TestInstancesMaxBodyBytes checks WithMaxBodyBytes: an answer up to the cap
-// is read, one byte more is malformed. registrytest.RunFaults checks the
+// is read, one byte more is malformed. registrytest.RunHostile checks the
 // default cap.
 func TestInstancesMaxBodyBytes(t *testing.T) {
 	const maxBody = 1024
 	// bigAnswer is a well-formed answer larger than maxBody.
-	bigAnswer := "[" + strings.Repeat(webAnswer[1:len(webAnswer)-1]+",", 5) + webAnswer[1:]
+	web := registrytest.WebAnswer
+	bigAnswer := "[" + strings.Repeat(web[1:len(web)-1]+",", 5) + web[1:]
 	if len(bigAnswer) <= maxBody {
 		t.Fatalf("bigAnswer is %d bytes, want more than %d", len(bigAnswer), maxBody)
 	}
@@ -142,8 +64,8 @@ func TestInstancesMaxBodyBytes(t *testing.T) {
 		{"exactly at the cap", "[]" + strings.Repeat(" ", maxBody-2), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeAgent(t, answer(http.StatusOK, indexHeader("5"), tc.body))
-			c := f.client(t, consul.Config{}, consulhttp.WithMaxBodyBytes(maxBody))
+			f := registrytest.NewFakeAgent(t, registrytest.Answer(http.StatusOK, registrytest.MetaHeader("5"), tc.body))
+			c := fakeClient(t, f, consul.Config{}, consulhttp.WithMaxBodyBytes(maxBody))
 			q := beacon.Query{Service: "web"}
 			insts, _, err := c.Instances(context.Background(), q)
 			switch {
@@ -157,7 +79,7 @@ func TestInstancesMaxBodyBytes(t *testing.T) {
 }
 
 // TestIDsEscapedOnTheWire checks consulhttp's escaping exactly: each ID is
-// one url.PathEscape'd path segment, with no query. registrytest.RunFaults
+// one url.PathEscape'd path segment, with no query. registrytest.RunHostile
 // checks only that the agent decodes IDs back unchanged.
 func TestIDsEscapedOnTheWire(t *testing.T) {
 	for _, id := range []string{"a/b", "x#y", "p?q", "100%", "sp ace", "a/../../acl", "ünï"} {
@@ -174,12 +96,12 @@ func TestIDsEscapedOnTheWire(t *testing.T) {
 			}},
 		} {
 			t.Run(tc.method+"/"+id, func(t *testing.T) {
-				f := newFakeAgent(t, nil)
-				c := f.client(t, consul.Config{})
+				f := registrytest.NewFakeAgent(t, nil)
+				c := fakeClient(t, f, consul.Config{})
 				if err := tc.do(context.Background(), c); err != nil {
 					t.Fatalf("%s(%q) = %v, want nil", tc.method, id, err)
 				}
-				r := f.only(t)
+				r := only(t, f)
 				if want := tc.prefix + url.PathEscape(id); r.RequestURI != want {
 					t.Errorf("%s(%q) request URI = %q, want %q", tc.method, id, r.RequestURI, want)
 				}
@@ -224,7 +146,7 @@ func (d *deadlineRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 	d.mu.Unlock()
 	return &http.Response{
 		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: indexHeader("9"), Body: io.NopCloser(strings.NewReader("[]")), Request: r,
+		Header: registrytest.MetaHeader("9"), Body: io.NopCloser(strings.NewReader("[]")), Request: r,
 	}, nil
 }
 
@@ -246,7 +168,7 @@ func TestRequestDeadlines(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := &deadlineRecorder{}
-			c := newFaultClient(t, cfg, consulhttp.WithHTTPClient(&http.Client{Transport: rec}))
+			c := newClient(t, cfg, consulhttp.WithHTTPClient(&http.Client{Transport: rec}))
 			start := time.Now()
 			if _, _, err := c.Instances(context.Background(), tc.q); err != nil {
 				t.Fatalf("Instances(%+v) = %v, want nil", tc.q, err)
@@ -302,12 +224,12 @@ func TestInstancesQueryShape(t *testing.T) {
 		}, url.Values{"tag": {"v1"}, "dc": {"dc3"}, "stale": {""}, "filter": {"Service.Port > 0"}, "index": {"7"}, "wait": {"30000ms"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFakeAgent(t, nil)
-			c := f.client(t, consul.Config{Datacenter: tc.cfgDC})
+			f := registrytest.NewFakeAgent(t, nil)
+			c := fakeClient(t, f, consul.Config{Datacenter: tc.cfgDC})
 			if _, _, err := c.Instances(context.Background(), tc.q); err != nil {
 				t.Fatalf("Instances(%+v) = %v, want nil", tc.q, err)
 			}
-			r := f.only(t)
+			r := only(t, f)
 			if r.Method != http.MethodGet || r.Path != "/v1/health/service/web" {
 				t.Errorf("Instances(%+v) sent %s %s, want GET /v1/health/service/web", tc.q, r.Method, r.Path)
 			}
@@ -326,8 +248,8 @@ func TestInstancesQueryShape(t *testing.T) {
 }
 
 func TestRegisterBody(t *testing.T) {
-	f := newFakeAgent(t, answer(http.StatusOK, nil, ""))
-	c := f.client(t, consul.Config{Datacenter: "dc1"})
+	f := registrytest.NewFakeAgent(t, registrytest.Answer(http.StatusOK, nil, ""))
+	c := fakeClient(t, f, consul.Config{Datacenter: "dc1"})
 	r := beacon.Registration{
 		ID: "web-1", Service: "web", Address: "10.0.0.5", Port: 8080,
 		Tags: []string{"v1", "blue"}, Meta: map[string]string{"version": "1"},
@@ -352,7 +274,7 @@ func TestRegisterBody(t *testing.T) {
 			{"CheckID": "ttl", "Name": "ttl", "TTL": "15s", "Status": "warning", "Notes": "set by the keeper"}
 		]
 	}`
-	got := f.only(t)
+	got := only(t, f)
 	if got.Method != http.MethodPut || got.Path != "/v1/agent/service/register" {
 		t.Errorf("Register() sent %s %s, want PUT /v1/agent/service/register", got.Method, got.Path)
 	}
@@ -366,26 +288,26 @@ func TestRegisterBody(t *testing.T) {
 }
 
 func TestRegisterBodyMinimal(t *testing.T) {
-	f := newFakeAgent(t, answer(http.StatusOK, nil, ""))
-	c := f.client(t, consul.Config{})
+	f := registrytest.NewFakeAgent(t, registrytest.Answer(http.StatusOK, nil, ""))
+	c := fakeClient(t, f, consul.Config{})
 	r := beacon.Registration{ID: "web-1", Service: "web"}
 	if err := c.Register(context.Background(), r); err != nil {
 		t.Fatalf("Register(%+v) = %v, want nil", r, err)
 	}
 	// Unset fields are left out, so Consul applies its own defaults.
-	assertJSON(t, "Register()", f.only(t).Body, `{"ID": "web-1", "Name": "web"}`)
+	assertJSON(t, "Register()", only(t, f).Body, `{"ID": "web-1", "Name": "web"}`)
 }
 
 func TestUpdateTTLAndDeregisterShape(t *testing.T) {
-	f := newFakeAgent(t, answer(http.StatusOK, nil, ""))
-	c := f.client(t, consul.Config{})
+	f := registrytest.NewFakeAgent(t, registrytest.Answer(http.StatusOK, nil, ""))
+	c := fakeClient(t, f, consul.Config{})
 	if err := c.UpdateTTL(context.Background(), "service:web-1", beacon.HealthWarning, "slow disk"); err != nil {
 		t.Fatalf("UpdateTTL() = %v, want nil", err)
 	}
 	if err := c.Deregister(context.Background(), "web-1"); err != nil {
 		t.Fatalf("Deregister() = %v, want nil", err)
 	}
-	reqs := f.requests()
+	reqs := f.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("fake agent saw %d requests, want 2", len(reqs))
 	}
