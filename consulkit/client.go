@@ -28,14 +28,18 @@ const DefaultMaxBodyBytes = 32 << 20
 type Client struct {
 	cfg consul.Config
 	ep  consul.Endpoint
-	// kit registers and deregisters; it takes no context, so its HTTP
-	// client carries a timeout.
+	// kit is go-kit's client for writes (Register, Deregister and go-kit's
+	// Registrar). go-kit takes no context for them, so it runs on
+	// timedAPI, whose HTTP client carries the request timeout.
 	kit kitconsul.Client
-	// api serves context-aware calls: lookups (go-kit's Service is called
-	// through it with a context in QueryOptions), TTL updates and checks.
-	api       *api.Client
-	kitClient kitconsul.Client // go-kit's Client over api, for lookups
-	hc, kitHC *http.Client
+	// api serves context-aware calls: TTL updates, checks, agent reads.
+	api *api.Client
+	// kitLookup is go-kit's client for lookups, on api: its Service is
+	// called with a context in QueryOptions.
+	kitLookup kitconsul.Client
+	// httpClient carries every request, kit's too (they share its
+	// transport); Close releases its idle connections.
+	httpClient *http.Client
 }
 
 var _ beacon.Registry = (*Client)(nil)
@@ -51,7 +55,7 @@ func New(cfg consul.Config) (*Client, error) {
 	// to anywhere with this transport, which adds X-Consul-Token to every
 	// request: refuse them, so a 3xx comes back as a *beacon.StatusError.
 	hc.CheckRedirect = refuseRedirect
-	kitHC := &http.Client{Transport: hc.Transport, Timeout: cfg.RequestTimeout(), CheckRedirect: refuseRedirect}
+	timed := &http.Client{Transport: hc.Transport, Timeout: cfg.RequestTimeout(), CheckRedirect: refuseRedirect}
 
 	newAPI := func(h *http.Client) (*api.Client, error) {
 		return api.NewClient(&api.Config{
@@ -67,11 +71,11 @@ func New(cfg consul.Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consulkit: %w", err)
 	}
-	ka, err := newAPI(kitHC)
+	timedAPI, err := newAPI(timed)
 	if err != nil {
 		return nil, fmt.Errorf("consulkit: %w", err)
 	}
-	return &Client{cfg: cfg, ep: ep, kit: kitconsul.NewClient(ka), api: a, kitClient: kitconsul.NewClient(a), hc: hc, kitHC: kitHC}, nil
+	return &Client{cfg: cfg, ep: ep, kit: kitconsul.NewClient(timedAPI), api: a, kitLookup: kitconsul.NewClient(a), httpClient: hc}, nil
 }
 
 func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
@@ -81,7 +85,7 @@ func (c *Client) Agent() string { return c.ep.String() }
 
 // Close releases idle connections.
 func (c *Client) Close() error {
-	c.hc.CloseIdleConnections()
+	c.httpClient.CloseIdleConnections()
 	return nil
 }
 

@@ -1,6 +1,8 @@
 // Package consulkit implements beacon.Registry on go-kit's sd/consul client
-// and hashicorp/consul/api: the seed's second Consul client, held to the
-// same contract as consulhttp by the registrytest conformance suite.
+// and hashicorp/consul/api: the second client of the original SayHello
+// tutorial (the one on go-kit's Consul client, after its raw-HTTP one),
+// held to the same contract as consulhttp by the registrytest conformance
+// suite.
 //
 // go-kit's client registers, deregisters and looks services up; it takes no
 // context for register and deregister (those calls are bounded by the HTTP

@@ -159,9 +159,9 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	passing := !q.IncludeUnhealthy
 	switch len(q.Tags) {
 	case 0:
-		entries, meta, err = c.kitClient.Service(q.Service, "", passing, opts)
+		entries, meta, err = c.kitLookup.Service(q.Service, "", passing, opts)
 	case 1:
-		entries, meta, err = c.kitClient.Service(q.Service, q.Tags[0], passing, opts)
+		entries, meta, err = c.kitLookup.Service(q.Service, q.Tags[0], passing, opts)
 	default:
 		entries, meta, err = c.api.Health().ServiceMultipleTags(q.Service, q.Tags, passing, opts)
 	}

@@ -37,7 +37,7 @@ type mutant struct {
 func (m *mutant) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
 	switch m.flaw {
 	case "lookup-includes-unhealthy":
-		// The seed's habit: no ?passing.
+		// The original tutorial client's habit: no ?passing.
 		q.IncludeUnhealthy = true
 	case "lookup-ignores-tags":
 		q.Tags = nil
