@@ -18,6 +18,7 @@ import (
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulkit"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -41,19 +42,6 @@ func ttlReg(id string, port int) beacon.Registration {
 	}
 }
 
-// eventually polls cond, which reads state owned by another goroutine, until
-// it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(deadline)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("%s: not within %v", what, deadline)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestInstancerFeedsGoKitEndpointer(t *testing.T) {
 	srv := consultest.NewServer(t)
 	c := newClient(t, srv.Config())
@@ -73,7 +61,12 @@ func TestInstancerFeedsGoKitEndpointer(t *testing.T) {
 	defer endpointer.Close()
 	balancer := lb.NewRoundRobin(endpointer)
 
-	eventually(t, "two endpoints", func() bool { eps, _ := endpointer.Endpoints(); return len(eps) == 2 })
+	// The Endpointer updates its endpoints on a goroutine of its own and
+	// says nothing when it has: polled.
+	testutil.Eventually(t, deadline, "two endpoints", func() error {
+		eps, err := endpointer.Endpoints()
+		return testutil.Want(len(eps) == 2, "%d endpoints (%v)", len(eps), err)
+	})
 	var seen []string
 	for range 2 {
 		e, err := balancer.Endpoint()
@@ -91,7 +84,10 @@ func TestInstancerFeedsGoKitEndpointer(t *testing.T) {
 	if err := c.Deregister(ctx, "k1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "one endpoint after deregister", func() bool { eps, _ := endpointer.Endpoints(); return len(eps) == 1 })
+	testutil.Eventually(t, deadline, "one endpoint after deregister", func() error {
+		eps, err := endpointer.Endpoints()
+		return testutil.Want(len(eps) == 1, "%d endpoints (%v)", len(eps), err)
+	})
 }
 
 // blockingSpy reports when a blocking lookup starts and how it ended.

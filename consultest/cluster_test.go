@@ -9,24 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// eventually retries f every 100ms until it returns nil or the timeout
-// passes, and fails the test with f's last error then.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+	"github.com/beaconsd/beacon/internal/testutil"
+)
 
 // getJSON is a GET that returns errors instead of failing the test.
 func getJSON(n *Node, path string, out any) error {
@@ -57,7 +42,7 @@ func passing(n *Node, service string) ([]string, error) {
 // wantPassing waits until n reports exactly the instances want of service.
 func wantPassing(t *testing.T, n *Node, service string, want ...string) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("%s: passing %s = %q", n.Name, service, want), func() error {
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%s: passing %s = %q", n.Name, service, want), func() error {
 		ids, err := passing(n, service)
 		if err != nil {
 			return err
@@ -204,7 +189,7 @@ func TestCluster(t *testing.T) {
 			restarted := time.Now()
 			old.Restart(t, true)
 			t.Logf("%s ready %v after Restart", old.Name, time.Since(restarted).Round(time.Millisecond))
-			eventually(t, 30*time.Second, "3 alive servers, 3 voters", func() error {
+			testutil.Eventually(t, 30*time.Second, "3 alive servers, 3 voters", func() error {
 				for _, n := range c.Nodes() {
 					alive, voters, err := aliveServers(n)
 					if err != nil {
@@ -220,7 +205,7 @@ func TestCluster(t *testing.T) {
 			wantPassing(t, old, "x", "x-1")
 			// Its own (stale) read: the key written while it was down
 			// has been replicated to it.
-			eventually(t, 10*time.Second, "key on the restarted server", func() error {
+			testutil.Eventually(t, 10*time.Second, "key on the restarted server", func() error {
 				var kv []struct{ Key string }
 				return getJSON(old, "/v1/kv/after-failover?stale", &kv)
 			})
@@ -278,7 +263,7 @@ func TestCluster(t *testing.T) {
 		}
 		c2.Resume()
 		c2.Resume()
-		eventually(t, 5*time.Second, "resumed agent answers", func() error {
+		testutil.Eventually(t, 5*time.Second, "resumed agent answers", func() error {
 			resp, err := quick.Get(c2.URL() + "/v1/agent/self")
 			if err != nil {
 				return err
@@ -350,7 +335,7 @@ func TestClusterTLSACL(t *testing.T) {
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("register with a minted token: %d %s %v", code, body, err)
 	}
-	eventually(t, 10*time.Second, "x-1 in the catalog", func() error {
+	testutil.Eventually(t, 10*time.Second, "x-1 in the catalog", func() error {
 		code, body, err := request(tlsClient(t, s.Server, true), http.MethodGet, s.URL()+"/v1/catalog/service/x", tok, nil)
 		if err != nil || code != http.StatusOK || !strings.Contains(string(body), `"x-1"`) {
 			return fmt.Errorf("%d %s %v", code, body, err)

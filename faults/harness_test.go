@@ -25,6 +25,7 @@ import (
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/httpclient"
+	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
 )
 
@@ -554,27 +555,22 @@ func (d *dupWatch) stop() (samples int, seen []string) {
 }
 
 // waitCatalog polls the catalog through node until cond holds for the
-// passing IDs, and returns when it did. Polling: the catalog is another
-// process, with nothing to wait on but a blocking query of its own.
+// passing instances, and returns when it did. Polling: the catalog is
+// another process, with nothing to wait on but a blocking query of its own.
 func waitCatalog(t *testing.T, node *consultest.Node, what string, timeout time.Duration, cond func([]beacon.Instance) bool) time.Time {
 	t.Helper()
-	end := time.Now().Add(timeout)
-	var last []beacon.Instance
-	var lastErr error
-	for time.Now().Before(end) {
+	testutil.Eventually(t, timeout, "catalog through "+node.Name+": "+what, func() error {
 		insts, err := catalogPassing(node)
-		if err == nil && cond(insts) {
-			return time.Now()
+		if err != nil {
+			return err
 		}
-		last, lastErr = insts, err
-		time.Sleep(50 * time.Millisecond)
-	}
-	var got []string
-	for _, in := range last {
-		got = append(got, in.Node+"/"+in.ID)
-	}
-	t.Fatalf("catalog through %s: %s not within %v; passing %q (err %v)", node.Name, what, timeout, got, lastErr)
-	return time.Time{}
+		var got []string
+		for _, in := range insts {
+			got = append(got, in.Node+"/"+in.ID)
+		}
+		return testutil.Want(cond(insts), "passing %q", got)
+	})
+	return time.Now()
 }
 
 // hold lets the scenario run for d: an outage's length, not a wait for

@@ -14,6 +14,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // Factory returns the backend under test, talking to the agent described by
@@ -47,9 +48,6 @@ func Run(t *testing.T, newRegistry Factory) {
 // waitLimit bounds every wait in the suite: generous, so that a loaded
 // two-core machine does not flake, and still a bound.
 const waitLimit = 30 * time.Second
-
-// pollInterval paces the loops that wait for Consul to converge.
-const pollInterval = 50 * time.Millisecond
 
 type suite struct {
 	newRegistry Factory
@@ -159,22 +157,16 @@ func ids(insts []beacon.Instance) []string {
 func awaitIDs(t *testing.T, ctx context.Context, r beacon.Registry, q beacon.Query, want []string) []beacon.Instance {
 	t.Helper()
 	want = slices.Sorted(slices.Values(want))
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
+	var got []beacon.Instance
+	testutil.Eventually(t, waitLimit, fmt.Sprintf("Instances(%s) IDs %q", describe(q), want), func() error {
 		insts, _, err := r.Instances(ctx, q)
-		if err == nil && slices.Equal(ids(insts), want) {
-			return insts
+		if err != nil {
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				t.Fatalf("Instances(%s) = %v, want IDs %q", describe(q), err, want)
-			}
-			t.Fatalf("Instances(%s) = IDs %q after %v, want %q", describe(q), ids(insts), waitLimit, want)
-		case <-tick.C:
-		}
-	}
+		got = insts
+		return testutil.Want(slices.Equal(ids(insts), want), "IDs %q", ids(insts))
+	})
+	return got
 }
 
 // agentCheck is one element of Consul's GET /v1/agent/checks.

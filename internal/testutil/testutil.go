@@ -1,6 +1,7 @@
 // Package testutil holds the small pieces several packages' tests share:
-// a buffer that processes and loggers may write while a test reads it, and
-// a command built once per test run.
+// a buffer that processes and loggers may write while a test reads it, a
+// command built once per test run, and the one polling wait (Eventually)
+// for conditions that have no channel to wait on.
 package testutil
 
 import (
