@@ -8,14 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/internal/backoff"
 )
 
 // Errors returned by Start and Update.
@@ -56,7 +57,13 @@ type Option func(*options)
 // WithTTL sets the heartbeat check's TTL (default 5 s); heartbeats go every TTL/3.
 func WithTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
 
-// WithHealth reports the service's own health with every heartbeat.
+// WithHealth reports the service's own health with every heartbeat: f's
+// status (passing, warning or critical) and output become the heartbeat
+// check's. Without it every heartbeat reports passing, which proves only
+// that the process runs and reaches its agent, not that it serves: give a
+// function that checks what callers depend on (for an HTTP service, a GET
+// of its own health endpoint). f is called from the keeper's goroutine
+// with a deadline of TTL/3; an invalid status counts as critical.
 func WithHealth(f HealthFunc) Option { return func(o *options) { o.health = f } }
 
 // WithLogger sets where state changes and errors are logged.
@@ -76,7 +83,8 @@ func WithDeregisterCriticalAfter(d time.Duration) Option {
 	return func(o *options) { o.deregisterAfter = d }
 }
 
-// WithBackend chooses the Consul client (default consulhttp).
+// WithBackend chooses the Consul client (default consulhttp). It is called
+// once per configured agent, with a Config bound to that agent.
 func WithBackend(b consul.Backend) Option { return func(o *options) { o.backend = b } }
 
 // Status is a snapshot of a Keeper's state.
@@ -96,37 +104,52 @@ type agent struct {
 	reg  beacon.Registrar
 }
 
+// update is an Update handed to the goroutine that owns the agent state.
+type update struct {
+	ctx context.Context
+	reg beacon.Registration
+	err chan error // capacity 1: the owner never waits for the caller
+}
+
 // Keeper keeps one registration alive. Create it with New.
+//
+// One goroutine, run, owns the agent state from Start until the keeper
+// ends: the registration as sent, which agent holds it, the agents that may
+// hold an old copy, and the token digest. It makes every call to Consul, so
+// a heartbeat, a failover, an Update and the teardown never interleave.
+// Other goroutines reach it only by message: Update sends an update, Stop
+// ends life and waits for done. mu is the only lock; it guards the
+// lifecycle fields below it and is never held while waiting or calling
+// Consul, so there is no lock order to keep.
 type Keeper struct {
 	o       options
 	agents  []agent
 	checkID string
 	log     *slog.Logger
-
-	// op serialises every call to Consul, so a heartbeat, a failover, an
-	// Update and Stop never interleave.
-	op sync.Mutex
-	// Guarded by op.
-	reg     beacon.Registration // as sent, heartbeat check included
-	current int                 // index into agents; -1 when none holds it
-	stale   map[int]bool        // agents that may still hold an old copy
-
-	halted bool // set by Stop under op: nothing registers afterwards
-
+	timeout time.Duration // bounds each call to Consul: consul.Config.RequestTimeout
 	// tokens re-reads the token file (nil without one). The agent syncs a
 	// service to the catalog with the token it was registered with, so when
 	// the file's token changes the keeper registers again: otherwise
 	// revoking the old token would silently break the sync.
-	tokens   *consul.TokenSource
-	regToken [sha256.Size]byte // digest of the token of the last registration; guarded by op
+	tokens *consul.TokenSource
 
-	mu       sync.Mutex // guards the fields below
-	state    int        // stateNew, stateRunning, stateStopped
-	status   Status
-	cancel   context.CancelFunc // ends Start's retries and the loop
-	done     chan struct{}      // closed when Start's retries and the loop are over
-	stopDone chan struct{}      // closed when Stop has finished
-	stopErr  error
+	life    context.Context    // ends when Stop is called or Start fails
+	end     context.CancelFunc // ends life
+	updates chan update        // Update → run
+	done    chan struct{}      // closed once the keeper has ended and its clients are closed
+	status  atomic.Pointer[Status]
+	stopErr error // written by run before done is closed
+
+	mu      sync.Mutex
+	state   int             // stateNew, stateRunning, stateStopped; guarded by mu
+	stopCtx context.Context // the first Stop's context, for the drain; guarded by mu
+
+	// Owned by run. Before Start, Update replaces reg under mu; Start hands
+	// it to run.
+	reg      beacon.Registration // as sent, heartbeat check included
+	current  int                 // index into agents; -1 when none holds it
+	stale    map[int]bool        // agents that may still hold an old copy
+	regToken [sha256.Size]byte   // digest of the token of the last registration
 }
 
 const (
@@ -137,13 +160,15 @@ const (
 
 // New returns a Keeper for r on the agents in cfg.Addresses, in order of
 // preference. It validates r and the options; nothing is sent until Start.
+// Every call to an agent is bounded by cfg.Timeout (consul.DefaultTimeout
+// when zero).
 func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, error) {
 	o := options{ttl: DefaultTTL, drainGrace: DefaultDrainGrace, reconcile: DefaultReconcileInterval, deregisterAfter: DefaultDeregisterCriticalAfter}
 	for _, f := range opts {
 		f(&o)
 	}
 	if o.logger == nil {
-		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.backend == nil {
 		o.backend = func(c consul.Config) (beacon.Registry, error) { return consulhttp.New(c) }
@@ -156,7 +181,11 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 	case o.drainGrace < 0 || o.reconcile <= 0:
 		return nil, &beacon.ValidationError{Field: "options", Reason: "negative drain grace or non-positive reconcile interval"}
 	}
-	k := &Keeper{o: o, checkID: "beacon:" + r.ID, log: o.logger.With("id", r.ID), current: -1, stale: map[int]bool{}}
+	k := &Keeper{
+		o: o, checkID: "beacon:" + r.ID, log: o.logger.With("id", r.ID), timeout: cfg.RequestTimeout(),
+		current: -1, stale: map[int]bool{}, updates: make(chan update), done: make(chan struct{}),
+	}
+	k.status.Store(&Status{})
 	reg, err := k.withHeartbeatCheck(r)
 	if err != nil {
 		return nil, err
@@ -177,6 +206,7 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 		}
 		k.agents = append(k.agents, agent{addr: addrs[i], reg: c})
 	}
+	k.life, k.end = context.WithCancel(context.Background())
 	return k, nil
 }
 
@@ -211,7 +241,9 @@ func (k *Keeper) closeAgents() {
 // Start registers the instance, retrying with jittered backoff through each
 // configured agent in turn until one accepts or ctx ends, then keeps it
 // registered in the background until Stop. Invalid input and refused
-// permissions are not retried.
+// permissions are not retried. When Start fails, it first removes whatever
+// an attempt cut short may have left on an agent, and the keeper is
+// stopped: Start again returns ErrStopped.
 func (k *Keeper) Start(ctx context.Context) error {
 	k.mu.Lock()
 	switch k.state {
@@ -223,51 +255,111 @@ func (k *Keeper) Start(ctx context.Context) error {
 		return ErrStopped
 	}
 	k.state = stateRunning
-	// The loop's lifetime starts now, so a Stop during the retries below
-	// ends them and is not lost.
-	loopCtx, cancel := context.WithCancel(context.Background())
-	k.cancel, k.done, k.stopDone = cancel, make(chan struct{}), make(chan struct{})
 	k.mu.Unlock()
+	started := make(chan error, 1)
+	go k.run(ctx, started)
+	return <-started
+}
 
-	rctx, rcancel := context.WithCancel(ctx)
-	unhook := context.AfterFunc(loopCtx, rcancel)
+// run is the goroutine that owns the agent state, from Start's first
+// attempt to the teardown. It reports Start's result on started.
+func (k *Keeper) run(startCtx context.Context, started chan<- error) {
+	defer close(k.done)
+	// Start's retries end with its context or with Stop.
+	rctx, rcancel := context.WithCancel(startCtx)
+	unhook := context.AfterFunc(k.life, rcancel)
 	err := k.registerWithRetry(rctx)
 	unhook()
 	rcancel()
 	if err != nil {
-		// An attempt cut short may still have reached an agent (and a
-		// backend may register in more than one request): remove what may
-		// be there, so a failed Start leaves nothing behind.
-		k.op.Lock()
-		k.halted = true
-		for i, a := range k.agents {
-			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			if derr := a.reg.Deregister(dctx, k.reg.ID); derr != nil && !errors.Is(derr, beacon.ErrUnavailable) {
-				k.log.Warn("keeper: cleaning up after a failed start", "agent", k.agents[i].addr, "err", derr)
-			}
-			dcancel()
-		}
-		k.op.Unlock()
-		close(k.done)
 		k.mu.Lock()
-		if k.state == stateRunning { // no Stop under way: finish it here
-			k.state = stateStopped
-			close(k.stopDone)
-			k.closeAgents()
-		}
+		k.state = stateStopped
 		k.mu.Unlock()
-		return err
+		k.end() // Update now answers ErrStopped
+		// An attempt cut short may still have reached an agent (and a
+		// backend may register in more than one request): any agent may
+		// hold a copy, and a failed Start leaves nothing behind.
+		for i := range k.agents {
+			k.stale[i] = true
+		}
+		if terr := k.teardown(context.WithoutCancel(startCtx)); terr != nil {
+			k.log.Warn("keeper: cleaning up after a failed start", "err", terr)
+		}
+		started <- err
+		return
 	}
-	go k.loop(loopCtx)
-	return nil
+	started <- nil
+	k.loop()
+	k.mu.Lock()
+	ctx := k.stopCtx
+	k.mu.Unlock()
+	if err := k.teardown(ctx); err != nil {
+		k.stopErr = fmt.Errorf("keeper: deregister: %w", err)
+		k.log.Error("keeper: deregister failed; Consul removes the instance after its heartbeat has been critical for DeregisterCriticalAfter", "err", k.stopErr)
+	} else {
+		k.log.Info("keeper: deregistered")
+	}
+}
+
+// teardown is how every keeper that started ends, after a failed Start or
+// on Stop: it drains the current agent's copy (critical, then the drain
+// grace, cut short when ctx ends), asks every agent that may hold a copy to
+// deregister it (even after ctx ended: each request has its own deadline),
+// and closes the clients. Only run calls it.
+func (k *Keeper) teardown(ctx context.Context) error {
+	if k.current >= 0 {
+		dctx, cancel := context.WithTimeout(ctx, k.timeout)
+		err := k.agents[k.current].reg.UpdateTTL(dctx, k.checkID, beacon.HealthCritical, drainOutput)
+		cancel()
+		if err == nil {
+			k.log.Info("keeper: draining", "grace", k.o.drainGrace)
+			backoff.Sleep(ctx, k.o.drainGrace)
+		}
+		k.stale[k.current] = true
+		k.current = -1
+	}
+	var errs []error
+	for i, a := range k.agents {
+		if !k.stale[i] {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.timeout)
+		if err := a.reg.Deregister(dctx, k.reg.ID); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.addr, err))
+		} else {
+			delete(k.stale, i)
+		}
+		cancel()
+	}
+	k.closeAgents()
+	k.setStatus(func(s *Status) { s.Registered, s.Agent = false, "" })
+	return errors.Join(errs...)
+}
+
+// loop heartbeats, reconciles and applies Updates until Stop.
+func (k *Keeper) loop() {
+	hb := time.NewTicker(k.heartbeatInterval())
+	defer hb.Stop()
+	rec := time.NewTicker(k.o.reconcile)
+	defer rec.Stop()
+	for {
+		select {
+		case <-k.life.Done():
+			return
+		case <-hb.C:
+			k.heartbeat(k.life)
+		case <-rec.C:
+			k.reconcile(k.life)
+		case u := <-k.updates:
+			k.apply(u)
+		}
+	}
 }
 
 func (k *Keeper) registerWithRetry(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	b := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
-		k.op.Lock()
 		err := k.registerAnywhere(ctx, 0)
-		k.op.Unlock()
 		if err == nil {
 			return nil
 		}
@@ -277,15 +369,52 @@ func (k *Keeper) registerWithRetry(ctx context.Context) error {
 		if attempt == 1 {
 			k.log.Warn("keeper: register failed; retrying", "err", err)
 		}
-		if !sleep(ctx, jitter(backoff)) {
+		if !k.serveFor(ctx, b.Next()) {
 			return fmt.Errorf("keeper: register: gave up after %d attempts: %w (last error: %w)", attempt, ctx.Err(), err)
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
+// serveFor lets d pass between Start's attempts while applying Updates,
+// so an Update during the retries is not held up until they end; it
+// reports false when ctx ends first.
+func (k *Keeper) serveFor(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case u := <-k.updates:
+			k.apply(u)
+		}
+	}
+}
+
+// apply makes u's registration the one kept and sends it to the agent
+// holding the instance, if any.
+func (k *Keeper) apply(u update) {
+	if k.life.Err() != nil {
+		u.err <- ErrStopped
+		return
+	}
+	k.reg = u.reg
+	if k.current < 0 {
+		u.err <- nil // Start's next attempt, or the next repair, sends it
+		return
+	}
+	if err := k.registerOn(u.ctx, k.current); err != nil {
+		k.recordError(err)
+		u.err <- fmt.Errorf("keeper: update: %w", err)
+		return
+	}
+	u.err <- nil
+}
+
 // registerAnywhere registers through the agents in order, starting at
-// first, and makes the one that accepts current. Caller holds op.
+// first, and makes the one that accepts current.
 func (k *Keeper) registerAnywhere(ctx context.Context, first int) error {
 	var errs []error
 	for n := range len(k.agents) {
@@ -304,9 +433,9 @@ func (k *Keeper) registerAnywhere(ctx context.Context, first int) error {
 	return err
 }
 
-// registerOn registers through agent i and makes it current. Caller holds op.
+// registerOn registers through agent i and makes it current.
 func (k *Keeper) registerOn(ctx context.Context, i int) error {
-	rctx, cancel := context.WithTimeout(ctx, consul.DefaultTimeout)
+	rctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	// Read before the backend reads it: if the file changes in between, the
 	// digest is the older one and the next heartbeat registers again.
@@ -316,57 +445,43 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	}
 	k.regToken = tok
 	k.pulse(ctx, i)
-	if k.current >= 0 && k.current != i {
+	moved := k.current >= 0 && k.current != i
+	if moved {
 		k.stale[k.current] = true
-		k.mu.Lock()
-		k.status.Failovers++
-		k.mu.Unlock()
 		k.log.Warn("keeper: moved to another agent", "from", k.agents[k.current].addr, "to", k.agents[i].addr)
 	}
 	delete(k.stale, i)
 	k.current = i
 	now := time.Now()
-	k.mu.Lock()
-	k.status.Agent, k.status.Registered, k.status.LastHeartbeat = k.agents[i].addr, true, now
-	k.mu.Unlock()
+	k.setStatus(func(s *Status) {
+		s.Agent, s.Registered, s.LastHeartbeat = k.agents[i].addr, true, now
+		if moved {
+			s.Failovers++
+		}
+	})
 	k.log.Info("keeper: registered", "agent", k.agents[i].addr, "service", k.reg.Service)
 	return nil
+}
+
+// setStatus changes the published Status. Only run calls it, so a load,
+// change and store is never lost to another writer.
+func (k *Keeper) setStatus(f func(*Status)) {
+	s := *k.status.Load()
+	f(&s)
+	k.status.Store(&s)
 }
 
 func (k *Keeper) recordError(err error) {
 	if err == nil {
 		return
 	}
-	k.mu.Lock()
-	k.status.LastError, k.status.LastErrorAt = err, time.Now()
-	k.mu.Unlock()
+	now := time.Now()
+	k.setStatus(func(s *Status) { s.LastError, s.LastErrorAt = err, now })
 }
 
 func (k *Keeper) heartbeatInterval() time.Duration { return k.o.ttl / 3 }
 
-func (k *Keeper) loop(ctx context.Context) {
-	defer close(k.done)
-	hb := time.NewTicker(k.heartbeatInterval())
-	defer hb.Stop()
-	rec := time.NewTicker(k.o.reconcile)
-	defer rec.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hb.C:
-			k.op.Lock()
-			k.heartbeat(ctx)
-			k.op.Unlock()
-		case <-rec.C:
-			k.op.Lock()
-			k.reconcile(ctx)
-			k.op.Unlock()
-		}
-	}
-}
-
-// heartbeat updates the TTL check and repairs what it finds. Caller holds op.
+// heartbeat updates the TTL check and repairs what it finds.
 func (k *Keeper) heartbeat(ctx context.Context) {
 	status, output := k.health(ctx)
 	if k.current < 0 {
@@ -394,9 +509,8 @@ func (k *Keeper) heartbeat(ctx context.Context) {
 		k.repair(ctx, err)
 		return
 	}
-	k.mu.Lock()
-	k.status.LastHeartbeat, k.status.Registered = time.Now(), true
-	k.mu.Unlock()
+	now := time.Now()
+	k.setStatus(func(s *Status) { s.LastHeartbeat, s.Registered = now, true })
 	k.removeStale(ctx)
 }
 
@@ -435,7 +549,6 @@ func (k *Keeper) health(ctx context.Context) (beacon.Health, string) {
 // TTL state has expired (after the keeper moved to another agent) then
 // comes back critical, not passing beside the instance's new copy. On an
 // agent that already holds the check, registering again keeps its status.
-// Caller holds op.
 func (k *Keeper) pulse(ctx context.Context, i int) {
 	status, output := k.health(ctx)
 	hctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
@@ -446,7 +559,7 @@ func (k *Keeper) pulse(ctx context.Context, i int) {
 	}
 }
 
-// repair reacts to a failed heartbeat or reconcile. Caller holds op.
+// repair reacts to a failed heartbeat or reconcile.
 func (k *Keeper) repair(ctx context.Context, cause error) {
 	k.recordError(cause)
 	switch {
@@ -454,7 +567,7 @@ func (k *Keeper) repair(ctx context.Context, cause error) {
 		// The agent lost the registration (restarted, state lost). Jitter
 		// so a fleet on one restarted agent does not stampede it.
 		k.log.Warn("keeper: agent lost the registration; registering again", "agent", k.agents[k.current].addr)
-		if !sleep(ctx, rand.N(min(k.heartbeatInterval()/4, maxRepairJitter)+1)) {
+		if !backoff.Sleep(ctx, backoff.UpTo(min(k.heartbeatInterval()/4, maxRepairJitter))) {
 			return
 		}
 		if err := k.registerOn(ctx, k.current); err == nil {
@@ -462,9 +575,7 @@ func (k *Keeper) repair(ctx context.Context, cause error) {
 		}
 		fallthrough
 	default:
-		k.mu.Lock()
-		k.status.Registered = false
-		k.mu.Unlock()
+		k.setStatus(func(s *Status) { s.Registered = false })
 		first := 0
 		if k.current >= 0 {
 			first = k.current + 1 // prefer another agent over the failing one
@@ -475,12 +586,12 @@ func (k *Keeper) repair(ctx context.Context, cause error) {
 }
 
 // reconcile compares the agent's copy with ours and registers again when it
-// is missing or differs. Caller holds op.
+// is missing or differs.
 func (k *Keeper) reconcile(ctx context.Context) {
 	if k.current < 0 {
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, consul.DefaultTimeout)
+	rctx, cancel := context.WithTimeout(ctx, k.timeout)
 	got, err := k.agents[k.current].reg.AgentService(rctx, k.reg.ID)
 	cancel()
 	switch {
@@ -509,7 +620,7 @@ func matches(got beacon.Instance, want beacon.Registration) bool {
 }
 
 // removeStale deregisters copies left on agents we moved away from, once
-// they answer. Caller holds op.
+// they answer.
 func (k *Keeper) removeStale(ctx context.Context) {
 	for i := range k.stale {
 		dctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
@@ -523,7 +634,10 @@ func (k *Keeper) removeStale(ctx context.Context) {
 }
 
 // Update resubmits the registration with new tags, meta, weights or checks
-// (an upsert; the ID cannot change). It is validated first.
+// (an upsert; the ID cannot change). It is validated first. Before Start it
+// only replaces what Start will send; while no agent holds the instance,
+// the next attempt sends it. It waits for any call to Consul the keeper
+// has under way.
 func (k *Keeper) Update(ctx context.Context, r beacon.Registration) error {
 	reg, err := k.withHeartbeatCheck(r)
 	if err != nil {
@@ -531,111 +645,49 @@ func (k *Keeper) Update(ctx context.Context, r beacon.Registration) error {
 	}
 	k.mu.Lock()
 	state := k.state
+	if state == stateNew {
+		k.reg = reg
+	}
 	k.mu.Unlock()
-	if state == stateStopped {
+	switch state {
+	case stateNew:
+		return nil // Start sends it
+	case stateStopped:
 		return ErrStopped
 	}
-	k.op.Lock()
-	defer k.op.Unlock()
-	if k.halted {
+	u := update{ctx: ctx, reg: reg, err: make(chan error, 1)}
+	select {
+	case k.updates <- u:
+		return <-u.err
+	case <-k.life.Done():
 		return ErrStopped
+	case <-ctx.Done():
+		return fmt.Errorf("keeper: update: %w", ctx.Err())
 	}
-	k.reg = reg
-	if state == stateNew || k.current < 0 {
-		return nil // Start, or the next repair, sends it
-	}
-	if err := k.registerOn(ctx, k.current); err != nil {
-		k.recordError(err)
-		return fmt.Errorf("keeper: update: %w", err)
-	}
-	return nil
 }
 
-// Status returns a snapshot of the keeper's state.
-func (k *Keeper) Status() Status {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.status
-}
+// Status returns a snapshot of the keeper's state. It never waits for a
+// call to Consul.
+func (k *Keeper) Status() Status { return *k.status.Load() }
 
 // Stop drains and deregisters: it stops heartbeating, marks the instance
 // critical so watchers drop it, waits the drain grace (cut short when ctx
 // ends), deregisters from every agent that may hold it, and returns. It is
-// safe to call more than once; later calls return the first call's result.
+// safe to call more than once and concurrently; every call returns once the
+// first has finished, with its result.
 func (k *Keeper) Stop(ctx context.Context) error {
 	k.mu.Lock()
-	switch k.state {
-	case stateStopped:
-		sd := k.stopDone
-		k.mu.Unlock()
-		if sd != nil {
-			<-sd // a Stop under way: its result is ours
-		}
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		return k.stopErr
-	case stateNew:
-		k.state = stateStopped
-		k.mu.Unlock()
-		k.closeAgents()
-		return nil
+	prev := k.state
+	if prev == stateRunning {
+		k.stopCtx = ctx // before end: run reads it once life has ended
 	}
 	k.state = stateStopped
-	cancel, done, stopDone := k.cancel, k.done, k.stopDone
 	k.mu.Unlock()
-	cancel()
-	<-done
-
-	k.op.Lock()
-	k.halted = true
-	var errs []error
-	if k.current >= 0 {
-		a := k.agents[k.current]
-		dctx, dcancel := context.WithTimeout(ctx, consul.DefaultTimeout)
-		err := a.reg.UpdateTTL(dctx, k.checkID, beacon.HealthCritical, drainOutput)
-		dcancel()
-		if err == nil {
-			k.log.Info("keeper: draining", "grace", k.o.drainGrace)
-			sleep(ctx, k.o.drainGrace)
-		}
-		k.stale[k.current] = true
+	k.end() // ends Start's retries, or the loop
+	if prev == stateNew {
+		k.closeAgents()
+		close(k.done)
 	}
-	for i := range k.stale {
-		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), consul.DefaultTimeout)
-		if err := k.agents[i].reg.Deregister(dctx, k.reg.ID); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", k.agents[i].addr, err))
-		}
-		dcancel()
-	}
-	k.op.Unlock()
-	k.closeAgents()
-	err := errors.Join(errs...)
-	if err != nil {
-		err = fmt.Errorf("keeper: deregister: %w", err)
-		k.log.Error("keeper: deregister failed; Consul removes the instance after its heartbeat has been critical for DeregisterCriticalAfter", "err", err)
-	} else {
-		k.log.Info("keeper: deregistered")
-	}
-	k.mu.Lock()
-	k.stopErr = err
-	k.status.Registered, k.status.Agent = false, ""
-	k.mu.Unlock()
-	close(stopDone)
-	return err
-}
-
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	<-k.done
+	return k.stopErr
 }
