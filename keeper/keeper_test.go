@@ -231,7 +231,7 @@ func TestNewValidates(t *testing.T) {
 		r    beacon.Registration
 		opts []keeper.Option
 	}{
-		"bad registration":                {beacon.Registration{ID: "x", Service: "no spaces"}, nil},
+		"bad registration":                {beacon.Registration{ID: "x", Service: "control\ncharacter"}, nil},
 		"deregister after below a minute": {registration("x"), []keeper.Option{keeper.WithDeregisterCriticalAfter(30 * time.Second)}},
 		"non-positive reconcile interval": {registration("x"), []keeper.Option{keeper.WithReconcileInterval(0)}},
 		"TTL too short to heartbeat":      {registration("x"), []keeper.Option{keeper.WithTTL(time.Nanosecond)}},
