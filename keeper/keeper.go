@@ -191,6 +191,12 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 		return nil, err
 	}
 	k.reg = reg
+	// Consul registers such a name with only a warning in its own log,
+	// which the service's owner rarely reads: say it here, once.
+	var dnsErr *beacon.ValidationError
+	if errors.As(beacon.ValidateDNSName(r.Service), &dnsErr) {
+		k.log.Warn("keeper: Consul DNS will not find this service (lookups through the HTTP API will)", "service", r.Service, "reason", dnsErr.Reason)
+	}
 	if cfg.TokenFile != "" {
 		k.tokens = cfg.NewTokenSource()
 	}

@@ -3,6 +3,7 @@ package keeper_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
 )
 
@@ -311,5 +313,39 @@ func TestConcurrentStopsAgree(t *testing.T) {
 		case <-time.After(deadline):
 			t.Fatal("Stop did not return")
 		}
+	}
+}
+
+// TestNameDNSCannotServe: a name Consul accepts but its DNS cannot serve is
+// kept, with one warning, from New, saying so; a DNS label gets none.
+func TestNameDNSCannotServe(t *testing.T) {
+	for _, svc := range []string{"legacy_svc", "api.v2", "kept"} {
+		logs := &testutil.Buffer{}
+		r := registration("k-dns")
+		r.Service = svc
+		k, err := keeper.New(consul.Config{}, r, keeper.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+		if err != nil {
+			t.Errorf("New(Service %q) = %v, want it accepted", svc, err)
+			continue
+		}
+		_ = k.Stop(context.Background())
+		want := 1
+		if svc == "kept" {
+			want = 0
+		}
+		if got := strings.Count(logs.String(), "Consul DNS will not find"); got != want {
+			t.Errorf("New(Service %q) logged the DNS warning %d times, want %d:\n%s", svc, got, want, logs)
+		}
+	}
+
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	r := registration("k-legacy")
+	r.Service = "legacy_svc"
+	k := newKeeper(t, srv.Config(), r)
+	start(t, k)
+	got, _, err := c.Instances(context.Background(), beacon.Query{Service: "legacy_svc"})
+	if err != nil || len(got) != 1 || got[0].ID != "k-legacy" {
+		t.Errorf("Instances(legacy_svc) = %+v, %v; want k-legacy passing", got, err)
 	}
 }
