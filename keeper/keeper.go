@@ -487,6 +487,10 @@ func (k *Keeper) recordError(err error) {
 
 func (k *Keeper) heartbeatInterval() time.Duration { return k.o.ttl / 3 }
 
+// beatTimeout bounds a call made between heartbeats: it must not hold up
+// the next one, nor outlast the configured request timeout.
+func (k *Keeper) beatTimeout() time.Duration { return min(k.heartbeatInterval(), k.timeout) }
+
 // heartbeat updates the TTL check and repairs what it finds.
 func (k *Keeper) heartbeat(ctx context.Context) {
 	status, output := k.health(ctx)
@@ -505,7 +509,7 @@ func (k *Keeper) heartbeat(ctx context.Context) {
 			return
 		}
 	}
-	hctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
+	hctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
 	err := k.agents[k.current].reg.UpdateTTL(hctx, k.checkID, status, output)
 	cancel()
 	if ctx.Err() != nil {
@@ -557,7 +561,7 @@ func (k *Keeper) health(ctx context.Context) (beacon.Health, string) {
 // agent that already holds the check, registering again keeps its status.
 func (k *Keeper) pulse(ctx context.Context, i int) {
 	status, output := k.health(ctx)
-	hctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
+	hctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
 	defer cancel()
 	if err := k.agents[i].reg.UpdateTTL(hctx, k.checkID, status, output); err != nil && ctx.Err() == nil {
 		k.log.Warn("keeper: first heartbeat after registering failed; the next one retries", "agent", k.agents[i].addr, "err", err)
@@ -629,7 +633,7 @@ func matches(got beacon.Instance, want beacon.Registration) bool {
 // they answer.
 func (k *Keeper) removeStale(ctx context.Context) {
 	for i := range k.stale {
-		dctx, cancel := context.WithTimeout(ctx, k.heartbeatInterval())
+		dctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
 		err := k.agents[i].reg.Deregister(dctx, k.reg.ID)
 		cancel()
 		if err == nil {
