@@ -63,7 +63,8 @@ func WithTTL(d time.Duration) Option { return func(o *options) { o.ttl = d } }
 // that the process runs and reaches its agent, not that it serves: give a
 // function that checks what callers depend on (for an HTTP service, a GET
 // of its own health endpoint). f is called from the keeper's goroutine
-// with a deadline of TTL/3; an invalid status counts as critical.
+// with a deadline of TTL/3, so it must not call the Keeper's Update or
+// Stop; an invalid status counts as critical.
 func WithHealth(f HealthFunc) Option { return func(o *options) { o.health = f } }
 
 // WithLogger sets where state changes and errors are logged.
