@@ -317,7 +317,8 @@ func TestConcurrentStopsAgree(t *testing.T) {
 }
 
 // TestNameDNSCannotServe: a name Consul accepts but its DNS cannot serve is
-// kept, with one warning, from New, saying so; a DNS label gets none.
+// accepted, with one warning, from New, saying so; a DNS label gets none.
+// On an agent (below) such a name is registered and found.
 func TestNameDNSCannotServe(t *testing.T) {
 	for _, svc := range []string{"legacy_svc", "api.v2", "kept"} {
 		logs := &testutil.Buffer{}
@@ -337,7 +338,9 @@ func TestNameDNSCannotServe(t *testing.T) {
 			t.Errorf("New(Service %q) logged the DNS warning %d times, want %d:\n%s", svc, got, want, logs)
 		}
 	}
+}
 
+func TestNameDNSCannotServeOnAnAgent(t *testing.T) {
 	srv := consultest.NewServer(t)
 	c := client(t, srv.Config())
 	r := registration("k-legacy")
