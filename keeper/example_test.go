@@ -162,16 +162,19 @@ func TestExample(t *testing.T) {
 	start(t, plain)
 
 	healthy.Store(false)
-	waitFor(t, "hello-1 critical once /health fails", func() bool {
-		for _, in := range instances(c, true) {
+	testutil.Eventually(t, deadline, "hello-1 critical once /health fails", func() error {
+		all := instances(c, true)
+		for _, in := range all {
 			if in.ID == "hello-1" {
-				return in.Health == beacon.HealthCritical
+				return testutil.Want(in.Health == beacon.HealthCritical, "hello-1 is %s", in.Health)
 			}
 		}
-		return false
+		return testutil.Want(false, "hello-1 not among %+v", all)
 	})
 	first := plain.Status().LastHeartbeat
-	waitFor(t, "three heartbeats without WithHealth", func() bool { return plain.Status().LastHeartbeat.Sub(first) >= 900*time.Millisecond })
+	testutil.Eventually(t, deadline, "three heartbeats without WithHealth", func() error {
+		return testutil.Want(plain.Status().LastHeartbeat.Sub(first) >= 900*time.Millisecond, "Status() = %+v", plain.Status())
+	})
 	if !passing(c, "no-health") {
 		t.Errorf("the keeper without WithHealth is not passing, though its process runs")
 	}

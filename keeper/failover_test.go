@@ -7,6 +7,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
 )
 
@@ -27,13 +28,14 @@ func TestFailoverAndCleanup(t *testing.T) {
 	}
 
 	client.Kill()
-	took := waitFor(t, "passing through the other agent", func() bool {
-		for _, in := range instances(reader, false) {
+	took := testutil.Eventually(t, deadline, "passing through the other agent", func() error {
+		passing := instances(reader, false)
+		for _, in := range passing {
 			if in.ID == "k-fo" && in.Node == server.Name {
-				return true
+				return nil
 			}
 		}
-		return false
+		return testutil.Want(false, "passing: %+v", passing)
 	})
 	t.Logf("agent killed → instance passing through the other agent: %v", took)
 	if st := k.Status(); st.Agent != cfg.Addresses[1] || st.Failovers != 1 {
@@ -41,9 +43,9 @@ func TestFailoverAndCleanup(t *testing.T) {
 	}
 
 	client.Restart(t, true)
-	took = waitFor(t, "exactly one registration left", func() bool {
+	took = testutil.Eventually(t, deadline, "exactly one registration left", func() error {
 		all := instances(reader, true)
-		return len(all) == 1 && all[0].Node == server.Name && all[0].Health == beacon.HealthPassing
+		return testutil.Want(len(all) == 1 && all[0].Node == server.Name && all[0].Health == beacon.HealthPassing, "registered: %+v", all)
 	})
 	t.Logf("killed agent restarted with its data → its stale copy removed: %v", took)
 }
@@ -61,11 +63,11 @@ func TestStopAfterFailover(t *testing.T) {
 	k := newKeeper(t, cl.Config(client, server), registration("k-fo2"), keeper.WithDrainGrace(0))
 	start(t, k)
 	client.Kill()
-	waitFor(t, "failover", func() bool { return k.Status().Failovers == 1 })
+	testutil.Eventually(t, deadline, "failover", func() error { return testutil.Want(k.Status().Failovers == 1, "Status() = %+v", k.Status()) })
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	if err := k.Stop(ctx); !errors.Is(err, beacon.ErrUnavailable) {
 		t.Errorf("Stop() = %v, want an error naming the unreachable agent's copy", err)
 	}
-	waitFor(t, "no passing registration left", func() bool { return len(instances(reader, false)) == 0 })
+	testutil.Eventually(t, deadline, "no passing registration left", func() error { return testutil.Want(len(instances(reader, false)) == 0, "still passing") })
 }

@@ -78,20 +78,6 @@ func passing(c beacon.Registry, id string) bool {
 	return slices.ContainsFunc(instances(c, false), func(in beacon.Instance) bool { return in.ID == id })
 }
 
-// waitFor polls Consul until cond holds; Consul offers nothing to wait on
-// here that would not be the code under test.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > deadline {
-			t.Fatalf("%s: not within %v", what, deadline)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestStartHeartbeatStop(t *testing.T) {
 	srv := consultest.NewServer(t)
 	c := client(t, srv.Config())
@@ -102,7 +88,9 @@ func TestStartHeartbeatStop(t *testing.T) {
 	}
 	// Several TTLs later it is still passing: the heartbeat works.
 	first := k.Status().LastHeartbeat
-	waitFor(t, "three heartbeats", func() bool { return k.Status().LastHeartbeat.Sub(first) >= 900*time.Millisecond })
+	testutil.Eventually(t, deadline, "three heartbeats", func() error {
+		return testutil.Want(k.Status().LastHeartbeat.Sub(first) >= 900*time.Millisecond, "Status() = %+v", k.Status())
+	})
 	if !passing(c, "k-1") {
 		t.Errorf("instance not passing after several TTLs of heartbeats")
 	}
@@ -135,9 +123,9 @@ func TestDrainMarksCriticalBeforeDeregistering(t *testing.T) {
 	stopped := make(chan error, 1)
 	go func() { stopped <- k.Stop(ctx) }()
 	// During the grace the instance is registered but not passing.
-	waitFor(t, "draining instance critical", func() bool {
+	testutil.Eventually(t, deadline, "draining instance critical", func() error {
 		all := instances(c, true)
-		return len(all) == 1 && all[0].Health == beacon.HealthCritical
+		return testutil.Want(len(all) == 1 && all[0].Health == beacon.HealthCritical, "registered: %+v", all)
 	})
 	if passing(c, "k-drain") {
 		t.Error("draining instance still in passing results")
@@ -188,7 +176,7 @@ func TestReRegistersAfterAgentRestart(t *testing.T) {
 	k := newKeeper(t, srv.Config(), registration("k-restart"))
 	start(t, k)
 	srv.Restart(t) // a dev agent: every registration is gone; returns once a leader is elected
-	took := waitFor(t, "instance passing again after the agent restart", func() bool { return passing(c, "k-restart") })
+	took := testutil.Eventually(t, deadline, "instance passing again after the agent restart", func() error { return testutil.Want(passing(c, "k-restart"), "k-restart not passing") })
 	t.Logf("agent restarted (leader elected) → instance passing again: %v (TTL %v, heartbeat every %v)", took, keeper.DefaultTTL, keeper.DefaultTTL/3)
 	if got := instances(c, true); len(got) != 1 {
 		t.Errorf("after re-registration Instances(all) = %d, want 1", len(got))
@@ -204,7 +192,7 @@ func TestReconcileRepairsLostRegistration(t *testing.T) {
 	if err := c.Deregister(context.Background(), "k-rec"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "reconcile re-registers", func() bool { return passing(c, "k-rec") })
+	testutil.Eventually(t, deadline, "reconcile re-registers", func() error { return testutil.Want(passing(c, "k-rec"), "k-rec not passing") })
 }
 
 func TestStartGivesUpWhenContextEnds(t *testing.T) {
@@ -259,12 +247,12 @@ func TestHealthFunc(t *testing.T) {
 	}))
 	start(t, k)
 	health <- beacon.HealthWarning
-	waitFor(t, "warning reported", func() bool {
+	testutil.Eventually(t, deadline, "warning reported", func() error {
 		all := instances(c, true)
-		return len(all) == 1 && all[0].Health == beacon.HealthWarning
+		return testutil.Want(len(all) == 1 && all[0].Health == beacon.HealthWarning, "registered: %+v", all)
 	})
 	health <- beacon.HealthPassing
-	waitFor(t, "passing again", func() bool { return passing(c, "k-health") })
+	testutil.Eventually(t, deadline, "passing again", func() error { return testutil.Want(passing(c, "k-health"), "k-health not passing") })
 }
 
 // TestStopDuringStart: a Stop while Start still retries ends the retries;

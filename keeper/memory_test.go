@@ -18,6 +18,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
 	"github.com/beaconsd/beacon/registrytest"
 )
@@ -80,16 +81,16 @@ func TestMemoryFailoverAndStaleCopy(t *testing.T) {
 	}
 
 	a.mems[0].Fail(registrytest.OpAll, beacon.ErrUnavailable) // the agent dies
-	waitFor(t, "failover to the second agent", func() bool {
+	testutil.Eventually(t, deadline, "failover to the second agent", func() error {
 		st := k.Status()
-		return st.Agent == a.cfg.Addresses[1] && st.Failovers == 1
+		return testutil.Want(st.Agent == a.cfg.Addresses[1] && st.Failovers == 1, "Status() = %+v", st)
 	})
 	if h := healthOn(a.mems[1], "m-fo"); h != beacon.HealthPassing {
 		t.Errorf("health on the second agent after the failover = %q, want passing", h)
 	}
 
 	a.mems[0].Fail(registrytest.OpAll, nil) // it comes back, holding its old copy
-	waitFor(t, "the copy left on the first agent removed", func() bool { return !holds(a.mems[0], "m-fo") })
+	testutil.Eventually(t, deadline, "the copy left on the first agent removed", func() error { return testutil.Want(!holds(a.mems[0], "m-fo"), "the first agent still holds m-fo") })
 	if st := k.Status(); st.Agent != a.cfg.Addresses[1] || st.Failovers != 1 || !holds(a.mems[1], "m-fo") {
 		t.Errorf("Status() = %+v after the old agent returned, want the instance kept on the second agent", st)
 	}
@@ -100,7 +101,9 @@ func TestMemoryNotFoundRegistersAgainOnTheSameAgent(t *testing.T) {
 	k := newKeeper(t, a.cfg, registration("m-lost"), a.backend(), keeper.WithTTL(60*time.Millisecond), keeper.WithDrainGrace(0))
 	start(t, k)
 	a.mems[0].Restart() // a dev agent restarted: the registration is gone, the agent answers
-	waitFor(t, "passing again on the same agent", func() bool { return healthOn(a.mems[0], "m-lost") == beacon.HealthPassing })
+	testutil.Eventually(t, deadline, "passing again on the same agent", func() error {
+		return testutil.Want(healthOn(a.mems[0], "m-lost") == beacon.HealthPassing, "m-lost is %q", healthOn(a.mems[0], "m-lost"))
+	})
 	if st := k.Status(); st.Agent != a.cfg.Addresses[0] || st.Failovers != 0 {
 		t.Errorf("Status() = %+v, want still on the first agent, no failover", st)
 	}
@@ -121,15 +124,15 @@ func TestMemoryReconcile(t *testing.T) {
 	if err := mem.Register(context.Background(), altered); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the altered copy replaced", func() bool {
+	testutil.Eventually(t, deadline, "the altered copy replaced", func() error {
 		in, err := mem.AgentService(context.Background(), "m-rec")
-		return err == nil && in.Meta["version"] == "1"
+		return testutil.Want(err == nil && in.Meta["version"] == "1", "AgentService() = %+v, %v", in, err)
 	})
 
 	if err := mem.Deregister(context.Background(), "m-rec"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the lost copy registered again", func() bool { return holds(mem, "m-rec") })
+	testutil.Eventually(t, deadline, "the lost copy registered again", func() error { return testutil.Want(holds(mem, "m-rec"), "m-rec not registered") })
 }
 
 func TestMemoryDrainMarksCriticalThenDeregisters(t *testing.T) {
@@ -141,7 +144,9 @@ func TestMemoryDrainMarksCriticalThenDeregisters(t *testing.T) {
 	defer cancel()
 	stopped := make(chan error, 1)
 	go func() { stopped <- k.Stop(ctx) }()
-	waitFor(t, "critical while draining", func() bool { return healthOn(mem, "m-drain") == beacon.HealthCritical })
+	testutil.Eventually(t, deadline, "critical while draining", func() error {
+		return testutil.Want(healthOn(mem, "m-drain") == beacon.HealthCritical, "m-drain is %q", healthOn(mem, "m-drain"))
+	})
 	if !holds(mem, "m-drain") {
 		t.Fatal("deregistered before the drain grace ended")
 	}
@@ -223,7 +228,7 @@ func TestMemoryUpdateDuringStartRetries(t *testing.T) {
 	k := newKeeper(t, a.cfg, registration("m-upd"), a.backend(), keeper.WithDrainGrace(0))
 	started := make(chan error, 1)
 	go func() { started <- k.Start(context.Background()) }()
-	waitFor(t, "a first attempt", func() bool { return mem.Calls(registrytest.OpRegister) > 0 })
+	testutil.Eventually(t, deadline, "a first attempt", func() error { return testutil.Want(mem.Calls(registrytest.OpRegister) > 0, "no Register call") })
 
 	r := registration("m-upd")
 	r.Meta = map[string]string{"version": "2"}
@@ -278,7 +283,7 @@ func TestMemoryRequestTimeout(t *testing.T) {
 	if err := k.Start(ctx); err != nil {
 		t.Fatalf("Start() = %v", err)
 	}
-	waitFor(t, "a reconcile", func() bool { return mem.Calls(registrytest.OpAgentService) > 0 })
+	testutil.Eventually(t, deadline, "a reconcile", func() error { return testutil.Want(mem.Calls(registrytest.OpAgentService) > 0, "no AgentService call") })
 	if err := k.Stop(ctx); err != nil {
 		t.Fatalf("Stop() = %v", err)
 	}

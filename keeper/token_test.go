@@ -44,7 +44,7 @@ func TestTokenFileRotation(t *testing.T) {
 			return h, "self-check: " + string(h)
 		}))
 	start(t, k)
-	waitFor(t, "registered and passing", func() bool { return passing(c, "k-rotate") })
+	testutil.Eventually(t, deadline, "registered and passing", func() error { return testutil.Want(passing(c, "k-rotate"), "k-rotate not passing") })
 
 	replaceFile(t, file, tokenB)
 	srv.RevokeToken(t, tokenA)
@@ -55,9 +55,9 @@ func TestTokenFileRotation(t *testing.T) {
 			t.Logf("last seen in the catalog: %+v", last)
 		}
 	}()
-	took := waitFor(t, "a health change after the rotation reaches the catalog", func() bool {
+	took := testutil.Eventually(t, deadline, "a health change after the rotation reaches the catalog", func() error {
 		last = instances(c, true)
-		return len(last) == 1 && last[0].Health == beacon.HealthWarning
+		return testutil.Want(len(last) == 1 && last[0].Health == beacon.HealthWarning, "registered: %+v", last)
 	})
 	t.Logf("rotation → catalog follows the instance again in %v", took.Round(time.Millisecond))
 	if st := k.Status(); !st.Registered {
