@@ -1,7 +1,8 @@
 // Package registrytest is a conformance suite for implementations of
-// beacon.Registry, in the spirit of testing/fstest: a backend hands Run a
-// Factory, and Run checks the backend against real Consul agents started
-// with consultest.
+// beacon.Registry, in the spirit of testing/fstest, and the home of
+// Beacon's two test doubles: FakeAgent, a hostile HTTP agent, and Memory,
+// an in-memory registry. A backend hands Run a Factory, and Run checks the
+// backend against real Consul agents started with consultest.
 //
 // A backend runs the suite from one of its own tests:
 //
@@ -25,9 +26,11 @@
 //
 // Run needs a consul binary: $CONSUL_BIN, consul on PATH, or bin/consul in
 // the working directory or above it (see consultest.BinaryPath). Without one
-// every subtest is skipped. The groups of subtests are parallel, so they run
-// after the function that called Run returns: anything the factory relies
-// on is released with t.Cleanup, never with defer. The whole suite takes
+// every subtest is skipped with one line, or fails where CI or
+// BEACON_REQUIRE_CONSUL=1 says a binary is required (see consultest). The
+// groups of subtests are parallel, so they run after the function that
+// called Run returns: anything the factory relies on is released with
+// t.Cleanup, never with defer. The whole suite takes
 // about five seconds; "go test -run TestConformance/Blocking" runs one group.
 //
 // What the suite holds a backend to, beyond the doc comments of
