@@ -19,6 +19,7 @@ import (
 	"github.com/beaconsd/beacon/consulkit"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/internal/testutil"
+	"github.com/beaconsd/beacon/registrytest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -90,36 +91,30 @@ func TestInstancerFeedsGoKitEndpointer(t *testing.T) {
 	})
 }
 
-// blockingSpy reports when a blocking lookup starts and how it ended.
-type blockingSpy struct {
-	beacon.Registry
-	started chan struct{}
-	ended   chan error
-}
-
-func (s *blockingSpy) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
-	if q.WaitIndex > 0 {
-		select {
-		case s.started <- struct{}{}:
-		default:
-		}
-	}
-	insts, meta, err := s.Registry.Instances(ctx, q)
-	if q.WaitIndex > 0 {
-		select {
-		case s.ended <- err:
-		default:
-		}
-	}
-	return insts, meta, err
-}
-
+// TestInstancerStopCancelsInFlightQuery needs no agent: registrytest's
+// Memory answers the first lookup, and its fault hook holds the next one,
+// the blocking query, until its context ends, reporting when it started
+// and how it ended. (That consulkit.Client's own calls end with their
+// context is registrytest.Run's Blocking group.)
 func TestInstancerStopCancelsInFlightQuery(t *testing.T) {
-	srv := consultest.NewServer(t)
-	spy := &blockingSpy{Registry: newClient(t, srv.Config()), started: make(chan struct{}, 1), ended: make(chan error, 1)}
-	inst := consulkit.NewInstancer(spy, beacon.Query{Service: "nothing-here"}, log.NewNopLogger())
+	m := registrytest.NewMemory()
+	started, ended := make(chan struct{}, 1), make(chan error, 1)
+	lookups := 0 // only the Instancer's goroutine touches it
+	m.SetFault(func(ctx context.Context, op registrytest.Op, _ string) error {
+		if op != registrytest.OpInstances {
+			return nil
+		}
+		if lookups++; lookups == 1 {
+			return nil
+		}
+		started <- struct{}{}
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return ctx.Err()
+	})
+	inst := consulkit.NewInstancer(m, beacon.Query{Service: "nothing-here"}, log.NewNopLogger())
 	select {
-	case <-spy.started: // a 5-minute blocking query is on its way to the agent
+	case <-started: // a 5-minute blocking query is in flight
 	case <-time.After(deadline):
 		t.Fatal("the Instancer never sent a blocking query")
 	}
@@ -131,7 +126,7 @@ func TestInstancerStopCancelsInFlightQuery(t *testing.T) {
 		t.Fatal("Stop did not return: the in-flight blocking query was not cancelled")
 	}
 	select {
-	case err := <-spy.ended:
+	case err := <-ended:
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("the in-flight blocking query ended with %v, want context.Canceled", err)
 		}
