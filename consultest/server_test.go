@@ -1,10 +1,8 @@
 package consultest
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,31 +22,16 @@ func TestMain(m *testing.M) {
 // client has no keep-alives so that no connection goroutine outlives a test.
 var client = &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 
+// do is request through client, failing the test on any error or a
+// status other than 200, and decodes the answer into out (when not nil).
 func do(t *testing.T, method, url string, body any, out any) {
 	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Do(req)
+	code, b, err := request(client, method, url, "", body)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("%s %s: %s: %s", method, url, resp.Status, b)
+	if code != http.StatusOK {
+		t.Fatalf("%s %s: %d: %s", method, url, code, b)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
