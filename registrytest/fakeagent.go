@@ -86,9 +86,9 @@ type FakeAgent struct {
 	reqs []Request
 }
 
-// newFakeAgent starts a fake agent, closed when the test ends. A nil
-// handler answers every request as PlausibleAgent does.
-func NewFakeAgent(t *testing.T, handler http.HandlerFunc) *FakeAgent {
+// NewFakeAgent starts a fake agent on loopback, closed when the test ends.
+// A nil handler answers every request as PlausibleAgent does.
+func NewFakeAgent(t testing.TB, handler http.HandlerFunc) *FakeAgent {
 	t.Helper()
 	if handler == nil {
 		handler = PlausibleAgent

@@ -18,7 +18,8 @@ import (
 // Op names a method of Memory, for fault injection and call counts.
 type Op string
 
-// The operations of Memory. OpAll stands for every one of them in Fail.
+// The operations of Memory. OpAll stands for any of them in FailNext, Fail
+// and Calls.
 const (
 	OpAll          Op = "*"
 	OpRegister     Op = "Register"
@@ -146,8 +147,9 @@ func (m *Memory) reset(n uint64) {
 
 // FailNext makes the next call of op return err (wrapped with the
 // operation, so errors.Is and errors.As find it); OpAll: the next call of
-// any operation. Several calls queue several failures, used in order. err is typically beacon.ErrUnavailable,
-// or a *beacon.StatusError as a real backend returns for a non-2xx answer.
+// any operation. Several calls queue several failures, used in order. err
+// is typically beacon.ErrUnavailable, or a *beacon.StatusError as a real
+// backend returns for a non-2xx answer.
 func (m *Memory) FailNext(op Op, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
