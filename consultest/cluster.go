@@ -338,8 +338,9 @@ func (n *Node) Kill() { n.Stop() }
 // and ports with the same node ID, keeping its data dir or wiping it first.
 // It waits until the agent knows a leader and its node is alive in the
 // catalog (serfHealth passing) under its ID; for a client also until the
-// catalog holds the node info and exactly the services the agent has (a
-// client syncs as soon as it sees a server). A server is not waited for
+// catalog holds the node info and exactly the services the agent has, their
+// checks in the states the agent has (a client syncs as soon as it sees a
+// server). A server is not waited for
 // that: one that found no leader when it started syncs only 15-30 seconds
 // later (Consul's retry interval), which matters only if its node was
 // deregistered or it has services of its own.
@@ -408,7 +409,8 @@ type autopilotConfig struct {
 
 // clusterReady is the part of ready particular to a cluster's node: the
 // catalog has it under its pinned ID, alive (serfHealth passing), with the
-// services its agent has and no others. After a restart the catalog still
+// services its agent has and no others, and their checks in the agent's
+// states. After a restart the catalog still
 // holds the node as it was, until gossip and the agent's sync update it.
 func (s *Server) clusterReady(ctx context.Context, catalogID string, catalogServices map[string]struct{ ID string }, synced bool) error {
 	if catalogID != s.nodeID {
@@ -442,6 +444,23 @@ func (s *Server) clusterReady(ctx context.Context, catalogID string, catalogServ
 	for id := range catalogServices {
 		if _, ok := local[id]; !ok && id != "consul" { // servers: the consul service
 			return fmt.Errorf("node %s: service %s still in the catalog", s.Name, id)
+		}
+	}
+	// After a restart with its data the services match already: the
+	// catalog kept them. Their checks' states tell whether the agent has
+	// synced: a check restored critical (its TTL expired meanwhile) is
+	// still passing in the catalog until then.
+	var localChecks map[string]struct{ Status string }
+	if err := s.getJSON(ctx, "/v1/agent/checks", &localChecks); err != nil {
+		return err
+	}
+	inCatalog := make(map[string]string, len(checks))
+	for _, c := range checks {
+		inCatalog[c.CheckID] = c.Status
+	}
+	for id, c := range localChecks {
+		if got, ok := inCatalog[id]; !ok || got != c.Status {
+			return fmt.Errorf("node %s: check %s is %s on the agent, %q in the catalog: not synced yet", s.Name, id, c.Status, got)
 		}
 	}
 	return nil
