@@ -117,7 +117,7 @@ func (e *env) waitInstances(t *testing.T, service string, n int) {
 	defer w.Close()
 	timeout := time.After(deadline)
 	for {
-		if s := w.Snapshot(); s != nil && s.Set.Len() == n {
+		if s := w.Snapshot(); s != nil && s.Set().Len() == n {
 			return
 		}
 		select {
@@ -142,7 +142,7 @@ func (e *env) set(t *testing.T, service string) *balancer.Set {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Set
+	return s.Set()
 }
 
 // transport returns a Transport on e's cache, closed when the test ends.
