@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
 	"time"
@@ -230,6 +231,11 @@ func (t *Transport) service(r *http.Request) (*service, error) {
 	}
 	if err := beacon.ValidateServiceName(name); err != nil {
 		return nil, fmt.Errorf("httpclient: host %q: %w", r.URL.Host, err)
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		// Consul would accept "10.0.0.1" as a name, but a URL naming an
+		// address is a caller's mistake: never send it anywhere.
+		return nil, fmt.Errorf("httpclient: host %q: %w", r.URL.Host, &beacon.ValidationError{Field: "Service", Reason: "an IP address, not a service name"})
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
