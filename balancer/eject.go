@@ -193,13 +193,15 @@ func (e *Ejection) record(ep *Endpoint) *ejectHealth {
 	return e.health[ep.Instance.Key()]
 }
 
-// Ejected returns copies of the instances being skipped, or nil.
+// Ejected returns copies of the instances of the Set last filtered that are
+// being skipped, or nil. An instance whose ejection has not ended but which
+// is tried anyway, being the last, is not skipped.
 func (e *Ejection) Ejected() []beacon.Instance {
 	if e == nil {
 		return nil
 	}
 	v := e.cur.Load()
-	if v == nil {
+	if v == nil || v.set == v.src {
 		return nil
 	}
 	now := time.Now().UnixNano()
