@@ -11,6 +11,7 @@ import (
 	"github.com/beaconsd/beacon/balancer"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/registrytest"
 )
 
 // Follow a service: every change Consul reports, and how fresh it is. The
@@ -122,4 +123,47 @@ func ExampleUnreachableError() {
 		fmt.Println(ue.Service, ue.Agents, errors.Is(err, beacon.ErrUnavailable))
 	}
 	// Output: hello [127.0.0.1:1] true
+}
+
+// The same calls on registrytest's in-memory registry, which stands in for
+// an agent in tests, so this one runs: register two instances, read them,
+// and pick them in turn.
+func Example_withoutAgent() {
+	reg := registrytest.NewMemory()
+	cache, err := discovery.New(consul.Config{},
+		discovery.WithBackend(func(consul.Config) (beacon.Registry, error) { return reg, nil }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cache.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, id := range []string{"hello-1", "hello-2"} {
+		err := reg.Register(ctx, beacon.Registration{ID: id, Service: "hello", Address: "10.0.0.1", Port: 8080 + i,
+			Checks: []beacon.Check{{TTL: time.Minute, InitialStatus: beacon.HealthPassing}}})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	insts, err := cache.Instances(ctx, "hello")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(insts), "instances")
+	b := balancer.NewRoundRobin()
+	for range 3 {
+		p, err := cache.Pick(ctx, "hello", b)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(p.Instance.ID, p.Addr)
+		p.Done()
+	}
+	// Output:
+	// 2 instances
+	// hello-1 10.0.0.1:8080
+	// hello-2 10.0.0.1:8081
+	// hello-1 10.0.0.1:8080
 }
