@@ -71,7 +71,9 @@ func (s *Snapshot) Age() time.Duration { return time.Since(s.Updated) }
 // a status page) never pay for it; later calls are an atomic load. A Set
 // built from a later snapshot carries over the state balancers keep per
 // instance (requests in flight, Weighted's position) from the last Set
-// built before it (see balancer.NewSet).
+// built before it (see balancer.NewSet). A Snapshot made other than by a
+// Cache (a literal in a test) has none: its Set is nil, which balancers
+// treat as empty.
 func (s *Snapshot) Set() *balancer.Set { return s.p.get() }
 
 // pickable is a Set not built yet, or built.
@@ -85,6 +87,9 @@ type pickable struct {
 }
 
 func (p *pickable) get() *balancer.Set {
+	if p == nil { // a Snapshot not published by a Cache
+		return nil
+	}
 	if s := p.set.Load(); s != nil {
 		return s
 	}
