@@ -1,10 +1,24 @@
 // Package balancer picks one instance of a service for each request.
 //
-// A discovery cache turns every answer from Consul into a Set with NewSet,
-// passing the previous Set so that per-instance state (requests in flight,
-// the weighted round robin's position) survives the refresh, and publishes
-// the new Set, typically behind an atomic.Pointer. Callers load the current
-// Set and hand it to a Balancer:
+// # Where the pickable set lives, and who filters it
+//
+// A Set is built from one answer from Consul by NewSet, passing the previous
+// Set so that per-instance state (requests in flight, the weighted round
+// robin's position) survives the refresh. The discovery cache does not
+// build it when Consul answers: discovery.Snapshot.Set builds it at the
+// first pick from that snapshot, once, so consumers that never pick (the
+// gRPC resolver, beacon watch, metrics) never pay for it. That Set is the
+// one pickable set of a snapshot; everything that narrows it is a filter
+// in this package, returning a Set that shares the per-instance state:
+//
+//   - Set.Without: a Set less some endpoints (a retry's "not this instance
+//     again").
+//   - Ejection: a Set less the instances whose connections keep failing,
+//     for a while (outlier ejection; httpclient reports each attempt to it).
+//
+// Changing how instances are ejected or skipped means reading this package
+// only. Callers load the current Set, filter it if they must, and hand it
+// to a Balancer:
 //
 //	p, err := b.Pick(set)
 //	if err != nil {

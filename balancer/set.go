@@ -252,3 +252,31 @@ func gcd(a, b int64) int64 {
 	}
 	return a
 }
+
+// Without returns the Set of s's endpoints for which skip is false, in
+// order, sharing their per-instance state (requests in flight) with s. It
+// returns s itself when skip drops nothing, and allocates a new Set
+// otherwise. Filters such as Ejection and a retry's "not this instance
+// again" are built on it.
+func (s *Set) Without(skip func(*Endpoint) bool) *Set {
+	eps := s.Endpoints()
+	var rest []beacon.Instance
+	for i, e := range eps {
+		if skip(e) {
+			if rest == nil {
+				rest = make([]beacon.Instance, i, len(eps)-1)
+				for j := range i {
+					rest[j] = *eps[j].Instance
+				}
+			}
+			continue
+		}
+		if rest != nil {
+			rest = append(rest, *e.Instance)
+		}
+	}
+	if rest == nil {
+		return s
+	}
+	return NewSet(rest, s)
+}

@@ -17,9 +17,9 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/beaconsd/beacon"
-	"github.com/beaconsd/beacon/balancer"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/internal/lru"
 	wloop "github.com/beaconsd/beacon/internal/watch"
 )
 
@@ -102,24 +102,6 @@ func WithStale() Option { return func(o *options) { o.consistency = beacon.Consi
 // beside the long polls: the feed's fetch workers, the prober and slack.
 const shortConns = 8
 
-// Snapshot is one published answer. It is immutable: never modify it or the
-// slices and maps it holds.
-type Snapshot struct {
-	Service   string
-	Instances []beacon.Instance
-	// Set is Instances ready for a balancer.
-	Set *balancer.Set
-	// Index is Consul's X-Consul-Index of the answer.
-	Index uint64
-	// Updated is when Consul last answered this watch.
-	Updated time.Time
-	// Err is the last error since then; nil while the snapshot is fresh.
-	Err error
-}
-
-// Age is how long ago Consul last answered.
-func (s *Snapshot) Age() time.Duration { return time.Since(s.Updated) }
-
 // Cache holds the watches of one process. It is safe for concurrent use;
 // Close stops every watch and waits for them.
 type Cache struct {
@@ -141,10 +123,8 @@ type Cache struct {
 	watches  map[string]*watch
 	ownLoops int // watches with a long poll of their own
 	closed   bool
-	// pinned holds the watches opened by Instances and Pick. Readers load
-	// the map without a lock; writers (under mu) replace it with a copy, so
-	// Pick stays lock-free and allocation-free.
-	pinned atomic.Pointer[map[string]*pinnedWatch]
+	// pinned holds the watches opened by Instances and Pick (pinned.go).
+	pinned *lru.Map[string, *Watcher]
 }
 
 // New returns a cache reading from the agents in cfg.Addresses, in order of
@@ -180,7 +160,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		addrs = []string{consul.DefaultAddress}
 	}
 	c := &Cache{o: o, sem: make(chan struct{}, o.maxPolls), watches: map[string]*watch{}}
-	c.pinned.Store(&map[string]*pinnedWatch{})
+	c.pinned = newPinned(o.maxPinned)
 	for i := range addrs {
 		r, err := o.backend(cfg.Agent(i))
 		if err != nil {
@@ -265,108 +245,6 @@ func (c *Cache) Watch(q beacon.Query) (*Watcher, error) {
 	return &Watcher{c: c, w: w, ch: w.subscribe()}, nil
 }
 
-// Instances returns the current instances of service (passing ones, by the
-// cache's policy), watching it from now on. The first call for a service
-// waits for Consul's first answer, bounded by ctx; later calls touch no
-// network. The slice is shared: do not modify it.
-func (c *Cache) Instances(ctx context.Context, service string) ([]beacon.Instance, error) {
-	w, err := c.pinnedWatch(service)
-	if err != nil {
-		return nil, err
-	}
-	s, err := w.Wait(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.Instances, nil
-}
-
-// Snapshot returns the latest snapshot of service, watching it from now on
-// as Instances does; the first call waits for Consul's first answer.
-func (c *Cache) Snapshot(ctx context.Context, service string) (*Snapshot, error) {
-	w, err := c.pinnedWatch(service)
-	if err != nil {
-		return nil, err
-	}
-	if s := w.Snapshot(); s != nil && !s.Updated.IsZero() {
-		return s, nil
-	}
-	return w.Wait(ctx)
-}
-
-// Pick picks an instance of service with b, watching it from now on, as
-// Instances does. Call the pick's Done exactly once when the request ends.
-func (c *Cache) Pick(ctx context.Context, service string, b balancer.Balancer) (balancer.Picked, error) {
-	w, err := c.pinnedWatch(service)
-	if err != nil {
-		return balancer.Picked{}, err
-	}
-	s := w.Snapshot()
-	if s == nil {
-		if s, err = w.Wait(ctx); err != nil {
-			return balancer.Picked{}, err
-		}
-	}
-	return pick(s, b)
-}
-
-type pinnedWatch struct {
-	w *Watcher
-	// used is set on every read and cleared by eviction scans: the clock
-	// (second-chance) approximation of least recently used, which costs a
-	// Pick one atomic load instead of a clock read and a shared write.
-	used atomic.Bool
-}
-
-// pinnedWatch returns the watch Instances and Pick keep open until Close
-// or until it is the least recently used of more than WithMaxPinned.
-func (c *Cache) pinnedWatch(service string) (*Watcher, error) {
-	if p := (*c.pinned.Load())[service]; p != nil {
-		if !p.used.Load() {
-			p.used.Store(true)
-		}
-		return p.w, nil
-	}
-	w, err := c.Watch(beacon.Query{Service: service})
-	if err != nil {
-		return nil, err
-	}
-	var evict []*Watcher
-	c.mu.Lock()
-	cur := *c.pinned.Load()
-	if old := cur[service]; old != nil {
-		c.mu.Unlock()
-		w.Close() // lost a race
-		return old.w, nil
-	}
-	next := make(map[string]*pinnedWatch, len(cur)+1)
-	for k, v := range cur {
-		next[k] = v
-	}
-	for len(next) >= c.o.maxPinned {
-		victim := ""
-		for pass := 0; victim == "" && pass < 2; pass++ {
-			for name, p := range next {
-				if !p.used.Swap(false) {
-					victim = name
-					break
-				}
-			}
-		}
-		evict = append(evict, next[victim].w)
-		delete(next, victim)
-	}
-	p := &pinnedWatch{w: w}
-	p.used.Store(true)
-	next[service] = p
-	c.pinned.Store(&next)
-	c.mu.Unlock()
-	for _, e := range evict {
-		e.Close()
-	}
-	return w, nil
-}
-
 // WatchStats describes one running watch.
 type WatchStats struct {
 	Service   string
@@ -389,7 +267,7 @@ func (c *Cache) Stats() []WatchStats {
 		st := WatchStats{Service: w.q.Service}
 		if s := w.snap.Load(); s != nil {
 			st.Instances, st.Err = len(s.Instances), s.Err
-			if !s.Updated.IsZero() {
+			if s.Source != SourceNone {
 				st.Age = s.Age()
 			}
 		}
@@ -507,36 +385,27 @@ func (c *Cache) publish(w *watch, r wloop.Result) error {
 			c.o.logger.Warn("discovery: watch error; serving the last good snapshot", "service", w.q.Service, "err", r.Err)
 		}
 		if prev != nil {
-			s := *prev
-			s.Err = r.Err
-			next = &s
+			next = prev.failed(r.Err)
 		} else if saved, ok := c.saved[w.key]; ok {
 			// No answer yet in this process: serve what the last one saved,
 			// with its age and this error.
-			next = &Snapshot{Service: w.q.Service, Instances: saved.Instances, Set: balancer.NewSet(saved.Instances, nil), Updated: saved.Updated, Err: r.Err}
+			next = newSnapshot(w.q.Service, SourceFile, saved.Instances, nil, 0, saved.Updated)
+			next.Err = r.Err
 		} else {
-			next = &Snapshot{Service: w.q.Service, Set: balancer.NewSet(nil, nil), Err: r.Err}
+			next = newSnapshot(w.q.Service, SourceNone, nil, nil, 0, time.Time{})
+			next.Err = r.Err
 		}
 	} else {
 		insts := applyPolicy(w, r.Instances)
 		shareMeta(insts)
 		if prev != nil && prev.Err == nil && sameInstances(prev.Instances, insts) {
-			s := *prev
-			s.Index, s.Updated = r.Meta.LastIndex, time.Now()
-			w.snap.Store(&s) // fresher, unchanged: nobody is woken
+			w.snap.Store(prev.refreshed(r.Meta.LastIndex, time.Now())) // fresher, unchanged: nobody is woken
 			w.once.Do(func() { close(w.ready) })
 			return nil
 		}
-		var prevSet *balancer.Set
-		if prev != nil {
-			prevSet = prev.Set
-		}
-		next = &Snapshot{Service: w.q.Service, Instances: insts, Set: balancer.NewSet(insts, prevSet), Index: r.Meta.LastIndex, Updated: time.Now()}
+		next = newSnapshot(w.q.Service, SourceConsul, insts, prev, r.Meta.LastIndex, time.Now())
 		c.dirty.Store(true)
 		c.o.metrics.Published(w.q.Service, len(insts))
-	}
-	if prev != nil && next.Updated.IsZero() {
-		next.Updated = prev.Updated
 	}
 	w.snap.Store(next)
 	w.once.Do(func() { close(w.ready) })
@@ -647,51 +516,6 @@ type Watcher struct {
 	w      *watch
 	ch     chan struct{}
 	closed atomic.Bool
-}
-
-// Snapshot returns the latest snapshot, or nil before Consul's first answer.
-// It takes no lock and touches no network.
-func (w *Watcher) Snapshot() *Snapshot { return w.w.snap.Load() }
-
-// Pick picks an endpoint from the latest snapshot with b: no lock, no
-// allocation, no network. Before Consul's first answer it returns
-// beacon.ErrNoInstances; use Wait first when that matters. Call the pick's
-// Done exactly once when the request ends.
-func (w *Watcher) Pick(b balancer.Balancer) (balancer.Picked, error) {
-	s := w.w.snap.Load()
-	if s == nil {
-		return balancer.Picked{}, beacon.ErrNoInstances
-	}
-	return pick(s, b)
-}
-
-// pick picks from s; an empty snapshot with an error says why it is empty.
-func pick(s *Snapshot, b balancer.Balancer) (balancer.Picked, error) {
-	if s.Set.Len() == 0 && s.Err != nil {
-		return balancer.Picked{}, fmt.Errorf("%w for %q: %w", beacon.ErrNoInstances, s.Service, s.Err)
-	}
-	return b.Pick(s.Set)
-}
-
-// Changed receives a value after the snapshot changed; load it with Snapshot.
-func (w *Watcher) Changed() <-chan struct{} { return w.ch }
-
-// Wait returns the first snapshot, waiting for it as long as ctx allows. A
-// first answer that was an error is returned as that error.
-func (w *Watcher) Wait(ctx context.Context) (*Snapshot, error) {
-	select {
-	case <-w.w.ready:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("discovery: waiting for %q: %w", w.w.q.Service, ctx.Err())
-	}
-	s := w.w.snap.Load()
-	if s == nil {
-		return nil, ErrClosed
-	}
-	if s.Updated.IsZero() && s.Err != nil {
-		return s, s.Err
-	}
-	return s, nil
 }
 
 // Close releases the handle; the watch stops with its last handle. It is

@@ -104,7 +104,7 @@ func (c *Cache) writeSnapshots() {
 	out := map[string]savedSnapshot{}
 	c.mu.Lock()
 	for key, w := range c.watches {
-		if s := w.snap.Load(); s != nil && !s.Updated.IsZero() {
+		if s := w.snap.Load(); s != nil && s.Source != SourceNone {
 			out[key] = savedSnapshot{Service: s.Service, Instances: s.Instances, Updated: s.Updated}
 		}
 	}

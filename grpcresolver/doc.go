@@ -13,8 +13,9 @@
 // A target is "consul:///<service>" with any number of "tag" parameters,
 // all of which an instance must carry: "consul:///hello?tag=a&tag=b". An
 // authority, as in "consul://anything/hello", is accepted and ignored: the
-// Consul agents are the cache's. The service must be a DNS label
-// (beacon.ValidateServiceName), tags must be non-empty, and any other
+// Consul agents are the cache's. The service may be any name Consul
+// accepts, "consul:///legacy_svc" included (beacon.ValidateServiceName),
+// tags must be non-empty, and any other
 // parameter is refused, so a typo fails at the first connection attempt
 // rather than silently selecting everything.
 //

@@ -15,9 +15,14 @@ import (
 )
 
 // A client of the "hello" service's instances tagged v2, spreading RPCs
-// over all of them. It needs a Consul agent, so it is compiled, not run.
+// over all of them. It needs a Consul agent (CONSUL_HTTP_ADDR, default
+// 127.0.0.1:8500), so it is compiled, not run.
 func Example() {
-	cache, err := discovery.New(consul.Config{Addresses: []string{"127.0.0.1:8500"}})
+	cfg, err := consul.FromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	cache, err := discovery.New(cfg)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func (r *consulResolver) run(ctx context.Context) {
 
 // apply pushes s's address set to gRPC unless it is the one pushed last.
 func (r *consulResolver) apply(s *discovery.Snapshot) {
-	if s.Updated.IsZero() {
+	if s.Source == discovery.SourceNone {
 		// Consul has never answered this watch: s holds only an error.
 		if s.Err != nil && !r.pushed {
 			r.cc.ReportError(fmt.Errorf("grpcresolver: resolving %q: %w", r.q.Service, s.Err))

@@ -476,8 +476,8 @@ func TestBuildRejectsBadTargets(t *testing.T) {
 	}
 	for _, target := range []string{
 		"consul:///",
-		"consul:///bad_name",
-		"consul:///-greeter",
+		"consul:///" + strings.Repeat("a", 513), // over Consul's limit
+		"consul:///a%01b",                       // a control character
 		"consul:///greeter/extra",
 		"consul:///greeter?tag=",
 		"consul:///greeter?tag=a&tag=",

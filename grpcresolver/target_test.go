@@ -22,6 +22,10 @@ func TestParseTarget(t *testing.T) {
 		{"consul://a.b:8500/hello?tag=v2", "hello", []string{"v2"}},
 		{"consul:///hello?tag=a&tag=b", "hello", []string{"a", "b"}},
 		{"consul:hello?tag=a", "hello", []string{"a"}},
+		// Names Consul accepts though DNS cannot serve them (issue 11, B1).
+		{"consul:///legacy_svc", "legacy_svc", nil},
+		{"consul:///api.v2?tag=a", "api.v2", []string{"a"}},
+		{"consul:///-greeter", "-greeter", nil},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			u, err := url.Parse(tc.target)
@@ -74,7 +78,7 @@ func FuzzParseTarget(f *testing.F) {
 func TestParseTargetErrors(t *testing.T) {
 	for _, target := range []string{
 		"consul:///", "consul:///hello?tag=", "consul:///hello?tg=a", "consul:///hello?tag=%zz",
-		"consul:///a/b", "consul:///hello?tag=a;b", "consul:///hello?tag=%00", "consul:///" + strings.Repeat("a", 64),
+		"consul:///a/b", "consul:///hello?tag=a;b", "consul:///hello?tag=%00", "consul:///" + strings.Repeat("a", 513),
 	} {
 		u, err := url.Parse(target)
 		if err != nil {

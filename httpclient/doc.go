@@ -10,13 +10,16 @@
 //	resp, err := client.Get("http://hello/greeting")
 //
 // The URL's host is the service name; a port in it is ignored, since Consul
-// knows each instance's. The name must be a DNS label
+// knows each instance's. Any name Consul accepts works, including those DNS
+// cannot serve, such as http://legacy_svc/ or http://api.v2/
 // (beacon.ValidateServiceName): a Transport never resolves a name through
-// DNS, and refuses IP addresses and dotted names, including in absolute
-// redirects, before sending anything. The first request for a service waits,
-// within its context, for Consul's first answer; later requests read the
-// cache's latest snapshot and touch no network but the instance's. A
-// service without instances fails at once with beacon.ErrNoInstances.
+// DNS. It refuses an IP address as a host, including in absolute redirects,
+// before sending anything. The first request for a service waits, within
+// its context, for Consul's first answer; later requests read the cache's
+// latest snapshot and touch no network but the instance's. A service without
+// instances fails at once with beacon.ErrNoInstances; one the cache has
+// never had an answer for, because no agent can be reached, fails with a
+// *discovery.UnreachableError (matching beacon.ErrUnavailable).
 //
 // # What is sent
 //
@@ -66,8 +69,16 @@
 // ejected: a Transport rather tries a failing instance than none. Ejected
 // reports what is being skipped.
 //
-// A Transport is safe for concurrent use. It watches every service it has
-// sent a request to until its Close, or until the cache closes. Per request
+// The Transport owns no set of its own: it picks from the discovery
+// snapshot's Set (discovery.Snapshot.Set, built at the first pick), filtered
+// by a balancer.Ejection per service, and a retry filters that with
+// balancer.Set.Without. The rules of ejection live in package balancer, not
+// here.
+//
+// A Transport is safe for concurrent use. It watches each service it has
+// sent a request to until its Close, or until the cache closes, keeping at
+// most WithMaxServices of them (the least recently used is released, in the
+// same bounded map the cache pins its own watches in). Per request
 // it allocates a copy of the request and a wrapper of the response body,
 // beyond what the base transport allocates; retries and ejections allocate
 // more.

@@ -6,14 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/balancer"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/internal/lru"
 )
 
 // Defaults for the options.
@@ -21,6 +22,7 @@ const (
 	DefaultRetries          = 2
 	DefaultEjectionFailures = 3
 	DefaultEjectionDuration = 10 * time.Second
+	DefaultMaxServices      = 1024
 )
 
 type options struct {
@@ -30,6 +32,7 @@ type options struct {
 	ejectFailures int
 	ejectFor      time.Duration
 	logger        *slog.Logger
+	maxServices   int
 }
 
 // Option adjusts a Transport.
@@ -63,6 +66,12 @@ func WithEjection(failures int, d time.Duration) Option {
 	return func(o *options) { o.ejectFailures, o.ejectFor = failures, d }
 }
 
+// WithMaxServices bounds the services a Transport keeps watching (default
+// 1,024, as discovery.WithMaxPinned); past it, the least recently used one
+// is released, with its ejection record. It keeps host names from callers
+// from growing the Transport, and the cache's watches, without bound.
+func WithMaxServices(n int) Option { return func(o *options) { o.maxServices = n } }
+
 // WithLogger sets where ejections and retries are logged (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
@@ -73,10 +82,10 @@ type Transport struct {
 	cache *discovery.Cache
 	o     options
 
-	// services maps a service name to its state. It is copied on write,
-	// under mu, so that RoundTrip reads it without a lock.
-	services atomic.Pointer[map[string]*service]
-	mu       sync.Mutex
+	// services maps a service name to its state: the bounded map the
+	// cache pins its watches in, read without a lock.
+	services *lru.Map[string, *service]
+	mu       sync.Mutex // serialises adding a service with Close
 	closed   bool
 }
 
@@ -88,7 +97,7 @@ var ErrClosed = errors.New("httpclient: transport closed")
 // New returns a Transport resolving services through cache. The cache must
 // outlive the Transport; nothing is sent until the first request.
 func New(cache *discovery.Cache, opts ...Option) *Transport {
-	o := options{retries: DefaultRetries, ejectFailures: DefaultEjectionFailures, ejectFor: DefaultEjectionDuration}
+	o := options{retries: DefaultRetries, ejectFailures: DefaultEjectionFailures, ejectFor: DefaultEjectionDuration, maxServices: DefaultMaxServices}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -101,9 +110,7 @@ func New(cache *discovery.Cache, opts ...Option) *Transport {
 	if o.ejectFailures <= 0 || o.ejectFor <= 0 {
 		o.ejectFailures, o.ejectFor = 0, 0
 	}
-	t := &Transport{cache: cache, o: o}
-	t.services.Store(&map[string]*service{})
-	return t
+	return &Transport{cache: cache, o: o, services: lru.New(o.maxServices, func(_ string, s *service) { s.w.Close() })}
 }
 
 // RoundTrip sends r to an instance of the service named by r.URL's host,
@@ -119,17 +126,16 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		closeBody(r)
 		return nil, err
 	}
-	v, err := s.view(r.Context())
+	set, err := s.set(r.Context())
 	if err != nil {
 		closeBody(r)
 		return nil, err
 	}
-	ep, err := s.bal.Pick(v.set)
+	ep, err := s.bal.Pick(set)
 	if err != nil {
 		closeBody(r)
 		return nil, s.noInstances(err)
 	}
-	h := v.health[ep.Endpoint]
 	retries := 0
 	if t.o.retries > 0 && replayable(r) {
 		retries = t.o.retries
@@ -143,13 +149,13 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			_ = resp.Body.Close()
 		}
 		if err == nil {
-			h.succeeded()
+			s.eject.Succeeded(ep.Endpoint)
 			return respond(resp, ep), nil
 		}
 		ep.Done()
 		failed := connFailure(err) && r.Context().Err() == nil
 		if failed {
-			s.failed(ep.Endpoint, h)
+			s.eject.Failed(ep.Endpoint)
 		}
 		last := &Error{Service: s.name, ID: ep.Instance.ID, Addr: ep.Addr, Attempts: attempt, Err: err}
 		if !failed || attempt > retries {
@@ -163,8 +169,8 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		tried = append(tried, ep.Instance.Key())
 		t.o.logger.Debug("httpclient: retrying on another instance", "service", s.name, "id", ep.Instance.ID, "addr", ep.Addr, "attempt", attempt, "err", last.Err)
-		if v, err = s.view(r.Context()); err == nil {
-			ep, h, err = s.pickOther(v, tried)
+		if set, err = s.set(r.Context()); err == nil {
+			ep, err = s.pickOther(set, tried)
 		}
 		if err != nil { // the service lost its last instance meanwhile
 			if body != nil {
@@ -194,12 +200,8 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
-	services := *t.services.Load()
-	t.services.Store(&map[string]*service{})
 	t.mu.Unlock()
-	for _, s := range services {
-		s.w.Close()
-	}
+	t.services.Clear()
 	t.CloseIdleConnections()
 	return nil
 }
@@ -207,11 +209,11 @@ func (t *Transport) Close() error {
 // Ejected returns the instances of service that are being skipped after
 // failing, or nil. The instances are copies.
 func (t *Transport) Ejected(service string) []beacon.Instance {
-	s := (*t.services.Load())[service]
-	if s == nil {
+	s, ok := t.services.Get(service)
+	if !ok {
 		return nil
 	}
-	return s.ejected()
+	return s.eject.Ejected()
 }
 
 // service returns the state of the service r is addressed to, starting to
@@ -224,36 +226,36 @@ func (t *Transport) service(r *http.Request) (*service, error) {
 		return nil, fmt.Errorf("httpclient: unsupported scheme %q", r.URL.Scheme)
 	}
 	name := r.URL.Hostname()
-	if s := (*t.services.Load())[name]; s != nil {
+	if s, ok := t.services.Get(name); ok {
 		return s, nil
 	}
 	if err := beacon.ValidateServiceName(name); err != nil {
 		return nil, fmt.Errorf("httpclient: host %q: %w", r.URL.Host, err)
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		// Consul would accept "10.0.0.1" as a name, but a URL naming an
+		// address is a caller's mistake: never send it anywhere.
+		return nil, fmt.Errorf("httpclient: host %q: %w", r.URL.Host, &beacon.ValidationError{Field: "Service", Reason: "an IP address, not a service name"})
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return nil, ErrClosed
 	}
-	old := *t.services.Load()
-	if s := old[name]; s != nil {
-		return s, nil
-	}
 	w, err := t.cache.Watch(beacon.Query{Service: name})
 	if err != nil {
 		return nil, fmt.Errorf("httpclient: watch %q: %w", name, err)
 	}
-	s := &service{name: name, w: w, o: &t.o, bal: t.o.balancer, health: map[beacon.InstanceKey]*health{}}
+	s := &service{name: name, w: w, bal: t.o.balancer,
+		eject: balancer.NewEjection(t.o.ejectFailures, t.o.ejectFor, t.o.logger.With("service", name))}
 	if s.bal == nil {
 		s.bal = balancer.NewRoundRobin()
 	}
-	next := make(map[string]*service, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	held, added := t.services.Add(name, s)
+	if !added {
+		w.Close() // another request added it meanwhile
 	}
-	next[name] = s
-	t.services.Store(&next)
-	return s, nil
+	return held, nil
 }
 
 // outgoing returns a shallow copy of r addressed to addr and sending body,

@@ -1,0 +1,206 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/balancer"
+)
+
+// Source says where a snapshot's instances come from, and so whether
+// Consul has answered the watch yet.
+type Source int
+
+const (
+	// SourceNone: Consul has not answered the watch yet, and no snapshot
+	// file had it. Instances is empty, Updated is zero, and Err says what
+	// the last attempt met.
+	SourceNone Source = iota
+	// SourceConsul: Instances is Consul's answer; with Err set, the last
+	// good one, served while Consul cannot be asked.
+	SourceConsul
+	// SourceFile: Consul has not answered the watch in this process yet;
+	// Instances and Updated were read from the snapshot file (see
+	// WithSnapshotFile), and Err says what the last attempt met.
+	SourceFile
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceNone:
+		return "none"
+	case SourceConsul:
+		return "consul"
+	case SourceFile:
+		return "file"
+	}
+	return fmt.Sprintf("Source(%d)", int(s))
+}
+
+// Snapshot is one published answer. It is immutable: never modify it or the
+// slices and maps it holds.
+type Snapshot struct {
+	Service string
+	// Source says where Instances come from; SourceNone until Consul
+	// first answers (or a snapshot file stands in for it).
+	Source    Source
+	Instances []beacon.Instance
+	// Index is Consul's X-Consul-Index of the answer.
+	Index uint64
+	// Updated is when Consul last answered this watch (for SourceFile,
+	// when it answered the process that saved it); zero for SourceNone.
+	Updated time.Time
+	// Err is the last error since then; nil while the snapshot is fresh.
+	Err error
+
+	// p builds the balancer.Set of Instances at the first pick; snapshots
+	// with the same Instances share it.
+	p *pickable
+}
+
+// Age is how long ago Consul last answered; meaningless for SourceNone.
+func (s *Snapshot) Age() time.Duration { return time.Since(s.Updated) }
+
+// Set returns Instances ready for a balancer. It is built at the first call,
+// not when Consul answers, so consumers that never pick (a gRPC resolver,
+// a status page) never pay for it; later calls are an atomic load. A Set
+// built from a later snapshot carries over the state balancers keep per
+// instance (requests in flight, Weighted's position) from the last Set
+// built before it (see balancer.NewSet). A Snapshot made other than by a
+// Cache (a literal in a test) has none: its Set is nil, which balancers
+// treat as empty.
+func (s *Snapshot) Set() *balancer.Set { return s.p.get() }
+
+// pickable is a Set not built yet, or built.
+type pickable struct {
+	insts []beacon.Instance
+	set   atomic.Pointer[balancer.Set]
+	// prev is the last Set built before this one was published, to carry
+	// state from; cleared once set is built, so snapshots never chain.
+	prev atomic.Pointer[balancer.Set]
+	once sync.Once
+}
+
+func (p *pickable) get() *balancer.Set {
+	if p == nil { // a Snapshot not published by a Cache
+		return nil
+	}
+	if s := p.set.Load(); s != nil {
+		return s
+	}
+	p.once.Do(func() {
+		p.set.Store(balancer.NewSet(p.insts, p.prev.Load()))
+		p.prev.Store(nil)
+	})
+	return p.set.Load()
+}
+
+// built returns the Set to carry state from when replacing p: p's own if
+// it was built, else the one p itself would have carried from.
+func (p *pickable) built() *balancer.Set {
+	if p == nil {
+		return nil
+	}
+	if s := p.set.Load(); s != nil {
+		return s
+	}
+	prev := p.prev.Load()
+	if s := p.set.Load(); s != nil { // built meanwhile, which cleared prev
+		return s
+	}
+	return prev
+}
+
+// newSnapshot returns a snapshot of insts replacing prev (which may be nil).
+func newSnapshot(service string, src Source, insts []beacon.Instance, prev *Snapshot, index uint64, updated time.Time) *Snapshot {
+	p := &pickable{insts: insts}
+	if prev != nil {
+		p.prev.Store(prev.p.built())
+	}
+	return &Snapshot{Service: service, Source: src, Instances: insts, Index: index, Updated: updated, p: p}
+}
+
+// failed returns s, still serving its instances, marked with err.
+func (s *Snapshot) failed(err error) *Snapshot {
+	n := *s
+	n.Err = err
+	return &n
+}
+
+// refreshed returns s, unchanged, answered again by Consul at index.
+func (s *Snapshot) refreshed(index uint64, now time.Time) *Snapshot {
+	n := *s
+	n.Index, n.Updated = index, now
+	return &n
+}
+
+// Snapshot returns the latest snapshot, or nil before the watch's first
+// attempt ended. It takes no lock and touches no network.
+func (w *Watcher) Snapshot() *Snapshot { return w.w.snap.Load() }
+
+// Pick picks an endpoint from the latest snapshot with b: no lock, no
+// network, and no allocation but the Set's, once per change of the
+// instances. Before Consul's first answer it returns beacon.ErrNoInstances;
+// use Wait first when that matters. Call the pick's Done exactly once when
+// the request ends.
+func (w *Watcher) Pick(b balancer.Balancer) (balancer.Picked, error) {
+	s := w.w.snap.Load()
+	if s == nil {
+		return balancer.Picked{}, beacon.ErrNoInstances
+	}
+	return pick(s, b)
+}
+
+// pick picks from s; an empty snapshot with an error says why it is empty.
+func pick(s *Snapshot, b balancer.Balancer) (balancer.Picked, error) {
+	if len(s.Instances) == 0 && s.Err != nil {
+		return balancer.Picked{}, fmt.Errorf("%w for %q: %w", beacon.ErrNoInstances, s.Service, s.Err)
+	}
+	return b.Pick(s.Set())
+}
+
+// Changed receives a value after the snapshot changed; load it with Snapshot.
+func (w *Watcher) Changed() <-chan struct{} { return w.ch }
+
+// Wait returns the first snapshot with instances to serve (Source is not
+// SourceNone), waiting for it as long as ctx allows. When the first attempt
+// failed instead, it returns that error; when it failed because no agent
+// could be reached, the error is an *UnreachableError, which matches
+// beacon.ErrUnavailable. So does the error returned when ctx ends while
+// every agent is down.
+func (w *Watcher) Wait(ctx context.Context) (*Snapshot, error) {
+	if s := w.w.snap.Load(); (s == nil || s.Source == SourceNone) && !w.c.hasSaved(w.w.key) {
+		// With every agent down the watch's loop waits for one to come
+		// back without asking, so it reports no error of its own (and
+		// ready stays open): say so now rather than at ctx's end.
+		if err := w.c.unreachable(w.w.q.Service, nil); err != nil {
+			return nil, err
+		}
+	}
+	select {
+	case <-w.w.ready:
+	case <-ctx.Done():
+		if err := w.c.unreachable(w.w.q.Service, nil); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("discovery: waiting for %q: %w", w.w.q.Service, ctx.Err())
+	}
+	s := w.w.snap.Load()
+	if s == nil {
+		return nil, ErrClosed
+	}
+	if s.Source == SourceNone && s.Err != nil {
+		if errors.Is(s.Err, beacon.ErrUnavailable) {
+			if err := w.c.unreachable(w.w.q.Service, s.Err); err != nil {
+				return s, err
+			}
+		}
+		return s, s.Err
+	}
+	return s, nil
+}
