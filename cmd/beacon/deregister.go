@@ -29,13 +29,13 @@ func (e *heldElsewhereError) Error() string {
 
 func (c *command) deregister(args []string) error {
 	fs := c.flagSet("deregister", "ID")
-	pos, err := parseArgs(fs, args, 1, "one instance ID")
+	pos, err := c.parseArgs(fs, args, 1, "one instance ID")
 	if err != nil {
 		return err
 	}
 	id := pos[0]
 	if err := beacon.ValidateID("ID", id); err != nil {
-		return usageError{err}
+		return usageError{err: err}
 	}
 	cfg, err := c.config()
 	if err != nil {

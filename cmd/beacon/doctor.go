@@ -41,7 +41,7 @@ func (f finding) String() string {
 
 func (c *command) doctor(args []string) error {
 	fs := c.flagSet("doctor", "")
-	if _, err := parseArgs(fs, args, 0, ""); err != nil {
+	if _, err := c.parseArgs(fs, args, 0, ""); err != nil {
 		return err
 	}
 	cfg, err := c.config()
@@ -54,7 +54,8 @@ func (c *command) doctor(args []string) error {
 		if len(eps) > 1 {
 			fmt.Fprintf(c.stdout, "agent %s:\n", ep)
 		}
-		for _, f := range diagnose(c.ctx, cfg.Agent(i), ep) {
+		noPort := i < len(cfg.Addresses) && portOmitted(cfg.Addresses[i])
+		for _, f := range diagnose(c.ctx, cfg.Agent(i), ep, noPort) {
 			fmt.Fprintln(c.stdout, f)
 			total++
 			if f.status == statusFail {
@@ -69,27 +70,32 @@ func (c *command) doctor(args []string) error {
 	return nil
 }
 
-// diagnose runs the checks against one agent, in order; a check that
-// cannot run because an earlier one failed is skipped.
-func diagnose(ctx context.Context, cfg consul.Config, ep consul.Endpoint) []finding {
+// checkOrder names doctor's checks after "agent", in the order they run;
+// a check that cannot run because an earlier one failed is skipped, with
+// every check after it.
+var checkOrder = []string{"tls", "leader", "token", "acl", "streaming"}
+
+// diagnose runs the checks against one agent, in order. noPort says the
+// address gave no port, so the scheme's default port is dialled.
+func diagnose(ctx context.Context, cfg consul.Config, ep consul.Endpoint, noPort bool) []finding {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	out := []finding{checkReachable(ctx, ep)}
-	names := []string{"tls", "leader", "token", "acl", "streaming"}
-	skip := func(from int, why string) []finding {
-		for _, n := range names[from:] {
+	out := []finding{checkReachable(ctx, ep, noPort)}
+	// skipFrom skips the named check and every later one.
+	skipFrom := func(first, why string) []finding {
+		for _, n := range checkOrder[slices.Index(checkOrder, first):] {
 			out = append(out, finding{check: n, status: statusSkip, detail: why})
 		}
 		return out
 	}
 	if out[0].status == statusFail {
-		return skip(0, "the agent is not reachable")
+		return skipFrom("tls", "the agent is not reachable")
 	}
 	cl, err := consulhttp.New(cfg)
 	if err != nil {
 		out = append(out, finding{check: "tls", status: statusFail, detail: err.Error(),
 			fix: "check the files named by CONSUL_CACERT, CONSUL_CAPATH, CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY"})
-		return skip(1, "the TLS settings cannot be used")
+		return skipFrom("leader", "the TLS settings cannot be used")
 	}
 	defer cl.Close()
 
@@ -98,21 +104,37 @@ func diagnose(ctx context.Context, cfg consul.Config, ep consul.Endpoint) []find
 	tlsF := checkTLS(ctx, cfg, ep, leaderErr)
 	out = append(out, tlsF)
 	if tlsF.status == statusFail {
-		return skip(1, "no HTTP conversation with the agent")
+		return skipFrom("leader", "no HTTP conversation with the agent")
 	}
 	out = append(out, checkLeader(ctx, cl, leader, leaderErr))
 
 	tokenF, aclsOn := checkToken(ctx, cl, cfg)
 	out = append(out, tokenF)
 	if tokenF.status == statusFail {
-		return skip(3, "the token is not accepted")
+		return skipFrom("acl", "the token is not accepted")
 	}
 	out = append(out, checkCatalogRead(ctx, cl, aclsOn), checkStreaming(ctx, cl))
 	return out
 }
 
-func checkReachable(ctx context.Context, ep consul.Endpoint) finding {
+// portOmitted reports whether an agent address names no port, so that
+// consul.ParseAddress gave it the scheme's default (80, or 443 for https),
+// as consul/api and the consul CLI do.
+func portOmitted(addr string) bool {
+	addr = strings.TrimSpace(addr)
+	if strings.HasPrefix(addr, "unix://") {
+		return false
+	}
+	if _, rest, ok := strings.Cut(addr, "://"); ok {
+		addr = rest
+	}
+	_, _, err := net.SplitHostPort(strings.TrimSuffix(addr, "/"))
+	return err != nil
+}
+
+func checkReachable(ctx context.Context, ep consul.Endpoint, noPort bool) finding {
 	f := finding{check: "agent"}
+	_, port, _ := net.SplitHostPort(ep.Host)
 	network, addr := "tcp", ep.Host
 	if ep.Scheme == "unix" {
 		network, addr = "unix", ep.Socket
@@ -122,10 +144,16 @@ func checkReachable(ctx context.Context, ep consul.Endpoint) finding {
 	if err != nil {
 		f.status, f.detail = statusFail, fmt.Sprintf("%s: %v", ep, err)
 		f.fix = "start the Consul agent, or point -consul or CONSUL_HTTP_ADDR at a running one"
+		if noPort {
+			f.fix = "the address gives no port, so port " + port + " is used, as in the consul CLI; the agent's HTTP port is usually 8500: add it (-consul HOST:8500)"
+		}
 		return f
 	}
 	conn.Close()
 	f.status, f.detail = statusOK, ep.String()+" accepts connections"
+	if noPort {
+		f.detail += " (the address gives no port: port " + port + ")"
+	}
 	return f
 }
 

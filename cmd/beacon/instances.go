@@ -19,13 +19,13 @@ func (c *command) instances(args []string) error {
 	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
 	all := fs.Bool("all", false, "include warning and critical instances")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	pos, err := parseArgs(fs, args, 1, "one service NAME")
+	pos, err := c.parseArgs(fs, args, 1, "one service NAME")
 	if err != nil {
 		return err
 	}
 	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: *all}
 	if err := q.Validate(); err != nil {
-		return usageError{err}
+		return usageError{err: err}
 	}
 	cfg, err := c.config()
 	if err != nil {

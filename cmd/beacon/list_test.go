@@ -22,7 +22,8 @@ func TestUsageErrors(t *testing.T) {
 		{"services", "extra"},
 		{"instances"},
 		{"instances", "a", "b"},
-		{"instances", "not_a_dns_label"},
+		{"instances", "bad\x01name"},
+		{"instances", ""},
 		{"watch"},
 		{"deregister"},
 		{"register", "-port", "80"},
@@ -62,7 +63,7 @@ func TestParseInterleaved(t *testing.T) {
 	var c command
 	fs := c.flagSet("x", "")
 	j := fs.Bool("json", false, "")
-	pos, tail, err := parse(fs, []string{"web", "-json", "-consul", "a,b", "more", "--", "cmd", "-json"})
+	pos, tail, err := c.parse(fs, []string{"web", "-json", "-consul", "a,b", "more", "--", "cmd", "-json"})
 	if err != nil || !*j || strings.Join(pos, " ") != "web more" || strings.Join(tail, " ") != "cmd -json" || c.addrs.String() != "a,b" {
 		t.Errorf("parse = %q, %q, %v (json %v, consul %q); want [web more], [cmd -json], json, consul a,b", pos, tail, err, *j, c.addrs.String())
 	}

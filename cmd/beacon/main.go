@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -26,9 +27,19 @@ func main() {
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "beacon:", err)
+		fmt.Fprintln(os.Stderr, errorLine(err))
+		if ue := (usageError{}); errors.As(err, &ue) && ue.hint != "" {
+			fmt.Fprintln(os.Stderr, ue.hint)
+		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// errorLine is how main reports err: prefixed "beacon: " once, though the
+// library's own errors may already begin with it (a validation error
+// does), so a user never reads "beacon: beacon: invalid Service".
+func errorLine(err error) string {
+	return "beacon: " + strings.TrimPrefix(err.Error(), "beacon: ")
 }
 
 // exitCode is 2 for a bad command line and 1 for any other failure.

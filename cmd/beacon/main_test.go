@@ -97,9 +97,12 @@ type result struct {
 // beaconRun runs beacon to completion.
 func beaconRun(t *testing.T, envv []string, args ...string) result {
 	t.Helper()
+	// Build first (a race build can take minutes on a busy machine): the
+	// deadline is for the run alone.
+	path := beaconCmd.Path(t)
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, beaconCmd.Path(t), args...)
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = env(envv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -153,6 +156,17 @@ func (p *proc) signal(t *testing.T, sig os.Signal) int {
 		t.Fatalf("signal: %v", err)
 	}
 	return p.wait(t)
+}
+
+// exited reports whether the process has ended (a wait can stop early).
+func (p *proc) exited() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true
+	default:
+		return false
+	}
 }
 
 func (p *proc) wait(t *testing.T) int {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,7 +34,7 @@ type registerOptions struct {
 func (c *command) register(args []string) error {
 	fs := c.flagSet("register", "-name N -port P [-address A] [-id ID] [-tags t,...] [-meta k=v,...] [-ttl D | -http URL | -tcp HOST:PORT] [-- command args...]")
 	o := registerOptions{meta: metaFlag{}}
-	fs.StringVar(&o.name, "name", "", "service `name` (a DNS label; required)")
+	fs.StringVar(&o.name, "name", "", "service `name` (required; one that is not a DNS label is registered with a warning: Consul DNS cannot serve it)")
 	fs.IntVar(&o.port, "port", 0, "service `port` (required)")
 	fs.StringVar(&o.address, "address", "", "service `address` (default: the agent's node address)")
 	fs.StringVar(&o.id, "id", "", "instance `ID` (default NAME-PORT, or NAME-ADDRESS-PORT with -address)")
@@ -45,18 +47,20 @@ func (c *command) register(args []string) error {
 	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at stop, how long the instance stays registered as critical before it is removed")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 30*time.Second, "give up when the command's port or the agent does not answer within this")
 	fs.DurationVar(&o.stopTimeout, "stop-timeout", 10*time.Second, "after forwarding a signal, kill the command if it has not exited within this")
-	pos, command, err := parse(fs, args)
+	pos, command, err := c.parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
-		fs.Usage()
 		return usagef("register: unexpected arguments %q (a command goes after --)", pos)
 	}
 	fs.Visit(func(f *flag.Flag) { o.ttlSet = o.ttlSet || f.Name == "ttl" })
 	reg, err := o.registration()
 	if err != nil {
 		return err
+	}
+	if w := dnsWarning(reg.Service); w != "" {
+		fmt.Fprintln(c.stderr, w)
 	}
 	cfg, err := c.config()
 	if err != nil {
@@ -67,7 +71,7 @@ func (c *command) register(args []string) error {
 
 	var child *child
 	if len(command) > 0 {
-		target := net.JoinHostPort(cmpOr(o.address, "127.0.0.1"), strconv.Itoa(o.port))
+		target := net.JoinHostPort(cmp.Or(o.address, "127.0.0.1"), strconv.Itoa(o.port))
 		if child, err = startChild(command, c.stdout, c.stderr); err != nil {
 			return err
 		}
@@ -174,7 +178,7 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 		r.Checks = []beacon.Check{{TCP: o.tcpAddr, Interval: o.interval}}
 	}
 	if err := r.Validate(); err != nil {
-		return r, usageError{fmt.Errorf("register: %w", err)}
+		return r, usageError{err: err}
 	}
 	if o.ttl < 3*time.Millisecond || o.drain < 0 || o.startTimeout <= 0 || o.stopTimeout <= 0 {
 		return r, usagef("register: -ttl, -drain, -start-timeout and -stop-timeout must be positive")
@@ -182,11 +186,22 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 	return r, nil
 }
 
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
+// validateDNSName is the check Consul DNS needs of a service name.
+var validateDNSName = beacon.ValidateServiceName
+
+// dnsWarning is the one line register prints for a service name Consul
+// accepts but its DNS interface cannot serve (legacy_svc, api.v2), or "".
+func dnsWarning(name string) string {
+	err := validateDNSName(name)
+	if err == nil {
+		return ""
 	}
-	return s
+	why := err.Error()
+	if ve := (*beacon.ValidationError)(nil); errors.As(err, &ve) {
+		why = ve.Reason
+	}
+	return fmt.Sprintf("beacon: warning: Consul DNS cannot serve service %q (%s); registering it anyway: the HTTP API, beacon and discovery find it",
+		name, strings.ReplaceAll(why, "\n", " "))
 }
 
 // stopSignal is the signal that stopped beacon, to forward it; SIGTERM when

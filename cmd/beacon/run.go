@@ -15,13 +15,18 @@ import (
 	"github.com/beaconsd/beacon/consulhttp"
 )
 
-// usageError marks a bad command line; main exits 2 for it.
-type usageError struct{ err error }
+// usageError marks a bad command line; main exits 2 for it, printing the
+// error first and then hint (one line, or the usage when no command was
+// given).
+type usageError struct {
+	err  error
+	hint string
+}
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{err: fmt.Errorf(format, args...)} }
 
 // signalCause is the cancellation cause main gives run's context, so a
 // command can tell which signal stopped it (register forwards it).
@@ -40,7 +45,9 @@ Commands:
   doctor                    check the agent, leader, token, ACLs, TLS and streaming backend
 
 -consul takes comma-separated agent addresses, before or after the command
-(default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500). The CONSUL_* variables the
+(default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500). An address without a port
+means port 80 (443 with https), as in the consul CLI: the agent's own HTTP
+port is 8500, so write 127.0.0.1:8500, not 127.0.0.1. The CONSUL_* variables the
 consul CLI reads (CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT,
 CONSUL_CLIENT_CERT, CONSUL_HTTP_SSL, ...) mean the same here.
 "beacon COMMAND -h" describes a command's flags.
@@ -50,18 +57,17 @@ Exit status: 0 success, 1 failure, 2 bad command line.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := &command{ctx: ctx, stdout: stdout, stderr: stderr}
 	g := flag.NewFlagSet("beacon", flag.ContinueOnError)
-	g.SetOutput(stderr)
-	g.Usage = func() { fmt.Fprint(stderr, usage) }
+	quiet(g)
 	g.Var(&c.addrs, "consul", "comma-separated agent addresses")
 	if err := g.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
 			return nil
 		}
-		return usageError{err}
+		return usageError{err: err, hint: "beacon help lists the commands and global flags"}
 	}
 	if g.NArg() == 0 {
-		fmt.Fprint(stderr, usage)
-		return usagef("no command given")
+		return usageError{err: errors.New("no command given"), hint: strings.TrimSuffix(usage, "\n")}
 	}
 	name, rest := g.Arg(0), g.Args()[1:]
 	cmds := map[string]func([]string) error{
@@ -82,9 +88,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	err := f(rest)
 	if errors.Is(err, flag.ErrHelp) {
-		return nil
+		return nil // the usage is printed
+	}
+	var ue usageError
+	if errors.As(err, &ue) && ue.hint == "" && c.synopsis != "" {
+		ue.hint = "usage: beacon " + name + " " + c.synopsis
+		if len(ue.hint) > 80 {
+			ue.hint = "beacon " + name + " -h describes the flags"
+		}
+		return ue
 	}
 	return err
+}
+
+// quiet keeps the flag package from printing: errors are returned to main,
+// which prints them first and a one-line hint after, and -h prints the
+// usage on stdout (asked for, it is output, not an error).
+func quiet(fs *flag.FlagSet) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 }
 
 // command is one invocation: where it writes and how it reaches Consul.
@@ -92,30 +114,41 @@ type command struct {
 	ctx            context.Context
 	stdout, stderr io.Writer
 	addrs          listFlag // -consul, before or after the command name
+	synopsis       string   // the subcommand's arguments, for usage hints
 }
+
+// consulFlagHelp describes -consul, saying which port a bare host means.
+const consulFlagHelp = "comma-separated agent `addresses`, host:port (default $CONSUL_HTTP_ADDR, else " + consul.DefaultAddress +
+	"); a host without a port means port 80 (443 with https), as in the consul CLI"
 
 // flagSet returns a subcommand's flags; every one accepts -consul too.
 func (c *command) flagSet(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("beacon "+name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(c.stderr, "Usage: beacon %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	fs.Var(&c.addrs, "consul", "comma-separated agent `addresses` (default $CONSUL_HTTP_ADDR, else "+consul.DefaultAddress+")")
+	quiet(fs)
+	c.synopsis = synopsis
+	fs.Var(&c.addrs, "consul", consulFlagHelp)
 	return fs
+}
+
+// printUsage writes a subcommand's usage, for -h.
+func (c *command) printUsage(fs *flag.FlagSet) {
+	fmt.Fprintf(c.stdout, "Usage: %s %s\n\nFlags:\n", fs.Name(), c.synopsis)
+	fs.SetOutput(c.stdout)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
 }
 
 // parse parses flags wherever they stand among the positional arguments
 // (flag stops at the first non-flag). A "--" ends the flags; what follows
 // it is returned as tail, untouched.
-func parse(fs *flag.FlagSet, args []string) (pos, tail []string, err error) {
+func (c *command) parse(fs *flag.FlagSet, args []string) (pos, tail []string, err error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				c.printUsage(fs)
 				return nil, nil, err
 			}
-			return nil, nil, usageError{err}
+			return nil, nil, usageError{err: err}
 		}
 		rest := fs.Args()
 		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
@@ -130,16 +163,18 @@ func parse(fs *flag.FlagSet, args []string) (pos, tail []string, err error) {
 
 // parseArgs is parse for commands that take exactly n positional
 // arguments and no "--".
-func parseArgs(fs *flag.FlagSet, args []string, n int, what string) ([]string, error) {
-	pos, tail, err := parse(fs, args)
+func (c *command) parseArgs(fs *flag.FlagSet, args []string, n int, what string) ([]string, error) {
+	pos, tail, err := c.parse(fs, args)
 	if err != nil {
 		return nil, err
 	}
 	pos = append(pos, tail...)
 	if len(pos) != n {
-		fs.Usage()
 		if n == 0 {
 			return nil, usagef("%s: unexpected arguments %q", strings.TrimPrefix(fs.Name(), "beacon "), pos)
+		}
+		if len(pos) == 0 {
+			return nil, usagef("%s: want %s", strings.TrimPrefix(fs.Name(), "beacon "), what)
 		}
 		return nil, usagef("%s: want %s, got %d arguments %q", strings.TrimPrefix(fs.Name(), "beacon "), what, len(pos), pos)
 	}
@@ -150,13 +185,13 @@ func parseArgs(fs *flag.FlagSet, args []string, n int, what string) ([]string, e
 func (c *command) config() (consul.Config, error) {
 	cfg, err := consul.FromEnv()
 	if err != nil {
-		return cfg, usageError{err}
+		return cfg, usageError{err: err}
 	}
 	if len(c.addrs) > 0 {
 		cfg.Addresses = c.addrs
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, usageError{err}
+		return cfg, usageError{err: err}
 	}
 	return cfg, nil
 }

@@ -21,7 +21,7 @@ type serviceSummary struct {
 func (c *command) services(args []string) error {
 	fs := c.flagSet("services", "[-json]")
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
-	if _, err := parseArgs(fs, args, 0, ""); err != nil {
+	if _, err := c.parseArgs(fs, args, 0, ""); err != nil {
 		return err
 	}
 	cfg, err := c.config()

@@ -26,14 +26,14 @@ func (c *command) watch(args []string) error {
 	var tags listFlag
 	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
 	plain := fs.Bool("plain", false, "print changes line by line even on a terminal")
-	pos, err := parseArgs(fs, args, 1, "one service NAME")
+	pos, err := c.parseArgs(fs, args, 1, "one service NAME")
 	if err != nil {
 		return err
 	}
 	// Every instance, so that health changes are changes, not arrivals.
 	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: true}
 	if err := q.Validate(); err != nil {
-		return usageError{err}
+		return usageError{err: err}
 	}
 	cfg, err := c.config()
 	if err != nil {

@@ -20,6 +20,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "sayhello:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, usageHint)
 			os.Exit(2)
 		}
 		os.Exit(1)

@@ -27,11 +27,15 @@ import (
 	"github.com/beaconsd/beacon/prommetrics"
 )
 
-// usageError marks a bad command line; main exits 2 for it.
+// usageError marks a bad command line; main exits 2 for it, printing the
+// error and then a one-line hint.
 type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// usageHint follows a usage error on stderr.
+const usageHint = "sayhello -h lists the flags"
 
 type options struct {
 	name, listen, advertise, consulAddr, backend, id string
@@ -44,15 +48,20 @@ type options struct {
 	n                                                int
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, error) {
+// parseFlags reads the command line. -h prints the usage on stdout and
+// returns flag.ErrHelp; other mistakes are usage errors, and the flag
+// package prints nothing (main prints the error, then usageHint).
+func parseFlags(args []string, stdout io.Writer) (options, error) {
 	o := options{meta: map[string]string{}}
 	fs := flag.NewFlagSet("sayhello", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.name, "name", "SayHello", "service name to register")
-	fs.IntVar(&o.port, "port", 10086, "port to serve and register")
-	fs.StringVar(&o.listen, "listen", "", "address to listen on (default all interfaces on -port)")
-	fs.StringVar(&o.advertise, "advertise", "", "address to register (default the outbound non-loopback IP, else 127.0.0.1)")
-	fs.StringVar(&o.consulAddr, "consul", "", "Consul agent address (default $CONSUL_HTTP_ADDR, else "+consul.DefaultAddress+")")
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&o.name, "name", "SayHello", "service `name` to register (one that is not a DNS label is registered with a warning: Consul DNS cannot serve it)")
+	fs.IntVar(&o.port, "port", 10086, "`port` to serve and register")
+	fs.StringVar(&o.listen, "listen", "", "`host:port` to listen on (default -advertise's address on -port when -advertise is given, else every interface)")
+	fs.StringVar(&o.advertise, "advertise", "", "`address` to register (default the outbound non-loopback IP, else 127.0.0.1)")
+	fs.StringVar(&o.consulAddr, "consul", "", "Consul agent `addresses`, comma-separated host:port (default $CONSUL_HTTP_ADDR, else "+consul.DefaultAddress+
+		"); a host without a port means port 80 (443 with https), as in the consul CLI")
 	fs.StringVar(&o.backend, "backend", defaultBackend(), "Consul client: http (net/http only) or kit (go-kit sd/consul)")
 	fs.StringVar(&o.id, "id", "", "instance ID (default <name>-<uuid>)")
 	fs.Func("tags", "comma-separated tags", func(s string) error {
@@ -75,6 +84,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.n, "n", 10, "with -call: how many calls")
 	fs.StringVar(&o.snapshotFile, "snapshot-file", "", "keep discovery's last good answers in this file and use them at start if Consul is unreachable")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, "Usage: sayhello [flags]\n\nServes /health, /sayHello, /discovery?serviceName= and /metrics, registered in\nConsul while it runs; with -call, calls a service instead.\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return o, err
+		}
 		return o, usageError{err}
 	}
 	if fs.NArg() > 0 {
@@ -87,7 +102,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, usageError{fmt.Errorf("-backend %q: this build has %s", o.backend, backendNames())}
 	}
 	if o.listen == "" {
-		o.listen = ":" + strconv.Itoa(o.port)
+		// Listen where the instance is advertised: an instance advertised
+		// on loopback is not served to the network.
+		o.listen = net.JoinHostPort(o.advertise, strconv.Itoa(o.port))
 	}
 	if o.advertise == "" {
 		o.advertise = outboundIP()
@@ -240,7 +257,10 @@ func backendNames() string {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o, err := parseFlags(args, stderr)
+	o, err := parseFlags(args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
