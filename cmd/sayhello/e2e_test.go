@@ -224,7 +224,7 @@ func testEndToEnd(t *testing.T, backend string) {
 		}
 	})
 	t.Run("bad requests", func(t *testing.T) {
-		for _, path := range []string{"/discovery", "/discovery?serviceName=", "/discovery?serviceName=a%2Fb", "/discovery?serviceName=" + strings.Repeat("x", 64)} {
+		for _, path := range []string{"/discovery", "/discovery?serviceName=", "/discovery?serviceName=a%01b", "/discovery?serviceName=%FF"} {
 			code, _, body := get(t, p.url(path))
 			var e struct{ Error string }
 			if code != 400 || json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
@@ -598,5 +598,61 @@ func TestSIGTERMWhileStarting(t *testing.T) {
 	}
 	if err := p.wait(t); err != nil {
 		t.Errorf("sayhello interrupted while registering exited with %v, want 0", err)
+	}
+}
+
+// TestDiscoveryNamesConsulAccepts: /discovery finds services whose names
+// Consul accepts though DNS cannot serve them (legacy_svc, api.v2),
+// registered by another client with a plain PUT.
+func TestDiscoveryNamesConsulAccepts(t *testing.T) {
+	srv := consultest.NewServer(t)
+	for _, body := range []string{
+		`{"ID":"legacy-1","Name":"legacy_svc","Address":"127.0.0.1","Port":9000,"Check":{"TTL":"1h","Status":"passing"}}`,
+		`{"ID":"v2-1","Name":"api.v2","Address":"127.0.0.1","Port":9001,"Check":{"TTL":"1h","Status":"passing"}}`,
+	} {
+		req, err := http.NewRequest(http.MethodPut, srv.URL()+"/v1/agent/service/register", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("PUT /v1/agent/service/register %s: %s", body, resp.Status)
+		}
+	}
+	p := startSayHello(t, srv.HTTPAddr)
+	waitFor(t, "sayhello answering", func() bool { code, _, _, err := tryGet(p.url("/health")); return err == nil && code == 200 })
+	for name, id := range map[string]string{"legacy_svc": "legacy-1", "api.v2": "v2-1"} {
+		code, _, body := get(t, p.url("/discovery?serviceName="+name))
+		var insts []instanceJSON
+		if err := json.Unmarshal([]byte(body), &insts); err != nil || code != 200 || len(insts) != 1 || insts[0].ID != id {
+			t.Errorf("GET /discovery?serviceName=%s = %d %q, want 200 with %s", name, code, body, id)
+		}
+	}
+}
+
+// TestHelpAndBadFlag: -h prints the usage on stdout and exits 0; a bad
+// flag value prints the error first, on one line, then a one-line hint.
+func TestHelpAndBadFlag(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"-help"}, {"--help"}} {
+		cmd := exec.Command(sayhelloCmd.Path(t), args...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err != nil || !strings.HasPrefix(stdout.String(), "Usage: sayhello") || !strings.Contains(stdout.String(), "a host without a port means port 80") || stderr.Len() != 0 {
+			t.Errorf("sayhello %q: %v, stdout %.80q, stderr %q; want exit 0, the usage (saying which port a bare -consul host means) on stdout", args, err, stdout.String(), stderr.String())
+		}
+	}
+	cmd := exec.Command(sayhelloCmd.Path(t), "-meta", "novalue")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || len(lines) != 2 || !strings.HasPrefix(lines[0], `sayhello: invalid value "novalue" for flag -meta`) || stdout.Len() != 0 {
+		t.Errorf("sayhello -meta novalue: %v, stderr:\n%s\nwant exit 2, the error on one line, then a hint", err, stderr.String())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -18,7 +19,8 @@ func TestUsageErrors(t *testing.T) {
 		{"-meta", "novalue"},
 		{"-nosuchflag"},
 		{"extra"},
-		{"-name", "not_a_dns_label", "-consul", "127.0.0.1:1"},
+		{"-name", "bad\x01name", "-consul", "127.0.0.1:1"},
+		{"-name", "", "-consul", "127.0.0.1:1"},
 		{"-meta", "consul-x=1", "-consul", "127.0.0.1:1"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -26,6 +28,26 @@ func TestUsageErrors(t *testing.T) {
 		var ue usageError
 		if !errors.As(err, &ue) {
 			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
+		}
+	}
+}
+
+// TestListenWhereAdvertised: with -advertise and no -listen, sayhello
+// listens on the advertised address only; with neither, on every
+// interface (advertising the outbound IP).
+func TestListenWhereAdvertised(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-port", "10086", "-advertise", "127.0.0.1"}, "127.0.0.1:10086"},
+		{[]string{"-port", "10086", "-advertise", "::1"}, "[::1]:10086"},
+		{[]string{"-port", "10086"}, ":10086"},
+		{[]string{"-port", "10086", "-advertise", "127.0.0.1", "-listen", "127.0.0.2:9"}, "127.0.0.2:9"},
+	} {
+		o, err := parseFlags(tc.args, io.Discard)
+		if err != nil || o.listen != tc.want {
+			t.Errorf("parseFlags(%q).listen = %q, %v; want %q", tc.args, o.listen, err, tc.want)
 		}
 	}
 }
