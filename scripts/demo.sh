@@ -5,6 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# On a terminal, Ctrl-C signals the whole foreground process group: make
+# too, which then reports "Interrupt" and fails. So the demo runs as a
+# job of its own (set -m gives it its own process group and the terminal):
+# Ctrl-C reaches the demo alone, which deregisters, stops what it started
+# and exits 0, and so does make.
+if [ -z "${BEACON_DEMO_JOB:-}" ] && [ -t 0 ]; then
+	set -m
+	BEACON_DEMO_JOB=1 bash "$0" "$@"
+	exit
+fi
+
 CONSUL_BIN=${CONSUL_BIN:-bin/consul}
 ADDR=127.0.0.1:8500
 pids=()
@@ -12,7 +23,8 @@ consul_pid=""
 workdir=$(mktemp -d)
 
 cleanup() {
-	trap - INT TERM EXIT
+	trap - EXIT
+	trap '' INT TERM # a second Ctrl-C must not cut the deregistration short
 	echo
 	echo "stopping: the SayHello instances deregister, then exit"
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -49,7 +61,8 @@ fi
 
 go build -o "$workdir/sayhello" ./cmd/sayhello
 for port in 10086 10087 10088; do
-	setsid "$workdir/sayhello" -port "$port" -advertise 127.0.0.1 -id "SayHello-$port" \
+	# Listen on the address the instance is registered with, nothing wider.
+	setsid "$workdir/sayhello" -port "$port" -listen "127.0.0.1:$port" -advertise 127.0.0.1 -id "SayHello-$port" \
 		-consul "$ADDR" -meta "port=$port" -tags demo 2>"$workdir/sayhello-$port.log" &
 	pids+=($!)
 done
