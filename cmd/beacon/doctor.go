@@ -118,8 +118,8 @@ func diagnose(ctx context.Context, cfg consul.Config, ep consul.Endpoint, noPort
 }
 
 // portOmitted reports whether an agent address names no port, so that
-// consul.ParseAddress gave it the scheme's default (80, or 443 for https),
-// as consul/api and the consul CLI do.
+// consul.ParseAddress chose one (8500 or 8501 for a bare host, 80 or 443
+// for a URL): doctor says which.
 func portOmitted(addr string) bool {
 	addr = strings.TrimSpace(addr)
 	if strings.HasPrefix(addr, "unix://") {
@@ -145,7 +145,7 @@ func checkReachable(ctx context.Context, ep consul.Endpoint, noPort bool) findin
 		f.status, f.detail = statusFail, fmt.Sprintf("%s: %v", ep, err)
 		f.fix = "start the Consul agent, or point -consul or CONSUL_HTTP_ADDR at a running one"
 		if noPort {
-			f.fix = "the address gives no port, so port " + port + " is used, as in the consul CLI; the agent's HTTP port is usually 8500: add it (-consul HOST:8500)"
+			f.detail += " (the address gives no port: port " + port + ")"
 		}
 		return f
 	}

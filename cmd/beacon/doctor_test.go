@@ -105,13 +105,15 @@ node_prefix "" { policy = "read" }`)
 	}
 }
 
-// TestDoctorSaysThePort: an address without a port means port 80, as in the
-// consul CLI; doctor says so on the agent line (and, when nothing answers
-// there, that the agent's HTTP port is usually 8500).
+// TestDoctorSaysThePort: a host without a port means the agent's default
+// port, 8500; a URL without one, its scheme's. Doctor's agent line says
+// which port it used.
 func TestDoctorSaysThePort(t *testing.T) {
-	r := beaconRun(t, nil, "doctor", "-consul", "127.0.0.1")
-	if l := doctorLine(r.stdout, "agent"); !strings.Contains(l, "http://127.0.0.1:80") || !strings.Contains(l, "no port") {
-		t.Errorf("beacon doctor -consul 127.0.0.1: agent line %q, want it to name port 80 and say the address gave none", l)
+	for addr, want := range map[string]string{"127.0.0.1": "http://127.0.0.1:8500 ", "http://127.0.0.1": "http://127.0.0.1:80 "} {
+		r := beaconRun(t, nil, "doctor", "-consul", addr)
+		if l := doctorLine(r.stdout, "agent"); !strings.Contains(l, want) && !strings.Contains(l, strings.TrimSpace(want)+":") || !strings.Contains(l, "no port: port") {
+			t.Errorf("beacon doctor -consul %s: agent line %q, want it to name %s and say the address gave no port", addr, l, want)
+		}
 	}
 	if !portOmitted("127.0.0.1") || !portOmitted("https://h/") || !portOmitted("[::1]") || portOmitted("127.0.0.1:8500") || portOmitted("http://[::1]:8500") || portOmitted("unix:///s") {
 		t.Errorf("portOmitted is wrong for a bare host, an https host, [::1], host:port or a socket")

@@ -186,13 +186,10 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 	return r, nil
 }
 
-// validateDNSName is the check Consul DNS needs of a service name.
-var validateDNSName = beacon.ValidateServiceName
-
 // dnsWarning is the one line register prints for a service name Consul
 // accepts but its DNS interface cannot serve (legacy_svc, api.v2), or "".
 func dnsWarning(name string) string {
-	err := validateDNSName(name)
+	err := beacon.ValidateDNSName(name)
 	if err == nil {
 		return ""
 	}
@@ -200,8 +197,11 @@ func dnsWarning(name string) string {
 	if ve := (*beacon.ValidationError)(nil); errors.As(err, &ve) {
 		why = ve.Reason
 	}
-	return fmt.Sprintf("beacon: warning: Consul DNS cannot serve service %q (%s); registering it anyway: the HTTP API, beacon and discovery find it",
-		name, strings.ReplaceAll(why, "\n", " "))
+	if q := strconv.Quote(name); !strings.HasPrefix(why, q) {
+		why = q + ": " + why
+	}
+	return "beacon: warning: Consul DNS cannot serve service " + strings.ReplaceAll(why, "\n", " ") +
+		"; registering it anyway (the HTTP API, beacon and discovery find it)"
 }
 
 // stopSignal is the signal that stopped beacon, to forward it; SIGTERM when

@@ -45,9 +45,9 @@ Commands:
   doctor                    check the agent, leader, token, ACLs, TLS and streaming backend
 
 -consul takes comma-separated agent addresses, before or after the command
-(default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500). An address without a port
-means port 80 (443 with https), as in the consul CLI: the agent's own HTTP
-port is 8500, so write 127.0.0.1:8500, not 127.0.0.1. The CONSUL_* variables the
+(default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500). A host without a port
+means the agent's port, 8500 (8501 with https); a URL without one
+(http://host) means its scheme's, 80 or 443. The CONSUL_* variables the
 consul CLI reads (CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT,
 CONSUL_CLIENT_CERT, CONSUL_HTTP_SSL, ...) mean the same here.
 "beacon COMMAND -h" describes a command's flags.
@@ -119,7 +119,7 @@ type command struct {
 
 // consulFlagHelp describes -consul, saying which port a bare host means.
 const consulFlagHelp = "comma-separated agent `addresses`, host:port (default $CONSUL_HTTP_ADDR, else " + consul.DefaultAddress +
-	"); a host without a port means port 80 (443 with https), as in the consul CLI"
+	"); a host without a port means port 8500 (8501 with https), a URL without one 80 or 443"
 
 // flagSet returns a subcommand's flags; every one accepts -consul too.
 func (c *command) flagSet(name, synopsis string) *flag.FlagSet {

@@ -61,7 +61,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.listen, "listen", "", "`host:port` to listen on (default -advertise's address on -port when -advertise is given, else every interface)")
 	fs.StringVar(&o.advertise, "advertise", "", "`address` to register (default the outbound non-loopback IP, else 127.0.0.1)")
 	fs.StringVar(&o.consulAddr, "consul", "", "Consul agent `addresses`, comma-separated host:port (default $CONSUL_HTTP_ADDR, else "+consul.DefaultAddress+
-		"); a host without a port means port 80 (443 with https), as in the consul CLI")
+		"); a host without a port means port 8500 (8501 with https), a URL without one 80 or 443")
 	fs.StringVar(&o.backend, "backend", defaultBackend(), "Consul client: http (net/http only) or kit (go-kit sd/consul)")
 	fs.StringVar(&o.id, "id", "", "instance ID (default <name>-<uuid>)")
 	fs.Func("tags", "comma-separated tags", func(s string) error {
