@@ -132,7 +132,7 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		}
 	}
 	// The flag help says which port an address without one means.
-	if r := beaconRun(t, nil, "instances", "-h"); !strings.Contains(r.stdout, "a host without a port means port 80") {
+	if r := beaconRun(t, nil, "instances", "-h"); !strings.Contains(r.stdout, "a host without a port means port 8500") {
 		t.Errorf("beacon instances -h:\n%s\nwant -consul's help to say which port a bare host means", r.stdout)
 	}
 	for _, tc := range []struct {

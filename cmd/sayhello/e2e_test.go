@@ -642,7 +642,7 @@ func TestHelpAndBadFlag(t *testing.T) {
 		var stdout, stderr strings.Builder
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
-		if err != nil || !strings.HasPrefix(stdout.String(), "Usage: sayhello") || !strings.Contains(stdout.String(), "a host without a port means port 80") || stderr.Len() != 0 {
+		if err != nil || !strings.HasPrefix(stdout.String(), "Usage: sayhello") || !strings.Contains(stdout.String(), "a host without a port means port 8500") || stderr.Len() != 0 {
 			t.Errorf("sayhello %q: %v, stdout %.80q, stderr %q; want exit 0, the usage (saying which port a bare -consul host means) on stdout", args, err, stdout.String(), stderr.String())
 		}
 	}
