@@ -14,7 +14,7 @@ import (
 	"github.com/beaconsd/beacon/discovery"
 )
 
-// instanceJSON is what /discovery returns per instance: the seed's
+// instanceJSON is what /discovery returns per instance: the tutorial's
 // InstanceInfo keys, in Consul's casing.
 type instanceJSON struct {
 	ID      string

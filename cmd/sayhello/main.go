@@ -1,6 +1,6 @@
-// Command sayhello is the seed's SayHello service: it registers itself in
-// Consul, answers /health, /sayHello and /discovery?serviceName=, and
-// deregisters when it stops.
+// Command sayhello is the SayHello service of the tutorial Beacon grew out
+// of: it registers itself in Consul, answers /health, /sayHello and
+// /discovery?serviceName=, and deregisters when it stops.
 package main
 
 import (

@@ -137,7 +137,7 @@ func parseMetaPair(s string) (key, value string, err error) {
 	return k, v, nil
 }
 
-// outboundIP is the address other hosts reach this one on, as the seed's
+// outboundIP is the address other hosts reach this one on, as the tutorial's
 // GetLocalIpAddress: the source address of a route to a public IP. A UDP
 // "connection" sends nothing. Without such a route, loopback.
 func outboundIP() string {
