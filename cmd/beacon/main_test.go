@@ -188,21 +188,6 @@ func (p *proc) wait(t *testing.T) int {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes. A process's
-// output and Consul's state have no channel to wait on.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < deadline {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %v", what, deadline)
-	return 0
-}
-
 func client(t *testing.T, cfg consul.Config) *consulhttp.Client {
 	t.Helper()
 	c, err := consulhttp.New(cfg)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // agentRegister registers a service with a plain PUT to the agent, as any
@@ -55,8 +56,8 @@ func TestNamesConsulAccepts(t *testing.T) {
 	}
 
 	p := beaconStart(t, nil, "watch", "legacy_svc", "-consul", addr)
-	waitFor(t, "beacon watch legacy_svc shows legacy-1", func() bool {
-		return strings.Contains(p.stdout.String(), "present legacy-1 127.0.0.1:9000 passing") || p.exited()
+	testutil.Eventually(t, deadline, "beacon watch legacy_svc shows legacy-1", func() error {
+		return testutil.Want(strings.Contains(p.stdout.String(), "present legacy-1 127.0.0.1:9000 passing") || p.exited(), "output %q", p.stdout.String())
 	})
 	if p.exited() {
 		t.Fatalf("beacon watch legacy_svc exited early; stdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
@@ -69,9 +70,10 @@ func TestNamesConsulAccepts(t *testing.T) {
 	port := strconv.Itoa(freePort(t))
 	reg := beaconStart(t, nil, "register", "-name", "api.v2", "-port", port, "-address", "127.0.0.1", "-consul", addr)
 	c := client(t, srv.Config())
-	waitFor(t, "api.v2 registered by beacon register", func() bool {
-		_, ok := allInstances(t, c, "api.v2")["api.v2-127.0.0.1-"+port]
-		return ok || reg.exited()
+	testutil.Eventually(t, deadline, "api.v2 registered by beacon register", func() error {
+		insts := allInstances(t, c, "api.v2")
+		_, ok := insts["api.v2-127.0.0.1-"+port]
+		return testutil.Want(ok || reg.exited(), "instances %v", insts)
 	})
 	if reg.exited() {
 		t.Fatalf("beacon register -name api.v2 exited early; stderr:\n%s", reg.stderr.String())

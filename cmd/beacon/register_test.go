@@ -12,6 +12,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // TestRegisterSidecar: without a command, register keeps the instance
@@ -21,9 +22,9 @@ func TestRegisterSidecar(t *testing.T) {
 	c := client(t, srv.Config())
 	p := beaconStart(t, nil, "register", "-consul", srv.HTTPAddr, "-name", "side", "-port", "9999", "-address", "127.0.0.1",
 		"-tags", "a,b", "-meta", "lang=python,team=x", "-ttl", "2s")
-	waitFor(t, "side passing", func() bool {
+	testutil.Eventually(t, deadline, "side passing", func() error {
 		in, ok := allInstances(t, c, "side")["side-127.0.0.1-9999"]
-		return ok && in.Health == beacon.HealthPassing && in.Meta["lang"] == "python" && strings.Join(in.Tags, ",") == "a,b"
+		return testutil.Want(ok && in.Health == beacon.HealthPassing && in.Meta["lang"] == "python" && strings.Join(in.Tags, ",") == "a,b", "side-127.0.0.1-9999: %+v (registered: %v)", in, ok)
 	})
 	if code := p.signal(t, syscall.SIGINT); code != 0 {
 		t.Errorf("beacon register after SIGINT: exit %d, want 0", code)
@@ -50,9 +51,9 @@ func startRegisterCommand(t *testing.T, srv *consultest.Server) (p *proc, port i
 		"register", "-name", "hello", "-port", ps, "-address", "127.0.0.1", "-id", "hello-1",
 		"-http", "http://127.0.0.1:"+ps+"/health", "-consul", srv.HTTPAddr, "--", self)
 	c := client(t, srv.Config())
-	took := waitFor(t, "the command passing in Consul", func() bool {
+	took := testutil.Eventually(t, deadline, "the command passing in Consul", func() error {
 		in, ok := allInstances(t, c, "hello")["hello-1"]
-		return ok && in.Health == beacon.HealthPassing
+		return testutil.Want(ok && in.Health == beacon.HealthPassing, "hello-1: %+v (registered: %v)", in, ok)
 	})
 	t.Logf("command started to passing in Consul: %v", took.Round(time.Millisecond))
 	// Discoverable: beacon itself finds it.

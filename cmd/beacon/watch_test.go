@@ -12,6 +12,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // lineTime finds the first output line matching re and returns the time
@@ -41,7 +42,9 @@ func TestWatch(t *testing.T) {
 	register(t, c, beacon.Registration{ID: "web-1", Service: "web", Address: "127.0.0.1", Port: 8080, Checks: ttlCheck(beacon.HealthPassing)})
 
 	p := beaconStart(t, nil, "watch", "web", "-consul", srv.HTTPAddr)
-	waitFor(t, "the first answer", func() bool { return strings.Contains(p.stdout.String(), "present web-1 127.0.0.1:8080 passing") })
+	testutil.Eventually(t, deadline, "the first answer", func() error {
+		return testutil.Want(strings.Contains(p.stdout.String(), "present web-1 127.0.0.1:8080 passing"), "output %q", p.stdout.String())
+	})
 
 	// Each change, and the line that must report it.
 	r2 := beacon.Registration{ID: "web-2", Service: "web", Address: "127.0.0.1", Port: 8081, Meta: map[string]string{"version": "1"}, Checks: ttlCheck(beacon.HealthPassing)}
@@ -72,7 +75,10 @@ func TestWatch(t *testing.T) {
 		re := regexp.MustCompile(`^\S+ ` + s.line)
 		start := time.Now()
 		s.change()
-		waitFor(t, s.name+" shown", func() bool { _, ok := lineTime(t, p.stdout.String(), re); return ok })
+		testutil.Eventually(t, deadline, s.name+" shown", func() error {
+			_, ok := lineTime(t, p.stdout.String(), re)
+			return testutil.Want(ok, "output %q", p.stdout.String())
+		})
 		seen := time.Since(start)
 		at, _ := lineTime(t, p.stdout.String(), re)
 		t.Logf("%s: printed %v after the change was sent (stamped +%v)", s.name, seen.Round(time.Millisecond), at.Sub(start).Round(time.Millisecond))
@@ -83,8 +89,9 @@ func TestWatch(t *testing.T) {
 
 	// The agent goes away: beacon keeps the last data and says how old it is.
 	srv.Stop()
-	waitFor(t, "the outage reported", func() bool {
-		return regexp.MustCompile(`consul unreachable \(.*connection refused.*\); showing data from [0-9.]+m?s ago`).MatchString(p.stdout.String())
+	outage := regexp.MustCompile(`consul unreachable \(.*connection refused.*\); showing data from [0-9.]+m?s ago`)
+	testutil.Eventually(t, deadline, "the outage reported", func() error {
+		return testutil.Want(outage.MatchString(p.stdout.String()), "output %q", p.stdout.String())
 	})
 	if code := p.signal(t, syscall.SIGINT); code != 0 {
 		t.Errorf("beacon watch after SIGINT: exit %d, want 0", code)

@@ -101,19 +101,13 @@ func (p *proc) wait(t *testing.T) error {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes. Polling an
-// external system (Consul, a process) has no channel to wait on.
-func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < deadline {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(20 * time.Millisecond)
+// passingCond is a condition for testutil.Eventually: want(the passing
+// instances' IDs) holds; its error lists them.
+func passingCond(t *testing.T, c beacon.Registry, want func(ids []string) bool) func() error {
+	return func() error {
+		ids := passingIDs(t, c, "SayHello")
+		return testutil.Want(want(ids), "passing: %q", ids)
 	}
-	t.Fatalf("%s: not within %v", what, deadline)
-	return 0
 }
 
 func passingIDs(t *testing.T, c beacon.Registry, service string) []string {
@@ -174,9 +168,7 @@ func testEndToEnd(t *testing.T, backend string) {
 	defer c.Close()
 
 	p := startSayHello(t, srv.HTTPAddr, "-backend", backend)
-	waitFor(t, "instance passing in Consul", func() bool {
-		return slices.Contains(passingIDs(t, c, "SayHello"), p.id)
-	})
+	testutil.Eventually(t, deadline, "instance passing in Consul", passingCond(t, c, func(ids []string) bool { return slices.Contains(ids, p.id) }))
 	// The figure for the README; the one-second target is not asserted here
 	// (timing belongs in reports, not in a test a loaded machine can flake).
 	t.Logf("process start → passing in Consul: %v", time.Since(p.started))
@@ -272,9 +264,9 @@ func testEndToEnd(t *testing.T, backend string) {
 		var code int
 		var h http.Header
 		var body string
-		waitFor(t, "stale answer while Consul is down", func() bool {
+		testutil.Eventually(t, deadline, "stale answer while Consul is down", func() error {
 			code, h, body = get(t, p.url("/discovery?serviceName=SayHello"))
-			return h.Get("X-Beacon-Stale") == "true"
+			return testutil.Want(h.Get("X-Beacon-Stale") == "true", "%d %q, X-Beacon-Stale %q", code, body, h.Get("X-Beacon-Stale"))
 		})
 		if code != 200 || !strings.Contains(body, p.id) || h.Get("X-Beacon-Age") == "" {
 			t.Errorf("GET /discovery while Consul is down = %d age=%q %q, want 200 with %s and an age", code, h.Get("X-Beacon-Age"), body, p.id)
@@ -293,7 +285,7 @@ func testSIGTERMDeregisters(t *testing.T, backend string) {
 	c, _ := consulhttp.New(srv.Config())
 	defer c.Close()
 	p := startSayHello(t, srv.HTTPAddr, "-backend", backend)
-	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	testutil.Eventually(t, deadline, "instance passing", passingCond(t, c, func(ids []string) bool { return slices.Contains(ids, p.id) }))
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -316,12 +308,12 @@ func testSIGKILLExcluded(t *testing.T, backend string) {
 	c, _ := consulhttp.New(srv.Config())
 	defer c.Close()
 	p := startSayHello(t, srv.HTTPAddr, "-backend", backend)
-	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	testutil.Eventually(t, deadline, "instance passing", passingCond(t, c, func(ids []string) bool { return slices.Contains(ids, p.id) }))
 
 	if err := p.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, "killed instance excluded", func() bool { return !slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	took := testutil.Eventually(t, deadline, "killed instance excluded", passingCond(t, c, func(ids []string) bool { return !slices.Contains(ids, p.id) }))
 	t.Logf("SIGKILL → excluded from passing results: %v", took)
 	// The default check interval is 5 s with a 2 s timeout: 15 s is the promise.
 	if took > 15*time.Second {
@@ -360,18 +352,18 @@ func TestCrossBackend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			slices.Sort(tc.wantIDs)
 			var got []string
-			waitFor(t, "both instances discovered", func() bool {
+			testutil.Eventually(t, deadline, "both instances discovered", func() error {
 				code, _, body, err := tryGet(tc.asker.url("/discovery?serviceName=SayHello"))
 				var insts []instanceJSON
 				if err != nil || code != 200 || json.Unmarshal([]byte(body), &insts) != nil {
-					return false
+					return fmt.Errorf("GET /discovery: %d %q, %v", code, body, err)
 				}
 				got = got[:0]
 				for _, in := range insts {
 					got = append(got, in.ID)
 				}
 				slices.Sort(got)
-				return slices.Equal(got, tc.wantIDs)
+				return testutil.Want(slices.Equal(got, tc.wantIDs), "discovered %q, want %q", got, tc.wantIDs)
 			})
 		})
 	}
@@ -408,19 +400,19 @@ func TestPausedProcessExcluded(t *testing.T) {
 	c, _ := consulhttp.New(srv.Config())
 	defer c.Close()
 	p := startSayHello(t, srv.HTTPAddr, "-ttl", "2s")
-	waitFor(t, "instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	testutil.Eventually(t, deadline, "instance passing", passingCond(t, c, func(ids []string) bool { return slices.Contains(ids, p.id) }))
 
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
-	waitFor(t, "paused instance excluded", func() bool { return !slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	testutil.Eventually(t, deadline, "paused instance excluded", passingCond(t, c, func(ids []string) bool { return !slices.Contains(ids, p.id) }))
 	t.Logf("SIGSTOP → excluded: %v (TTL 2s)", time.Since(stopped))
 	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	resumed := time.Now()
-	waitFor(t, "resumed instance passing", func() bool { return slices.Contains(passingIDs(t, c, "SayHello"), p.id) })
+	testutil.Eventually(t, deadline, "resumed instance passing", passingCond(t, c, func(ids []string) bool { return slices.Contains(ids, p.id) }))
 	t.Logf("SIGCONT → passing again: %v (heartbeat every %v)", time.Since(resumed), 2*time.Second/3)
 }
 
@@ -436,7 +428,7 @@ func TestDrainZeroFailures(t *testing.T) {
 	for range 3 {
 		ps = append(ps, startSayHello(t, srv.HTTPAddr))
 	}
-	waitFor(t, "three instances passing", func() bool { return len(passingIDs(t, c, "SayHello")) == 3 })
+	testutil.Eventually(t, deadline, "three instances passing", passingCond(t, c, func(ids []string) bool { return len(ids) == 3 }))
 
 	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	call := func(i int) error {
@@ -509,7 +501,7 @@ func TestCallThroughRoundTripper(t *testing.T) {
 	defer c.Close()
 	a := startSayHello(t, srv.HTTPAddr)
 	b := startSayHello(t, srv.HTTPAddr)
-	waitFor(t, "two instances passing", func() bool { return len(passingIDs(t, c, "SayHello")) == 2 })
+	testutil.Eventually(t, deadline, "two instances passing", passingCond(t, c, func(ids []string) bool { return len(ids) == 2 }))
 	out, err := exec.Command(sayhelloCmd.Path(t), "-consul", srv.HTTPAddr, "-call", "SayHello", "-n", "6").Output()
 	if err != nil {
 		t.Fatalf("sayhello -call: %v\n%s", err, out)
@@ -541,7 +533,7 @@ func TestRoundTripperAcrossSayHello(t *testing.T) {
 	for range 3 {
 		ps = append(ps, startSayHello(t, srv.HTTPAddr))
 	}
-	waitFor(t, "three instances passing", func() bool { return len(passingIDs(t, c, "SayHello")) == 3 })
+	testutil.Eventually(t, deadline, "three instances passing", passingCond(t, c, func(ids []string) bool { return len(ids) == 3 }))
 	cache, err := discovery.New(srv.Config())
 	if err != nil {
 		t.Fatal(err)
@@ -592,7 +584,9 @@ func TestRoundTripperAcrossSayHello(t *testing.T) {
 // service stops cleanly (exit 0) instead of reporting a failed start.
 func TestSIGTERMWhileStarting(t *testing.T) {
 	p := startSayHello(t, "127.0.0.1:"+strconv.Itoa(freePort(t)), "-start-timeout", "60s")
-	waitFor(t, "a first failed registration", func() bool { return strings.Contains(p.stderr.String(), "register failed") })
+	testutil.Eventually(t, deadline, "a first failed registration", func() error {
+		return testutil.Want(strings.Contains(p.stderr.String(), "register failed"), "output %q", p.stderr.String())
+	})
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -624,7 +618,10 @@ func TestDiscoveryNamesConsulAccepts(t *testing.T) {
 		}
 	}
 	p := startSayHello(t, srv.HTTPAddr)
-	waitFor(t, "sayhello answering", func() bool { code, _, _, err := tryGet(p.url("/health")); return err == nil && code == 200 })
+	testutil.Eventually(t, deadline, "sayhello answering", func() error {
+		code, _, body, err := tryGet(p.url("/health"))
+		return testutil.Want(err == nil && code == 200, "GET /health: %d %q, %v", code, body, err)
+	})
 	for name, id := range map[string]string{"legacy_svc": "legacy-1", "api.v2": "v2-1"} {
 		code, _, body := get(t, p.url("/discovery?serviceName="+name))
 		var insts []instanceJSON
