@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -59,14 +58,14 @@ func (c *command) register(args []string) error {
 	if err != nil {
 		return err
 	}
-	if w := dnsWarning(reg.Service); w != "" {
-		fmt.Fprintln(c.stderr, w)
-	}
 	cfg, err := c.config()
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The keeper's warnings, one line each, without a timestamp (beacon's
+	// own lines have none): among them the one for a service name Consul
+	// DNS cannot serve (legacy_svc, api.v2), which is registered anyway.
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn, ReplaceAttr: dropTime}))
 	kopts := []keeper.Option{keeper.WithTTL(o.ttl), keeper.WithDrainGrace(o.drain), keeper.WithLogger(log)}
 
 	var child *child
@@ -186,22 +185,12 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 	return r, nil
 }
 
-// dnsWarning is the one line register prints for a service name Consul
-// accepts but its DNS interface cannot serve (legacy_svc, api.v2), or "".
-func dnsWarning(name string) string {
-	err := beacon.ValidateDNSName(name)
-	if err == nil {
-		return ""
+// dropTime removes the time attribute from log lines.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
 	}
-	why := err.Error()
-	if ve := (*beacon.ValidationError)(nil); errors.As(err, &ve) {
-		why = ve.Reason
-	}
-	if q := strconv.Quote(name); !strings.HasPrefix(why, q) {
-		why = q + ": " + why
-	}
-	return "beacon: warning: Consul DNS cannot serve service " + strings.ReplaceAll(why, "\n", " ") +
-		"; registering it anyway (the HTTP API, beacon and discovery find it)"
+	return a
 }
 
 // stopSignal is the signal that stopped beacon, to forward it; SIGTERM when
