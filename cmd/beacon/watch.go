@@ -123,7 +123,7 @@ func (v *watchView) update(s *discovery.Snapshot, now time.Time) {
 	if s.Err == nil && wasErr {
 		v.emit(now, "consul answers again")
 	}
-	if !s.Updated.IsZero() {
+	if s.Source != discovery.SourceNone {
 		if !v.shown {
 			v.shown = true
 			v.emit(now, fmt.Sprintf("%s of %s (%d passing)", plural(len(s.Instances), "instance"), v.service, countPassing(s.Instances)))
@@ -182,7 +182,7 @@ func (v *watchView) redraw(now time.Time) {
 }
 
 func dataAge(s *discovery.Snapshot, now time.Time) string {
-	if s.Updated.IsZero() {
+	if s.Source == discovery.SourceNone {
 		return "no data yet"
 	}
 	return fmt.Sprintf("showing data from %s ago", now.Sub(s.Updated).Round(100*time.Millisecond))
