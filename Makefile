@@ -25,6 +25,7 @@ $(CURDIR)/bin/consul: tools/consul/go.mod tools/consul/go.sum tools/consul/main.
 
 vet:
 	$(GO) vet ./...
+	bash scripts/check-doc-snippets.sh
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 
 test: consul vet
