@@ -26,6 +26,7 @@ import (
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/grpcresolver"
+	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
 )
 
@@ -428,12 +429,7 @@ func TestTagsSelect(t *testing.T) {
 
 func TestErrorReportedUntilConsulAnswers(t *testing.T) {
 	// A port nothing listens on: the first lookup fails at once.
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
+	addr := testutil.ClosedAddr(t)
 	cache := newCache(t, consul.Config{Addresses: []string{addr}})
 	cc := newFakeCC()
 	build(t, grpcresolver.NewBuilder(cache), "consul:///greeter", cc)

@@ -14,11 +14,12 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/balancer"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // TestConnFailure classifies the errors a real http.Transport returns.
 func TestConnFailure(t *testing.T) {
-	refused := closedAddr(t)
+	refused := testutil.ClosedAddr(t)
 
 	// closer accepts connections and closes each one without answering:
 	// the client sees EOF before any response byte.
@@ -87,18 +88,6 @@ func listen(t *testing.T, serve func(net.Conn)) string {
 	})
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	return ln.Addr().String()
-}
-
-// closedAddr returns an address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestReplayable(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/httpclient"
+	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/registrytest"
 )
 
@@ -100,7 +101,7 @@ func do(ctx context.Context, c *http.Client, method, url string) (string, error)
 func TestMemoryRetries(t *testing.T) {
 	e := newMemEnv(t)
 	live := newBackend(t, "live")
-	dead := httpclient.ClosedAddr(t)
+	dead := testutil.ClosedAddr(t)
 	e.add(t, "svc", "live", live.addr)
 	e.add(t, "svc", "dead", dead)
 	base := newAttempts()
@@ -143,7 +144,7 @@ func TestMemoryRetries(t *testing.T) {
 func TestMemoryEjection(t *testing.T) {
 	e := newMemEnv(t)
 	live := newBackend(t, "live")
-	dead := httpclient.ClosedAddr(t)
+	dead := testutil.ClosedAddr(t)
 	e.add(t, "svc", "live", live.addr)
 	e.add(t, "svc", "dead", dead)
 	base := newAttempts()

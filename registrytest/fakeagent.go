@@ -271,16 +271,3 @@ func hungAgent(t *testing.T, greeting string) string {
 	})
 	return ln.Addr().String()
 }
-
-// closedPort returns a loopback address nothing listens on: connections
-// are refused.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("net.Listen() = %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // RunHostile runs the hostile-agent tests: the backend against fake agents
@@ -381,7 +382,7 @@ func (s suite) testRedirect(t *testing.T) {
 // testUnreachable: a port that refuses connections.
 func (s suite) testUnreachable(t *testing.T) {
 	t.Parallel()
-	r := s.registry(t, consul.Config{Addresses: []string{closedPort(t)}, Token: fakeToken})
+	r := s.registry(t, consul.Config{Addresses: []string{testutil.ClosedAddr(t)}, Token: fakeToken})
 	for _, c := range allCalls {
 		t.Run(c.name, func(t *testing.T) {
 			err := within(t, c.name+"() against a closed port", func() error { return c.do(testContext(t), r) })

@@ -1,12 +1,14 @@
 // Package testutil holds the small pieces several packages' tests share:
 // a buffer that processes and loggers may write while a test reads it, a
-// command built once per test run, and the one polling wait (Eventually)
-// for conditions that have no channel to wait on.
+// command built once per test run, an address nothing listens on, and the
+// one polling wait (Eventually) for conditions that have no channel to
+// wait on.
 package testutil
 
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,4 +71,17 @@ func (b *Binary) Remove() {
 	if b.path != "" {
 		os.RemoveAll(filepath.Dir(b.path))
 	}
+}
+
+// ClosedAddr returns a loopback host:port nothing listens on, so a
+// connection to it is refused at once: an agent or instance that is down.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen(tcp, 127.0.0.1:0) = %v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
