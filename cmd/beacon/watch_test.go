@@ -110,7 +110,7 @@ func TestLiveView(t *testing.T) {
 	v := &watchView{out: &out, service: "web", agents: "http://127.0.0.1:8500", live: true}
 	t0 := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
 	in := beacon.Instance{ID: "web-1", Node: "n1", Address: "127.0.0.1", Port: 8080, Health: beacon.HealthPassing}
-	good := &discovery.Snapshot{Service: "web", Instances: []beacon.Instance{in}, Updated: t0}
+	good := &discovery.Snapshot{Service: "web", Instances: []beacon.Instance{in}, Updated: t0, Source: discovery.SourceConsul}
 	v.update(good, t0.Add(2*time.Second))
 	if got := out.String(); !strings.HasPrefix(got, "\x1b[H\x1b[2J") || !strings.Contains(got, "web: 1 instance, 1 passing; updated 15:04:05 (2s ago)") ||
 		!hasLine(strings.TrimPrefix(got, "\x1b[H\x1b[2J"), "web-1", "127.0.0.1:8080", "passing", "n1", "-", "-", "0/0") {
