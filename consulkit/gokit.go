@@ -10,7 +10,7 @@ import (
 	"github.com/go-kit/log"
 
 	"github.com/beaconsd/beacon"
-	"github.com/beaconsd/beacon/internal/watch"
+	"github.com/beaconsd/beacon/internal/blocking"
 )
 
 // Instancer is a go-kit sd.Instancer over any beacon.Lookup: an existing
@@ -32,21 +32,22 @@ type Instancer struct {
 
 var _ sd.Instancer = (*Instancer)(nil)
 
-// NewInstancer starts watching q on reg; Stop ends it. Errors are logged to
-// logger (log.NewNopLogger() to discard).
+// NewInstancer starts watching q on reg with Beacon's one blocking-query
+// loop (q.WaitTime per query; zero is Consul's 5 minutes); Stop ends it. Errors are
+// logged to logger (log.NewNopLogger() to discard).
 func NewInstancer(reg beacon.Lookup, q beacon.Query, logger log.Logger) *Instancer {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Instancer{cancel: cancel, done: make(chan struct{}), subs: map[chan<- sd.Event]struct{}{}}
 	go func() {
 		defer close(s.done)
-		watch.Loop(ctx, reg, q, watch.Options{}, func(r watch.Result) error {
-			if r.Err != nil {
-				_ = logger.Log("service", q.Service, "err", r.Err)
-				s.update(ctx, sd.Event{Err: r.Err}, true)
+		blocking.Run(ctx, blocking.Instances(reg, q), blocking.Options{}, func(insts []beacon.Instance, _ beacon.QueryMeta, err error) error {
+			if err != nil {
+				_ = logger.Log("service", q.Service, "err", err)
+				s.update(ctx, sd.Event{Err: err}, true)
 				return nil
 			}
-			addrs := make([]string, 0, len(r.Instances))
-			for _, in := range r.Instances {
+			addrs := make([]string, 0, len(insts))
+			for _, in := range insts {
 				addrs = append(addrs, hostPort(in))
 			}
 			slices.Sort(addrs)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -23,11 +24,20 @@ var ErrHiddenByACLs = fmt.Errorf("discovery: ACLs hide the service from this cli
 // token known, anonymous reads) is reused before it is asked again.
 const aclRecheck = 30 * time.Second
 
+// aclSource is what the guard asks: the agents.
+type aclSource interface {
+	beacon.Lookup
+	beacon.ACLProber
+}
+
 // aclGuard decides whether an empty answer is real.
 type aclGuard struct {
-	c        *Cache
+	src      aclSource
+	ctx      context.Context // the cache's: Close ends a check in flight
 	hasToken bool
 	timeout  time.Duration
+	metrics  Metrics
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	checked time.Time
@@ -39,7 +49,7 @@ type aclGuard struct {
 // publish (a fresher, non-empty answer when the empty one was stale) and,
 // when ACLs hide the service, an error wrapping ErrHiddenByACLs.
 func (g *aclGuard) check(w *watch, meta beacon.QueryMeta) ([]beacon.Instance, error) {
-	ctx, cancel := context.WithTimeout(g.c.ctx, g.timeout)
+	ctx, cancel := context.WithTimeout(g.ctx, g.timeout)
 	defer cancel()
 	filtered := meta.FilteredByACLs
 	if !filtered {
@@ -47,7 +57,7 @@ func (g *aclGuard) check(w *watch, meta beacon.QueryMeta) ([]beacon.Instance, er
 		// filtered header; a non-blocking query does.
 		q := w.q
 		q.WaitIndex, q.WaitTime = 0, 0
-		insts, m, err := g.c.agents.Instances(ctx, q)
+		insts, m, err := g.src.Instances(ctx, q)
 		switch {
 		case err != nil:
 			return nil, nil // cannot tell: the empty answer stands
@@ -67,7 +77,7 @@ func (g *aclGuard) check(w *watch, meta beacon.QueryMeta) ([]beacon.Instance, er
 		return nil, nil
 	}
 	err := fmt.Errorf("%w: %q: %s", ErrHiddenByACLs, w.q.Service, reason)
-	g.c.o.metrics.ACLHidden(w.q.Service)
+	g.metrics.ACLHidden(w.q.Service)
 	g.mu.Lock()
 	first := !g.warned[w.q.Service]
 	if first {
@@ -78,7 +88,7 @@ func (g *aclGuard) check(w *watch, meta beacon.QueryMeta) ([]beacon.Instance, er
 	}
 	g.mu.Unlock()
 	if first {
-		g.c.o.logger.Error("discovery: Consul answered an empty list, but ACLs hide the service; serving the last good snapshot", "service", w.q.Service, "reason", reason)
+		g.log.Error("discovery: Consul answered an empty list, but ACLs hide the service; serving the last good snapshot", "service", w.q.Service, "reason", reason)
 	}
 	return nil, err
 }
@@ -89,7 +99,7 @@ func (g *aclGuard) visible(service string) {
 	defer g.mu.Unlock()
 	if g.warned[service] {
 		delete(g.warned, service)
-		g.c.o.logger.Info("discovery: the service is visible to this client again", "service", service)
+		g.log.Info("discovery: the service is visible to this client again", "service", service)
 	}
 }
 
@@ -106,8 +116,8 @@ func (g *aclGuard) blindAnonymous(ctx context.Context) bool {
 		return blind
 	}
 	blind = false
-	if state, err := g.c.agents.probeACLs(ctx); err == nil && state == beacon.ACLsNoToken {
-		insts, _, err := g.c.agents.Instances(ctx, beacon.Query{Service: "consul", IncludeUnhealthy: true})
+	if state, err := g.src.ProbeACLs(ctx); err == nil && state == beacon.ACLsNoToken {
+		insts, _, err := g.src.Instances(ctx, beacon.Query{Service: "consul", IncludeUnhealthy: true})
 		blind = err == nil && len(insts) == 0
 	} else if err != nil {
 		return false // cannot tell; ask again next time

@@ -14,15 +14,15 @@ import (
 
 // agents spreads lookups over the configured agents: all watches use the
 // current one; when it fails they move to the next that is up; an agent
-// marked down is probed by one goroutine until it answers.
+// marked down is probed by one goroutine until it answers. It is the
+// cache's one source: a beacon.Lookup, and a beacon.ChangeFeed and
+// beacon.ACLProber when the agents' clients are.
 type agents struct {
 	regs  []beacon.Lookup
 	addrs []string
 	log   *slog.Logger
 	probe time.Duration
-
-	ctx context.Context // ends probers
-	wg  *sync.WaitGroup
+	life  *lifetime // the watchdog and probers end with it
 
 	mu      sync.Mutex
 	current int
@@ -46,14 +46,19 @@ const (
 	livenessMisses  = 2
 )
 
-func newAgents(ctx context.Context, wg *sync.WaitGroup, regs []beacon.Lookup, addrs []string, probe time.Duration, log *slog.Logger) *agents {
-	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, ctx: ctx, wg: wg, down: make([]bool, len(regs)), upCh: make(chan struct{}),
+var (
+	_ beacon.Lookup     = (*agents)(nil)
+	_ beacon.ChangeFeed = (*agents)(nil)
+	_ beacon.ACLProber  = (*agents)(nil)
+)
+
+func newAgents(life *lifetime, regs []beacon.Lookup, addrs []string, probe time.Duration, log *slog.Logger) *agents {
+	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), upCh: make(chan struct{}),
 		live: make([]context.Context, len(regs)), kill: make([]context.CancelFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
 	for i := range regs {
-		a.live[i], a.kill[i] = context.WithCancel(ctx)
+		a.live[i], a.kill[i] = context.WithCancel(life.ctx)
 	}
-	wg.Add(1)
-	go a.watchdog()
+	life.every(livenessEvery, a.watchdog)
 	return a
 }
 
@@ -79,36 +84,28 @@ func (a *agents) bind(ctx context.Context, i int) (rctx context.Context, done fu
 	}
 }
 
-// watchdog asks the current agent a cheap, agent-local question while
-// requests are in flight to it, and marks it down when it stops answering.
-func (a *agents) watchdog() {
-	defer a.wg.Done()
-	t := time.NewTicker(livenessEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-t.C:
-		}
-		a.mu.Lock()
-		i, down := a.current, a.down[a.current]
-		a.mu.Unlock()
-		if down || a.inflight[i].Load() == 0 {
-			continue
-		}
-		// A miss is asked again at once: a slow answer is forgiven, a
-		// paused agent is found within livenessEvery + misses × timeout.
-		answered := false
-		for range livenessMisses {
-			if answered = a.answers(i, livenessTimeout); answered || a.ctx.Err() != nil {
-				break
-			}
-		}
-		if !answered && a.ctx.Err() == nil {
-			a.markDown(i, fmt.Errorf("%w: %d liveness probes of %v unanswered", errStoppedAnswering, livenessMisses, livenessTimeout))
+// watchdog, called every livenessEvery, asks the current agent a cheap,
+// agent-local question while requests are in flight to it, and marks it
+// down when it stops answering. It always asks to be called again.
+func (a *agents) watchdog() bool {
+	a.mu.Lock()
+	i, down := a.current, a.down[a.current]
+	a.mu.Unlock()
+	if down || a.inflight[i].Load() == 0 {
+		return true
+	}
+	// A miss is asked again at once: a slow answer is forgiven, a paused
+	// agent is found within livenessEvery + misses × timeout.
+	answered := false
+	for range livenessMisses {
+		if answered = a.answers(i, livenessTimeout); answered || a.life.ctx.Err() != nil {
+			break
 		}
 	}
+	if !answered && a.life.ctx.Err() == nil {
+		a.markDown(i, fmt.Errorf("%w: %d liveness probes of %v unanswered", errStoppedAnswering, livenessMisses, livenessTimeout))
+	}
+	return true
 }
 
 // answers reports whether agent i answers a cheap question within timeout.
@@ -118,7 +115,7 @@ func (a *agents) watchdog() {
 // quorum (whose blocked writes hold non-stale reads for seconds) does not
 // look like a dead agent.
 func (a *agents) answers(i int, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(a.ctx, timeout)
+	ctx, cancel := context.WithTimeout(a.life.ctx, timeout)
 	defer cancel()
 	_, _, err := a.regs[i].Instances(ctx, beacon.Query{Service: "consul", Consistency: beacon.ConsistencyStale})
 	var se *beacon.StatusError
@@ -150,25 +147,48 @@ func (a *agents) pick(ctx context.Context) (int, error) {
 	}
 }
 
-// Instances implements the lookup part of beacon.Registry over the agents.
+// Instances implements beacon.Lookup over the agents.
 func (a *agents) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	return call(a, ctx, func(ctx context.Context, reg beacon.Lookup) ([]beacon.Instance, beacon.QueryMeta, error) {
+		return reg.Instances(ctx, q)
+	})
+}
+
+// Checks implements beacon.ChangeFeed over the agents; it fails with
+// errNoFeed when the current agent's client cannot list checks.
+func (a *agents) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	return call(a, ctx, func(ctx context.Context, reg beacon.Lookup) ([]beacon.CheckState, beacon.QueryMeta, error) {
+		f, ok := reg.(beacon.ChangeFeed)
+		if !ok {
+			return nil, beacon.QueryMeta{}, errNoFeed
+		}
+		return f.Checks(ctx, q)
+	})
+}
+
+// call runs one request on the current agent, waiting while all are down.
+// The request ends when the watchdog marks the agent down; a transport
+// error marks it down.
+func call[T any](a *agents, ctx context.Context, do func(context.Context, beacon.Lookup) (T, beacon.QueryMeta, error)) (T, beacon.QueryMeta, error) {
 	i, err := a.pick(ctx)
 	if err != nil {
-		return nil, beacon.QueryMeta{}, err
+		var zero T
+		return zero, beacon.QueryMeta{}, err
 	}
 	rctx, done := a.bind(ctx, i)
-	insts, meta, err := a.regs[i].Instances(rctx, q)
+	v, meta, err := do(rctx, a.regs[i])
 	if done() && ctx.Err() == nil {
 		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, errStoppedAnswering)
 	}
 	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) {
 		a.markDown(i, err)
 	}
-	return insts, meta, err
+	return v, meta, err
 }
 
-// probeACLs asks the current agent about ACLs, when its backend can.
-func (a *agents) probeACLs(ctx context.Context) (beacon.ACLs, error) {
+// ProbeACLs implements beacon.ACLProber: it asks the current agent about
+// ACLs, when its client can.
+func (a *agents) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {
 	i, err := a.pick(ctx)
 	if err != nil {
 		return beacon.ACLsUnknown, err
@@ -196,63 +216,24 @@ func (a *agents) markDown(i int, cause error) {
 		a.kill[i]()
 	}
 	a.log.Warn("discovery: agent unreachable; probing it", "agent", a.addrs[i], "err", cause)
-	a.wg.Add(1)
-	go a.prober(i)
+	a.life.every(a.probe, func() bool { return !a.probeOnce(i) })
 }
 
-// prober asks agent i a cheap question until it answers, then wakes every
-// watch waiting for an agent.
-func (a *agents) prober(i int) {
-	defer a.wg.Done()
-	t := time.NewTicker(a.probe)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if a.answers(i, a.probe+time.Second) {
-			a.mu.Lock()
-			a.down[i] = false
-			a.live[i], a.kill[i] = context.WithCancel(a.ctx)
-			close(a.upCh)
-			a.upCh = make(chan struct{})
-			a.mu.Unlock()
-			a.log.Info("discovery: agent answers again", "agent", a.addrs[i])
-			return
-		}
+// probeOnce asks agent i, marked down, a cheap question (markDown has it
+// asked every probe interval until it answers); when it answers, the
+// agent is up again and every watch waiting for an agent is woken.
+func (a *agents) probeOnce(i int) (up bool) {
+	if !a.answers(i, a.probe+time.Second) {
+		return false
 	}
-}
-
-// Checks runs the change feed's query on the current agent, holding one of
-// the cache's long-poll slots while it blocks.
-func (a *agents) Checks(ctx context.Context, sem chan struct{}, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
-	i, err := a.pick(ctx)
-	if err != nil {
-		return nil, beacon.QueryMeta{}, err
-	}
-	f, ok := a.regs[i].(beacon.ChangeFeed)
-	if !ok {
-		return nil, beacon.QueryMeta{}, errNoFeed
-	}
-	if q.WaitIndex > 0 {
-		select {
-		case sem <- struct{}{}:
-			defer func() { <-sem }()
-		case <-ctx.Done():
-			return nil, beacon.QueryMeta{}, ctx.Err()
-		}
-	}
-	rctx, done := a.bind(ctx, i)
-	checks, meta, err := f.Checks(rctx, q)
-	if done() && ctx.Err() == nil {
-		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, errStoppedAnswering)
-	}
-	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) {
-		a.markDown(i, err)
-	}
-	return checks, meta, err
+	a.mu.Lock()
+	a.down[i] = false
+	a.live[i], a.kill[i] = context.WithCancel(a.life.ctx)
+	close(a.upCh)
+	a.upCh = make(chan struct{})
+	a.mu.Unlock()
+	a.log.Info("discovery: agent answers again", "agent", a.addrs[i])
+	return true
 }
 
 // hasFeed reports whether every agent's client can list checks.

@@ -14,13 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/internal/blocking"
 	"github.com/beaconsd/beacon/internal/lru"
-	wloop "github.com/beaconsd/beacon/internal/watch"
 )
 
 // NoPassingPolicy says what a watch publishes when no instance passes.
@@ -105,13 +103,13 @@ const shortConns = 8
 // Cache holds the watches of one process. It is safe for concurrent use;
 // Close stops every watch and waits for them.
 type Cache struct {
+	// lifetime ends at Close; the parts below get it, or the part of the
+	// cache they use, never the Cache itself.
+	lifetime
 	o      options
-	agents *agents
+	agents *agents // the one source: lookups, the change feed, ACL probes
 	regs   []beacon.Lookup
-	sem    chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	loops  loops // what every blocking loop shares, the long-poll slots included
 
 	feed *feed
 	acl  *aclGuard
@@ -159,7 +157,8 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if len(addrs) == 0 {
 		addrs = []string{consul.DefaultAddress}
 	}
-	c := &Cache{o: o, sem: make(chan struct{}, o.maxPolls), watches: map[string]*watch{}}
+	c := &Cache{o: o, watches: map[string]*watch{}}
+	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
 	for i := range addrs {
 		r, err := o.backend(cfg.Agent(i))
@@ -169,15 +168,14 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		}
 		c.regs = append(c.regs, r)
 	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.agents = newAgents(c.ctx, &c.wg, c.regs, addrs, o.probe, o.logger)
-	c.feed = newFeed(c)
-	c.acl = &aclGuard{c: c, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout()}
+	c.begin()
+	c.agents = newAgents(&c.lifetime, c.regs, addrs, o.probe, o.logger)
+	c.feed = newFeed(&c.lifetime, c.agents, c.publish, c.loops, o.consistency, o.logger)
+	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
 	if o.snapshotFile != "" {
 		var err error
 		if c.saved, err = loadSnapshots(o.snapshotFile); err != nil {
-			c.cancel()
-			c.wg.Wait() // the agents' watchdog
+			c.end() // the agents' watchdog
 			c.closeRegs()
 			return nil, err
 		}
@@ -294,8 +292,7 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	c.cancel()
-	c.wg.Wait()
+	c.end()
 	c.closeRegs()
 	return nil
 }
@@ -311,8 +308,6 @@ type watch struct {
 	fallback bool
 	// ownLoop: the watch has a long poll of its own (else the feed drives it).
 	ownLoop bool
-	// retry counts the feed's failed fetches in a row, for its backoff.
-	retry atomic.Int64
 
 	cancel context.CancelFunc
 	snap   atomic.Pointer[Snapshot]
@@ -340,21 +335,14 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	w.ownLoop = true
 	ctx, cancel := context.WithCancel(c.ctx)
 	w.cancel = cancel
-	lookup := &limitedLookup{agents: c.agents, sem: c.sem}
 	q = w.q
-	m, svc := c.o.metrics, q.Service
-	opts := wloop.Options{
-		WaitTime:     c.o.wait,
-		Limiter:      rate.NewLimiter(rate.Every(c.o.every), c.o.burst),
-		OnRequest:    func() { m.Request(svc) },
-		OnIndexReset: func() { m.IndexReset(svc) },
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		wloop.Loop(ctx, lookup, q, opts, func(r wloop.Result) error { return c.publish(w, r) })
+	q.WaitTime = c.loops.wait
+	c.spawn(func() {
+		run(ctx, c.loops, q.Service, blocking.Instances(c.agents, q), func(insts []beacon.Instance, meta beacon.QueryMeta, err error) error {
+			return c.publish(w, result{Instances: insts, Meta: meta, Err: err})
+		})
 		w.once.Do(func() { close(w.ready) }) // stopped before any answer
-	}()
+	})
 	return w
 }
 
@@ -362,7 +350,7 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 // instances and record the error; answers replace them, empty or not. It
 // returns an error for an answer it did not believe (an empty list that
 // ACLs caused), so the caller asks again without blocking, after a backoff.
-func (c *Cache) publish(w *watch, r wloop.Result) error {
+func (c *Cache) publish(w *watch, r result) error {
 	prev := w.snap.Load()
 	// An empty answer may be ACLs hiding the service, which Consul answers
 	// exactly like a scale to zero; it is checked unless the last snapshot
@@ -536,23 +524,4 @@ func (w *Watcher) Close() {
 		w.w.cancel()
 	}
 	c.mu.Unlock()
-}
-
-// limitedLookup holds one of the cache's long-poll slots for the duration
-// of every blocking query.
-type limitedLookup struct {
-	agents *agents
-	sem    chan struct{}
-}
-
-func (l *limitedLookup) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
-	if q.WaitIndex > 0 {
-		select {
-		case l.sem <- struct{}{}:
-			defer func() { <-l.sem }()
-		case <-ctx.Done():
-			return nil, beacon.QueryMeta{}, ctx.Err()
-		}
-	}
-	return l.agents.Instances(ctx, q)
 }

@@ -11,4 +11,14 @@
 // down, watches wait on one shared prober per agent instead of each polling
 // it, and all resume as soon as it answers; an agent that stops answering
 // without an error (paused, hung) is found by a watchdog and treated as down.
+//
+// Inside, the Cache owns its parts and hands each only what it uses: the
+// agents (agents.go) are the one source, a beacon.Lookup that is also a
+// beacon.ChangeFeed and beacon.ACLProber; every watch's long poll and the
+// change feed's (feed.go) run internal/blocking's one loop through run
+// (loop.go), which adds the long-poll slots, rate limit and metrics they
+// share; the feed and the ACL guard (acl.go) get the source, a publish
+// function, a logger and metrics, and the parts that start goroutines get
+// the cache's lifetime (a context and the goroutines Close waits for),
+// never the Cache.
 package discovery

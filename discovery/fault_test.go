@@ -36,7 +36,7 @@ import (
 	"github.com/beaconsd/beacon/keeper"
 )
 
-// Limits of the cache and its loop (internal/watch) that the bounds below
+// Limits of the cache and its loop (internal/blocking) that the bounds below
 // are computed from.
 const (
 	minBackoff    = 100 * time.Millisecond // the first wait after an error
@@ -291,7 +291,7 @@ func waitFirst(t *testing.T, c *discovery.Cache, service string) (*discovery.Wat
 // This test can fail: build the cache with WithRateLimit(time.Microsecond,
 // burst) instead, keeping the bound computed from every, and the agent sees
 // about 900 queries in the window (tried: 929 under -race), against a limit
-// of 13. Before the index-0 fix in internal/watch, every other query went
+// of 13. Before the index-0 fix in the blocking loop, every other query went
 // out without an index and counted an IndexReset, failing the checks below.
 func TestIndexZeroForever(t *testing.T) {
 	const (

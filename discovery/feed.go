@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"hash/fnv"
-	"math/rand/v2"
+	"log/slog"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/beaconsd/beacon"
-	wloop "github.com/beaconsd/beacon/internal/watch"
+	"github.com/beaconsd/beacon/internal/backoff"
+	"github.com/beaconsd/beacon/internal/blocking"
 )
 
 // feed drives the watches beyond the long-poll budget, so one process can
@@ -25,24 +24,41 @@ import (
 //     which catches what touches no check (a meta- or tag-only change) and
 //     costs about one request per service per wait period while idle, as
 //     a per-service long poll would.
+//
+// It gets what it uses, not the cache: a lifetime for its goroutines, the
+// source it reads, the publish function its answers go to, the loop
+// settings its blocking query shares with the watches, and a logger.
 type feed struct {
-	c       *Cache
-	workers int
+	life        *lifetime
+	src         feedSource
+	publish     func(*watch, result) error
+	loop        loops
+	consistency beacon.Consistency // of the checks query
+	log         *slog.Logger
+	workers     int
 
 	mu       sync.Mutex
 	started  bool
 	watches  map[*watch]struct{}
 	queue    []*watch
 	queued   map[*watch]bool
-	running  map[*watch]bool // being fetched: never two fetches of one watch at once
-	rerun    map[*watch]bool // queued again while running
-	wake     chan struct{}   // capacity 1: work was queued
+	running  map[*watch]bool             // being fetched: never two fetches of one watch at once
+	rerun    map[*watch]bool             // queued again while running
+	retry    map[*watch]*backoff.Backoff // failed fetches in a row; owned by the running fetch
+	wake     chan struct{}               // capacity 1: work was queued
 	services map[string]uint64
 	nodes    map[string]uint64
 }
 
-func newFeed(c *Cache) *feed {
-	return &feed{c: c, workers: 4, watches: map[*watch]struct{}{}, queued: map[*watch]bool{}, running: map[*watch]bool{}, rerun: map[*watch]bool{}, wake: make(chan struct{}, 1)}
+// feedSource is what the feed reads: the agents.
+type feedSource interface {
+	beacon.Lookup
+	beacon.ChangeFeed
+}
+
+func newFeed(life *lifetime, src feedSource, publish func(*watch, result) error, loop loops, consistency beacon.Consistency, log *slog.Logger) *feed {
+	return &feed{life: life, src: src, publish: publish, loop: loop, consistency: consistency, log: log, workers: 4,
+		watches: map[*watch]struct{}{}, queued: map[*watch]bool{}, running: map[*watch]bool{}, rerun: map[*watch]bool{}, retry: map[*watch]*backoff.Backoff{}, wake: make(chan struct{}, 1)}
 }
 
 // add makes w feed-driven and fetches it at once.
@@ -51,11 +67,10 @@ func (f *feed) add(w *watch) {
 	f.watches[w] = struct{}{}
 	if !f.started {
 		f.started = true
-		f.c.wg.Add(2 + f.workers)
-		go f.watchChecks()
-		go f.sweep()
+		f.life.spawn(f.watchChecks)
+		f.life.spawn(f.sweep)
 		for range f.workers {
-			go f.work()
+			f.life.spawn(f.work)
 		}
 	}
 	f.mu.Unlock()
@@ -65,6 +80,7 @@ func (f *feed) add(w *watch) {
 func (f *feed) remove(w *watch) {
 	f.mu.Lock()
 	delete(f.watches, w)
+	delete(f.retry, w)
 	f.mu.Unlock()
 	w.once.Do(func() { close(w.ready) })
 }
@@ -114,8 +130,7 @@ func (f *feed) next() *watch {
 
 // work fetches queued watches with non-blocking queries.
 func (f *feed) work() {
-	defer f.c.wg.Done()
-	ctx := f.c.ctx
+	ctx := f.life.ctx
 	for {
 		w := f.next()
 		if w == nil {
@@ -126,22 +141,28 @@ func (f *feed) work() {
 				continue
 			}
 		}
-		f.c.o.metrics.Request(w.q.Service)
+		f.loop.metrics.Request(w.q.Service)
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		insts, meta, err := f.c.agents.Instances(qctx, w.q)
+		insts, meta, err := f.src.Instances(qctx, w.q)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if perr := f.c.publish(w, wloop.Result{Instances: insts, Meta: meta, Err: err}); perr != nil {
+		if perr := f.publish(w, result{Instances: insts, Meta: meta, Err: err}); perr != nil {
 			err = perr
 		}
-		if err != nil {
-			f.retryLater(w)
-		} else {
-			w.retry.Store(0)
-		}
 		f.mu.Lock()
+		var retryIn time.Duration
+		if _, live := f.watches[w]; err != nil && live {
+			b := f.retry[w]
+			if b == nil {
+				b = &backoff.Backoff{}
+				f.retry[w] = b
+			}
+			retryIn = b.Next()
+		} else {
+			delete(f.retry, w)
+		}
 		delete(f.running, w)
 		again := f.rerun[w]
 		delete(f.rerun, w)
@@ -149,30 +170,26 @@ func (f *feed) work() {
 		if again {
 			f.enqueue(w)
 		}
+		if retryIn > 0 {
+			f.retryLater(w, retryIn)
+		}
 	}
 }
 
-// retryLater queues a watch whose fetch failed again after a jittered
-// backoff (100 ms doubling to 10 s), rather than leaving it stale until
-// the sweep comes round.
-func (f *feed) retryLater(w *watch) {
-	n := min(w.retry.Add(1), 7)
-	d := 100 * time.Millisecond << (n - 1)
-	d = min(d, 10*time.Second)
-	d = d/2 + rand.N(d/2+1)
-	f.c.wg.Add(1)
-	go func() {
-		defer f.c.wg.Done()
-		if sleepCtx(f.c.ctx, d) {
+// retryLater queues a watch whose fetch failed again after d (the
+// watch's backoff: 100 ms doubling to 10 s, jittered), rather than
+// leaving it stale until the sweep comes round.
+func (f *feed) retryLater(w *watch, d time.Duration) {
+	f.life.spawn(func() {
+		if backoff.Sleep(f.life.ctx, d) {
 			f.enqueue(w)
 		}
-	}()
+	})
 }
 
 // sweep fetches every feed watch once per wait period, evenly spread.
 func (f *feed) sweep() {
-	defer f.c.wg.Done()
-	ctx := f.c.ctx
+	ctx := f.life.ctx
 	for {
 		f.mu.Lock()
 		ws := make([]*watch, 0, len(f.watches))
@@ -181,14 +198,14 @@ func (f *feed) sweep() {
 		}
 		f.mu.Unlock()
 		if len(ws) == 0 {
-			if !sleepCtx(ctx, time.Second) {
+			if !backoff.Sleep(ctx, time.Second) {
 				return
 			}
 			continue
 		}
-		step := f.c.o.wait / time.Duration(len(ws))
+		step := f.loop.wait / time.Duration(len(ws))
 		for _, w := range ws {
-			if !sleepCtx(ctx, step) {
+			if !backoff.Sleep(ctx, step) {
 				return
 			}
 			f.enqueue(w)
@@ -196,44 +213,20 @@ func (f *feed) sweep() {
 	}
 }
 
-// watchChecks runs the blocking query on every check of the datacenter and
-// queues the watches whose service's checks changed.
+// watchChecks runs the blocking query on every check of the datacenter, in
+// the one blocking loop, and queues the watches whose service's checks
+// changed.
 func (f *feed) watchChecks() {
-	defer f.c.wg.Done()
-	ctx := f.c.ctx
-	limiter := rate.NewLimiter(rate.Every(f.c.o.every), f.c.o.burst)
-	var index uint64
-	backoff := 100 * time.Millisecond
-	for {
-		if limiter.Wait(ctx) != nil {
-			return
-		}
-		f.c.o.metrics.Request("")
-		checks, meta, err := f.c.agents.Checks(ctx, f.c.sem, beacon.ChecksQuery{Consistency: f.c.o.consistency, WaitIndex: index, WaitTime: f.c.o.wait})
-		if ctx.Err() != nil {
-			return
-		}
+	q := beacon.ChecksQuery{Consistency: f.consistency, WaitTime: f.loop.wait}
+	run(f.life.ctx, f.loop, "", blocking.Checks(f.src, q), func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
 		if err != nil {
-			index = 0
-			f.c.o.metrics.WatchError("")
-			f.c.o.logger.Warn("discovery: change feed error", "err", err)
-			if !sleepCtx(ctx, backoff/2+rand.N(backoff/2+1)) {
-				return
-			}
-			backoff = min(backoff*2, 10*time.Second)
-			continue
+			f.loop.metrics.WatchError("")
+			f.log.Warn("discovery: change feed error", "err", err)
+			return nil
 		}
-		backoff = 100 * time.Millisecond
-		next := max(meta.LastIndex, 1) // below 1 counts as 1 before comparing
-		if next < index {
-			next = 0 // went backwards: the agent's state was reset
-			f.c.o.metrics.IndexReset("")
-		}
-		if index == 0 || next != index {
-			f.diff(checks)
-		}
-		index = next
-	}
+		f.diff(checks)
+		return nil
+	})
 }
 
 // diff compares per-service and per-node digests of the checks with the
@@ -325,17 +318,6 @@ func onNodes(w *watch, nodes map[string]bool) bool {
 		}
 	}
 	return false
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // errNoFeed: the agent's client cannot list checks.

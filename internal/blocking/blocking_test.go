@@ -1,4 +1,4 @@
-package watch
+package blocking
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/internal/backoff"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -46,7 +47,7 @@ func (s *script) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	return []beacon.Instance{{ID: "x"}}, beacon.QueryMeta{LastIndex: a.index}, nil
 }
 
-// run plays answers through a Loop whose emit refuses the results listed
+// run plays answers through Run whose emit refuses the results listed
 // in refuse (by position among emitted results), and returns the indexes
 // the loop sent and how many results it emitted.
 func run(t *testing.T, answers []answer, refuse map[int]bool) (indexes []uint64, emitted int) {
@@ -56,12 +57,12 @@ func run(t *testing.T, answers []answer, refuse map[int]bool) (indexes []uint64,
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		o := Options{Limiter: rate.NewLimiter(rate.Inf, 1), MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond}
+		o := Options{Limiter: rate.NewLimiter(rate.Inf, 1), Backoff: backoff.Backoff{Min: time.Millisecond, Max: 2 * time.Millisecond}}
 		n := 0
-		Loop(ctx, s, beacon.Query{Service: "svc"}, o, func(r Result) error {
+		Run(ctx, Instances(s, beacon.Query{Service: "svc"}), o, func(_ []beacon.Instance, _ beacon.QueryMeta, err error) error {
 			n++
 			emitted = n
-			if r.Err == nil && refuse[n] {
+			if err == nil && refuse[n] {
 				return errors.New("refused")
 			}
 			return nil

@@ -1,0 +1,112 @@
+// Package blocking runs Consul blocking queries: one loop, written once,
+// for whatever a watch fetches (a service's instances, the datacenter's
+// checks, and next coordinates, prepared queries or another datacenter's
+// view). A caller supplies a Fetch for one query at an index and a
+// handler for its answers, as consul's api/watch runs one plan over a
+// handler per kind of watch.
+package blocking
+
+import (
+	"context"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/internal/backoff"
+)
+
+// Fetch asks Consul once. With index 0 it answers at once; with index > 0
+// it blocks until the data's index moves past index or its wait ends. The
+// request's deadline is the Fetch's (the backends give a blocking query
+// its wait × 17/16 plus their timeout); ctx cancels it.
+type Fetch[T any] func(ctx context.Context, index uint64) (T, beacon.QueryMeta, error)
+
+// Options tune Run. The zero value is usable.
+type Options struct {
+	// Limiter spaces queries so churn degrades to polling; nil means a
+	// burst of 2 and then one query per second. Each Run needs its own.
+	Limiter *rate.Limiter
+	// Backoff is the jittered, capped wait after an error; its zero value
+	// means 100 ms doubling to 10 s.
+	Backoff backoff.Backoff
+	// OnRequest and OnIndexReset, when set, are called for every query
+	// sent and every index that went backwards (for metrics).
+	OnRequest, OnIndexReset func()
+}
+
+// Run sends fetch's queries until ctx ends, calling emit with every answer
+// whose index moved (and the first) and with every error (a zero T). It
+// blocks until ctx ends; the query in flight is cancelled with it. When
+// emit refuses an answer (returns an error), the loop treats it as failed:
+// it backs off and asks again from index 0, so the next answer is emitted
+// even if nothing moved. Emit's result for an error is ignored.
+//
+// Index rules (Consul's blocking-query documentation): the first query and
+// the first after any error start from 0 (a fresh agent given an old,
+// higher index blocks for the whole wait even when its data changes); an
+// index that goes backwards resets to 0; an index below 1 is treated as 1.
+func Run[T any](ctx context.Context, fetch Fetch[T], o Options, emit func(T, beacon.QueryMeta, error) error) {
+	if o.Limiter == nil {
+		o.Limiter = rate.NewLimiter(rate.Every(time.Second), 2)
+	}
+	var index uint64
+	for {
+		if err := o.Limiter.Wait(ctx); err != nil {
+			return // ctx ended
+		}
+		if o.OnRequest != nil {
+			o.OnRequest()
+		}
+		v, meta, err := fetch(ctx, index)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			// An index below 1 is treated as 1 before it is compared: an
+			// agent that answers 0 again and again has not gone backwards,
+			// and the next query must block on 1, not go out without an
+			// index.
+			next := max(meta.LastIndex, 1)
+			if next < index {
+				next = 0 // went backwards: the agent's state was reset
+				if o.OnIndexReset != nil {
+					o.OnIndexReset()
+				}
+			}
+			if index == 0 || next != index {
+				err = emit(v, meta, nil)
+			}
+			index = next
+			if err == nil {
+				o.Backoff.Reset()
+				continue
+			}
+		} else {
+			var zero T
+			_ = emit(zero, beacon.QueryMeta{}, err)
+		}
+		index = 0
+		if !o.Backoff.Wait(ctx) {
+			return
+		}
+	}
+}
+
+// Instances is the Fetch of q's instances from l: q at each query's
+// index. q.WaitTime is each query's wait (zero: Consul's default, 5 min).
+func Instances(l beacon.Lookup, q beacon.Query) Fetch[[]beacon.Instance] {
+	return func(ctx context.Context, index uint64) ([]beacon.Instance, beacon.QueryMeta, error) {
+		q.WaitIndex = index // q is this Fetch's own copy; Run calls it from one goroutine
+		return l.Instances(ctx, q)
+	}
+}
+
+// Checks is the Fetch of the checks q selects from f (the change feed's
+// query): q at each query's index, with q.WaitTime as Instances has it.
+func Checks(f beacon.ChangeFeed, q beacon.ChecksQuery) Fetch[[]beacon.CheckState] {
+	return func(ctx context.Context, index uint64) ([]beacon.CheckState, beacon.QueryMeta, error) {
+		q.WaitIndex = index
+		return f.Checks(ctx, q)
+	}
+}
