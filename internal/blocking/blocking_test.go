@@ -125,3 +125,37 @@ func TestRefusedAnswerIsEmittedAgain(t *testing.T) {
 		t.Errorf("emitted %d results, want 2", emitted)
 	}
 }
+
+// feedFunc is a beacon.ChangeFeed from a function.
+type feedFunc func(ctx context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error)
+
+func (f feedFunc) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	return f(ctx, q)
+}
+
+// TestFetchesCarryIndexAndWait: each Fetch sends its query at the index
+// Run asks for, with the query's own wait and fields unchanged.
+func TestFetchesCarryIndexAndWait(t *testing.T) {
+	var got beacon.ChecksQuery
+	checks := Checks(feedFunc(func(_ context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
+		got = q
+		return nil, beacon.QueryMeta{}, nil
+	}), beacon.ChecksQuery{Consistency: beacon.ConsistencyStale, WaitTime: time.Minute})
+	for _, index := range []uint64{0, 7} {
+		if _, _, err := checks(context.Background(), index); err != nil {
+			t.Fatal(err)
+		}
+		want := beacon.ChecksQuery{Consistency: beacon.ConsistencyStale, WaitIndex: index, WaitTime: time.Minute}
+		if got != want {
+			t.Errorf("Checks fetch at %d sent %+v, want %+v", index, got, want)
+		}
+	}
+	s := &script{answers: []answer{{index: 3}, {index: 4}}, done: make(chan struct{})}
+	insts := Instances(s, beacon.Query{Service: "svc", WaitTime: time.Minute})
+	for _, index := range []uint64{9, 0} {
+		_, _, _ = insts(context.Background(), index)
+	}
+	if !equal(s.indexes, []uint64{9, 0}) {
+		t.Errorf("Instances fetch sent indexes %v, want [9 0]", s.indexes)
+	}
+}
