@@ -44,7 +44,7 @@ type feed struct {
 	queued   map[*watch]bool
 	running  map[*watch]bool             // being fetched: never two fetches of one watch at once
 	rerun    map[*watch]bool             // queued again while running
-	retry    map[*watch]*backoff.Backoff // failed fetches in a row; owned by the running fetch
+	retry    map[*watch]*backoff.Backoff // backoff of watches whose last fetch failed
 	wake     chan struct{}               // capacity 1: work was queued
 	services map[string]uint64
 	nodes    map[string]uint64
