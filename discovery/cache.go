@@ -133,7 +133,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		f(&o)
 	}
 	if o.logger == nil {
-		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.backend == nil {
 		o.backend = func(c consul.Config) (beacon.Registry, error) { return consulhttp.New(c) }
