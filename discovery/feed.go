@@ -292,11 +292,13 @@ func (f *feed) diff(checks []beacon.CheckState) {
 	}
 	f.services, f.nodes = services, nodes
 	var todo []*watch
-	if !first {
-		for w := range f.watches {
-			if changed[w.q.Service] || onNodes(w, changedNodes) {
-				todo = append(todo, w)
-			}
+	// The first answer has nothing to compare with, and a change made
+	// after a watch's first fetch but before this answer is already in
+	// it: every watch there is (usually the one that started the feed)
+	// is fetched again, or such a change would wait for the sweep.
+	for w := range f.watches {
+		if first || changed[w.q.Service] || onNodes(w, changedNodes) {
+			todo = append(todo, w)
 		}
 	}
 	f.mu.Unlock()
