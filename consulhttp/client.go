@@ -49,6 +49,10 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithMaxBodyBytes(n int64) Option { return func(c *Client) { c.maxBody = n } }
 
 // New returns a client for the first agent in cfg.Addresses.
+// Backend is New as a consul.Backend, for keeper.WithBackend and
+// discovery.WithBackend; it is their default.
+func Backend(cfg consul.Config) (beacon.Registry, error) { return New(cfg) }
+
 func New(cfg consul.Config, opts ...Option) (*Client, error) {
 	hc, ep, err := cfg.NewHTTPClient()
 	if err != nil {

@@ -78,6 +78,10 @@ func New(cfg consul.Config) (*Client, error) {
 	return &Client{cfg: cfg, ep: ep, kit: kitconsul.NewClient(timedAPI), api: a, kitLookup: kitconsul.NewClient(a), httpClient: hc}, nil
 }
 
+// Backend is New as a consul.Backend, for keeper.WithBackend and
+// discovery.WithBackend.
+func Backend(cfg consul.Config) (beacon.Registry, error) { return New(cfg) }
+
 func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Agent returns the agent address this client talks to.

@@ -136,7 +136,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.backend == nil {
-		o.backend = func(c consul.Config) (beacon.Registry, error) { return consulhttp.New(c) }
+		o.backend = consulhttp.Backend
 	}
 	if o.metrics == nil {
 		o.metrics = nopMetrics{}
@@ -179,8 +179,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 			c.closeRegs()
 			return nil, err
 		}
-		c.wg.Add(1)
-		go c.persist()
+		c.spawn(c.persist)
 	}
 	return c, nil
 }

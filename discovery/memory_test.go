@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
-	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/registrytest"
 )
@@ -64,14 +63,7 @@ func (r *recorder) expect(t *testing.T, what string, cond func(sent) bool) {
 // memCache builds a cache on in-memory agents, one per registry given.
 func memCache(t *testing.T, regs []beacon.Registry, opts ...discovery.Option) *discovery.Cache {
 	t.Helper()
-	var cfg consul.Config
-	for i := range regs {
-		cfg.Addresses = append(cfg.Addresses, "127.0.0."+string(rune('1'+i))+":8500")
-	}
-	backend := func(c consul.Config) (beacon.Registry, error) {
-		i := slices.Index(cfg.Addresses, c.Addresses[0])
-		return regs[i], nil
-	}
+	cfg, backend := registrytest.Agents(regs...)
 	return newCache(t, cfg, append([]discovery.Option{discovery.WithBackend(backend), discovery.WithRateLimit(10*time.Millisecond, 2)}, opts...)...)
 }
 

@@ -84,7 +84,6 @@ func decodeSnapshots(b []byte) (map[string]savedSnapshot, error) {
 // persist writes the good snapshots of every watch once a second while
 // something changed, until the cache closes (and once more then).
 func (c *Cache) persist() {
-	defer c.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 
@@ -50,7 +49,7 @@ func NewBuilder(cache *discovery.Cache, opts ...Option) resolver.Builder {
 		f(&o)
 	}
 	if o.logger == nil {
-		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.logger = slog.New(slog.DiscardHandler)
 	}
 	return &builder{cache: cache, log: o.logger}
 }

@@ -172,7 +172,7 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.backend == nil {
-		o.backend = func(c consul.Config) (beacon.Registry, error) { return consulhttp.New(c) }
+		o.backend = consulhttp.Backend
 	}
 	switch {
 	case o.ttl < 3*time.Millisecond:

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -32,24 +31,23 @@ type memAgents struct {
 }
 
 func newMemAgents(n int) *memAgents {
-	m := &memAgents{cfg: consul.Config{Timeout: 2 * time.Second}}
-	for i := range n {
+	m := &memAgents{}
+	for range n {
 		mem := registrytest.NewMemory()
-		m.cfg.Addresses = append(m.cfg.Addresses, fmt.Sprintf("127.0.0.1:%d", 18500+i))
 		m.mems = append(m.mems, mem)
 		m.regs = append(m.regs, mem)
 	}
+	m.cfg, _ = registrytest.Agents(m.regs...)
+	m.cfg.Timeout = 2 * time.Second
 	return m
 }
 
-// backend hands the keeper the registry of the address it asks for.
+// backend hands the keeper the registry of the address it asks for: m.regs
+// as they are when the keeper asks (a test may wrap one first).
 func (m *memAgents) backend() keeper.Option {
 	return keeper.WithBackend(func(cfg consul.Config) (beacon.Registry, error) {
-		i := slices.Index(m.cfg.Addresses, cfg.Addresses[0])
-		if i < 0 {
-			return nil, fmt.Errorf("no in-memory agent at %v", cfg.Addresses)
-		}
-		return m.regs[i], nil
+		_, b := registrytest.Agents(m.regs...)
+		return b(cfg)
 	})
 }
 

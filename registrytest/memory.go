@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
 )
 
 // Op names a method of Memory, for fault injection and call counts.
@@ -659,4 +660,25 @@ func (m *Memory) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.acls, nil
+}
+
+// Agents stands regs in for as many agents: it returns a Config with one
+// made-up loopback address per registry (nothing is dialled) and a
+// consul.Backend that hands each address its registry, for
+// keeper.WithBackend and discovery.WithBackend. Set the Config's other
+// fields (Timeout, MaxConns) as a test needs.
+func Agents(regs ...beacon.Registry) (consul.Config, consul.Backend) {
+	var cfg consul.Config
+	for i := range regs {
+		cfg.Addresses = append(cfg.Addresses, fmt.Sprintf("127.0.0.1:%d", 18500+i))
+	}
+	addrs := slices.Clone(cfg.Addresses)
+	return cfg, func(c consul.Config) (beacon.Registry, error) {
+		if len(c.Addresses) == 1 {
+			if i := slices.Index(addrs, c.Addresses[0]); i >= 0 {
+				return regs[i], nil
+			}
+		}
+		return nil, fmt.Errorf("registrytest: no in-memory agent at %v", c.Addresses)
+	}
 }

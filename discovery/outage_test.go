@@ -365,7 +365,7 @@ func maxFailedQueries(d time.Duration) int {
 // again, with 2 instances, and the cache converges on them. Without the
 // backoff, the 1 ms rate limit would let through about 2,000 queries in the
 // window, against a limit of 7.
-func TestFaultKeepsCacheAndRecovers(t *testing.T) {
+func TestErrorKeepsCacheAndRecovers(t *testing.T) {
 	const window = 2 * time.Second
 	for _, tc := range []struct {
 		fault fault
