@@ -357,7 +357,7 @@ func maxFailedQueries(d time.Duration) int {
 	}
 }
 
-// TestFaultKeepsCacheAndRecovers: after a good first answer (3 instances)
+// TestErrorKeepsCacheAndRecovers: after a good first answer (3 instances)
 // the agent turns faulty. The snapshot keeps the 3 instances, its index and
 // its time, with the error set and matching the right sentinel; over the
 // window the agent sees no more queries than the backoff allows (the rate
