@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,11 @@ type agents struct {
 	current int
 	down    []bool
 	upCh    chan struct{} // closed and replaced whenever an agent comes back
+	// allDown is closed while every agent is marked down, and replaced
+	// when one comes back: a caller waiting for a first answer stops
+	// waiting then, as no watch will ask until an agent is back.
+	allDown chan struct{}
+	lastErr error // what last marked an agent down
 	// live[i] ends when agent i is marked down, cancelling the requests in
 	// flight to it: a paused agent accepts connections and never answers,
 	// so its long polls would otherwise hang until their own deadline
@@ -53,7 +59,7 @@ var (
 )
 
 func newAgents(life *lifetime, regs []beacon.Lookup, addrs []string, probe time.Duration, log *slog.Logger) *agents {
-	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), upCh: make(chan struct{}),
+	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
 		live: make([]context.Context, len(regs)), kill: make([]context.CancelFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
 	for i := range regs {
 		a.live[i], a.kill[i] = context.WithCancel(life.ctx)
@@ -207,6 +213,10 @@ func (a *agents) markDown(i int, cause error) {
 		return
 	}
 	a.down[i] = true
+	a.lastErr = cause
+	if !slices.Contains(a.down, false) {
+		close(a.allDown) // once per outage: markDown returns early for an agent already down
+	}
 	// An agent that answered (a 5xx: no leader during an election, say) is
 	// alive; its long polls may well be fine. One that did not answer,
 	// the watchdog's verdict or a transport error, gets what is still in
@@ -231,9 +241,34 @@ func (a *agents) probeOnce(i int) (up bool) {
 	a.live[i], a.kill[i] = context.WithCancel(a.life.ctx)
 	close(a.upCh)
 	a.upCh = make(chan struct{})
+	select {
+	case <-a.allDown: // the outage is over: the next one closes a new channel
+		a.allDown = make(chan struct{})
+	default:
+	}
 	a.mu.Unlock()
 	a.log.Info("discovery: agent answers again", "agent", a.addrs[i])
 	return true
+}
+
+// outage reports which agents are marked down and what last marked one
+// down, and whether that is every agent.
+func (a *agents) outage() (down []string, last error, all bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, d := range a.down {
+		if d {
+			down = append(down, a.addrs[i])
+		}
+	}
+	return down, a.lastErr, len(down) == len(a.down)
+}
+
+// whenAllDown returns a channel closed while every agent is marked down.
+func (a *agents) whenAllDown() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.allDown
 }
 
 // hasFeed reports whether every agent's client can list checks.

@@ -174,21 +174,35 @@ func (w *Watcher) Changed() <-chan struct{} { return w.ch }
 // beacon.ErrUnavailable. So does the error returned when ctx ends while
 // every agent is down.
 func (w *Watcher) Wait(ctx context.Context) (*Snapshot, error) {
-	if s := w.w.snap.Load(); (s == nil || s.Source == SourceNone) && !w.c.hasSaved(w.w.key) {
-		// With every agent down the watch's loop waits for one to come
-		// back without asking, so it reports no error of its own (and
-		// ready stays open): say so now rather than at ctx's end.
-		if err := w.c.unreachable(w.w.q.Service, nil); err != nil {
-			return nil, err
-		}
+	// With every agent down the watch's loop waits for one to come back
+	// without asking, so it reports no error of its own (and ready stays
+	// open): say so as soon as that is the case, not at ctx's end. A
+	// snapshot file stands in for Consul, so then ready is waited for.
+	var allDown <-chan struct{}
+	if !w.c.hasSaved(w.w.key) {
+		allDown = w.c.agents.whenAllDown()
 	}
-	select {
-	case <-w.w.ready:
-	case <-ctx.Done():
-		if err := w.c.unreachable(w.w.q.Service, nil); err != nil {
-			return nil, err
+	for answered := false; !answered; {
+		select {
+		case <-w.w.ready:
+			answered = true
+		case <-allDown:
+			select {
+			case <-w.w.ready: // answered as the last agent went down
+				answered = true
+				continue
+			default:
+			}
+			if err := w.c.unreachable(w.w.q.Service, nil); err != nil {
+				return nil, err
+			}
+			allDown = w.c.agents.whenAllDown() // one came back meanwhile
+		case <-ctx.Done():
+			if err := w.c.unreachable(w.w.q.Service, nil); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("discovery: waiting for %q: %w", w.w.q.Service, ctx.Err())
 		}
-		return nil, fmt.Errorf("discovery: waiting for %q: %w", w.w.q.Service, ctx.Err())
 	}
 	s := w.w.snap.Load()
 	if s == nil {

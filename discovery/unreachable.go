@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,39 +42,17 @@ func (e *UnreachableError) Unwrap() []error {
 // marked down, or when last (the watch's own first error) says it could
 // not reach one; otherwise nil.
 func (c *Cache) unreachable(service string, last error) error {
-	a := c.agents
-	a.mu.Lock()
-	var down []string
-	for i, d := range a.down {
-		if d {
-			down = append(down, a.addrs[i])
-		}
-	}
-	all := len(down) == len(a.down)
-	a.mu.Unlock()
+	down, cause, all := c.agents.outage()
 	if last == nil {
 		if !all {
 			return nil
 		}
-		last = c.lastUnavailable()
+		last = cause
 	}
 	if len(down) == 0 {
-		down = slices.Clone(a.addrs)
+		down = slices.Clone(c.agents.addrs)
 	}
 	return &UnreachableError{Service: service, Agents: down, Err: last}
-}
-
-// lastUnavailable returns an error that made a watch fail for want of an
-// agent, when one has: the agent's own words are the best explanation.
-func (c *Cache) lastUnavailable() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, w := range c.watches {
-		if s := w.snap.Load(); s != nil && s.Err != nil && errors.Is(s.Err, beacon.ErrUnavailable) {
-			return s.Err
-		}
-	}
-	return nil
 }
 
 // hasSaved reports whether the snapshot file holds an answer for the
