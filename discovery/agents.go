@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
 )
 
 // agents spreads lookups over the configured agents: all watches use the
@@ -58,7 +59,12 @@ var (
 	_ beacon.ACLProber  = (*agents)(nil)
 )
 
-func newAgents(life *lifetime, regs []beacon.Lookup, addrs []string, probe time.Duration, log *slog.Logger) *agents {
+func newAgents(life *lifetime, clients []consul.Agent, probe time.Duration, log *slog.Logger) *agents {
+	regs := make([]beacon.Lookup, len(clients))
+	addrs := make([]string, len(clients))
+	for i, c := range clients {
+		regs[i], addrs[i] = c.Client, c.Addr
+	}
 	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
 		live: make([]context.Context, len(regs)), kill: make([]context.CancelFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
 	for i := range regs {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -106,10 +105,10 @@ type Cache struct {
 	// lifetime ends at Close; the parts below get it, or the part of the
 	// cache they use, never the Cache itself.
 	lifetime
-	o      options
-	agents *agents // the one source: lookups, the change feed, ACL probes
-	regs   []beacon.Lookup
-	loops  loops // what every blocking loop shares, the long-poll slots included
+	o       options
+	agents  *agents        // the one source: lookups, the change feed, ACL probes
+	clients []consul.Agent // one client per configured agent, closed at Close
+	loops   loops          // what every blocking loop shares, the long-poll slots included
 
 	feed *feed
 	acl  *aclGuard
@@ -153,23 +152,16 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	case cfg.MaxConns < o.maxPolls+shortConns:
 		return nil, &beacon.ValidationError{Field: "MaxConns", Reason: fmt.Sprintf("%d leaves no room for short reads beside %d long polls; use at least %d", cfg.MaxConns, o.maxPolls, o.maxPolls+shortConns)}
 	}
-	addrs := cfg.Addresses
-	if len(addrs) == 0 {
-		addrs = []string{consul.DefaultAddress}
+	clients, err := o.backend.Agents(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	c := &Cache{o: o, watches: map[string]*watch{}}
 	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
-	for i := range addrs {
-		r, err := o.backend(cfg.Agent(i))
-		if err != nil {
-			c.closeRegs()
-			return nil, fmt.Errorf("discovery: agent %s: %w", addrs[i], err)
-		}
-		c.regs = append(c.regs, r)
-	}
+	c.clients = clients
 	c.begin()
-	c.agents = newAgents(&c.lifetime, c.regs, addrs, o.probe, o.logger)
+	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
 	c.feed = newFeed(&c.lifetime, c.agents, c.publish, c.loops, o.consistency, o.logger)
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
 	if o.snapshotFile != "" {
@@ -184,13 +176,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	return c, nil
 }
 
-func (c *Cache) closeRegs() {
-	for _, r := range c.regs {
-		if cl, ok := r.(io.Closer); ok {
-			_ = cl.Close()
-		}
-	}
-}
+func (c *Cache) closeRegs() { consul.CloseAgents(c.clients) }
 
 // ErrClosed is returned after Close.
 var ErrClosed = errors.New("discovery: cache closed")

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -100,11 +99,6 @@ type Status struct {
 	Failovers int
 }
 
-type agent struct {
-	addr string
-	reg  beacon.Registrar
-}
-
 // update is an Update handed to the goroutine that owns the agent state.
 type update struct {
 	ctx context.Context
@@ -124,7 +118,7 @@ type update struct {
 // Consul, so there is no lock order to keep.
 type Keeper struct {
 	o       options
-	agents  []agent
+	agents  []consul.Agent
 	checkID string
 	log     *slog.Logger
 	timeout time.Duration // bounds each call to Consul: consul.Config.RequestTimeout
@@ -201,18 +195,11 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 	if cfg.TokenFile != "" {
 		k.tokens = cfg.NewTokenSource()
 	}
-	addrs := cfg.Addresses
-	if len(addrs) == 0 {
-		addrs = []string{consul.DefaultAddress}
+	agents, err := o.backend.Agents(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("keeper: %w", err)
 	}
-	for i := range addrs {
-		c, err := o.backend(cfg.Agent(i))
-		if err != nil {
-			k.closeAgents()
-			return nil, fmt.Errorf("keeper: agent %s: %w", addrs[i], err)
-		}
-		k.agents = append(k.agents, agent{addr: addrs[i], reg: c})
-	}
+	k.agents = agents
 	k.life, k.end = context.WithCancel(context.Background())
 	return k, nil
 }
@@ -237,13 +224,7 @@ func (k *Keeper) withHeartbeatCheck(r beacon.Registration) (beacon.Registration,
 	return r, nil
 }
 
-func (k *Keeper) closeAgents() {
-	for _, a := range k.agents {
-		if c, ok := a.reg.(io.Closer); ok {
-			_ = c.Close()
-		}
-	}
-}
+func (k *Keeper) closeAgents() { consul.CloseAgents(k.agents) }
 
 // Start registers the instance, retrying with jittered backoff through each
 // configured agent in turn until one accepts or ctx ends, then keeps it
@@ -316,7 +297,7 @@ func (k *Keeper) run(startCtx context.Context, started chan<- error) {
 func (k *Keeper) teardown(ctx context.Context) error {
 	if k.current >= 0 {
 		dctx, cancel := context.WithTimeout(ctx, k.timeout)
-		err := k.agents[k.current].reg.UpdateTTL(dctx, k.checkID, beacon.HealthCritical, drainOutput)
+		err := k.agents[k.current].Client.UpdateTTL(dctx, k.checkID, beacon.HealthCritical, drainOutput)
 		cancel()
 		if err == nil {
 			k.log.Info("keeper: draining", "grace", k.o.drainGrace)
@@ -331,8 +312,8 @@ func (k *Keeper) teardown(ctx context.Context) error {
 			continue
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.timeout)
-		if err := a.reg.Deregister(dctx, k.reg.ID); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.addr, err))
+		if err := a.Client.Deregister(dctx, k.reg.ID); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.Addr, err))
 		} else {
 			delete(k.stale, i)
 		}
@@ -427,7 +408,7 @@ func (k *Keeper) registerAnywhere(ctx context.Context, first int) error {
 	for n := range len(k.agents) {
 		i := (first + n) % len(k.agents)
 		if err := k.registerOn(ctx, i); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", k.agents[i].addr, err))
+			errs = append(errs, fmt.Errorf("%s: %w", k.agents[i].Addr, err))
 			if errors.Is(err, beacon.ErrInvalid) || errors.Is(err, beacon.ErrPermissionDenied) {
 				break
 			}
@@ -447,7 +428,7 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	// Read before the backend reads it: if the file changes in between, the
 	// digest is the older one and the next heartbeat registers again.
 	tok := k.tokenDigest()
-	if err := k.agents[i].reg.Register(rctx, k.reg); err != nil {
+	if err := k.agents[i].Client.Register(rctx, k.reg); err != nil {
 		return err
 	}
 	k.regToken = tok
@@ -455,18 +436,18 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	moved := k.current >= 0 && k.current != i
 	if moved {
 		k.stale[k.current] = true
-		k.log.Warn("keeper: moved to another agent", "from", k.agents[k.current].addr, "to", k.agents[i].addr)
+		k.log.Warn("keeper: moved to another agent", "from", k.agents[k.current].Addr, "to", k.agents[i].Addr)
 	}
 	delete(k.stale, i)
 	k.current = i
 	now := time.Now()
 	k.setStatus(func(s *Status) {
-		s.Agent, s.Registered, s.LastHeartbeat = k.agents[i].addr, true, now
+		s.Agent, s.Registered, s.LastHeartbeat = k.agents[i].Addr, true, now
 		if moved {
 			s.Failovers++
 		}
 	})
-	k.log.Info("keeper: registered", "agent", k.agents[i].addr, "service", k.reg.Service)
+	k.log.Info("keeper: registered", "agent", k.agents[i].Addr, "service", k.reg.Service)
 	return nil
 }
 
@@ -504,14 +485,14 @@ func (k *Keeper) heartbeat(ctx context.Context) {
 	// one revoked, that sync would fail, the agent would not retry it, and
 	// registering the same definition again later does not make it sync.
 	if k.tokens != nil && k.tokenDigest() != k.regToken {
-		k.log.Info("keeper: the token file changed; registering again so the agent syncs with the new token", "agent", k.agents[k.current].addr)
+		k.log.Info("keeper: the token file changed; registering again so the agent syncs with the new token", "agent", k.agents[k.current].Addr)
 		if err := k.registerOn(ctx, k.current); err != nil {
 			k.repair(ctx, err)
 			return
 		}
 	}
 	hctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
-	err := k.agents[k.current].reg.UpdateTTL(hctx, k.checkID, status, output)
+	err := k.agents[k.current].Client.UpdateTTL(hctx, k.checkID, status, output)
 	cancel()
 	if ctx.Err() != nil {
 		return
@@ -564,8 +545,8 @@ func (k *Keeper) pulse(ctx context.Context, i int) {
 	status, output := k.health(ctx)
 	hctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
 	defer cancel()
-	if err := k.agents[i].reg.UpdateTTL(hctx, k.checkID, status, output); err != nil && ctx.Err() == nil {
-		k.log.Warn("keeper: first heartbeat after registering failed; the next one retries", "agent", k.agents[i].addr, "err", err)
+	if err := k.agents[i].Client.UpdateTTL(hctx, k.checkID, status, output); err != nil && ctx.Err() == nil {
+		k.log.Warn("keeper: first heartbeat after registering failed; the next one retries", "agent", k.agents[i].Addr, "err", err)
 		k.recordError(err)
 	}
 }
@@ -577,7 +558,7 @@ func (k *Keeper) repair(ctx context.Context, cause error) {
 	case errors.Is(cause, beacon.ErrNotFound):
 		// The agent lost the registration (restarted, state lost). Jitter
 		// so a fleet on one restarted agent does not stampede it.
-		k.log.Warn("keeper: agent lost the registration; registering again", "agent", k.agents[k.current].addr)
+		k.log.Warn("keeper: agent lost the registration; registering again", "agent", k.agents[k.current].Addr)
 		if !backoff.Sleep(ctx, backoff.UpTo(min(k.heartbeatInterval()/4, maxRepairJitter))) {
 			return
 		}
@@ -590,7 +571,7 @@ func (k *Keeper) repair(ctx context.Context, cause error) {
 		first := 0
 		if k.current >= 0 {
 			first = k.current + 1 // prefer another agent over the failing one
-			k.log.Warn("keeper: heartbeat failed; trying other agents", "agent", k.agents[k.current].addr, "err", cause)
+			k.log.Warn("keeper: heartbeat failed; trying other agents", "agent", k.agents[k.current].Addr, "err", cause)
 		}
 		_ = k.registerAnywhere(ctx, first)
 	}
@@ -603,14 +584,14 @@ func (k *Keeper) reconcile(ctx context.Context) {
 		return
 	}
 	rctx, cancel := context.WithTimeout(ctx, k.timeout)
-	got, err := k.agents[k.current].reg.AgentService(rctx, k.reg.ID)
+	got, err := k.agents[k.current].Client.AgentService(rctx, k.reg.ID)
 	cancel()
 	switch {
 	case ctx.Err() != nil:
 	case err != nil:
 		k.repair(ctx, err)
 	case !matches(got, k.reg):
-		k.log.Warn("keeper: agent's copy differs; registering again", "agent", k.agents[k.current].addr)
+		k.log.Warn("keeper: agent's copy differs; registering again", "agent", k.agents[k.current].Addr)
 		if err := k.registerOn(ctx, k.current); err != nil {
 			k.repair(ctx, err)
 		}
@@ -635,11 +616,11 @@ func matches(got beacon.Instance, want beacon.Registration) bool {
 func (k *Keeper) removeStale(ctx context.Context) {
 	for i := range k.stale {
 		dctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
-		err := k.agents[i].reg.Deregister(dctx, k.reg.ID)
+		err := k.agents[i].Client.Deregister(dctx, k.reg.ID)
 		cancel()
 		if err == nil {
 			delete(k.stale, i)
-			k.log.Info("keeper: removed the copy left on a previous agent", "agent", k.agents[i].addr)
+			k.log.Info("keeper: removed the copy left on a previous agent", "agent", k.agents[i].Addr)
 		}
 	}
 }
