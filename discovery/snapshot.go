@@ -74,7 +74,12 @@ func (s *Snapshot) Age() time.Duration { return time.Since(s.Updated) }
 // built before it (see balancer.NewSet). A Snapshot made other than by a
 // Cache (a literal in a test) has none: its Set is nil, which balancers
 // treat as empty.
-func (s *Snapshot) Set() *balancer.Set { return s.p.get() }
+func (s *Snapshot) Set() *balancer.Set {
+	if set := s.p.load(); set != nil {
+		return set
+	}
+	return s.p.build()
+}
 
 // pickable is a Set not built yet, or built.
 type pickable struct {
@@ -86,12 +91,18 @@ type pickable struct {
 	once sync.Once
 }
 
-func (p *pickable) get() *balancer.Set {
+// load returns the Set if it is built.
+func (p *pickable) load() *balancer.Set {
 	if p == nil { // a Snapshot not published by a Cache
 		return nil
 	}
-	if s := p.set.Load(); s != nil {
-		return s
+	return p.set.Load()
+}
+
+// build builds the Set once and returns it.
+func (p *pickable) build() *balancer.Set {
+	if p == nil { // a Snapshot not published by a Cache
+		return nil
 	}
 	p.once.Do(func() {
 		p.set.Store(balancer.NewSet(p.insts, p.prev.Load()))
