@@ -131,14 +131,7 @@ func TestDrainMarksCriticalBeforeDeregistering(t *testing.T) {
 		t.Error("draining instance still in passing results")
 	}
 	cancel() // cuts the hour-long grace short
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("Stop() = %v", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("Stop did not return when its context ended")
-	}
+	awaitStopped(t, stopped)
 	if got := instances(c, true); len(got) != 0 {
 		t.Errorf("after Stop Instances(all) = %+v, want none (deregistered even though ctx ended)", got)
 	}
@@ -338,5 +331,18 @@ func TestNameDNSCannotServeOnAnAgent(t *testing.T) {
 	got, _, err := c.Instances(context.Background(), beacon.Query{Service: "legacy_svc"})
 	if err != nil || len(got) != 1 || got[0].ID != "k-legacy" {
 		t.Errorf("Instances(legacy_svc) = %+v, %v; want k-legacy passing", got, err)
+	}
+}
+
+// awaitStopped waits for a Stop whose context was cancelled to return nil.
+func awaitStopped(t *testing.T, stopped <-chan error) {
+	t.Helper()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop() = %v", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("Stop did not return when its context ended")
 	}
 }

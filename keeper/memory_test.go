@@ -149,14 +149,7 @@ func TestMemoryDrainMarksCriticalThenDeregisters(t *testing.T) {
 		t.Fatal("deregistered before the drain grace ended")
 	}
 	cancel() // cuts the hour-long grace short
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatalf("Stop() = %v", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("Stop did not return when its context ended")
-	}
+	awaitStopped(t, stopped)
 	if holds(mem, "m-drain") {
 		t.Error("still registered after Stop")
 	}

@@ -271,18 +271,16 @@ func testEndToEnd(t *testing.T, backend string) {
 		if code != 200 || !strings.Contains(body, p.id) || h.Get("X-Beacon-Age") == "" {
 			t.Errorf("GET /discovery while Consul is down = %d age=%q %q, want 200 with %s and an age", code, h.Get("X-Beacon-Age"), body, p.id)
 		}
-		// A service never seen: at once, not after the handler's 5 s, and
-		// saying which agent cannot be reached rather than "deadline
-		// exceeded".
+		// A service never seen: saying which agent cannot be reached rather
+		// than "deadline exceeded" (how soon is discovery's
+		// TestUnreachableAgent's, on a channel; here it is only logged).
 		start := time.Now()
 		code, _, body = get(t, p.url("/discovery?serviceName=never-seen"))
 		took := time.Since(start)
 		if code != 502 || !strings.Contains(body, "cannot reach the Consul agent at "+srv.HTTPAddr) || strings.Contains(body, "deadline exceeded") {
 			t.Errorf("GET /discovery?serviceName=never-seen while Consul is down = %d %q, want 502 naming the agent %s", code, body, srv.HTTPAddr)
 		}
-		if took >= 5*time.Second {
-			t.Errorf("GET /discovery?serviceName=never-seen while Consul is down took %v, want an answer before the handler's 5 s deadline", took)
-		}
+		t.Logf("GET /discovery?serviceName=never-seen while Consul is down answered in %v", took)
 	})
 }
 
