@@ -3,6 +3,8 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,4 +64,32 @@ func TestWant(t *testing.T) {
 	if err := Want(false, "got %d", 2); err == nil || err.Error() != "got 2" {
 		t.Errorf("Want(false, got %%d, 2) = %v, want \"got 2\"", err)
 	}
+}
+
+func TestCPUHog(t *testing.T) {
+	pids := CPUHog(t, 30*time.Second)
+	if len(pids) == 0 {
+		t.Fatal("no hog started")
+	}
+	// Each hog must burn CPU: its utime+stime (clock ticks, 100 a second)
+	// grows by most of a core's second within a few seconds, even on a
+	// machine the hogs share with the test.
+	ticks := func(pid int) int {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		u, _ := strconv.Atoi(f[11])
+		s, _ := strconv.Atoi(f[12])
+		return u + s
+	}
+	Eventually(t, 20*time.Second, "every hog burned 0.5 s of CPU", func() error {
+		for _, pid := range pids {
+			if n := ticks(pid); n < 50 {
+				return fmt.Errorf("pid %d used %d ticks", pid, n)
+			}
+		}
+		return nil
+	})
 }
