@@ -205,7 +205,23 @@ type Query struct {
 	// WaitTime bounds a blocking query; zero means Consul's default (5 min),
 	// the maximum is 10 min.
 	WaitTime time.Duration
+	// Near sorts instances by round-trip time from a node (?near=);
+	// "_agent" means the agent answering. It also keeps the agent off its
+	// streaming backend (see QueryBackend): discovery uses it to leave a
+	// stale streaming view.
+	Near string
 }
+
+// QueryBackend is the agent backend that served a query, from
+// X-Consul-Query-Backend: Consul 1.10+ serves blocking health queries from
+// a streaming view when it can.
+type QueryBackend string
+
+// The backends Consul names; "" means the answer did not say.
+const (
+	QueryBackendStreaming     QueryBackend = "streaming"
+	QueryBackendBlockingQuery QueryBackend = "blocking-query"
+)
 
 // QueryMeta describes a lookup's answer.
 type QueryMeta struct {
@@ -218,6 +234,9 @@ type QueryMeta struct {
 	// it knows, never for the anonymous one, and not on answers from its
 	// streaming backend, so false proves nothing.
 	FilteredByACLs bool
+	// Backend is the agent backend that answered (X-Consul-Query-Backend),
+	// or "" when the answer did not say.
+	Backend QueryBackend
 }
 
 // Registrar is the writing half of a backend: what a keeper needs to keep

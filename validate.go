@@ -333,6 +333,9 @@ func (q Query) Validate() error {
 	if q.Cached && q.Consistency == ConsistencyConsistent {
 		return invalid("Cached", "an agent-cached read cannot be consistent")
 	}
+	if err := validateText("Near", q.Near); err != nil {
+		return err
+	}
 	return validateText("Filter", q.Filter)
 }
 

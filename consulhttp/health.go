@@ -64,6 +64,9 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	if q.Cached {
 		req.query.Set("cached", "")
 	}
+	if q.Near != "" {
+		req.query.Set("near", q.Near)
+	}
 	if q.WaitIndex > 0 {
 		req.query.Set("index", strconv.FormatUint(q.WaitIndex, 10))
 		if q.WaitTime > 0 {
@@ -147,6 +150,12 @@ func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
 	m.LastIndex = idx
 	m.KnownLeader = h.Get("X-Consul-KnownLeader") == "true"
 	m.FilteredByACLs = h.Get("X-Consul-Results-Filtered-By-ACLs") == "true"
+	// Only the two names Consul sends are kept: anything else is not a
+	// backend anyone can act on.
+	switch b := beacon.QueryBackend(h.Get("X-Consul-Query-Backend")); b {
+	case beacon.QueryBackendStreaming, beacon.QueryBackendBlockingQuery:
+		m.Backend = b
+	}
 	if lc := h.Get("X-Consul-LastContact"); lc != "" {
 		ms, err := strconv.ParseUint(lc, 10, 32)
 		if err != nil {

@@ -141,6 +141,7 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		RequireConsistent: q.Consistency == beacon.ConsistencyConsistent,
 		Filter:            q.Filter,
 		UseCache:          q.Cached,
+		Near:              q.Near,
 	}
 	if q.WaitIndex > 0 {
 		opts.WaitIndex = q.WaitIndex
@@ -175,7 +176,7 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		}
 		out = append(out, toInstance(e))
 	}
-	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs}, nil
+	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs, Backend: beacon.QueryBackend(meta.QueryBackend)}, nil
 }
 
 func toInstance(e *api.ServiceEntry) beacon.Instance {

@@ -92,6 +92,7 @@ type options struct {
 	name      string
 	extraJSON string
 	args      []string
+	env       []string
 	tls       bool
 	acl       bool
 }
@@ -111,6 +112,12 @@ func WithConfigJSON(extra string) Option { return func(o *options) { o.extraJSON
 // override configuration files.
 func WithArgs(args ...string) Option {
 	return func(o *options) { o.args = append(o.args, args...) }
+}
+
+// WithEnv adds environment variables ("KEY=value") to the agent's, which
+// is otherwise the test process's: GOMAXPROCS=32, say, to widen a race.
+func WithEnv(kv ...string) Option {
+	return func(o *options) { o.env = append(o.env, kv...) }
 }
 
 // ErrNoBinary is matched by the error of BinaryPath (and so of Start) when
@@ -668,6 +675,9 @@ func (s *Server) launchLocked() (*process, error) {
 
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
+	if len(s.opts.env) > 0 {
+		cmd.Env = append(os.Environ(), s.opts.env...) // later entries win
+	}
 	// An *os.File is handed to the child as is: no copying goroutines.
 	cmd.Stdout, cmd.Stderr = logf, logf
 	setProcAttr(cmd)
