@@ -44,6 +44,7 @@ type options struct {
 	metrics      Metrics
 	snapshotFile string
 	cached       bool
+	staleBound   time.Duration
 }
 
 // Option adjusts a Cache.
@@ -110,8 +111,9 @@ type Cache struct {
 	clients []consul.Agent // one client per configured agent, closed at Close
 	loops   loops          // what every blocking loop shares, the long-poll slots included
 
-	feed *feed
-	acl  *aclGuard
+	feed  *feed
+	acl   *aclGuard
+	guard *staleGuard // nil with WithStaleBound(0)
 
 	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
 	dirty atomic.Bool              // a snapshot changed since the file was written
@@ -127,7 +129,7 @@ type Cache struct {
 // New returns a cache reading from the agents in cfg.Addresses, in order of
 // preference. Nothing is sent until a service is watched.
 func New(cfg consul.Config, opts ...Option) (*Cache, error) {
-	o := options{wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024}
+	o := options{wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -162,7 +164,10 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.clients = clients
 	c.begin()
 	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
+	c.guard = newStaleGuard(&c.lifetime, c.agents, c.publish, o.staleBound, o.wait, o.metrics, o.logger)
 	c.feed = newFeed(&c.lifetime, c.agents, c.publish, c.loops, o.consistency, o.logger)
+	c.feed.answered = c.guard.answered
+	c.feed.changed = c.changed
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
 	if o.snapshotFile != "" {
 		var err error
@@ -235,6 +240,15 @@ type WatchStats struct {
 	// Age is how long ago Consul last answered; zero before the first answer.
 	Age time.Duration
 	Err error
+	// Backend served the last answer (X-Consul-Query-Backend): streaming,
+	// blocking-query, or "" when the agent did not say.
+	Backend beacon.QueryBackend
+	// StaleViews counts the stale streaming views this watch was found
+	// serving and repaired (see WithStaleBound).
+	StaleViews int64
+	// OffStream: the watch was repaired and blocks past the streaming
+	// backend (near=_agent) until the agent has dropped the stale view.
+	OffStream bool
 }
 
 // Stats describes every running watch, for metrics and status pages.
@@ -247,7 +261,10 @@ func (c *Cache) Stats() []WatchStats {
 	c.mu.Unlock()
 	out := make([]WatchStats, 0, len(ws))
 	for _, w := range ws {
-		st := WatchStats{Service: w.q.Service}
+		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream()}
+		if b, ok := w.backend.Load().(beacon.QueryBackend); ok {
+			st.Backend = b
+		}
 		if s := w.snap.Load(); s != nil {
 			st.Instances, st.Err = len(s.Instances), s.Err
 			if s.Source != SourceNone {
@@ -294,13 +311,25 @@ type watch struct {
 	// ownLoop: the watch has a long poll of its own (else the feed drives it).
 	ownLoop bool
 
+	ctx    context.Context // ends when the watch stops
 	cancel context.CancelFunc
 	snap   atomic.Pointer[Snapshot]
+	pubMu  sync.Mutex // one publish at a time: the loop or feed, and the stale guard
 	ready  chan struct{} // closed at the first answer or error
 	once   sync.Once
 
 	subMu sync.Mutex
 	subs  []chan struct{} // a slice, not a map: most watches have one or two
+
+	// The stale guard's (stale.go).
+	backend    atomic.Value  // beacon.QueryBackend of the last answer
+	staleViews atomic.Int64  // stale views found and repaired
+	offUntil   atomic.Int64  // unix ns until which queries avoid streaming; 0: they don't
+	gen        atomic.Uint64 // bumped at each move off or back on a view
+	verifying  atomic.Bool   // a verification is pending
+	reverify   atomic.Bool   // and must go round again
+	abortMu    sync.Mutex
+	abort      context.CancelCauseFunc // ends the request in flight
 }
 
 // startWatch starts a loop for a new watch, or hands it to the change feed
@@ -310,25 +339,98 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	if w.fallback {
 		w.q.IncludeUnhealthy = true // filtered in publish
 	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	w.ctx = ctx
 	// The feed watches the local datacenter's checks only.
 	if c.ownLoops >= c.o.maxPolls-1 && q.Datacenter == "" && c.agents.hasFeed() {
-		w.cancel = func() { c.feed.remove(w) }
+		w.cancel = func() { cancel(); c.feed.remove(w); c.guard.remove(w) }
 		c.feed.add(w)
+		c.guard.add(w)
 		return w
 	}
 	c.ownLoops++
 	w.ownLoop = true
-	ctx, cancel := context.WithCancel(c.ctx)
-	w.cancel = cancel
+	w.cancel = func() { cancel(); c.guard.remove(w) }
+	c.guard.add(w)
+	if c.guard != nil && q.Datacenter == "" && c.agents.hasFeed() {
+		c.feed.startChecks() // the stale guard's tripwire
+	}
 	q = w.q
 	q.WaitTime = c.loops.wait
 	c.spawn(func() {
-		run(ctx, c.loops, q.Service, blocking.Instances(c.agents, q), func(insts []beacon.Instance, meta beacon.QueryMeta, err error) error {
-			return c.publish(w, result{Instances: insts, Meta: meta, Err: err})
+		run(ctx, c.loops, q.Service, c.fetchFor(w, q), func(f fetched, meta beacon.QueryMeta, err error) error {
+			if errors.Is(err, errMovedOff) {
+				return nil // not an error: the loop asks again from index 0
+			}
+			perr := c.publish(w, result{Instances: f.insts, Meta: meta, Err: err, gen: f.gen, checkGen: err == nil})
+			if err == nil && perr == nil {
+				c.guard.answered(w, meta, f.fresh)
+			}
+			return perr
 		})
 		w.once.Do(func() { close(w.ready) }) // stopped before any answer
 	})
 	return w
+}
+
+// fetched is one answer of a watch's own loop, with what the stale guard
+// needs to know about the query that got it.
+type fetched struct {
+	insts []beacon.Instance
+	gen   uint64 // the watch's generation when it was sent
+	fresh bool   // from index 0: the loop's first answer since it (re)started
+}
+
+// fetchFor is the Fetch of w's own loop: q at each index, past the
+// streaming backend (near=_agent) while the stale guard has w off it, and
+// ended early when the guard moves w.
+func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
+	last := w.gen.Load()
+	return func(ctx context.Context, index uint64) (fetched, beacon.QueryMeta, error) {
+		gen, off := w.mode()
+		if gen != last && index > 0 {
+			// Moved on or off a view since the last query: its index means
+			// nothing on the other, so start again from 0 (Run backs off
+			// briefly) and get a fresh first answer.
+			last = gen
+			return fetched{}, beacon.QueryMeta{}, errMovedOff
+		}
+		last = gen
+		q := q // this call's copy
+		q.WaitIndex = index
+		if off {
+			q.Near = nearAgent
+		}
+		rctx, cancel := context.WithCancelCause(ctx)
+		w.setAbort(cancel)
+		insts, meta, err := c.agents.Instances(rctx, q)
+		w.setAbort(nil)
+		moved := errors.Is(context.Cause(rctx), errMovedOff)
+		cancel(nil)
+		if moved && ctx.Err() == nil {
+			return fetched{}, beacon.QueryMeta{}, errMovedOff
+		}
+		if off {
+			insts = sortedByKey(insts) // near= sorts by distance; keep snapshots in key order
+		}
+		return fetched{insts: insts, gen: gen, fresh: index == 0}, meta, err
+	}
+}
+
+// changed is the change feed's tripwire: these services' checks changed.
+func (c *Cache) changed(services map[string]bool) {
+	if c.guard == nil {
+		return
+	}
+	c.mu.Lock()
+	var ws []*watch
+	for _, w := range c.watches {
+		if services[w.q.Service] {
+			ws = append(ws, w)
+		}
+	}
+	c.mu.Unlock()
+	c.guard.changed(ws)
 }
 
 // publish turns a loop result into a snapshot. Errors keep the last good
@@ -336,6 +438,11 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 // returns an error for an answer it did not believe (an empty list that
 // ACLs caused), so the caller asks again without blocking, after a backoff.
 func (c *Cache) publish(w *watch, r result) error {
+	w.pubMu.Lock()
+	defer w.pubMu.Unlock()
+	if r.checkGen && r.gen != w.gen.Load() {
+		return errMovedOff // from a view the stale guard moved w off
+	}
 	prev := w.snap.Load()
 	// An empty answer may be ACLs hiding the service, which Consul answers
 	// exactly like a scale to zero; it is checked unless the last snapshot

@@ -36,9 +36,15 @@ type feed struct {
 	consistency beacon.Consistency // of the checks query
 	log         *slog.Logger
 	workers     int
+	// answered is told of each answer published for a watch (fresh: its
+	// first), and changed of the services whose checks changed: the stale
+	// guard's hooks (stale.go); the feed's checks query is its tripwire.
+	answered func(w *watch, meta beacon.QueryMeta, fresh bool)
+	changed  func(services map[string]bool)
 
 	mu       sync.Mutex
 	started  bool
+	checking bool // watchChecks runs
 	watches  map[*watch]struct{}
 	queue    []*watch
 	queued   map[*watch]bool
@@ -67,7 +73,7 @@ func (f *feed) add(w *watch) {
 	f.watches[w] = struct{}{}
 	if !f.started {
 		f.started = true
-		f.life.spawn(f.watchChecks)
+		f.startChecksLocked()
 		f.life.spawn(f.sweep)
 		for range f.workers {
 			f.life.spawn(f.work)
@@ -75,6 +81,21 @@ func (f *feed) add(w *watch) {
 	}
 	f.mu.Unlock()
 	f.enqueue(w)
+}
+
+// startChecks starts the blocking query on every check, if it is not
+// running: for the watches the feed drives, or as the stale guard's tripwire.
+func (f *feed) startChecks() {
+	f.mu.Lock()
+	f.startChecksLocked()
+	f.mu.Unlock()
+}
+
+func (f *feed) startChecksLocked() {
+	if !f.checking {
+		f.checking = true
+		f.life.spawn(f.watchChecks)
+	}
 }
 
 func (f *feed) remove(w *watch) {
@@ -142,13 +163,26 @@ func (f *feed) work() {
 			}
 		}
 		f.loop.metrics.Request(w.q.Service)
+		q := w.q
+		gen, off := w.mode()
+		if off {
+			q.Cached = false // the stale guard moved w off the agent's (streaming) cache
+		}
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		insts, meta, err := f.src.Instances(qctx, w.q)
+		insts, meta, err := f.src.Instances(qctx, q)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if perr := f.publish(w, result{Instances: insts, Meta: meta, Err: err}); perr != nil {
+		first := w.snap.Load() == nil || w.snap.Load().Source != SourceConsul
+		perr := f.publish(w, result{Instances: insts, Meta: meta, Err: err, gen: gen, checkGen: err == nil})
+		if errors.Is(perr, errMovedOff) {
+			perr = nil
+			f.enqueue(w) // moved while asking: ask again on the new footing
+		} else if err == nil && perr == nil && f.answered != nil {
+			f.answered(w, meta, first) // plain reads say blocking-query: only ?cached ones get verified
+		}
+		if perr != nil {
 			err = perr
 		}
 		f.mu.Lock()
@@ -302,6 +336,9 @@ func (f *feed) diff(checks []beacon.CheckState) {
 		}
 	}
 	f.mu.Unlock()
+	if !first && len(changed) > 0 && f.changed != nil {
+		f.changed(changed) // the stale guard's tripwire; outside f.mu, as it takes the cache's lock
+	}
 	f.enqueue(todo...)
 }
 

@@ -64,6 +64,10 @@ type result struct {
 	Instances []beacon.Instance
 	Meta      beacon.QueryMeta
 	Err       error
+	// gen, when checkGen is set, is the watch's generation when the query
+	// was sent: an answer from a view the watch has since left is refused.
+	gen      uint64
+	checkGen bool
 }
 
 // slots are the cache's long-poll budget (WithMaxLongPolls): a blocking

@@ -1,0 +1,295 @@
+package discovery
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/internal/backoff"
+)
+
+// Consul up to 1.15 publishes a change event before committing it
+// (hashicorp/consul#16871), and its streaming publisher drops events for
+// services nobody subscribes to: a service's first streaming subscriber
+// can snapshot the old state and never get the event. The agent keeps that
+// view for re-blocks (old index, old body at each timeout; later changes
+// arrive at higher indexes without the lost one), and ?cached, ?index=1 and
+// a new filter are served from it or from the same stale snapshot. Only a
+// plain read (no index, no cache) goes past it.
+//
+// The stale guard bounds how long a watch can serve such a view:
+//
+//   - every watch served by the streaming backend is verified once with a
+//     plain read, settle after its first answer (a new watch, and again
+//     after every restart of its loop: an error, an index reset, a move to
+//     another agent);
+//   - the change feed's blocking query on every check (feed.go) is the
+//     tripwire for the rest of a watch's life: when it says a service's
+//     checks changed, that service's watches are verified settle later;
+//   - a backstop verifies every guarded watch once per backstopPeriods wait
+//     periods, spread evenly, for what touches no check (tags, meta) and
+//     for other datacenters, which the feed does not see.
+//
+// A verification that differs from the watch is read again grace later
+// (a change still propagating is not a stale view); if it still differs,
+// the plain read is published and the watch moves off the view: it blocks
+// with near=_agent, which the agent serves without streaming, for viewTTL,
+// by which time the agent has dropped the idle view.
+type staleGuard struct {
+	life    *lifetime
+	src     beacon.Lookup
+	publish func(*watch, result) error
+	metrics Metrics
+	log     *slog.Logger
+	// settle: from the event to the verification; grace: from a
+	// verification that differs to the second read. Both from the bound.
+	settle, grace time.Duration
+	backstop      time.Duration // each guarded watch verified once per backstop
+
+	mu      sync.Mutex
+	watches map[*watch]struct{} // guarded watches, for the backstop
+	started bool
+}
+
+// viewTTL is how long a repaired watch stays off the streaming backend:
+// an idle view lives 20 minutes in Consul 1.14, plus a margin.
+const viewTTL = 25 * time.Minute
+
+// backstopPeriods: the backstop verifies each guarded watch once per this
+// many wait periods, so it adds at most 1/backstopPeriods request per
+// watched service per wait period.
+const backstopPeriods = 10
+
+// nearAgent is the near= value that keeps the agent off its streaming backend.
+const nearAgent = "_agent"
+
+// errMovedOff ends a request made on the view a watch has just left; the
+// loop asks again from index 0 on the new one. It is never published.
+var errMovedOff = errors.New("discovery: watch moved off its streaming view")
+
+// StaleViewCounter is implemented by Metrics that also count stale views
+// (prommetrics does): watches found serving an agent's stale streaming
+// view and repaired. It is separate so existing Metrics keep compiling.
+type StaleViewCounter interface {
+	StaleView(service string)
+}
+
+// WithStaleBound sets how long, beyond Consul's own propagation, a watch
+// may serve a stale streaming view before it is found and repaired
+// (default 10 s; see docs/architecture.md). Verifications run bound/7
+// after the event that calls for one, and a difference is confirmed
+// bound/10 later. Zero turns the guard off.
+func WithStaleBound(d time.Duration) Option { return func(o *options) { o.staleBound = d } }
+
+func newStaleGuard(life *lifetime, src beacon.Lookup, publish func(*watch, result) error, bound, wait time.Duration, m Metrics, log *slog.Logger) *staleGuard {
+	if bound <= 0 {
+		return nil
+	}
+	return &staleGuard{life: life, src: src, publish: publish, metrics: m, log: log,
+		settle: bound / 7, grace: bound / 10, backstop: backstopPeriods * wait, watches: map[*watch]struct{}{}}
+}
+
+// guarded reports whether w can be served from a streaming view: a long
+// poll of its own, or agent-cached reads (feed watches otherwise make
+// plain reads, which never are).
+func guarded(w *watch) bool { return w.ownLoop || w.q.Cached }
+
+// add puts w under the backstop; remove takes it out.
+func (g *staleGuard) add(w *watch) {
+	if g == nil || !guarded(w) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.watches[w] = struct{}{}
+	if !g.started {
+		g.started = true
+		g.life.spawn(g.sweep)
+	}
+}
+
+func (g *staleGuard) remove(w *watch) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	delete(g.watches, w)
+	g.mu.Unlock()
+}
+
+// answered is told of every answer a guarded watch published: a fresh one
+// (its loop's first, from index 0) not from the blocking-query backend is
+// verified settle later.
+func (g *staleGuard) answered(w *watch, meta beacon.QueryMeta, fresh bool) {
+	w.backend.Store(meta.Backend)
+	if g != nil && fresh && meta.Backend != beacon.QueryBackendBlockingQuery && !w.offStream() {
+		g.check(w, "first answer")
+	}
+}
+
+// changed is the tripwire: the change feed saw these services' checks change.
+func (g *staleGuard) changed(ws []*watch) {
+	if g == nil {
+		return
+	}
+	for _, w := range ws {
+		if guarded(w) && !w.offStream() {
+			g.check(w, "change feed")
+		}
+	}
+}
+
+// check verifies w settle from now, unless a verification is already
+// pending: then that one goes round again, so no event is lost and at
+// most one verification per watch is in flight (under churn, one per
+// settle).
+func (g *staleGuard) check(w *watch, why string) {
+	w.reverify.Store(true)
+	if !w.verifying.CompareAndSwap(false, true) {
+		return
+	}
+	g.life.spawn(func() {
+		// Bounded by the events that ask for a round and by the watch's life.
+		for w.reverify.Swap(false) {
+			if !backoff.Sleep(w.ctx, g.settle) {
+				break
+			}
+			g.verify(w, why)
+		}
+		w.verifying.Store(false)
+		if w.reverify.Load() && w.ctx.Err() == nil { // asked between the last round and now
+			g.check(w, why)
+		}
+	})
+}
+
+// sweep is the backstop: every guarded watch once per backstop, spread evenly.
+func (g *staleGuard) sweep() {
+	ctx := g.life.ctx
+	for {
+		g.mu.Lock()
+		ws := make([]*watch, 0, len(g.watches))
+		for w := range g.watches {
+			ws = append(ws, w)
+		}
+		g.mu.Unlock()
+		if len(ws) == 0 {
+			if !backoff.Sleep(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		step := g.backstop / time.Duration(len(ws))
+		for _, w := range ws {
+			if !backoff.Sleep(ctx, step) {
+				return
+			}
+			if w.ctx.Err() == nil && !w.offStream() {
+				g.check(w, "backstop")
+			}
+		}
+	}
+}
+
+// verify compares w's snapshot with a plain read and repairs w when they
+// still differ grace later.
+func (g *staleGuard) verify(w *watch, why string) {
+	cur := w.snap.Load()
+	if cur == nil || cur.Err != nil || cur.Source != SourceConsul {
+		return // no answer to check: the loop's next first answer is
+	}
+	insts, meta, err := g.read(w)
+	if err != nil || sameView(w, cur.Instances, insts) {
+		return // an error is the loop's to report
+	}
+	if !backoff.Sleep(w.ctx, g.grace) {
+		return
+	}
+	cur = w.snap.Load()
+	if cur == nil || cur.Err != nil || cur.Source != SourceConsul {
+		return
+	}
+	if insts, meta, err = g.read(w); err != nil || sameView(w, cur.Instances, insts) {
+		return // Consul's own propagation caught up
+	}
+	w.moveOff(time.Now().Add(viewTTL))
+	w.staleViews.Add(1)
+	if sc, ok := g.metrics.(StaleViewCounter); ok {
+		sc.StaleView(w.q.Service)
+	}
+	g.log.Warn("discovery: stale streaming view; published a plain read and moved the watch off the view",
+		"service", w.q.Service, "watch_index", cur.Index, "read_index", meta.LastIndex,
+		"watch_instances", len(cur.Instances), "read_instances", len(applyPolicy(w, insts)), "found_by", why)
+	_ = g.publish(w, result{Instances: insts, Meta: meta}) // an error is recorded in the snapshot
+}
+
+// read is the plain read: no index, no agent cache, so no streaming view.
+func (g *staleGuard) read(w *watch) ([]beacon.Instance, beacon.QueryMeta, error) {
+	q := w.q
+	q.Cached, q.WaitIndex, q.WaitTime, q.Near = false, 0, 0, ""
+	g.metrics.Request(w.q.Service)
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	defer cancel()
+	return g.src.Instances(ctx, q)
+}
+
+// sameView reports whether a plain read, after w's policy, holds what
+// the snapshot holds, in any order (near=_agent sorts by distance).
+func sameView(w *watch, snap, read []beacon.Instance) bool {
+	return sameInstances(sortedByKey(snap), sortedByKey(applyPolicy(w, read)))
+}
+
+// sortedByKey returns insts sorted by node and ID, copying only if they
+// are not already.
+func sortedByKey(insts []beacon.Instance) []beacon.Instance {
+	cmpKey := func(a, b beacon.Instance) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.ID, b.ID))
+	}
+	if slices.IsSortedFunc(insts, cmpKey) {
+		return insts
+	}
+	out := slices.Clone(insts)
+	slices.SortFunc(out, cmpKey)
+	return out
+}
+
+// moveOff sends w's queries past the streaming backend until until: the
+// request in flight on the stale view is ended, and any answer from it
+// that is still on its way is refused (its generation is old).
+func (w *watch) moveOff(until time.Time) {
+	w.offUntil.Store(until.UnixNano())
+	w.gen.Add(1)
+	w.abortMu.Lock()
+	if w.abort != nil {
+		w.abort(errMovedOff)
+	}
+	w.abortMu.Unlock()
+}
+
+// offStream reports whether w's queries avoid the streaming backend now.
+func (w *watch) offStream() bool {
+	u := w.offUntil.Load()
+	return u != 0 && time.Now().UnixNano() < u
+}
+
+// mode returns w's generation and whether its next query avoids the
+// streaming backend; once a move off has run its time, w goes back on,
+// in a new generation.
+func (w *watch) mode() (gen uint64, off bool) {
+	if u := w.offUntil.Load(); u != 0 && time.Now().UnixNano() >= u && w.offUntil.CompareAndSwap(u, 0) {
+		w.gen.Add(1)
+	}
+	return w.gen.Load(), w.offStream()
+}
+
+// setAbort records how to end w's request in flight (nil: none).
+func (w *watch) setAbort(f context.CancelCauseFunc) {
+	w.abortMu.Lock()
+	w.abort = f
+	w.abortMu.Unlock()
+}
