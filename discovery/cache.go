@@ -314,7 +314,7 @@ type watch struct {
 	ctx    context.Context // ends when the watch stops
 	cancel context.CancelFunc
 	snap   atomic.Pointer[Snapshot]
-	pubMu  sync.Mutex // one publish at a time: the loop or feed, and the stale guard
+	pubMu  sync.Mutex    // one publish at a time: the loop or feed, and the stale guard
 	ready  chan struct{} // closed at the first answer or error
 	once   sync.Once
 
