@@ -362,30 +362,29 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 			if errors.Is(err, errMovedOff) {
 				return nil // not an error: the loop asks again from index 0
 			}
-			perr := c.publish(w, result{Instances: f.insts, Meta: meta, Err: err, gen: f.gen, checkGen: err == nil})
-			if err == nil && perr == nil {
-				c.guard.answered(w, meta, f.fresh)
-			}
-			return perr
+			return c.publish(w, result{Instances: f.insts, Meta: meta, Err: err, gen: f.gen, checkGen: err == nil})
 		})
 		w.once.Do(func() { close(w.ready) }) // stopped before any answer
 	})
 	return w
 }
 
-// fetched is one answer of a watch's own loop, with what the stale guard
-// needs to know about the query that got it.
+// fetched is one answer of a watch's own loop and the watch's generation
+// when it was asked for.
 type fetched struct {
 	insts []beacon.Instance
-	gen   uint64 // the watch's generation when it was sent
-	fresh bool   // from index 0: the loop's first answer since it (re)started
+	gen   uint64
 }
 
 // fetchFor is the Fetch of w's own loop: q at each index, past the
 // streaming backend (near=_agent) while the stale guard has w off it, and
-// ended early when the guard moves w.
+// ended early when the guard moves w. It is where the guard learns of a
+// loop's life: its first blocking query after each (re)start from index 0
+// (a new watch, an error, an index reset, another agent) is verified settle
+// later, and a streaming answer below the asked index is checked at once.
 func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 	last := w.gen.Load()
+	armed := false // at index 0: the next blocking query gets verified
 	return func(ctx context.Context, index uint64) (fetched, beacon.QueryMeta, error) {
 		gen, off := w.mode()
 		if gen != last && index > 0 {
@@ -398,8 +397,17 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 		last = gen
 		q := q // this call's copy
 		q.WaitIndex = index
-		if off {
+		switch {
+		case off:
 			q.Near = nearAgent
+		case index == 0:
+			armed = true
+		case armed && c.guard != nil:
+			// Only a blocking (or cached) query can be served from a view;
+			// its answer may come only at the end of the wait, so the check
+			// is timed from the query.
+			armed = false
+			c.guard.check(w, "first blocking query")
 		}
 		rctx, cancel := context.WithCancelCause(ctx)
 		w.setAbort(cancel)
@@ -410,10 +418,22 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 		if moved && ctx.Err() == nil {
 			return fetched{}, beacon.QueryMeta{}, errMovedOff
 		}
+		if err != nil {
+			return fetched{}, meta, err
+		}
+		w.backend.Store(meta.Backend)
+		if index > 0 && meta.LastIndex < index && meta.Backend != beacon.QueryBackendBlockingQuery {
+			if pi, pm, stale := c.guard.behind(w, index, insts, meta); stale {
+				// The plain read's index is the blocking-query backend's, as
+				// near=_agent's is: the loop goes on from it, past the view.
+				last = w.gen.Load()
+				return fetched{insts: pi, gen: last}, pm, nil
+			}
+		}
 		if off {
 			insts = sortedByKey(insts) // near= sorts by distance; keep snapshots in key order
 		}
-		return fetched{insts: insts, gen: gen, fresh: index == 0}, meta, err
+		return fetched{insts: insts, gen: gen}, meta, nil
 	}
 }
 

@@ -122,9 +122,10 @@ func (g *staleGuard) remove(w *watch) {
 	g.mu.Unlock()
 }
 
-// answered is told of every answer a guarded watch published: a fresh one
-// (its loop's first, from index 0) not from the blocking-query backend is
-// verified settle later.
+// answered is told of every answer of a watch: it records the backend,
+// and verifies settle later a fresh answer (the feed's first ?cached read
+// of a watch) that is not from the blocking-query backend. Own loops call
+// check themselves, at their first blocking query (fetchFor).
 func (g *staleGuard) answered(w *watch, meta beacon.QueryMeta, fresh bool) {
 	w.backend.Store(meta.Backend)
 	if g != nil && fresh && meta.Backend != beacon.QueryBackendBlockingQuery && !w.offStream() {
@@ -217,15 +218,42 @@ func (g *staleGuard) verify(w *watch, why string) {
 	if insts, meta, err = g.read(w); err != nil || sameView(w, cur.Instances, insts) {
 		return // Consul's own propagation caught up
 	}
+	g.repair(w, cur.Index, insts, meta, why)
+	_ = g.publish(w, result{Instances: insts, Meta: meta}) // an error is recorded in the snapshot
+}
+
+// repair moves w off its stale view and counts and logs it; the caller
+// publishes the plain read (insts, meta). watchIndex is the index the
+// watch had from the view.
+func (g *staleGuard) repair(w *watch, watchIndex uint64, insts []beacon.Instance, meta beacon.QueryMeta, why string) {
 	w.moveOff(time.Now().Add(viewTTL))
 	w.staleViews.Add(1)
 	if sc, ok := g.metrics.(StaleViewCounter); ok {
 		sc.StaleView(w.q.Service)
 	}
 	g.log.Warn("discovery: stale streaming view; published a plain read and moved the watch off the view",
-		"service", w.q.Service, "watch_index", cur.Index, "read_index", meta.LastIndex,
-		"watch_instances", len(cur.Instances), "read_instances", len(applyPolicy(w, insts)), "found_by", why)
-	_ = g.publish(w, result{Instances: insts, Meta: meta}) // an error is recorded in the snapshot
+		"service", w.q.Service, "watch_index", watchIndex, "read_index", meta.LastIndex,
+		"read_instances", len(applyPolicy(w, insts)), "found_by", why)
+}
+
+// behind is called by a watch's loop when the streaming backend answered
+// below the index the loop asked from: a view behind the agent's own
+// state, or the agent's state reset. A plain read tells which; when it is
+// at or past index and holds other instances, the view is stale: w moves
+// off it and the plain read takes the answer's place (ok). Synchronous, so
+// the view's answer is never published (the loop would otherwise publish
+// it, reset to index 0, read the truth, block on the view again and flip
+// between the two at every timeout).
+func (g *staleGuard) behind(w *watch, index uint64, got []beacon.Instance, gotMeta beacon.QueryMeta) (insts []beacon.Instance, meta beacon.QueryMeta, ok bool) {
+	if g == nil {
+		return nil, beacon.QueryMeta{}, false
+	}
+	insts, meta, err := g.read(w)
+	if err != nil || meta.LastIndex < index || sameView(w, applyPolicy(w, got), insts) {
+		return nil, beacon.QueryMeta{}, false
+	}
+	g.repair(w, gotMeta.LastIndex, insts, meta, "index went backwards")
+	return insts, meta, true
 }
 
 // read is the plain read: no index, no agent cache, so no streaming view.
