@@ -41,6 +41,7 @@ func TestDecodeMeta(t *testing.T) {
 	for _, tc := range []struct {
 		name                             string
 		index, leader, contact, filtered string
+		backend                          string
 		want                             beacon.QueryMeta
 		wantErr                          bool
 	}{
@@ -49,6 +50,9 @@ func TestDecodeMeta(t *testing.T) {
 		{name: "index only", index: "7", want: beacon.QueryMeta{LastIndex: 7}},
 		{name: "max index", index: "18446744073709551615", want: beacon.QueryMeta{LastIndex: 1<<64 - 1}},
 		{name: "leader false", index: "7", leader: "false", want: beacon.QueryMeta{LastIndex: 7}},
+		{name: "streaming", index: "7", backend: "streaming", want: beacon.QueryMeta{LastIndex: 7, Backend: beacon.QueryBackendStreaming}},
+		{name: "blocking-query", index: "7", backend: "blocking-query", want: beacon.QueryMeta{LastIndex: 7, Backend: beacon.QueryBackendBlockingQuery}},
+		{name: "unknown backend", index: "7", backend: "carrier-pigeon", want: beacon.QueryMeta{LastIndex: 7}},
 		{name: "no index", wantErr: true},
 		{name: "garbage index", index: "12a", wantErr: true},
 		{name: "negative index", index: "-1", wantErr: true},
@@ -59,7 +63,7 @@ func TestDecodeMeta(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.Header{}
 			for k, v := range map[string]string{"X-Consul-Index": tc.index, "X-Consul-KnownLeader": tc.leader,
-				"X-Consul-LastContact": tc.contact, "X-Consul-Results-Filtered-By-ACLs": tc.filtered} {
+				"X-Consul-LastContact": tc.contact, "X-Consul-Results-Filtered-By-ACLs": tc.filtered, "X-Consul-Query-Backend": tc.backend} {
 				if v != "" {
 					h.Set(k, v)
 				}

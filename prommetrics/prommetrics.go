@@ -19,15 +19,16 @@ import (
 
 // Collector is both the cache's Metrics sink and a Prometheus collector.
 type Collector struct {
-	requests, errors, resets, published, aclHidden *prometheus.CounterVec
+	requests, errors, resets, published, aclHidden, staleViews *prometheus.CounterVec
 
-	age, instances, stale *prometheus.Desc
-	cache                 atomic.Pointer[discovery.Cache]
+	age, instances, stale, backend *prometheus.Desc
+	cache                          atomic.Pointer[discovery.Cache]
 }
 
 var (
-	_ discovery.Metrics    = (*Collector)(nil)
-	_ prometheus.Collector = (*Collector)(nil)
+	_ discovery.Metrics          = (*Collector)(nil)
+	_ discovery.StaleViewCounter = (*Collector)(nil)
+	_ prometheus.Collector       = (*Collector)(nil)
 )
 
 // New returns a collector with metrics named beacon_discovery_*.
@@ -39,14 +40,17 @@ func New() *Collector {
 		return prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", name), help, []string{"service"}, nil)
 	}
 	return &Collector{
-		requests:  counter("requests_total", "Queries sent to Consul."),
-		errors:    counter("watch_errors_total", "Failed queries; the last good snapshot was kept."),
-		resets:    counter("index_resets_total", "Consul indexes that went backwards (an agent's state was reset)."),
-		published: counter("snapshots_total", "Snapshots published after a change."),
-		aclHidden: counter("acl_hidden_total", "Empty answers not believed because ACLs hide the service from the client's token; the last good snapshot was kept."),
-		age:       desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
-		instances: desc("instances", "Instances in the current snapshot."),
-		stale:     desc("stale", "1 while the snapshot is served despite an error."),
+		requests:   counter("requests_total", "Queries sent to Consul."),
+		errors:     counter("watch_errors_total", "Failed queries; the last good snapshot was kept."),
+		resets:     counter("index_resets_total", "Consul indexes that went backwards (an agent's state was reset)."),
+		published:  counter("snapshots_total", "Snapshots published after a change."),
+		aclHidden:  counter("acl_hidden_total", "Empty answers not believed because ACLs hide the service from the client's token; the last good snapshot was kept."),
+		staleViews: counter("stale_views_total", "Stale streaming views (Consul < 1.16, hashicorp/consul#16871) a watch was found serving and repaired with a plain read."),
+		age:        desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
+		instances:  desc("instances", "Instances in the current snapshot."),
+		stale:      desc("stale", "1 while the snapshot is served despite an error."),
+		backend: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "query_backend"),
+			"1 for the agent backend that served the watch's last answer (X-Consul-Query-Backend: streaming or blocking-query).", []string{"service", "backend"}, nil),
 	}
 }
 
@@ -68,6 +72,9 @@ func (c *Collector) Published(service string, _ int) { c.published.WithLabelValu
 // ACLHidden implements discovery.Metrics.
 func (c *Collector) ACLHidden(service string) { c.aclHidden.WithLabelValues(service).Inc() }
 
+// StaleView implements discovery.StaleViewCounter.
+func (c *Collector) StaleView(service string) { c.staleViews.WithLabelValues(service).Inc() }
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.requests.Describe(ch)
@@ -75,9 +82,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.resets.Describe(ch)
 	c.published.Describe(ch)
 	c.aclHidden.Describe(ch)
+	c.staleViews.Describe(ch)
 	ch <- c.age
 	ch <- c.instances
 	ch <- c.stale
+	ch <- c.backend
 }
 
 // Collect implements prometheus.Collector.
@@ -87,6 +96,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.resets.Collect(ch)
 	c.published.Collect(ch)
 	c.aclHidden.Collect(ch)
+	c.staleViews.Collect(ch)
 	cache := c.cache.Load()
 	if cache == nil {
 		return
@@ -104,5 +114,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, st.Age.Seconds(), st.Service)
 		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(st.Instances), st.Service)
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, st.Service)
+		if st.Backend != "" {
+			ch <- prometheus.MustNewConstMetric(c.backend, prometheus.GaugeValue, 1, st.Service, string(st.Backend))
+		}
 	}
 }

@@ -76,6 +76,14 @@ func TestCollector(t *testing.T) {
 	if got := value(t, reg, "beacon_discovery_requests_total", "metered"); got < 1 {
 		t.Errorf("requests_total = %v, want at least 1", got)
 	}
+	// The first answer is a plain read: the agent names its backend.
+	if got := value(t, reg, "beacon_discovery_query_backend", "metered"); got != 1 {
+		t.Errorf("query_backend{service=metered} = %v, want 1", got)
+	}
+	m.StaleView("metered") // the guard's call, as discovery's fault tests drive it
+	if got := value(t, reg, "beacon_discovery_stale_views_total", "metered"); got != 1 {
+		t.Errorf("stale_views_total{service=metered} = %v, want 1", got)
+	}
 
 	srv.Stop()
 	end := time.Now().Add(30 * time.Second)
