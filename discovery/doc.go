@@ -12,6 +12,17 @@
 // it, and all resume as soon as it answers; an agent that stops answering
 // without an error (paused, hung) is found by a watchdog and treated as down.
 //
+// Consul before 1.16 can serve a service's first streaming subscriber a
+// view that lost a change, and keeps serving it (hashicorp/consul#16871).
+// A stale guard (stale.go) checks each watch against a plain read, which
+// bypasses the view, after its first blocking query, when the change feed
+// reports a change to its service, and once in ten wait periods; a watch
+// found stale publishes the plain read and blocks with near=_agent until
+// the agent has dropped the view. No watch serves a stale view longer than
+// WithStaleBound (default 10 s) beyond Consul's own propagation; each one
+// found is logged with both indexes and counted (WatchStats.StaleViews,
+// StaleViewCounter).
+//
 // Inside, the Cache owns its parts and hands each only what it uses: the
 // agents (agents.go) are the one source, a beacon.Lookup that is also a
 // beacon.ChangeFeed and beacon.ACLProber; every watch's long poll and the
