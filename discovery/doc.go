@@ -18,10 +18,13 @@
 // bypasses the view, after its first blocking query, when the change feed
 // reports a change to its service, and once in ten wait periods; a watch
 // found stale publishes the plain read and blocks with near=_agent until
-// the agent has dropped the view. No watch serves a stale view longer than
-// WithStaleBound (default 10 s) beyond Consul's own propagation; each one
-// found is logged with both indexes and counted (WatchStats.StaleViews,
-// StaleViewCounter).
+// the agent has dropped the view. With a backend that has a change feed
+// (consulhttp), no watch of the local datacenter serves a lost change to
+// a check, a registration or a deregistration longer than WithStaleBound
+// (default 10 s) beyond Consul's own propagation; the rest (meta- or
+// tag-only changes, other datacenters, consulkit) within ten wait periods.
+// Each stale view found is logged with both indexes and counted
+// (WatchStats.StaleViews, StaleViewCounter).
 //
 // Inside, the Cache owns its parts and hands each only what it uses: the
 // agents (agents.go) are the one source, a beacon.Lookup that is also a
