@@ -422,7 +422,7 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 			return fetched{}, meta, err
 		}
 		w.backend.Store(meta.Backend)
-		if index > 0 && meta.LastIndex < index && meta.Backend != beacon.QueryBackendBlockingQuery {
+		if index > 0 && meta.LastIndex < index && meta.Backend == beacon.QueryBackendStreaming {
 			if pi, pm, stale := c.guard.behind(w, index, insts, meta); stale {
 				// The plain read's index is the blocking-query backend's, as
 				// near=_agent's is: the loop goes on from it, past the view.
