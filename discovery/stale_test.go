@@ -340,3 +340,28 @@ func TestStaleViewPropagating(t *testing.T) {
 		t.Errorf("Stats() = StaleViews %d, OffStream %v; want 0, false (a change in propagation is not a stale view)", st.StaleViews, st.OffStream)
 	}
 }
+
+// TestStaleViewFeedCached: a watch driven by the change feed makes plain
+// reads and cannot see a view, unless WithAgentCache has it read the
+// agent's cache, which is the streaming view: then its first answer is
+// verified like a long poll's, and once repaired it reads past the cache.
+//
+// This test can fail: without the feed's answered hook the feed watch
+// serves the view's [a] until the deadline (its fetches keep reading it).
+func TestStaleViewFeedCached(t *testing.T) {
+	const bound = 10 * time.Second
+	fake := newStaleAgent(t, state{20, []string{"a", "b"}}, state{10, []string{"a"}})
+	m := &staleMetrics{}
+	// One long poll: the feed's; every watch is feed-driven.
+	c := newCache(t, fake.config(), discovery.WithMaxLongPolls(1), discovery.WithAgentCache(), discovery.WithMetrics(m), discovery.WithStaleBound(bound))
+	w, first := waitFirst(t, c, "web")
+	start := time.Now()
+	if got := ids(first); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("first snapshot = %v, want the cached view's [a]", got)
+	}
+	repaired := waitFor(t, w, []string{"a", "b"}, bound)
+	t.Logf("feed watch's stale view repaired %v after its first answer", repaired.Sub(start).Round(time.Millisecond))
+	if st := statsOf(t, c, "web"); st.StaleViews != 1 || !st.OffStream {
+		t.Errorf("Stats() = StaleViews %d, OffStream %v; want 1, true", st.StaleViews, st.OffStream)
+	}
+}
