@@ -2,6 +2,7 @@ package faults
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -50,13 +51,20 @@ const dupWindowBound = 10 * time.Second
 // the copy and every check of its node passing).
 type catalogRead struct {
 	at      time.Time
+	index   uint64                   // X-Consul-Index: orders reads from both loops
 	checks  map[string]beacon.Health // "node check-id"
 	passing map[string][]string      // ID → nodes with a passing copy, sorted
 }
 
-func readCatalog(ctx context.Context, c *consulhttp.Client) (catalogRead, error) {
-	cs, _, err := c.Checks(ctx, beacon.ChecksQuery{})
-	r := catalogRead{at: time.Now(), checks: map[string]beacon.Health{}, passing: map[string][]string{}}
+// readCatalog reads the checks; with waitIndex > 0 it blocks until the
+// checks change past it (or a few seconds pass).
+func readCatalog(ctx context.Context, c *consulhttp.Client, waitIndex uint64) (catalogRead, error) {
+	q := beacon.ChecksQuery{}
+	if waitIndex > 0 {
+		q.WaitIndex, q.WaitTime = waitIndex, 5*time.Second
+	}
+	cs, meta, err := c.Checks(ctx, q)
+	r := catalogRead{at: time.Now(), index: meta.LastIndex, checks: map[string]beacon.Health{}, passing: map[string][]string{}}
 	if err != nil {
 		return r, err
 	}
@@ -133,17 +141,12 @@ type dupWatch struct {
 	once   sync.Once
 
 	mu          sync.Mutex
-	reads       []dupRead
+	reads       []catalogRead
 	failedReads int
 	timeline    []event
 	callerSnaps int
-	callerSeen  []string // the first callers' duplicates, at most 10
+	callerSeen  []event // the first callers' duplicates, at most 10
 	callerN     int
-}
-
-type dupRead struct {
-	at   time.Time
-	dups []string
 }
 
 // event is a line of the timeline: a check changing status, a moment the
@@ -161,10 +164,14 @@ func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*cal
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	end := ctx.Done()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		d.readLoop(node, end)
+	}()
+	go func() {
+		defer wg.Done()
+		d.blockLoop(node, end)
 	}()
 	for _, c := range callers {
 		// A Watcher of its own on the caller's cache: it shares the cache's
@@ -173,7 +180,7 @@ func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*cal
 		w, err := c.cache.Watch(beacon.Query{Service: service})
 		if err != nil {
 			d.mu.Lock()
-			d.callerSeen = append(d.callerSeen, fmt.Sprintf("%s: watch: %v", c.name, err))
+			d.callerSeen = append(d.callerSeen, event{time.Now(), fmt.Sprintf("%s: watch: %v", c.name, err)})
 			d.callerN++
 			d.mu.Unlock()
 			continue
@@ -184,13 +191,20 @@ func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*cal
 			defer w.Close()
 			for {
 				if s := w.Snapshot(); s != nil {
+					now := time.Now()
 					found := callerDups(s.Instances)
+					var copies []string
+					for _, in := range s.Instances {
+						copies = append(copies, in.ID+"@"+in.Node)
+					}
+					sort.Strings(copies)
 					d.mu.Lock()
 					d.callerSnaps++
+					d.timeline = append(d.timeline, event{now, fmt.Sprintf("%s snapshot (index %d): %s", c.name, s.Index, strings.Join(copies, " "))})
 					if len(found) > 0 {
 						d.callerN++
 						if len(d.callerSeen) < 10 {
-							d.callerSeen = append(d.callerSeen, fmt.Sprintf("%s at +%dms: %s", c.name, time.Since(d.t0).Milliseconds(), strings.Join(found, "; ")))
+							d.callerSeen = append(d.callerSeen, event{now, c.name + ": " + strings.Join(found, "; ")})
 						}
 					}
 					d.mu.Unlock()
@@ -213,6 +227,7 @@ func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*cal
 	return d
 }
 
+// readLoop reads the catalog every dupEvery with plain reads.
 func (d *dupWatch) readLoop(node *consultest.Node, end <-chan struct{}) {
 	c, err := consulhttp.New(node.Config())
 	if err != nil {
@@ -221,20 +236,11 @@ func (d *dupWatch) readLoop(node *consultest.Node, end <-chan struct{}) {
 	defer c.Close()
 	tick := time.NewTicker(dupEvery)
 	defer tick.Stop()
-	var prev map[string]beacon.Health
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		r, err := readCatalog(ctx, c)
+		r, err := readCatalog(ctx, c, 0)
 		cancel()
-		d.mu.Lock()
-		if err != nil {
-			d.failedReads++
-		} else {
-			d.reads = append(d.reads, dupRead{r.at, r.dups()})
-			d.timeline = append(d.timeline, transitions(r, prev)...)
-			prev = r.checks
-		}
-		d.mu.Unlock()
+		d.add(r, err)
 		select {
 		case <-d.stopCh:
 			return
@@ -243,6 +249,55 @@ func (d *dupWatch) readLoop(node *consultest.Node, end <-chan struct{}) {
 		case <-tick.C:
 		}
 	}
+}
+
+// blockLoop follows the catalog's checks with blocking queries, so that a
+// state shorter than dupEvery is seen too: the leader marking a node alive
+// and the agent syncing its checks can be 20-30 ms apart, and a caller's
+// long poll woken in between keeps what it got for a second.
+func (d *dupWatch) blockLoop(node *consultest.Node, end <-chan struct{}) {
+	c, err := consulhttp.New(node.Config())
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-d.stopCh:
+		case <-end:
+		}
+		cancel()
+	}()
+	var index uint64
+	for ctx.Err() == nil {
+		r, err := readCatalog(ctx, c, max(index, 1))
+		if ctx.Err() != nil {
+			return
+		}
+		d.add(r, err)
+		if err != nil || r.index < index {
+			// Start again from a plain read; pace errors.
+			index = 0
+			select {
+			case <-ctx.Done():
+			case <-time.After(dupEvery):
+			}
+			continue
+		}
+		index = r.index
+	}
+}
+
+func (d *dupWatch) add(r catalogRead, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.failedReads++
+		return
+	}
+	d.reads = append(d.reads, r)
 }
 
 // transitions lists the checks whose status differs from prev (all of
@@ -284,7 +339,7 @@ func (d *dupWatch) mark(at time.Time, what string) {
 
 // dupResult is what a dupWatch saw.
 type dupResult struct {
-	reads, failedReads int
+	reads, failedReads int // reads of both loops; dupReads counts distinct states (indexes)
 	dupReads           int
 	ids                []string // IDs passing twice at some read
 	// window runs from the moment given to stop (the old agent answering)
@@ -306,13 +361,23 @@ func (d *dupWatch) stop(from time.Time) dupResult {
 	<-d.done
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	res := dupResult{reads: len(d.reads), failedReads: d.failedReads, callerN: d.callerN, callerSn: d.callerSnaps, callerMsg: slices.Clone(d.callerSeen), timeline: slices.Clone(d.timeline)}
-	if len(d.reads) > 0 {
-		res.span = d.reads[len(d.reads)-1].at.Sub(d.reads[0].at)
+	reads := ordered(d.reads)
+	res := dupResult{reads: len(d.reads), failedReads: d.failedReads, callerN: d.callerN, callerSn: d.callerSnaps, timeline: slices.Clone(d.timeline)}
+	if len(reads) > 0 {
+		res.span = reads[len(reads)-1].at.Sub(reads[0].at)
+	}
+	for _, ev := range d.callerSeen {
+		res.callerMsg = append(res.callerMsg, fmt.Sprintf("%s at %+dms from the agent answering", ev.what, ev.at.Sub(from).Milliseconds()))
+	}
+	var prev map[string]beacon.Health
+	for _, r := range reads {
+		res.timeline = append(res.timeline, transitions(r, prev)...)
+		prev = r.checks
 	}
 	last := -1
-	for i, r := range d.reads {
-		if len(r.dups) == 0 {
+	for i, r := range reads {
+		dups := r.dups()
+		if len(dups) == 0 {
 			continue
 		}
 		if last < 0 {
@@ -320,22 +385,52 @@ func (d *dupWatch) stop(from time.Time) dupResult {
 		}
 		last = i
 		res.dupReads++
-		for _, id := range r.dups {
+		for _, id := range dups {
 			if !slices.Contains(res.ids, id) {
 				res.ids = append(res.ids, id)
 			}
 		}
 	}
+	// From the agent answering, or from the first duplicate when the
+	// leader revived a copy before the agent's HTTP API answered.
+	start := from
+	if last >= 0 && res.firstDup < 0 {
+		start = from.Add(res.firstDup)
+	}
 	switch {
 	case last < 0:
-	case last == len(d.reads)-1:
+	case last == len(reads)-1:
 		res.open = true
-		res.window = max(0, d.reads[last].at.Sub(from))
+		res.window = reads[last].at.Sub(start)
 	default:
-		res.window = max(0, d.reads[last+1].at.Sub(from))
+		res.window = reads[last+1].at.Sub(start)
 	}
 	sort.Strings(res.ids)
 	return res
+}
+
+// ordered sorts reads of both loops by index (arrival order breaks ties)
+// and keeps one read per index, the first to arrive: one state of the
+// catalog, seen at the earliest moment it was.
+func ordered(rs []catalogRead) []catalogRead {
+	s := slices.Clone(rs)
+	slices.SortStableFunc(s, func(a, b catalogRead) int {
+		if a.index != b.index {
+			return cmp.Compare(a.index, b.index)
+		}
+		return a.at.Compare(b.at)
+	})
+	out := s[:0]
+	for _, r := range s {
+		if n := len(out); n > 0 && out[n-1].index == r.index {
+			if r.at.Before(out[n-1].at) {
+				out[n-1].at = r.at
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // catalogSummary is the result for a table row.
@@ -424,7 +519,7 @@ func agentLogEvents(n *consultest.Node, from, to time.Time) []event {
 
 var (
 	agentLogLine   = regexp.MustCompile(`^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\s+\[\w+\]\s+(.*)$`)
-	agentLogWanted = regexp.MustCompile(`agent: (Synced|Deregistered|Started HTTP server|Check status updated|Check socket|Consul agent running)|member joined, marking health alive|member failed, marking health critical|agent: \(LAN\) joined|Check is now critical|check=service:`)
+	agentLogWanted = regexp.MustCompile(`agent: (Synced|Deregistered|Consul agent running)|member joined, marking health alive|member failed, marking health critical|agent: \(LAN\) joined|Check is now critical|check=service:`)
 )
 
 // beaconLogEvents returns Beacon's log lines (keeper ones: where the
@@ -525,14 +620,46 @@ func minMedMax(ds []time.Duration) string {
 func restartTraced(t *testing.T, w *dupWatch, node *consultest.Node, keep bool) (answered time.Time) {
 	t.Helper()
 	kept := persistedChecks(node.DataDir)
+	what := node.Name + " restarting"
+	if node.Running() {
+		what = node.Name + " killed"
+	}
 	killed := time.Now()
 	node.Kill()
-	w.mark(killed, fmt.Sprintf("%s killed; TTL states in its data dir: %s", node.Name, strings.Join(kept, "; ")))
+	w.mark(killed, fmt.Sprintf("%s; TTL states in its data dir: %s", what, strings.Join(kept, "; ")))
 	if !keep {
 		w.mark(time.Now(), node.Name+" data dir wiped")
 	}
+	// RestartNoWait polls every 50 ms; a poll of our own every 5 ms says
+	// to within a few ms when the new agent first answered. The old one is
+	// dead, so any answer is the new agent's.
+	stop := make(chan struct{})
+	first := make(chan time.Time, 1)
+	go func() {
+		var at time.Time
+		defer func() { first <- at }()
+		for i := 0; i < 6000; i++ { // 30 s at most
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			var self json.RawMessage
+			err := getJSON(ctx, node, "/v1/agent/self", &self)
+			cancel()
+			if err == nil {
+				at = time.Now()
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
 	node.RestartNoWait(t, keep)
+	close(stop)
 	answered = time.Now()
+	if at := <-first; !at.IsZero() {
+		answered = at
+	}
 	w.mark(answered, node.Name+" answering (HTTP API) after its restart")
 	return answered
 }
@@ -640,7 +767,7 @@ func waitChecks(t *testing.T, node *consultest.Node, what string, timeout time.D
 	testutil.Eventually(t, timeout, "catalog through "+node.Name+": "+what, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		r, err := readCatalog(ctx, c)
+		r, err := readCatalog(ctx, c, 0)
 		if err != nil {
 			return err
 		}
