@@ -351,12 +351,12 @@ type dupResult struct {
 	// open: the last read still had two.
 	window, all time.Duration
 	open        bool
-	firstDup  time.Duration // of the first read with two, from the moment given to stop (negative: before it)
-	span      time.Duration // first read to last
-	callerN   int
-	callerSn  int
-	callerMsg []string
-	timeline  []event
+	firstDup    time.Duration // of the first read with two, from the moment given to stop (negative: before it)
+	span        time.Duration // first read to last
+	callerN     int
+	callerSn    int
+	callerMsg   []string
+	timeline    []event
 }
 
 // stop ends the watch; from is the moment the window is measured from.
