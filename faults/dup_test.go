@@ -662,6 +662,18 @@ func restartTraced(t *testing.T, w *dupWatch, node *consultest.Node, keep bool) 
 		answered = at
 	}
 	w.mark(answered, node.Name+" answering (HTTP API) after its restart")
+	// What the agent restored from its data dir, before anyone changed it.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var local map[string]struct{ Status string }
+	if err := getJSON(ctx, node, "/v1/agent/checks", &local); err == nil {
+		var sts []string
+		for id, c := range local {
+			sts = append(sts, id+" "+c.Status)
+		}
+		sort.Strings(sts)
+		w.mark(time.Now(), fmt.Sprintf("%s's own checks after its restart: [%s]", node.Name, strings.Join(sts, ", ")))
+	}
 	return answered
 }
 
