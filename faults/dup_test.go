@@ -367,8 +367,18 @@ func (d *dupWatch) stop(from time.Time) dupResult {
 	defer d.mu.Unlock()
 	reads := ordered(d.reads)
 	res := dupResult{reads: len(d.reads), failedReads: d.failedReads, callerN: d.callerN, callerSn: d.callerSnaps, timeline: slices.Clone(d.timeline)}
-	if len(reads) > 0 {
-		res.span = reads[len(reads)-1].at.Sub(reads[0].at)
+	if len(d.reads) > 0 {
+		// Over every read, not over states: a quiet catalog is one state.
+		first, last := d.reads[0].at, d.reads[0].at
+		for _, r := range d.reads {
+			if r.at.Before(first) {
+				first = r.at
+			}
+			if r.at.After(last) {
+				last = r.at
+			}
+		}
+		res.span = last.Sub(first)
 	}
 	for _, ev := range d.callerSeen {
 		res.callerMsg = append(res.callerMsg, fmt.Sprintf("%s at %+dms from the agent answering", ev.what, ev.at.Sub(from).Milliseconds()))
