@@ -130,10 +130,12 @@ func callerDups(insts []beacon.Instance) []string {
 	return out
 }
 
-// dupWatch reads the catalog every dupEvery and checks every snapshot the
-// callers publish, until stopped or its limit passes. Polling the catalog:
-// Consul offers nothing to wait on for "never twice"; a blocking query
-// would also hide states shorter than its own round trip.
+// dupWatch reads the catalog every dupEvery with plain reads and, beside
+// them, follows it with blocking queries (a plain read alone misses a state
+// shorter than dupEvery, a blocking query alone one shorter than its round
+// trip), and checks each snapshot the callers' caches publish, until
+// stopped or its limit passes. Snapshots are latest-value: one replaced
+// within microseconds may go unchecked.
 type dupWatch struct {
 	t0     time.Time // the timeline's zero
 	stopCh chan struct{}
