@@ -572,7 +572,7 @@ func formatTimeline(zero time.Time, evs []event) string {
 
 var (
 	windowsMu                       sync.Mutex
-	windows                         = map[string][]time.Duration{} // scenario/case → catalog windows
+	windows                         = map[string][2][]time.Duration{} // scenario → catalog windows: from the agent answering, in all
 	callerDupTotal, callerSnapTotal int
 )
 
@@ -581,8 +581,9 @@ var (
 func recordWindow(label string, r dupResult) {
 	windowsMu.Lock()
 	defer windowsMu.Unlock()
-	windows[label] = append(windows[label], r.window)
-	windows[label+", first duplicate to one copy left"] = append(windows[label+", first duplicate to one copy left"], r.all)
+	w := windows[label]
+	w[0], w[1] = append(w[0], r.window), append(w[1], r.all)
+	windows[label] = w
 	callerDupTotal += r.callerN
 	callerSnapTotal += r.callerSn
 }
@@ -601,9 +602,9 @@ func windowSummary() string {
 	}
 	sort.Strings(labels)
 	var b strings.Builder
-	fmt.Fprintf(&b, "duplicate windows (catalog, from the old agent answering to one copy left; callers must see none): callers %d of %d snapshots\n", callerDupTotal, callerSnapTotal)
+	fmt.Fprintf(&b, "duplicate windows: callers listed an instance twice in %d of %d snapshots (must be 0); the catalog's, from the old agent answering to one copy left, and from the first duplicate when earlier:\n", callerDupTotal, callerSnapTotal)
 	for _, l := range labels {
-		fmt.Fprintf(&b, "duplicate windows: %s: %s\n", l, minMedMax(windows[l]))
+		fmt.Fprintf(&b, "duplicate windows: %s: %s; in all %s\n", l, minMedMax(windows[l][0]), minMedMax(windows[l][1]))
 	}
 	return b.String()
 }
