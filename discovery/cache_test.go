@@ -15,9 +15,11 @@ import (
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// BEACON_STRESS=1: the whole package beside a CPU hog (testutil.StressMain).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(testutil.StressMain(m, 15*time.Minute)) }
 
 // deadline bounds every wait; figures are logged, not asserted.
 const deadline = 30 * time.Second

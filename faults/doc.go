@@ -9,5 +9,12 @@
 // Under `make test` the outages last 5 seconds. `make faults`
 // (BEACON_FAULTS=1) runs the same scenarios with 30-second outages and,
 // with BEACON_FAULTS_DOC set to a markdown file, writes the table of
-// figures into it (docs/reliability.md).
+// figures into it (docs/reliability.md). With BEACON_STRESS=1 each
+// scenario runs beside a CPU hog (testutil.StressIfAsked), and `make
+// faults-stress` writes its own table next to the calm one.
+//
+// Duplicates: callers must never list an instance twice; the catalog's
+// duplicate window after an agent returns is measured in ms (dup_test.go)
+// and, with -v, logged with a timeline of what the catalog, the agents
+// and the keepers did.
 package faults

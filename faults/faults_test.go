@@ -75,8 +75,10 @@ func TestLeaderKilled(t *testing.T) {
 // (holding its now stale copy of the registration).
 //
 // Pass: the instance is passing through the other agent within 10 s of
-// the kill; once the agent is back, no sample of the catalog or of the
-// caller's snapshot lists an ID twice, and the stale copy is removed.
+// the kill; once the agent is back, the caller's snapshots never list an
+// instance twice, the catalog's duplicate window (from the agent answering
+// to one copy left, read every 20 ms) closes within 10 s and is reported,
+// and the stale copy is removed.
 func TestInstanceAgentKilled(t *testing.T) {
 	r := &result{order: 3, scenario: "Instance's agent killed"}
 	report(t, r)
@@ -100,30 +102,28 @@ func TestInstanceAgentKilled(t *testing.T) {
 	t.Logf("hello-1 passing through %s %v after its agent was killed", c2.Name, reregistered)
 	hold(max(0, outage()-time.Since(killed)))
 
-	restarted := time.Now()
-	c1.Restart(t, true)
-	t.Logf("%s back with its data dir after %v", c1.Name, time.Since(restarted))
 	dups := watchDuplicates(c2, 2*time.Minute, cl)
-	// The keeper removes its stale copy from the old agent with its next
-	// heartbeat once that agent answers.
-	waitCatalog(t, c1, "no copy of hello-1 left on "+c1.Name, deadline, func(insts []beacon.Instance) bool {
-		return !slices.ContainsFunc(insts, func(in beacon.Instance) bool { return in.ID == "hello-1" && in.Node == c1.Name })
+	answered := restartTraced(t, dups, c1, true)
+	t.Logf("%s back with its data dir, answering after %v", c1.Name, time.Since(answered))
+	waitAgentSynced(t, c1, deadline)
+	// The keeper removes its stale copy from the old agent once that
+	// agent answers; until then the catalog lists it.
+	removed := waitChecks(t, c2, "no copy of hello-1 left on "+c1.Name, deadline, func(r catalogRead) bool {
+		_, left := r.checks[c1.Name+" service:hello-1"]
+		return !left
 	})
 	hold(3 * time.Second) // keep sampling after the cleanup
-	samples, seen := dups.stop()
+	dr := e.checkDups(dups, "Instance's agent killed", c1, answered)
 	l.stop()
 	st := l.stats()
 
 	r.happened = fmt.Sprintf("%s (holding hello-1) killed for %v, restarted with its data", c1.Name, outage())
 	r.failed = fmt.Sprintf("%d of %d", st.failed, st.sent)
-	r.recovery = fmt.Sprintf("hello-1 passing through %s %s after the kill; duplicate IDs in %d of %d samples after the agent returned", c2.Name, ms(reregistered), len(seen), samples)
+	r.recovery = fmt.Sprintf("hello-1 passing through %s %s after the kill; stale copy removed %s after %s answered; %s; %s", c2.Name, ms(reregistered), msExact(removed.Sub(answered)), c1.Name, dr.catalogSummary(), dr.callerSummary())
 	r.requests = win.String()
 
 	if reregistered > 10*time.Second {
 		t.Errorf("hello-1 re-registered through another agent after %v, want ≤ 10s", reregistered)
-	}
-	if len(seen) > 0 {
-		t.Errorf("an ID was passing twice after the agent came back: %q", seen)
 	}
 	if s := moved.status(); s.Failovers != 1 || s.Agent != c2.HTTPAddr {
 		t.Errorf("hello-1 keeper status %+v, want one failover to %s", s, c2.HTTPAddr)
@@ -296,7 +296,8 @@ func TestQuorumLost(t *testing.T) {
 // steady rate succeeding; an instance started during a pause long enough
 // for the cache's watchdog (30 s, not the 5 s of make test) is seen before
 // the pause ends; after SIGCONT, the catalog converges to each instance
-// passing once. Reported only: duplicate IDs after SIGCONT.
+// passing once; the caller's snapshots never list an instance twice (the
+// catalog's duplicate window after SIGCONT is reported, bounded by 10 s).
 func TestAgentPaused(t *testing.T) {
 	r := &result{order: 5, scenario: "Agent paused (SIGSTOP)"}
 	report(t, r)
@@ -326,8 +327,13 @@ func TestAgentPaused(t *testing.T) {
 			seenAt = time.Now()
 		}
 	}
+	// From SIGCONT on, the duplicate criteria: the agent's old copy of
+	// hello-1 is passing again in the catalog until its sync or the
+	// keeper removes it; callers must not list it twice.
+	dups := watchDuplicates(c2, 2*time.Minute, cl)
 	c1.Resume()
 	resumed := time.Now()
+	dups.mark(resumed, c1.Name+" continued (SIGCONT)")
 	var seenDuring string
 	if !seenAt.IsZero() {
 		seenDuring = fmt.Sprintf("hello-4 (started on %s during the pause) seen by the caller %s after its start, during the pause: the watch left the paused agent", c2.Name, ms(seenAt.Sub(started)))
@@ -340,18 +346,17 @@ func TestAgentPaused(t *testing.T) {
 		}
 	}
 	least := l.minOKPerSecond(paused, resumed)
-	dups := watchDuplicates(c2, 2*time.Minute, cl)
 	converged := waitCatalog(t, c2, "each instance passing once", deadline, func(insts []beacon.Instance) bool {
 		return exactly("hello-1", "hello-2", "hello-3", "hello-4")(instanceIDs(insts))
 	})
 	hold(3 * time.Second)
-	samples, seen := dups.stop()
+	dr := e.checkDups(dups, "Agent paused (SIGSTOP)", c1, resumed)
 	l.stop()
 	st := l.stats()
 
 	r.happened = fmt.Sprintf("%s (hello-1's and the caller's first agent) paused for %v; hello-1 failed over %d time(s); %s", c1.Name, outage(), hung.status().Failovers, seenDuring)
 	r.failed = fmt.Sprintf("%d of %d; slowest call %s; at least %d calls/s succeeded during the pause (rate %d/s)", st.failed, st.sent, ms(st.maxLat), least, rate)
-	r.recovery = fmt.Sprintf("each instance passing once %s after SIGCONT; duplicate IDs in %d of %d samples", ms(converged.Sub(resumed)), len(seen), samples)
+	r.recovery = fmt.Sprintf("each instance passing once %s after SIGCONT; %s; %s", ms(converged.Sub(resumed)), dr.catalogSummary(), dr.callerSummary())
 	r.requests = win.String()
 
 	if st.failed != 0 || st.blocked != 0 {
@@ -362,12 +367,6 @@ func TestAgentPaused(t *testing.T) {
 	}
 	if least < rate/2 {
 		t.Errorf("only %d calls succeeded in some second of the pause, want ≥ %d", least, rate/2)
-	}
-	if len(seen) > 0 {
-		// Not a criterion here: the agent's stale copy is briefly passing
-		// again when it resumes (see docs/reliability.md); the copies point
-		// at the same live instance, so no call fails.
-		t.Logf("an ID was listed twice after SIGCONT: %q", seen)
 	}
 }
 
@@ -459,8 +458,10 @@ func TestRollingRestart(t *testing.T) {
 // it and knows the other; hello-3 is on the other agent.
 //
 // Pass, for each restart: the catalog and the caller converge to the three
-// instances, each passing once; no sample from the restart on lists an ID
-// twice; zero failed calls.
+// instances, each passing once; from the restart on, the caller's snapshots
+// never list an instance twice, and the catalog's duplicate window (from
+// the agent answering to one copy left, read every 20 ms) closes within
+// 10 s and is reported; zero failed calls.
 func TestAgentRestart(t *testing.T) {
 	r := &result{order: 7, scenario: "Agent restart, with and without its data dir"}
 	report(t, r)
@@ -484,19 +485,16 @@ func TestAgentRestart(t *testing.T) {
 		}
 		dups := watchDuplicates(c2, 2*time.Minute, cl)
 		t0 := time.Now()
-		c1.Restart(t, keep)
-		ready := time.Since(t0)
+		answered := restartTraced(t, dups, c1, keep)
+		waitAgentSynced(t, c1, deadline)
 		converged := waitCatalog(t, c2, "three instances passing once each after a restart "+what, deadline, func(insts []beacon.Instance) bool {
 			return exactly(all...)(instanceIDs(insts))
 		})
 		cl.waitSees(t, "three instances after a restart "+what, deadline, exactly(all...))
 		hold(3 * time.Second) // keep sampling after convergence
-		samples, seen := dups.stop()
-		if len(seen) > 0 {
-			t.Errorf("restart %s: an ID was passing twice: %q", what, seen)
-		}
-		happened = append(happened, fmt.Sprintf("%s restarted %s (ready in %s)", c1.Name, what, ms(ready)))
-		recovery = append(recovery, fmt.Sprintf("%s: converged %s after the restart began, duplicate IDs in %d of %d samples", what, ms(converged.Sub(t0)), len(seen), samples))
+		dr := e.checkDups(dups, "Agent restart "+what, c1, answered)
+		happened = append(happened, fmt.Sprintf("%s restarted %s (answering in %s)", c1.Name, what, ms(answered.Sub(t0))))
+		recovery = append(recovery, fmt.Sprintf("%s: converged %s after the restart began; %s; %s", what, ms(converged.Sub(t0)), dr.catalogSummary(), dr.callerSummary()))
 	}
 	l.stop()
 	st := l.stats()

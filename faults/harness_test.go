@@ -42,6 +42,10 @@ const (
 // faultsMode is `make faults`: full-length outages.
 var faultsMode = os.Getenv("BEACON_FAULTS") != ""
 
+// hogLimit bounds a stressed scenario's CPU hog: longer than any scenario
+// runs with 30-second outages on a busy machine.
+const hogLimit = 5 * time.Minute
+
 // outage is how long a node stays down: 30 s for `make faults`, 5 s in
 // `make test`.
 func outage() time.Duration {
@@ -67,6 +71,10 @@ func newEnv(t *testing.T, servers, clients int) *env {
 	// Short node names for the report; each cluster has its own addresses.
 	e.c = consultest.NewCluster(t, servers, clients, consultest.WithNodeName("faults"))
 	t.Logf("cluster of %d servers and %d clients ready in %v", servers, clients, time.Since(start).Round(time.Millisecond))
+	// BEACON_STRESS=1: the scenario runs beside a CPU hog, started once
+	// the cluster is up (a busy machine, not a slow start, is the fault)
+	// and killed when the test ends, before the cluster.
+	testutil.StressIfAsked(t, hogLimit)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("Beacon log (last 200 lines):\n%s", e.logs.tail(200))
@@ -472,18 +480,6 @@ func catalogPassing(node *consultest.Node) ([]beacon.Instance, error) {
 	return insts, err
 }
 
-// duplicates returns the IDs listed more than once.
-func duplicates(ids []string) []string {
-	seen, dup := map[string]bool{}, []string{}
-	for _, id := range ids {
-		if seen[id] && !slices.Contains(dup, id) {
-			dup = append(dup, id)
-		}
-		seen[id] = true
-	}
-	return dup
-}
-
 func instanceIDs(insts []beacon.Instance) []string {
 	var ids []string
 	for _, in := range insts {
@@ -491,67 +487,6 @@ func instanceIDs(insts []beacon.Instance) []string {
 	}
 	sort.Strings(ids)
 	return ids
-}
-
-// dupWatch samples the catalog (through node) and the callers' snapshots
-// every 100 ms until stopped, and remembers every sample that listed an ID
-// twice. Polling: Consul offers nothing to wait on for "never".
-type dupWatch struct {
-	stopCh chan struct{}
-	done   chan struct{}
-	mu     sync.Mutex
-	seen   []string
-	n      int
-}
-
-func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*caller) *dupWatch {
-	d := &dupWatch{stopCh: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(d.done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		end := time.After(limit)
-		for {
-			select {
-			case <-d.stopCh:
-				return
-			case <-end:
-				return
-			case <-tick.C:
-			}
-			var found []string
-			if insts, err := catalogPassing(node); err == nil {
-				if dup := duplicates(instanceIDs(insts)); len(dup) > 0 {
-					found = append(found, fmt.Sprintf("catalog: %q twice", dup))
-				}
-			}
-			for _, c := range callers {
-				if dup := duplicates(c.ids()); len(dup) > 0 {
-					found = append(found, fmt.Sprintf("%s: %q twice", c.name, dup))
-				}
-			}
-			d.mu.Lock()
-			d.n++
-			if len(found) > 0 && len(d.seen) < 10 {
-				d.seen = append(d.seen, strings.Join(found, "; "))
-			}
-			d.mu.Unlock()
-		}
-	}()
-	return d
-}
-
-// stop ends the sampling and returns the samples taken and the duplicates seen.
-func (d *dupWatch) stop() (samples int, seen []string) {
-	select {
-	case <-d.stopCh:
-	default:
-		close(d.stopCh)
-	}
-	<-d.done
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.n, slices.Clone(d.seen)
 }
 
 // waitCatalog polls the catalog through node until cond holds for the

@@ -13,11 +13,14 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
 	began := time.Now()
 	code := m.Run()
+	fmt.Print(windowSummary())
 	if code == 0 {
 		// Every keeper, cache, transport, load and server is stopped by its
 		// test's cleanups; anything still running leaked.
@@ -60,10 +63,14 @@ func report(t *testing.T, r *result) {
 	})
 }
 
-const (
-	beginMarker = "<!-- faults:begin (written by make faults) -->"
-	endMarker   = "<!-- faults:end -->"
-)
+// markers returns the markers of this run's table in the report: make
+// faults-stress has a table of its own next to make faults' one.
+func markers() (begin, end string) {
+	if testutil.Stressed() {
+		return "<!-- faults-stress:begin (written by make faults-stress) -->", "<!-- faults-stress:end -->"
+	}
+	return "<!-- faults:begin (written by make faults) -->", "<!-- faults:end -->"
+}
 
 // writeReport replaces what lies between the markers in the markdown file
 // at path with the table of this run, and prints the table.
@@ -77,6 +84,9 @@ func writeReport(path string, took time.Duration) error {
 	mode := "`make test` (5 s outages)"
 	if faultsMode {
 		mode = "`make faults` (30 s outages)"
+	}
+	if testutil.Stressed() {
+		mode = strings.Replace(strings.Replace(mode, "make faults", "make faults-stress", 1), "outages)", fmt.Sprintf("outages, beside a CPU hog: %d busy processes, one per core)", runtime.NumCPU()), 1)
 	}
 	fmt.Fprintf(&b, "Run of %s on %s, %s; %d scenarios in %v.\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), len(rs), took.Round(time.Second))
 	b.WriteString("| scenario | what happened | failed calls | recovery time | requests to Consul |\n")
@@ -96,6 +106,7 @@ func writeReport(path string, took time.Duration) error {
 	if err != nil {
 		return err
 	}
+	beginMarker, endMarker := markers()
 	i, j := bytes.Index(doc, []byte(beginMarker)), bytes.Index(doc, []byte(endMarker))
 	if i < 0 || j < i {
 		return fmt.Errorf("%s: no %q ... %q section", path, beginMarker, endMarker)

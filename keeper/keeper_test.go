@@ -19,7 +19,8 @@ import (
 	"github.com/beaconsd/beacon/keeper"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// BEACON_STRESS=1: the whole package beside a CPU hog (testutil.StressMain).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(testutil.StressMain(m, 15*time.Minute)) }
 
 // deadline bounds every wait: generous for a loaded 2-core machine. How
 // fast things happen is logged as a figure, not asserted.

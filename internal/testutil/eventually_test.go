@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,4 +94,38 @@ func TestCPUHog(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestStartHogStops(t *testing.T) {
+	stop, pids, err := startHog(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pids) != runtime.NumCPU() {
+		t.Errorf("startHog started %d processes, want %d (one per core)", len(pids), runtime.NumCPU())
+	}
+	stop()
+	stop() // safe twice
+	for _, pid := range pids {
+		// Reaped by stop: the PID is gone (signal 0 checks existence).
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("hog %d still exists after stop", pid)
+		}
+	}
+}
+
+type countingM struct{ runs int }
+
+func (m *countingM) Run() int { m.runs++; return 7 }
+
+func TestStressMain(t *testing.T) {
+	t.Setenv(StressEnv, "")
+	m := &countingM{}
+	if got := StressMain(m, time.Second); got != TestingM(m) {
+		t.Errorf("StressMain unstressed = %v, want m itself", got)
+	}
+	t.Setenv(StressEnv, "1")
+	if code := StressMain(m, time.Second).Run(); code != 7 || m.runs != 1 {
+		t.Errorf("StressMain stressed: Run = %d after %d runs of m, want 7 after 1", code, m.runs)
+	}
 }
