@@ -1,0 +1,186 @@
+package discovery
+
+import (
+	"cmp"
+	"hash/maphash"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/beaconsd/beacon"
+)
+
+// dedupe returns insts with one entry per endpoint (address and port), so a
+// caller is never offered one instance twice. Copies appear when an instance
+// moved to another agent while the old agent still holds (or restored) a
+// copy of it, or when one process is registered under two IDs: either way
+// they answer at the same address and port, and a caller that picked both
+// would send that endpoint twice its share.
+//
+// Same ID on several nodes at different addresses is not a copy: Consul's
+// IDs are unique per agent only, and many fleets register the same ID (the
+// service name, Consul's default) on every node. An entry with no address
+// is never merged: its endpoint is unknown.
+//
+// Which copy wins: the best health (passing, then warning, then critical),
+// so a stale critical copy never hides a live passing one; among equals, the
+// lowest node name, then the lowest ID. Instances carry no modify index to
+// prefer the newest by, and the endpoint is the same whichever wins.
+//
+// The winners keep the order of insts. With no copies (the usual case)
+// insts itself is returned: nothing is allocated for up to smallDedupe
+// instances, and a pooled scratch slice serves larger answers.
+func dedupe(insts []beacon.Instance) []beacon.Instance {
+	n := len(insts)
+	if n < 2 {
+		return insts
+	}
+	if n <= smallDedupe {
+		return dedupeSmall(insts)
+	}
+	sp := scratchPool.Get().(*[]endpointHash)
+	defer scratchPool.Put(sp)
+	hs := (*sp)[:0]
+	for i := range insts {
+		if insts[i].Address == "" {
+			continue
+		}
+		hs = append(hs, endpointHash{h: hashEndpoint(&insts[i]), i: int32(i)})
+	}
+	*sp = hs // keep the grown slice for the next answer
+	slices.SortFunc(hs, func(a, b endpointHash) int {
+		if c := cmp.Compare(a.h, b.h); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	var drop []bool // allocated at the first copy found
+	for lo := 0; lo < len(hs); {
+		hi := lo + 1
+		for hi < len(hs) && hs[hi].h == hs[lo].h {
+			hi++
+		}
+		if hi-lo > 1 {
+			if drop == nil {
+				drop = make([]bool, n)
+			}
+			// Equal hashes: resolve by exact comparison (collisions are
+			// possible, if unlikely). Groups are tiny: quadratic is fine.
+			for a := lo; a < hi; a++ {
+				if drop[hs[a].i] {
+					continue
+				}
+				best := int(hs[a].i)
+				for b := a + 1; b < hi; b++ {
+					j := int(hs[b].i)
+					if drop[j] || !sameEndpoint(&insts[best], &insts[j]) {
+						continue
+					}
+					if better(&insts[j], &insts[best]) {
+						drop[best], best = true, j
+					} else {
+						drop[j] = true
+					}
+				}
+			}
+		}
+		lo = hi
+	}
+	if drop == nil {
+		return insts
+	}
+	return keep(insts, drop)
+}
+
+// smallDedupe is the size up to which copies are looked for pair by pair:
+// at most 528 comparisons of two strings, no allocation.
+const smallDedupe = 32
+
+func dedupeSmall(insts []beacon.Instance) []beacon.Instance {
+	var drop []bool
+	for i := range insts {
+		if insts[i].Address == "" || (drop != nil && drop[i]) {
+			continue
+		}
+		best := i
+		for j := i + 1; j < len(insts); j++ {
+			if (drop != nil && drop[j]) || !sameEndpoint(&insts[best], &insts[j]) {
+				continue
+			}
+			if drop == nil {
+				drop = make([]bool, len(insts))
+			}
+			if better(&insts[j], &insts[best]) {
+				drop[best], best = true, j
+			} else {
+				drop[j] = true
+			}
+		}
+	}
+	if drop == nil {
+		return insts
+	}
+	return keep(insts, drop)
+}
+
+// keep returns a new slice of the entries of insts not dropped, in order;
+// insts may be shared, so it is never modified.
+func keep(insts []beacon.Instance, drop []bool) []beacon.Instance {
+	n := 0
+	for _, d := range drop {
+		if !d {
+			n++
+		}
+	}
+	out := make([]beacon.Instance, 0, n)
+	for i := range insts {
+		if !drop[i] {
+			out = append(out, insts[i])
+		}
+	}
+	return out
+}
+
+func sameEndpoint(a, b *beacon.Instance) bool {
+	return a.Port == b.Port && a.Address == b.Address && a.Address != ""
+}
+
+// better reports whether copy a should win over copy b: better health,
+// then the lower node name, then the lower ID.
+func better(a, b *beacon.Instance) bool {
+	if ra, rb := healthRank(a.Health), healthRank(b.Health); ra != rb {
+		return ra < rb
+	}
+	if c := strings.Compare(a.Node, b.Node); c != 0 {
+		return c < 0
+	}
+	return a.ID < b.ID
+}
+
+// healthRank orders states best first; anything unknown counts as critical,
+// as beacon.Health.Worse does.
+func healthRank(h beacon.Health) int {
+	switch h {
+	case beacon.HealthPassing:
+		return 0
+	case beacon.HealthWarning:
+		return 1
+	}
+	return 2
+}
+
+type endpointHash struct {
+	h uint64
+	i int32
+}
+
+var (
+	endpointSeed = maphash.MakeSeed()
+	scratchPool  = sync.Pool{New: func() any { s := make([]endpointHash, 0, 256); return &s }}
+)
+
+func hashEndpoint(in *beacon.Instance) uint64 {
+	// The port mixed in by multiplication: cheaper than hashing its digits,
+	// and equal endpoints still hash equal.
+	return maphash.String(endpointSeed, in.Address) ^ (uint64(uint32(in.Port)) * 0x9e3779b97f4a7c15)
+}
