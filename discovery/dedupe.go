@@ -29,7 +29,8 @@ import (
 //
 // The winners keep the order of insts. With no copies (the usual case)
 // insts itself is returned: nothing is allocated for up to smallDedupe
-// instances, and a pooled scratch slice serves larger answers.
+// instances, and larger answers are checked in one pass over a pooled
+// hash table; only an answer with copies pays for sorting them out.
 func dedupe(insts []beacon.Instance) []beacon.Instance {
 	n := len(insts)
 	if n < 2 {
@@ -38,16 +39,19 @@ func dedupe(insts []beacon.Instance) []beacon.Instance {
 	if n <= smallDedupe {
 		return dedupeSmall(insts)
 	}
-	sp := scratchPool.Get().(*[]endpointHash)
+	sp := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sp)
-	hs := (*sp)[:0]
+	if !sp.anyCopy(insts) {
+		return insts
+	}
+	hs := sp.hashes[:0]
 	for i := range insts {
 		if insts[i].Address == "" {
 			continue
 		}
 		hs = append(hs, endpointHash{h: hashEndpoint(&insts[i]), i: int32(i)})
 	}
-	*sp = hs // keep the grown slice for the next answer
+	sp.hashes = hs // keep the grown slice for the next answer
 	slices.SortFunc(hs, func(a, b endpointHash) int {
 		if c := cmp.Compare(a.h, b.h); c != 0 {
 			return c
@@ -174,9 +178,56 @@ type endpointHash struct {
 	i int32
 }
 
+// scratch is what dedupe reuses between answers: an open-addressing table
+// of instance indexes (plus one; zero is empty) with their hashes, to
+// find whether any copy exists in one pass, and the slice the copies are
+// sorted in when one does.
+type scratch struct {
+	table  []int32
+	hashes []endpointHash
+	hs     []uint64
+}
+
+// anyCopy reports whether two entries of insts share an endpoint.
+func (s *scratch) anyCopy(insts []beacon.Instance) bool {
+	size := 1
+	for size < 2*len(insts) {
+		size <<= 1
+	}
+	if cap(s.table) < size {
+		s.table = make([]int32, size)
+	}
+	table := s.table[:size]
+	clear(table)
+	if cap(s.hs) < len(insts) {
+		s.hs = make([]uint64, len(insts))
+	}
+	hs := s.hs[:len(insts)]
+	mask := uint64(size - 1)
+	for i := range insts {
+		if insts[i].Address == "" {
+			continue
+		}
+		h := hashEndpoint(&insts[i])
+		hs[i] = h
+		// Linear probing: the table is at most half full, so the loop ends.
+		for slot := h & mask; ; slot = (slot + 1) & mask {
+			j := table[slot]
+			if j == 0 {
+				table[slot] = int32(i + 1)
+				break
+			}
+			if hs[j-1] == h && sameEndpoint(&insts[j-1], &insts[i]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 var (
 	endpointSeed = maphash.MakeSeed()
-	scratchPool  = sync.Pool{New: func() any { s := make([]endpointHash, 0, 256); return &s }}
+	scratchPool  = sync.Pool{New: func() any { return new(scratch) }}
 )
 
 func hashEndpoint(in *beacon.Instance) uint64 {
