@@ -1,9 +1,7 @@
 package discovery
 
 import (
-	"cmp"
 	"hash/maphash"
-	"slices"
 	"strings"
 	"sync"
 
@@ -28,9 +26,9 @@ import (
 // prefer the newest by, and the endpoint is the same whichever wins.
 //
 // The winners keep the order of insts. With no copies (the usual case)
-// insts itself is returned: nothing is allocated for up to smallDedupe
-// instances, and larger answers are checked in one pass over a pooled
-// hash table; only an answer with copies pays for sorting them out.
+// insts itself is returned and nothing is allocated: up to smallDedupe
+// instances are compared pair by pair, larger answers go through a pooled
+// hash table in one pass.
 func dedupe(insts []beacon.Instance) []beacon.Instance {
 	n := len(insts)
 	if n < 2 {
@@ -41,59 +39,7 @@ func dedupe(insts []beacon.Instance) []beacon.Instance {
 	}
 	sp := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sp)
-	if !sp.anyCopy(insts) {
-		return insts
-	}
-	hs := sp.hashes[:0]
-	for i := range insts {
-		if insts[i].Address == "" {
-			continue
-		}
-		hs = append(hs, endpointHash{h: hashEndpoint(&insts[i]), i: int32(i)})
-	}
-	sp.hashes = hs // keep the grown slice for the next answer
-	slices.SortFunc(hs, func(a, b endpointHash) int {
-		if c := cmp.Compare(a.h, b.h); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.i, b.i)
-	})
-	var drop []bool // allocated at the first copy found
-	for lo := 0; lo < len(hs); {
-		hi := lo + 1
-		for hi < len(hs) && hs[hi].h == hs[lo].h {
-			hi++
-		}
-		if hi-lo > 1 {
-			if drop == nil {
-				drop = make([]bool, n)
-			}
-			// Equal hashes: resolve by exact comparison (collisions are
-			// possible, if unlikely). Groups are tiny: quadratic is fine.
-			for a := lo; a < hi; a++ {
-				if drop[hs[a].i] {
-					continue
-				}
-				best := int(hs[a].i)
-				for b := a + 1; b < hi; b++ {
-					j := int(hs[b].i)
-					if drop[j] || !sameEndpoint(&insts[best], &insts[j]) {
-						continue
-					}
-					if better(&insts[j], &insts[best]) {
-						drop[best], best = true, j
-					} else {
-						drop[j] = true
-					}
-				}
-			}
-		}
-		lo = hi
-	}
-	if drop == nil {
-		return insts
-	}
-	return keep(insts, drop)
+	return sp.dedupe(insts)
 }
 
 // smallDedupe is the size up to which copies are looked for pair by pair:
@@ -173,23 +119,16 @@ func healthRank(h beacon.Health) int {
 	return 2
 }
 
-type endpointHash struct {
-	h uint64
-	i int32
-}
-
 // scratch is what dedupe reuses between answers: an open-addressing table
-// of instance indexes (plus one; zero is empty) with their hashes, to
-// find whether any copy exists in one pass, and the slice the copies are
-// sorted in when one does.
+// holding, per endpoint, the index (plus one; zero is empty) of the copy
+// winning so far, and each entry's hash.
 type scratch struct {
-	table  []int32
-	hashes []endpointHash
-	hs     []uint64
+	table []int32
+	hs    []uint64
 }
 
-// anyCopy reports whether two entries of insts share an endpoint.
-func (s *scratch) anyCopy(insts []beacon.Instance) bool {
+// dedupe is dedupe for any size, in one pass over the table.
+func (s *scratch) dedupe(insts []beacon.Instance) []beacon.Instance {
 	size := 1
 	for size < 2*len(insts) {
 		size <<= 1
@@ -204,6 +143,7 @@ func (s *scratch) anyCopy(insts []beacon.Instance) bool {
 	}
 	hs := s.hs[:len(insts)]
 	mask := uint64(size - 1)
+	var drop []bool // allocated at the first copy found
 	for i := range insts {
 		if insts[i].Address == "" {
 			continue
@@ -212,17 +152,29 @@ func (s *scratch) anyCopy(insts []beacon.Instance) bool {
 		hs[i] = h
 		// Linear probing: the table is at most half full, so the loop ends.
 		for slot := h & mask; ; slot = (slot + 1) & mask {
-			j := table[slot]
-			if j == 0 {
+			w := int(table[slot]) - 1
+			if w < 0 {
 				table[slot] = int32(i + 1)
 				break
 			}
-			if hs[j-1] == h && sameEndpoint(&insts[j-1], &insts[i]) {
-				return true
+			if hs[w] != h || !sameEndpoint(&insts[w], &insts[i]) {
+				continue
 			}
+			if drop == nil {
+				drop = make([]bool, len(insts))
+			}
+			if better(&insts[i], &insts[w]) {
+				drop[w], table[slot] = true, int32(i+1)
+			} else {
+				drop[i] = true
+			}
+			break
 		}
 	}
-	return false
+	if drop == nil {
+		return insts
+	}
+	return keep(insts, drop)
 }
 
 var (

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -326,5 +327,33 @@ func TestWatchOffersOneCopy(t *testing.T) {
 			n, node, h := copiesOfX(insts)
 			return len(insts) == 3 && n == 1 && node == other && h == beacon.HealthPassing
 		})
+	}
+}
+
+// TestDedupePathsAgree: the pair-by-pair path and the hash-table path
+// keep the same entries, on random answers full of copies (few addresses
+// and ports, random health and nodes, some without an address).
+func TestDedupePathsAgree(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	states := []beacon.Health{beacon.HealthPassing, beacon.HealthWarning, beacon.HealthCritical}
+	for round := range 2000 {
+		n := 1 + rnd.IntN(smallDedupe)
+		in := make([]beacon.Instance, n)
+		for i := range in {
+			addr := fmt.Sprintf("10.0.0.%d", rnd.IntN(3))
+			if rnd.IntN(10) == 0 {
+				addr = ""
+			}
+			in[i] = beacon.Instance{ID: fmt.Sprintf("x%d", rnd.IntN(4)), Node: fmt.Sprintf("n%d", rnd.IntN(4)),
+				Address: addr, Port: rnd.IntN(3), Health: states[rnd.IntN(3)]}
+		}
+		small := dedupeSmall(slices.Clone(in))
+		table := new(scratch).dedupe(slices.Clone(in))
+		same := func(a, b beacon.Instance) bool {
+			return a.Key() == b.Key() && a.Address == b.Address && a.Port == b.Port && a.Health == b.Health
+		}
+		if !slices.EqualFunc(small, table, same) {
+			t.Fatalf("round %d: dedupe(%s): pair by pair %s, hash table %s", round, label(in), label(small), label(table))
+		}
 	}
 }
