@@ -13,6 +13,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 func inst(id, node, addr string, port int, h beacon.Health) beacon.Instance {
@@ -220,6 +221,7 @@ func BenchmarkDedupe(b *testing.B) {
 // one.
 func TestWatchOffersOneCopy(t *testing.T) {
 	cl := consultest.NewCluster(t, 1, 1)
+	testutil.StressIfAsked(t, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	regs := make([]*consulhttp.Client, 2)

@@ -163,6 +163,7 @@ func TestWatchNewInstanceMatchesTutorial(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := consultest.NewServer(t)
+	testutil.StressIfAsked(t, time.Minute)
 	p := beaconStart(t, nil, "watch", "hello", "-consul", srv.HTTPAddr)
 	testutil.Eventually(t, deadline, "the first answer", func() error {
 		return testutil.Want(strings.Contains(p.stdout.String(), "0 instances of hello"), "output %q", p.stdout.String())
