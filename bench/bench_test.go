@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,9 +38,13 @@ func newRegistry(b *testing.B, be backend, srv *consultest.Server) beacon.Regist
 	return r
 }
 
+// registration gives each instance a port of its own (10000 plus the
+// number its ID ends in): discovery offers one entry per address and port,
+// so instances sharing one would be counted once.
 func registration(id, service string) beacon.Registration {
+	n, _ := strconv.Atoi(id[strings.LastIndexByte(id, '-')+1:])
 	return beacon.Registration{
-		ID: id, Service: service, Address: "127.0.0.1", Port: 9000,
+		ID: id, Service: service, Address: "127.0.0.1", Port: 10000 + n%50000,
 		Tags: []string{"bench"}, Meta: map[string]string{"version": "1"},
 		Checks: []beacon.Check{{TTL: time.Hour, InitialStatus: beacon.HealthPassing}},
 	}

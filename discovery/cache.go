@@ -496,7 +496,7 @@ func (c *Cache) publish(w *watch, r result) error {
 			next.Err = r.Err
 		}
 	} else {
-		insts := applyPolicy(w, r.Instances)
+		insts := dedupe(applyPolicy(w, r.Instances)) // dedupe.go: one entry per endpoint
 		shareMeta(insts)
 		if prev != nil && prev.Err == nil && sameInstances(prev.Instances, insts) {
 			w.snap.Store(prev.refreshed(r.Meta.LastIndex, time.Now())) // fresher, unchanged: nobody is woken

@@ -3,6 +3,7 @@ package discovery_test
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"slices"
 	"testing"
 	"time"
@@ -49,12 +50,20 @@ func register(t *testing.T, r beacon.Registry, id, service string, status beacon
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	err := r.Register(ctx, beacon.Registration{
-		ID: id, Service: service, Address: "127.0.0.1", Port: 9000 + len(id),
+		ID: id, Service: service, Address: "127.0.0.1", Port: testPort(id),
 		Checks: []beacon.Check{{TTL: time.Hour, InitialStatus: status}},
 	})
 	if err != nil {
 		t.Fatalf("Register(%q) = %v", id, err)
 	}
+}
+
+// testPort gives each test instance a port of its own: discovery offers
+// one entry per address and port, so instances sharing one would be copies.
+func testPort(id string) int {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return 9000 + int(h.Sum32()%20000)
 }
 
 // next waits for the watcher's next change and returns the snapshot.

@@ -4,6 +4,14 @@
 // immutable Snapshot behind an atomic pointer. Reads (Snapshot, Instances,
 // Pick) touch no network and take no lock.
 //
+// A snapshot offers each endpoint once, whatever the query: entries with
+// the same address and port (an instance that moved to another agent while
+// the old agent kept or restored a copy, or one process under two IDs)
+// become one, the copy with the best health (passing, warning, critical),
+// then the lowest node name, then the lowest ID. The same ID on nodes at
+// other addresses is another instance, since Consul's IDs are unique per
+// agent only. See dedupe.go.
+//
 // When Consul cannot be reached the last good snapshot keeps being served,
 // with its age and the last error visible. An empty answer from Consul is
 // published (scale to zero is real), unless ACLs caused it: then the last

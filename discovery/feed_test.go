@@ -52,7 +52,7 @@ func testFeed(t *testing.T, wait time.Duration, sweep bool) {
 	fed := ws[5] // beyond the budget
 	if sweep {
 		err := r.Register(ctx, beacon.Registration{
-			ID: "feed5-a", Service: "feed5", Address: "127.0.0.1", Port: 9000 + len("feed5-a"), Meta: map[string]string{"v": "2"},
+			ID: "feed5-a", Service: "feed5", Address: "127.0.0.1", Port: testPort("feed5-a"), Meta: map[string]string{"v": "2"},
 			Checks: []beacon.Check{{TTL: time.Hour, InitialStatus: beacon.HealthPassing}},
 		})
 		if err != nil {

@@ -208,11 +208,21 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 func (k *Keeper) withHeartbeatCheck(r beacon.Registration) (beacon.Registration, error) {
 	// Our own copies: the caller may change its slices and map afterwards.
 	r.Tags, r.Meta = slices.Clone(r.Tags), maps.Clone(r.Meta)
+	// The status a watcher first sees the instance in. Without a health
+	// function every heartbeat reports passing, so registering passing
+	// only skips a critical moment the pulse ends at once. With one, its
+	// first answer comes with the pulse: until then the instance is
+	// critical, never passing on a guess. Neither choice reaches a copy
+	// an agent restores: see pulse.
+	initial := beacon.HealthPassing
+	if k.o.health != nil {
+		initial = beacon.HealthCritical
+	}
 	r.Checks = append(slices.Clone(r.Checks), beacon.Check{
 		ID:                      k.checkID,
 		Name:                    "beacon keeper heartbeat",
 		TTL:                     k.o.ttl,
-		InitialStatus:           beacon.HealthCritical, // see pulse
+		InitialStatus:           initial,
 		DeregisterCriticalAfter: k.o.deregisterAfter,
 	})
 	if err := r.Validate(); err != nil {
@@ -536,11 +546,17 @@ func (k *Keeper) health(ctx context.Context) (beacon.Health, string) {
 }
 
 // pulse sends a heartbeat to agent i right after it accepted the
-// registration. The heartbeat check is registered critical and this makes
-// it passing at once: a copy an agent restores from its data dir once its
-// TTL state has expired (after the keeper moved to another agent) then
-// comes back critical, not passing beside the instance's new copy. On an
-// agent that already holds the check, registering again keeps its status.
+// registration, so the check carries the health function's answer (and a
+// fresh TTL) at once. On an agent that already holds the check,
+// registering again keeps its status.
+//
+// A copy an agent restores from its data dir does not depend on the status
+// registered: Consul 1.14.8 restores a check registered through the HTTP
+// API as critical (agent.loadChecks: "Default check to critical"), and
+// passing only from a TTL state the last heartbeat persisted that has not
+// expired yet. So the copy left on an agent the keeper moved away from
+// comes back critical once its TTL has run out, whatever withHeartbeatCheck
+// registered (TestRestoredCopyComesBackCritical).
 func (k *Keeper) pulse(ctx context.Context, i int) {
 	status, output := k.health(ctx)
 	hctx, cancel := context.WithTimeout(ctx, k.beatTimeout())

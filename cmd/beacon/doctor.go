@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -363,17 +364,61 @@ func checkCatalogRead(ctx context.Context, cl *consulhttp.Client, aclsOn bool) f
 func checkStreaming(ctx context.Context, cl *consulhttp.Client) finding {
 	f := finding{check: "streaming"}
 	backend, err := cl.HealthQueryBackend(ctx, "consul")
-	switch {
-	case err != nil:
+	if err != nil {
 		f.status, f.detail, f.fix = statusFail, err.Error(), "check the agent's log"
+		return f
+	}
+	// The version needs agent:read; without it the race below is not ruled
+	// out, and doctor says so rather than guess.
+	version := ""
+	if self, err := cl.Self(ctx); err == nil {
+		version = self.Version
+	}
+	racy, known := streamingRace(version)
+	switch {
+	case backend == "streaming" && (racy || !known):
+		f.status = statusWarn
+		if known {
+			f.detail = "Consul " + version + " with the streaming backend on (X-Consul-Query-Backend: streaming)"
+		} else {
+			f.detail = "the streaming backend is on and the agent's version is unknown (the token lacks agent:read; streaming before Consul 1.16 has a race)"
+		}
+		f.detail += ": before 1.16 a service's first streaming subscriber can miss a change and keep serving a stale view until something about that instance changes again (hashicorp/consul#16871); " +
+			"Beacon bounds it: discovery verifies each new watch with a plain read and repairs stale views within WithStaleBound (default 10 s)"
+		f.fix = "upgrade the agents to Consul 1.16 or later, or set use_streaming_backend = false in the config of the agents you run (each watcher then costs the servers a blocking query)"
 	case backend == "streaming":
 		f.status, f.detail = statusOK, "health queries use the streaming backend (X-Consul-Query-Backend: streaming)"
 	case backend == "":
 		f.status, f.detail = statusWarn, "the agent sent no X-Consul-Query-Backend header (Consul before 1.10?)"
 		f.fix = "upgrade the agent; streaming makes watches far cheaper for the servers"
+	case racy:
+		// Off on purpose, most likely: the advice for these versions.
+		f.status, f.detail = statusOK, "health queries use the "+backend+" backend, which Consul "+version+"'s streaming race (hashicorp/consul#16871) does not affect; upgrade to 1.16 or later before turning streaming on"
 	default:
 		f.status, f.detail = statusWarn, "health queries use the "+backend+" backend: every watcher costs the servers a blocking query"
 		f.fix = "set use_streaming_backend = true on the agent and rpc.enable_streaming = true on the servers"
 	}
 	return f
+}
+
+// streamingRace reports whether Consul version v publishes a change event
+// before committing it (hashicorp/consul#16871, fixed in 1.16.0, not
+// backported), and whether v could be read at all ("1.14.8",
+// "1.15.2+ent", "1.16.0-rc1").
+func streamingRace(v string) (racy, known bool) {
+	v = strings.TrimPrefix(v, "v")
+	majS, rest, ok := strings.Cut(v, ".")
+	if !ok {
+		return false, false
+	}
+	minS := rest
+	if i := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minS = rest[:i]
+	}
+	maj, err1 := strconv.Atoi(majS)
+	mnr, err2 := strconv.Atoi(minS)
+	if err1 != nil || err2 != nil {
+		return false, false
+	}
+	return maj < 1 || maj == 1 && mnr < 16, true
 }

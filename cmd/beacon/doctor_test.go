@@ -38,12 +38,13 @@ node_prefix "" { policy = "read" }`)
 		want map[string]string
 	}{
 		{"healthy", nil, []string{"-consul", plain.HTTPAddr}, 0, map[string]string{
-			"agent":     `^ok .* accepts connections`,
-			"tls":       `^ok .* plain HTTP`,
-			"leader":    `^ok .* leader at \S+ \(agent node ` + plain.Name + `, datacenter dc1, Consul 1\.14\.8\)`,
-			"token":     `^ok .* ACLs are disabled`,
-			"acl":       `^ok .* ACLs off`,
-			"streaming": `^ok .* streaming backend`,
+			"agent":  `^ok .* accepts connections`,
+			"tls":    `^ok .* plain HTTP`,
+			"leader": `^ok .* leader at \S+ \(agent node ` + plain.Name + `, datacenter dc1, Consul 1\.14\.8\)`,
+			"token":  `^ok .* ACLs are disabled`,
+			"acl":    `^ok .* ACLs off`,
+			// 1.14.8 with streaming on: hashicorp/consul#16871 (TestDoctorStreamingRace).
+			"streaming": `^warn .* Consul 1\.14\.8 with the streaming backend on`,
 		}},
 		{"wrong address", nil, []string{"-consul", "127.0.0.1:1"}, 1, map[string]string{
 			"agent":  `^FAIL .*http://127\.0\.0\.1:1: .*connection refused; fix: start the Consul agent`,
@@ -117,5 +118,70 @@ func TestDoctorSaysThePort(t *testing.T) {
 	}
 	if !portOmitted("127.0.0.1") || !portOmitted("https://h/") || !portOmitted("[::1]") || portOmitted("127.0.0.1:8500") || portOmitted("http://[::1]:8500") || portOmitted("unix:///s") {
 		t.Errorf("portOmitted is wrong for a bare host, an https host, [::1], host:port or a socket")
+	}
+}
+
+// TestDoctorStreamingRace: on an agent older than 1.16 with the streaming
+// backend on (the project's 1.14.8, by default), doctor warns of
+// hashicorp/consul#16871, says how Beacon bounds it and how to turn
+// streaming off; with use_streaming_backend = false it does not warn.
+func TestDoctorStreamingRace(t *testing.T) {
+	on := consultest.NewServer(t)
+	off := consultest.NewServer(t, consultest.WithConfigJSON(`{"use_streaming_backend": false}`))
+	for _, tc := range []struct {
+		name, addr string
+		want, not  []string
+	}{
+		{"streaming on", on.HTTPAddr, []string{
+			`^warn\s+streaming\s+Consul 1\.14\.8 with the streaming backend on \(X-Consul-Query-Backend: streaming\)`,
+			`first streaming subscriber can miss a change and keep serving a stale view`,
+			`hashicorp/consul#16871`,
+			`discovery verifies each new watch with a plain read and repairs stale views within WithStaleBound \(default 10 s\)`,
+			`; fix: upgrade the agents to Consul 1\.16 or later, or set use_streaming_backend = false in the config of the agents you run`,
+		}, nil},
+		{"streaming off", off.HTTPAddr, []string{
+			`^ok\s+streaming\s+health queries use the blocking-query backend, which Consul 1\.14\.8's streaming race \(hashicorp/consul#16871\) does not affect`,
+		}, []string{`use_streaming_backend = (true|false)`, `^warn`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := beaconRun(t, nil, "doctor", "-consul", tc.addr)
+			if r.code != 0 {
+				t.Errorf("beacon doctor: exit %d, want 0 (a warning does not fail); stderr %q", r.code, r.stderr)
+			}
+			l := doctorLine(r.stdout, "streaming")
+			for _, p := range tc.want {
+				if !regexp.MustCompile(p).MatchString(l) {
+					t.Errorf("doctor line streaming = %q, want it to match %q", l, p)
+				}
+			}
+			for _, p := range tc.not {
+				if regexp.MustCompile(p).MatchString(l) {
+					t.Errorf("doctor line streaming = %q, want it not to match %q", l, p)
+				}
+			}
+		})
+	}
+}
+
+func TestStreamingRace(t *testing.T) {
+	for _, tc := range []struct {
+		v           string
+		racy, known bool
+	}{
+		{"1.14.8", true, true},
+		{"1.15.10", true, true},
+		{"1.15.2+ent", true, true},
+		{"1.16.0", false, true},
+		{"1.16.0-rc1", false, true},
+		{"1.21.4", false, true},
+		{"2.0.0", false, true},
+		{"0.9.3", true, true},
+		{"", false, false},
+		{"garbage", false, false},
+		{"1.x", false, false},
+	} {
+		if racy, known := streamingRace(tc.v); racy != tc.racy || known != tc.known {
+			t.Errorf("streamingRace(%q) = %v, %v, want %v, %v", tc.v, racy, known, tc.racy, tc.known)
+		}
 	}
 }

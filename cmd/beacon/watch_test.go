@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/internal/testutil"
+	"github.com/beaconsd/beacon/keeper"
 )
 
 // lineTime finds the first output line matching re and returns the time
@@ -145,5 +148,86 @@ func TestWatchNamesACLProblems(t *testing.T) {
 		if !strings.Contains(out.String(), tt.want) {
 			t.Errorf("watch output for %v =\n%s\nwant %q", tt.err, out.String(), tt.want)
 		}
+	}
+}
+
+// TestWatchNewInstanceMatchesTutorial: what beacon watch prints for a new
+// instance is what docs/tutorial.md shows. The tutorial's hello (a keeper
+// without a health function) arrives passing, in the very line the
+// tutorial prints; one kept with a health function arrives critical and
+// turns passing at its first heartbeat, which the watch prints as two lines
+// or, when one answer covers both, as one: the tutorial shows both forms.
+func TestWatchNewInstanceMatchesTutorial(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/tutorial.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := consultest.NewServer(t)
+	testutil.StressIfAsked(t, time.Minute)
+	p := beaconStart(t, nil, "watch", "hello", "-consul", srv.HTTPAddr)
+	testutil.Eventually(t, deadline, "the first answer", func() error {
+		return testutil.Want(strings.Contains(p.stdout.String(), "0 instances of hello"), "output %q", p.stdout.String())
+	})
+	// printed returns the first line after the timestamp matching re, with
+	// the node named as the tutorial's (vm).
+	printed := func(re *regexp.Regexp) (string, bool) {
+		for _, l := range strings.Split(p.stdout.String(), "\n") {
+			_, msg, _ := strings.Cut(l, " ")
+			if re.MatchString(msg) {
+				return strings.ReplaceAll(msg, "node="+srv.Name, "node=vm"), true
+			}
+		}
+		return "", false
+	}
+	inDoc := func(line string) bool { return strings.Contains(string(doc), line) }
+	keep := func(port int, opts ...keeper.Option) {
+		// As the tutorial's hello registers.
+		k, err := keeper.New(srv.Config(), beacon.Registration{ID: fmt.Sprintf("hello-%d", port), Service: "hello", Address: "127.0.0.1", Port: port}, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = k.Stop(context.Background()) })
+		if err := k.Start(ctxT(t)); err != nil {
+			t.Fatalf("Start(hello-%d) = %v", port, err)
+		}
+	}
+	awaitLine := func(what string, re *regexp.Regexp) string {
+		t.Helper()
+		testutil.Eventually(t, deadline, what, func() error {
+			_, ok := printed(re)
+			return testutil.Want(ok, "output %q", p.stdout.String())
+		})
+		l, _ := printed(re)
+		return l
+	}
+
+	keep(8083)
+	added := awaitLine("hello-8083 added", regexp.MustCompile(`^added hello-8083 `))
+	if want := "added hello-8083 127.0.0.1:8083 passing node=vm"; added != want || !inDoc(want) {
+		t.Errorf("beacon watch printed %q for the tutorial's new instance; want %q, as docs/tutorial.md shows (in the doc: %v)", added, want, inDoc(want))
+	}
+
+	keep(8084, keeper.WithHealth(func(context.Context) (beacon.Health, string) { return beacon.HealthPassing, "serving" }))
+	added = awaitLine("hello-8084 added", regexp.MustCompile(`^added hello-8084 `))
+	if !inDoc(added) {
+		t.Errorf("beacon watch printed %q for an instance with a health function; docs/tutorial.md does not show it", added)
+	}
+	switch added {
+	case "added hello-8084 127.0.0.1:8084 passing node=vm":
+		t.Log("the watch's one answer held both states")
+	case "added hello-8084 127.0.0.1:8084 critical node=vm":
+		changed := awaitLine("hello-8084 passing", regexp.MustCompile(`^changed hello-8084 `))
+		if want := "changed hello-8084 health critical -> passing"; changed != want || !inDoc(want) {
+			t.Errorf("beacon watch printed %q after %q; want %q, as docs/tutorial.md shows (in the doc: %v)", changed, added, want, inDoc(want))
+		}
+	default:
+		t.Errorf("beacon watch printed %q for an instance with a health function; want it added critical or passing", added)
+	}
+	if code := p.signal(t, syscall.SIGINT); code != 0 {
+		t.Errorf("beacon watch after SIGINT: exit %d, want 0", code)
+	}
+	// The tutorial's instance never changed: it arrived passing and stayed.
+	if l, ok := printed(regexp.MustCompile(`^changed hello-8083 `)); ok {
+		t.Errorf("beacon watch printed %q; the tutorial's instance should arrive passing and stay so", l)
 	}
 }
