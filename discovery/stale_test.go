@@ -148,10 +148,12 @@ func (a *staleAgent) serve(w http.ResponseWriter, r *http.Request) {
 			body = append(body, map[string]any{"Node": "n1", "CheckID": "service:" + id, "Status": "passing", "ServiceID": id, "ServiceName": "web", "ModifyIndex": st.index})
 		}
 	} else if service == "web" {
-		for _, id := range st.ids {
+		for i, id := range st.ids {
 			body = append(body, map[string]any{
-				"Node":    map[string]any{"Node": "n1", "Address": "127.0.0.1"},
-				"Service": map[string]any{"ID": id, "Service": "web", "Port": 8080},
+				"Node": map[string]any{"Node": "n1", "Address": "127.0.0.1"},
+				// A port each: one address and port would be copies of one
+				// instance, which discovery merges.
+				"Service": map[string]any{"ID": id, "Service": "web", "Port": 8080 + i},
 				"Checks":  []map[string]any{{"Status": "passing"}},
 			})
 		}
