@@ -156,8 +156,21 @@ type Keeper struct {
 	// probed carries, from a probe to run, the agent whose old copy the
 	// probe removed; unbuffered, so run owns stale: a probe that was
 	// cancelled never reports.
-	probed   chan int
-	probesWG sync.WaitGroup // every probe; teardown waits for them
+	probed chan int
+	// events carries, from the watcher of an agent to run, news that the
+	// agent's copy changed, vanished or the agent went away; capacity 1,
+	// sent without blocking: run only needs to know that something did.
+	events      chan agentEvent
+	watching    int                // the agent the watcher watches; -1 for none
+	watchCancel context.CancelFunc // ends that watcher
+	workers     sync.WaitGroup     // every probe and watcher; teardown waits for them
+}
+
+// agentEvent is what a watcher saw on agent: answered is true when the
+// agent answered (its copy changed or is gone), false when it did not.
+type agentEvent struct {
+	agent    int
+	answered bool
 }
 
 // probe is the goroutine removing the copy left on one agent.
@@ -198,7 +211,7 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 	k := &Keeper{
 		o: o, checkID: "beacon:" + r.ID, log: o.logger.With("id", r.ID), timeout: cfg.RequestTimeout(),
 		current: -1, stale: map[int]bool{}, updates: make(chan update), done: make(chan struct{}),
-		probes: map[int]*probe{}, probed: make(chan int),
+		probes: map[int]*probe{}, probed: make(chan int), events: make(chan agentEvent, 1), watching: -1,
 		retry: backoff.Backoff{Min: retryMin, Max: retryMax},
 	}
 	k.status.Store(&Status{})
@@ -317,9 +330,11 @@ func (k *Keeper) run(startCtx context.Context, started chan<- error) {
 // and closes the clients. Only run calls it.
 func (k *Keeper) teardown(ctx context.Context) error {
 	// life has ended, and with it every probe's context: they return at
-	// once, and what they did not remove is still in stale.
-	k.probesWG.Wait()
+	// once, and what they did not remove is still in stale; so does the
+	// watcher.
+	k.workers.Wait()
 	clear(k.probes)
+	k.watching, k.watchCancel = -1, nil
 	if k.current >= 0 {
 		dctx, cancel := context.WithTimeout(ctx, k.timeout)
 		err := k.agents[k.current].Client.UpdateTTL(dctx, k.checkID, beacon.HealthCritical, drainOutput)
@@ -371,6 +386,12 @@ func (k *Keeper) loop() {
 			k.apply(u)
 		case i := <-k.probed:
 			k.staleRemoved(i)
+		case e := <-k.events:
+			// An agent that answered (its copy gone) is repaired at once;
+			// one that went away is retried at once, unless retries run.
+			if e.agent == k.current && (e.answered || !k.retrying) {
+				resetTimer(beat, 0)
+			}
 		}
 	}
 }
@@ -484,6 +505,7 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	}
 	delete(k.stale, i)
 	k.current = i
+	k.watchAgent(i)
 	now := time.Now()
 	k.beatOK(now)
 	k.setStatus(func(s *Status) {
@@ -721,7 +743,7 @@ func (k *Keeper) startProbe(i int) {
 	ctx, cancel := context.WithCancel(k.life)
 	p := &probe{cancel: cancel, done: make(chan struct{})}
 	k.probes[i] = p
-	k.probesWG.Add(1)
+	k.workers.Add(1)
 	go k.probe(ctx, i, k.reg.ID, p.done)
 }
 
@@ -742,7 +764,7 @@ func (k *Keeper) stopProbe(i int) {
 // probed. It runs apart from run, so a silent agent holds up nothing; it
 // ends with ctx (the keeper's life, or stopProbe).
 func (k *Keeper) probe(ctx context.Context, i int, id string, done chan<- struct{}) {
-	defer k.probesWG.Done()
+	defer k.workers.Done()
 	defer close(done)
 	b := backoff.Backoff{Min: retryMin, Max: retryMax}
 	for {
@@ -759,6 +781,78 @@ func (k *Keeper) probe(ctx context.Context, i int, id string, done chan<- struct
 		if !b.Wait(ctx) {
 			return
 		}
+	}
+}
+
+// watchWait is how long one long poll of the agent's copy waits: Consul's
+// default. An agent that dies breaks the poll at once, whatever it is.
+const watchWait = 5 * time.Minute
+
+// watchAgent makes the watcher watch agent i, when its backend can
+// (beacon.AgentServiceWatcher): a heartbeat every TTL/3 notices an agent
+// that restarted (and lost the instance) between two heartbeats only at
+// the next one, the watcher the moment it happens.
+func (k *Keeper) watchAgent(i int) {
+	if k.watching == i {
+		return
+	}
+	if k.watchCancel != nil {
+		k.watchCancel() // it returns by itself; teardown waits for it
+		k.watching, k.watchCancel = -1, nil
+	}
+	w, ok := k.agents[i].Client.(beacon.AgentServiceWatcher)
+	if !ok || k.life.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(k.life)
+	k.watching, k.watchCancel = i, cancel
+	k.workers.Add(1)
+	go k.watch(ctx, i, w, k.reg.ID)
+}
+
+// watch long-polls agent i's copy of id, by content hash, and tells run
+// (events) when it changed or vanished or when the agent went away;
+// after a failure it waits 100 ms growing to 1 s, jittered. An answer
+// that retrying cannot change (a refused permission) ends it: the
+// heartbeat still notices everything, only later.
+func (k *Keeper) watch(ctx context.Context, i int, w beacon.AgentServiceWatcher, id string) {
+	defer k.workers.Done()
+	b := backoff.Backoff{Min: retryMin, Max: retryMax}
+	hash := ""
+	for {
+		_, h, err := w.WatchAgentService(ctx, id, hash, watchWait)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			if hash != "" && h != hash {
+				k.notify(agentEvent{agent: i, answered: true})
+			}
+			hash = h
+			b.Reset()
+			continue
+		case errors.Is(err, beacon.ErrNotFound):
+			k.notify(agentEvent{agent: i, answered: true})
+		case transient(err):
+			k.notify(agentEvent{agent: i})
+		default:
+			k.log.Warn("keeper: cannot watch the agent's copy; relying on heartbeats", "agent", k.agents[i].Addr, "err", err)
+			return
+		}
+		hash = ""
+		if !b.Wait(ctx) {
+			return
+		}
+	}
+}
+
+// notify hands e to run without waiting: an event already waiting says
+// the same (look now).
+func (k *Keeper) notify(e agentEvent) {
+	select {
+	case k.events <- e:
+	default:
 	}
 }
 
