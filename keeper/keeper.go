@@ -150,7 +150,8 @@ type Keeper struct {
 	regToken [sha256.Size]byte   // digest of the token of the last registration
 	lastOK   time.Time           // last heartbeat or registration current accepted
 	retry    backoff.Backoff     // between heartbeat retries; Reset by every success
-	retrying bool                // the last heartbeat failed for a transport reason
+	retrying bool                // retrying the current agent after a transport failure
+	failing  bool                // the last heartbeat or repair failed
 	probes   map[int]*probe      // running probes of stale agents, by agent
 
 	// probed carries, from a probe to run, the agent whose old copy the
@@ -388,8 +389,9 @@ func (k *Keeper) loop() {
 			k.staleRemoved(i)
 		case e := <-k.events:
 			// An agent that answered (its copy gone) is repaired at once;
-			// one that went away is retried at once, unless retries run.
-			if e.agent == k.current && (e.answered || !k.retrying) {
+			// one that went away is retried at once, unless retries or
+			// failovers already run on their own schedule.
+			if e.agent == k.current && (e.answered || !k.failing) {
 				resetTimer(beat, 0)
 			}
 		}
@@ -525,7 +527,7 @@ func (k *Keeper) beatOK(now time.Time) {
 	if k.retrying {
 		k.log.Info("keeper: agent answers again", "agent", k.agents[k.current].Addr)
 	}
-	k.lastOK, k.retrying = now, false
+	k.lastOK, k.retrying, k.failing = now, false, false
 	k.retry.Reset()
 }
 
@@ -665,6 +667,7 @@ func (k *Keeper) retryUntil() time.Time { return k.lastOK.Add(k.o.ttl - k.heartb
 //     next retry wait.
 func (k *Keeper) repair(ctx context.Context, cause error) time.Duration {
 	k.recordError(cause)
+	k.failing = true
 	if k.current >= 0 && errors.Is(cause, beacon.ErrNotFound) {
 		k.log.Warn("keeper: agent lost the registration; registering again", "agent", k.agents[k.current].Addr)
 		err := k.registerOn(ctx, k.current)

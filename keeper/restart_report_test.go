@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
@@ -40,7 +41,12 @@ const reportEnv = "BEACON_RESTART_REPORT"
 //     may never show the loss, so the end is the agent itself holding the
 //     instance with its checks passing (GET /v1/agent/health/service/id).
 //
-// Each figure is printed as min / median / max in ms.
+// Each figure is printed as min / median / max in ms. A third kind,
+// failover (half the samples), gives the keeper the server agent too,
+// kills the client until the keeper has moved to the server, and restarts
+// the client with its data (it comes back holding its old copy): it
+// reports how long, from the client answering, the catalog holds two
+// copies, and two passing ones.
 func TestReportRestartToPassing(t *testing.T) {
 	if os.Getenv(reportEnv) == "" {
 		t.Skipf("a report, minutes long: set %s=1 to run it", reportEnv)
@@ -59,7 +65,98 @@ func TestReportRestartToPassing(t *testing.T) {
 				reportRestarts(t, samples, quick)
 			})
 		}
+		t.Run(map[bool]string{false: "idle", true: "cpuhog"}[hog]+"/failover", func(t *testing.T) {
+			if hog {
+				testutil.CPUHog(t, 10*time.Minute)
+			}
+			reportFailovers(t, max(1, samples/2))
+		})
 	}
+}
+
+func reportFailovers(t *testing.T, samples int) {
+	cl := consultest.NewCluster(t, 1, 1)
+	server, agent := cl.Servers[0], cl.Clients[0]
+	reader := client(t, server.Config())
+	k := newKeeper(t, cl.Config(agent, server), registration("k-report"), keeper.WithDrainGrace(0))
+	start(t, k)
+	hc := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	answers := func() bool {
+		resp, err := hc.Get(agent.URL() + "/v1/agent/self")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	copies := func() (all, passing int) {
+		for _, in := range instances(reader, true) {
+			if in.ID == "k-report" {
+				all++
+				if in.Health == beacon.HealthPassing {
+					passing++
+				}
+			}
+		}
+		return all, passing
+	}
+	var twoCopies, twoPassing []time.Duration
+	sawTwoPassing := 0
+	for i := range samples {
+		// Back on the client (the preferred agent) for each sample: a
+		// keeper stays where it moved, so move it by restarting the
+		// server's copy away: simplest is a fresh keeper per sample.
+		if i > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), deadline)
+			_ = k.Stop(ctx)
+			cancel()
+			k = newKeeper(t, cl.Config(agent, server), registration("k-report"), keeper.WithDrainGrace(0))
+			start(t, k)
+		}
+		testutil.Eventually(t, deadline, "one passing copy on the client", func() error {
+			all, passing := copies()
+			return testutil.Want(all == 1 && passing == 1 && k.Status().Agent == agent.HTTPAddr, "copies %d, passing %d, %+v", all, passing, k.Status())
+		})
+		failovers := k.Status().Failovers
+		agent.Kill()
+		testutil.Eventually(t, deadline, "moved to the server", func() error {
+			return testutil.Want(k.Status().Failovers > failovers, "Status() = %+v", k.Status())
+		})
+		restarted := make(chan struct{})
+		go func() { defer close(restarted); agent.RestartNoWait(t, true) }()
+		var answered, lastTwo, lastTwoPassing time.Time
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		for ctx.Err() == nil {
+			if answered.IsZero() && answers() {
+				answered = time.Now()
+			}
+			all, passing := copies()
+			now := time.Now()
+			if all > 1 {
+				lastTwo = now
+			}
+			if passing > 1 {
+				lastTwoPassing = now
+			}
+			if !answered.IsZero() && all == 1 && now.Sub(answered) > 3*time.Second {
+				break // one copy, and long enough after the restart to trust it
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		<-restarted
+		if answered.IsZero() {
+			t.Fatalf("sample %d: the client never answered", i)
+		}
+		twoCopies = append(twoCopies, max(0, lastTwo.Sub(answered)))
+		if !lastTwoPassing.IsZero() {
+			sawTwoPassing++
+			twoPassing = append(twoPassing, max(0, lastTwoPassing.Sub(answered)))
+		}
+	}
+	t.Logf("%d failovers and returns; load average at the end: %s", samples, loadavg())
+	t.Logf("client answering HTTP → last time two copies were in the catalog: %s", spread(twoCopies))
+	t.Logf("two passing copies seen in %d of %d samples; client answering → last seen: %s", sawTwoPassing, samples, spread(twoPassing))
 }
 
 func reportRestarts(t *testing.T, samples int, quick bool) {

@@ -134,4 +134,3 @@ func TestRepairsClientRestartWithoutFailover(t *testing.T) {
 		t.Errorf("Instances(all) = %+v, want one", got)
 	}
 }
-
