@@ -113,10 +113,13 @@ type update struct {
 //
 // One goroutine, run, owns the agent state from Start until the keeper
 // ends: the registration as sent, which agent holds it, the agents that may
-// hold an old copy, and the token digest. It makes every call to Consul, so
-// a heartbeat, a failover, an Update and the teardown never interleave.
-// Other goroutines reach it only by message: Update sends an update, Stop
-// ends life and waits for done. mu is the only lock; it guards the
+// hold an old copy, and the token digest. It makes every call to Consul
+// that writes the live registration, so a heartbeat, a failover, an Update
+// and the teardown never interleave. Other goroutines reach it only by
+// message: Update sends an update, Stop ends life and waits for done, a
+// probe (one per stale agent, deregistering the copy left there) sends on
+// probed, the watcher (long-polling the current agent's copy) on events.
+// Probes and the watcher live on life and are waited for by the teardown. mu is the only lock; it guards the
 // lifecycle fields below it and is never held while waiting or calling
 // Consul, so there is no lock order to keep.
 type Keeper struct {
