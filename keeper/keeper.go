@@ -119,9 +119,10 @@ type update struct {
 // message: Update sends an update, Stop ends life and waits for done, a
 // probe (one per stale agent, deregistering the copy left there) sends on
 // probed, the watcher (long-polling the current agent's copy) on events.
-// Probes and the watcher live on life and are waited for by the teardown. mu is the only lock; it guards the
-// lifecycle fields below it and is never held while waiting or calling
-// Consul, so there is no lock order to keep.
+// Probes and the watcher live on life and are waited for by the teardown.
+// mu is the only lock; it guards the lifecycle fields below it and is
+// never held while waiting or calling Consul, so there is no lock order to
+// keep.
 type Keeper struct {
 	o       options
 	agents  []consul.Agent
@@ -328,10 +329,11 @@ func (k *Keeper) run(startCtx context.Context, started chan<- error) {
 }
 
 // teardown is how every keeper that started ends, after a failed Start or
-// on Stop: it waits for the probes of stale agents to end, drains the current agent's copy (critical, then the drain
-// grace, cut short when ctx ends), asks every agent that may hold a copy to
-// deregister it (even after ctx ended: each request has its own deadline),
-// and closes the clients. Only run calls it.
+// on Stop: it waits for the probes and the watcher to end, drains the
+// current agent's copy (critical, then the drain grace, cut short when ctx
+// ends), asks every agent that may hold a copy to deregister it (even
+// after ctx ended: each request has its own deadline), and closes the
+// clients. Only run calls it.
 func (k *Keeper) teardown(ctx context.Context) error {
 	// life has ended, and with it every probe's context: they return at
 	// once, and what they did not remove is still in stale; so does the
