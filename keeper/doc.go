@@ -52,7 +52,9 @@
 // registration, so heartbeats, failovers, Update and the drain never
 // interleave; Status never waits for them. Beside it run the watcher of the
 // current agent (one long-poll connection) and the probes of agents moved
-// away from; they report to it by message, and Stop waits for them. The keeper logs state changes and errors to the *slog.Logger given
-// with WithLogger (default: discard). Every call to an agent is bounded by
-// consul.Config.Timeout.
+// away from; they report to it by message, and Stop waits for them. The
+// keeper logs state changes and errors to the *slog.Logger given with
+// WithLogger (default: discard). Every call to an agent is bounded by
+// consul.Config.Timeout, except the watcher's long poll, which waits up to
+// five minutes plus that timeout.
 package keeper
