@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,7 +47,10 @@ const reportEnv = "BEACON_RESTART_REPORT"
 // kills the client until the keeper has moved to the server, and restarts
 // the client with its data (it comes back holding its old copy): it
 // reports how long, from the client answering, the catalog holds two
-// copies, and two passing ones.
+// copies, and two passing ones. Its +catalog variant also removes the old
+// node's copy from the catalog (PUT /v1/catalog/deregister through the
+// server) the moment the keeper has moved: what a keeper could do through
+// the agent it moved to, measured before building it.
 func TestReportRestartToPassing(t *testing.T) {
 	if os.Getenv(reportEnv) == "" {
 		t.Skipf("a report, minutes long: set %s=1 to run it", reportEnv)
@@ -65,16 +69,19 @@ func TestReportRestartToPassing(t *testing.T) {
 				reportRestarts(t, samples, quick)
 			})
 		}
-		t.Run(map[bool]string{false: "idle", true: "cpuhog"}[hog]+"/failover", func(t *testing.T) {
-			if hog {
-				testutil.CPUHog(t, 10*time.Minute)
-			}
-			reportFailovers(t, max(1, samples/2))
-		})
+		for _, catalog := range []bool{false, true} {
+			name := map[bool]string{false: "idle", true: "cpuhog"}[hog] + map[bool]string{false: "/failover", true: "/failover+catalog"}[catalog]
+			t.Run(name, func(t *testing.T) {
+				if hog {
+					testutil.CPUHog(t, 10*time.Minute)
+				}
+				reportFailovers(t, max(1, samples/2), catalog)
+			})
+		}
 	}
 }
 
-func reportFailovers(t *testing.T, samples int) {
+func reportFailovers(t *testing.T, samples int, catalog bool) {
 	cl := consultest.NewCluster(t, 1, 1)
 	server, agent := cl.Servers[0], cl.Clients[0]
 	reader := client(t, server.Config())
@@ -122,6 +129,21 @@ func reportFailovers(t *testing.T, samples int) {
 		testutil.Eventually(t, deadline, "moved to the server", func() error {
 			return testutil.Want(k.Status().Failovers > failovers, "Status() = %+v", k.Status())
 		})
+		if catalog {
+			body := strings.NewReader(fmt.Sprintf(`{"Node":%q,"ServiceID":"k-report"}`, agent.Name))
+			req, err := http.NewRequest(http.MethodPut, server.URL()+"/v1/catalog/deregister", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatalf("catalog deregister: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("catalog deregister: %s", resp.Status)
+			}
+		}
 		restarted := make(chan struct{})
 		go func() { defer close(restarted); agent.RestartNoWait(t, true) }()
 		var answered, lastTwo, lastTwoPassing time.Time
