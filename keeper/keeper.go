@@ -769,8 +769,9 @@ func (k *Keeper) stopProbe(i int) {
 
 // probe asks agent i to deregister id until it answers yes, waiting 100 ms
 // growing to 1 s (jittered) between tries, then tells run by sending i on
-// probed. It runs apart from run, so a silent agent holds up nothing; it
-// ends with ctx (the keeper's life, or stopProbe).
+// probed; a refused permission ends it without a word to run. It runs
+// apart from run, so a silent agent holds up nothing; it ends with ctx
+// (the keeper's life, or stopProbe).
 func (k *Keeper) probe(ctx context.Context, i int, id string, done chan<- struct{}) {
 	defer k.workers.Done()
 	defer close(done)
@@ -784,6 +785,11 @@ func (k *Keeper) probe(ctx context.Context, i int, id string, done chan<- struct
 			case k.probed <- i:
 			case <-ctx.Done():
 			}
+			return
+		}
+		if errors.Is(err, beacon.ErrPermissionDenied) || errors.Is(err, beacon.ErrInvalid) {
+			// Asking again changes nothing; Stop's teardown asks once more.
+			k.log.Warn("keeper: cannot remove the copy left on a previous agent", "agent", k.agents[i].Addr, "err", err)
 			return
 		}
 		if !b.Wait(ctx) {
