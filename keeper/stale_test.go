@@ -7,7 +7,10 @@ package keeper_test
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,5 +136,32 @@ func TestMemoryMovingBackEndsTheProbe(t *testing.T) {
 	await(t, silent.cancelled, "the first agent's probe ended before registering there")
 	if h := healthOn(a.mems[0], "m-back"); h != beacon.HealthPassing {
 		t.Errorf("health on the first agent = %q, want passing", h)
+	}
+}
+
+// TestMemoryProbeGivesUpOnRefusedPermission: an agent that refuses to
+// deregister the old copy is not asked again every second; Stop's teardown
+// asks once more.
+func TestMemoryProbeGivesUpOnRefusedPermission(t *testing.T) {
+	a := newMemAgents(2)
+	logs := &testutil.Buffer{}
+	k := newKeeper(t, a.cfg, registration("m-deny"), a.backend(), keeper.WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
+		keeper.WithTTL(time.Hour), keeper.WithReconcileInterval(20*time.Millisecond), keeper.WithDrainGrace(0))
+	start(t, k)
+	a.mems[0].Fail(registrytest.OpDeregister, errForbidden)
+	a.mems[0].Fail(registrytest.OpAgentService, errForbidden)
+	testutil.Eventually(t, deadline, "the probe gives up", func() error {
+		return testutil.Want(strings.Contains(logs.String(), "cannot remove the copy left on a previous agent"), "no such log line yet")
+	})
+	if n := a.mems[0].Calls(registrytest.OpDeregister); n != 1 {
+		t.Errorf("the refusing agent was asked to deregister %d times before the probe gave up, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if err := k.Stop(ctx); !errors.Is(err, beacon.ErrPermissionDenied) {
+		t.Errorf("Stop() = %v, want the refusal of the old agent", err)
+	}
+	if n := a.mems[0].Calls(registrytest.OpDeregister); n != 2 {
+		t.Errorf("the refusing agent was asked to deregister %d times in all, want 2 (the probe, then Stop)", n)
 	}
 }
