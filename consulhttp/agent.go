@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -145,6 +146,41 @@ func (c *Client) AgentService(ctx context.Context, id string) (beacon.Instance, 
 		return beacon.Instance{}, fmt.Errorf("consulhttp: agent service %q: %w", id, err)
 	}
 	return in, nil
+}
+
+var _ beacon.AgentServiceWatcher = (*Client)(nil)
+
+// WatchAgentService is AgentService as a blocking query on the copy's
+// content hash (GET /v1/agent/service/:id?hash=&wait=, the X-Consul-ContentHash
+// header): it returns once the copy's hash differs from hash, when wait
+// passes, or when the agent goes away (beacon.ErrUnavailable).
+func (c *Client) WatchAgentService(ctx context.Context, id, hash string, wait time.Duration) (beacon.Instance, string, error) {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return beacon.Instance{}, "", fmt.Errorf("consulhttp: watch agent service %q: %w", id, err)
+	}
+	req := c.newRequest(http.MethodGet, "/v1/agent/service/"+url.PathEscape(id))
+	if hash != "" {
+		req.query.Set("hash", hash)
+		if wait > 0 {
+			// Round up: "0ms" would make Consul wait its default 5 minutes.
+			req.query.Set("wait", strconv.FormatInt(int64((wait+time.Millisecond-1)/time.Millisecond), 10)+"ms")
+		}
+		req.timeout = c.cfg.BlockingTimeout(wait)
+	}
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return beacon.Instance{}, "", fmt.Errorf("consulhttp: watch agent service %q: %w", id, err)
+	}
+	defer drainClose(resp.Body)
+	in, err := decodeAgentService(resp.Body)
+	if err != nil {
+		return beacon.Instance{}, "", fmt.Errorf("consulhttp: watch agent service %q: %w", id, err)
+	}
+	h := resp.Header.Get("X-Consul-ContentHash")
+	if h == "" {
+		return beacon.Instance{}, "", fmt.Errorf("consulhttp: watch agent service %q: %w: no X-Consul-ContentHash header", id, beacon.ErrMalformedResponse)
+	}
+	return in, h, nil
 }
 
 // decodeAgentService turns a GET /v1/agent/service/:id answer into an

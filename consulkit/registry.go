@@ -230,3 +230,32 @@ func (c *Client) AgentService(ctx context.Context, id string) (beacon.Instance, 
 		Weights: beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
 	}, nil
 }
+
+var _ beacon.AgentServiceWatcher = (*Client)(nil)
+
+// WatchAgentService is AgentService as a blocking query on the copy's
+// content hash, through consul/api's WaitHash (go-kit has no such call).
+func (c *Client) WatchAgentService(ctx context.Context, id, hash string, wait time.Duration) (beacon.Instance, string, error) {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return beacon.Instance{}, "", fmt.Errorf("consulkit: watch agent service %q: %w", id, err)
+	}
+	timeout := c.cfg.RequestTimeout()
+	opts := &api.QueryOptions{}
+	if hash != "" {
+		opts.WaitHash, opts.WaitTime = hash, wait
+		timeout = c.cfg.BlockingTimeout(wait)
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, meta, err := c.api.Agent().Service(id, opts.WithContext(rctx))
+	if err != nil {
+		return beacon.Instance{}, "", fmt.Errorf("consulkit: watch agent service %q: %w", id, mapError(ctx, http.MethodGet, "/v1/agent/service/"+id, err))
+	}
+	if s == nil || s.ID == "" || meta == nil || meta.LastContentHash == "" {
+		return beacon.Instance{}, "", fmt.Errorf("consulkit: watch agent service %q: %w: no ID or content hash in the answer", id, beacon.ErrMalformedResponse)
+	}
+	return beacon.Instance{
+		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
+		Weights: beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+	}, meta.LastContentHash, nil
+}

@@ -11,11 +11,20 @@
 //     heartbeats cause no Raft writes; an optional health function sets it
 //     passing, warning or critical.
 //   - When the agent no longer knows the check (restarted, state lost), the
-//     instance registers again at once, with jitter; a periodic look at the
-//     agent's copy catches a lost or altered registration between heartbeats.
-//   - When the agent stops answering, the instance registers through the next
-//     configured agent, and later removes the copy left on the old one once
-//     it answers again: registrations belong to the agent that made them.
+//     instance registers again there at once. A long poll of the agent's
+//     copy of the registration (when the backend implements
+//     beacon.AgentServiceWatcher, as both of Beacon's do) breaks the moment
+//     the agent dies or loses the copy, so a restart between two heartbeats
+//     is repaired at once too; a periodic look at the agent's copy catches
+//     a lost or altered registration otherwise.
+//   - When a heartbeat fails for a transport reason (no answer, 5xx, 429),
+//     the same agent is retried, 100 ms growing to 1 s, jittered, while the
+//     TTL leaves time (until a heartbeat interval before it runs out).
+//   - When the agent still does not answer, or refuses otherwise, the
+//     instance registers through the next configured agent. A goroutine
+//     per agent moved away from then asks that agent to deregister the copy
+//     left there until it answers (registrations belong to the agent that
+//     made them), without holding up the heartbeat.
 //   - Update resubmits tags, meta or weights.
 //   - Stop drains: it marks the instance critical, waits a grace period so
 //     watchers drop it, deregisters, and returns.
@@ -39,9 +48,13 @@
 // # Concurrency
 //
 // A Keeper is safe for concurrent use. One goroutine per Keeper, started by
-// Start and ended by Stop, makes every call to Consul, so heartbeats,
-// failovers, Update and the drain never interleave; Status never waits for
-// them. The keeper logs state changes and errors to the *slog.Logger given
-// with WithLogger (default: discard). Every call to an agent is bounded by
-// consul.Config.Timeout.
+// Start and ended by Stop, makes every call to Consul that writes the live
+// registration, so heartbeats, failovers, Update and the drain never
+// interleave; Status never waits for them. Beside it run the watcher of the
+// current agent (one long-poll connection) and the probes of agents moved
+// away from; they report to it by message, and Stop waits for them. The
+// keeper logs state changes and errors to the *slog.Logger given with
+// WithLogger (default: discard). Every call to an agent is bounded by
+// consul.Config.Timeout, except the watcher's long poll, which waits up to
+// five minutes plus that timeout.
 package keeper

@@ -34,9 +34,12 @@ const (
 	// to Raft) only when a check's status or output changes.
 	heartbeatOutput = "beacon keeper: alive"
 	drainOutput     = "beacon keeper: draining"
-	// maxRepairJitter spreads a fleet's re-registrations on a restarted
-	// agent without delaying any of them noticeably.
-	maxRepairJitter = 500 * time.Millisecond
+	// A heartbeat that failed for a transport reason is retried on the
+	// same agent after retryMin, doubling up to retryMax, jittered (a
+	// fleet on one agent that died together does not retry together).
+	// Stale copies are probed on the same schedule.
+	retryMin = 100 * time.Millisecond
+	retryMax = time.Second
 )
 
 // HealthFunc reports the service's own health for the next heartbeat. Keep
@@ -110,12 +113,16 @@ type update struct {
 //
 // One goroutine, run, owns the agent state from Start until the keeper
 // ends: the registration as sent, which agent holds it, the agents that may
-// hold an old copy, and the token digest. It makes every call to Consul, so
-// a heartbeat, a failover, an Update and the teardown never interleave.
-// Other goroutines reach it only by message: Update sends an update, Stop
-// ends life and waits for done. mu is the only lock; it guards the
-// lifecycle fields below it and is never held while waiting or calling
-// Consul, so there is no lock order to keep.
+// hold an old copy, and the token digest. It makes every call to Consul
+// that writes the live registration, so a heartbeat, a failover, an Update
+// and the teardown never interleave. Other goroutines reach it only by
+// message: Update sends an update, Stop ends life and waits for done, a
+// probe (one per stale agent, deregistering the copy left there) sends on
+// probed, the watcher (long-polling the current agent's copy) on events.
+// Probes and the watcher live on life and are waited for by the teardown.
+// mu is the only lock; it guards the lifecycle fields below it and is
+// never held while waiting or calling Consul, so there is no lock order to
+// keep.
 type Keeper struct {
 	o       options
 	agents  []consul.Agent
@@ -145,6 +152,36 @@ type Keeper struct {
 	current  int                 // index into agents; -1 when none holds it
 	stale    map[int]bool        // agents that may still hold an old copy
 	regToken [sha256.Size]byte   // digest of the token of the last registration
+	lastOK   time.Time           // last heartbeat or registration current accepted
+	retry    backoff.Backoff     // between heartbeat retries; Reset by every success
+	retrying bool                // retrying the current agent after a transport failure
+	failing  bool                // the last heartbeat or repair failed
+	probes   map[int]*probe      // running probes of stale agents, by agent
+
+	// probed carries, from a probe to run, the agent whose old copy the
+	// probe removed; unbuffered, so run owns stale: a probe that was
+	// cancelled never reports.
+	probed chan int
+	// events carries, from the watcher of an agent to run, news that the
+	// agent's copy changed, vanished or the agent went away; capacity 1,
+	// sent without blocking: run only needs to know that something did.
+	events      chan agentEvent
+	watching    int                // the agent the watcher watches; -1 for none
+	watchCancel context.CancelFunc // ends that watcher
+	workers     sync.WaitGroup     // every probe and watcher; teardown waits for them
+}
+
+// agentEvent is what a watcher saw on agent: answered is true when the
+// agent answered (its copy changed or is gone), false when it did not.
+type agentEvent struct {
+	agent    int
+	answered bool
+}
+
+// probe is the goroutine removing the copy left on one agent.
+type probe struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the goroutine has returned
 }
 
 const (
@@ -179,6 +216,8 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 	k := &Keeper{
 		o: o, checkID: "beacon:" + r.ID, log: o.logger.With("id", r.ID), timeout: cfg.RequestTimeout(),
 		current: -1, stale: map[int]bool{}, updates: make(chan update), done: make(chan struct{}),
+		probes: map[int]*probe{}, probed: make(chan int), events: make(chan agentEvent, 1), watching: -1,
+		retry: backoff.Backoff{Min: retryMin, Max: retryMax},
 	}
 	k.status.Store(&Status{})
 	reg, err := k.withHeartbeatCheck(r)
@@ -300,11 +339,18 @@ func (k *Keeper) run(startCtx context.Context, started chan<- error) {
 }
 
 // teardown is how every keeper that started ends, after a failed Start or
-// on Stop: it drains the current agent's copy (critical, then the drain
-// grace, cut short when ctx ends), asks every agent that may hold a copy to
-// deregister it (even after ctx ended: each request has its own deadline),
-// and closes the clients. Only run calls it.
+// on Stop: it waits for the probes and the watcher to end, drains the
+// current agent's copy (critical, then the drain grace, cut short when ctx
+// ends), asks every agent that may hold a copy to deregister it (even
+// after ctx ended: each request has its own deadline), and closes the
+// clients. Only run calls it.
 func (k *Keeper) teardown(ctx context.Context) error {
+	// life has ended, and with it every probe's context: they return at
+	// once, and what they did not remove is still in stale; so does the
+	// watcher.
+	k.workers.Wait()
+	clear(k.probes)
+	k.watching, k.watchCancel = -1, nil
 	if k.current >= 0 {
 		dctx, cancel := context.WithTimeout(ctx, k.timeout)
 		err := k.agents[k.current].Client.UpdateTTL(dctx, k.checkID, beacon.HealthCritical, drainOutput)
@@ -334,24 +380,43 @@ func (k *Keeper) teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// loop heartbeats, reconciles and applies Updates until Stop.
+// loop heartbeats, reconciles, applies Updates and hears from probes
+// until Stop. The heartbeat is a timer, not a ticker: after a failure
+// heartbeat chooses when the next one goes (a retry comes sooner).
 func (k *Keeper) loop() {
-	hb := time.NewTicker(k.heartbeatInterval())
-	defer hb.Stop()
+	beat := time.NewTimer(k.heartbeatInterval())
+	defer beat.Stop()
 	rec := time.NewTicker(k.o.reconcile)
 	defer rec.Stop()
 	for {
 		select {
 		case <-k.life.Done():
 			return
-		case <-hb.C:
-			k.heartbeat(k.life)
+		case <-beat.C:
+			beat.Reset(k.heartbeat(k.life))
 		case <-rec.C:
-			k.reconcile(k.life)
+			if d, ok := k.reconcile(k.life); ok {
+				resetTimer(beat, d)
+			}
 		case u := <-k.updates:
 			k.apply(u)
+		case i := <-k.probed:
+			k.staleRemoved(i)
+		case e := <-k.events:
+			// An agent that answered (its copy gone) is repaired at once;
+			// one that went away is retried at once, unless retries or
+			// failovers already run on their own schedule.
+			if e.agent == k.current && (e.answered || !k.failing) {
+				resetTimer(beat, 0)
+			}
 		}
 	}
+}
+
+// resetTimer makes t fire after d, whether or not it has fired already.
+func resetTimer(t *time.Timer, d time.Duration) {
+	t.Stop() // Go 1.23 timers: Reset after Stop never delivers a stale value
+	t.Reset(d)
 }
 
 func (k *Keeper) registerWithRetry(ctx context.Context) error {
@@ -433,24 +498,33 @@ func (k *Keeper) registerAnywhere(ctx context.Context, first int) error {
 
 // registerOn registers through agent i and makes it current.
 func (k *Keeper) registerOn(ctx context.Context, i int) error {
+	// A probe of i must not deregister what this registers: end it first.
+	// If this registration fails, i may still hold an old copy: probe on.
+	k.stopProbe(i)
 	rctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	// Read before the backend reads it: if the file changes in between, the
 	// digest is the older one and the next heartbeat registers again.
 	tok := k.tokenDigest()
 	if err := k.agents[i].Client.Register(rctx, k.reg); err != nil {
+		if k.stale[i] {
+			k.startProbe(i)
+		}
 		return err
 	}
 	k.regToken = tok
 	k.pulse(ctx, i)
 	moved := k.current >= 0 && k.current != i
 	if moved {
-		k.stale[k.current] = true
 		k.log.Warn("keeper: moved to another agent", "from", k.agents[k.current].Addr, "to", k.agents[i].Addr)
+		k.stale[k.current] = true
+		k.startProbe(k.current)
 	}
 	delete(k.stale, i)
 	k.current = i
+	k.watchAgent(i)
 	now := time.Now()
+	k.beatOK(now)
 	k.setStatus(func(s *Status) {
 		s.Agent, s.Registered, s.LastHeartbeat = k.agents[i].Addr, true, now
 		if moved {
@@ -459,6 +533,17 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	})
 	k.log.Info("keeper: registered", "agent", k.agents[i].Addr, "service", k.reg.Service)
 	return nil
+}
+
+// beatOK records that the current agent accepted a heartbeat or a
+// registration at now: the TTL's time runs from here, and the next
+// failure starts its retries from retryMin again.
+func (k *Keeper) beatOK(now time.Time) {
+	if k.retrying {
+		k.log.Info("keeper: agent answers again", "agent", k.agents[k.current].Addr)
+	}
+	k.lastOK, k.retrying, k.failing = now, false, false
+	k.retry.Reset()
 }
 
 // setStatus changes the published Status. Only run calls it, so a load,
@@ -483,12 +568,12 @@ func (k *Keeper) heartbeatInterval() time.Duration { return k.o.ttl / 3 }
 // the next one, nor outlast the configured request timeout.
 func (k *Keeper) beatTimeout() time.Duration { return min(k.heartbeatInterval(), k.timeout) }
 
-// heartbeat updates the TTL check and repairs what it finds.
-func (k *Keeper) heartbeat(ctx context.Context) {
+// heartbeat updates the TTL check, repairs what it finds, and returns
+// when the next heartbeat goes.
+func (k *Keeper) heartbeat(ctx context.Context) time.Duration {
 	status, output := k.health(ctx)
 	if k.current < 0 {
-		k.repair(ctx, errors.New("no agent holds the registration"))
-		return
+		return k.repair(ctx, errors.New("no agent holds the registration"))
 	}
 	// A changed token file: register again first. The agent syncs a status
 	// change with the token the check was registered with; were the old
@@ -497,23 +582,27 @@ func (k *Keeper) heartbeat(ctx context.Context) {
 	if k.tokens != nil && k.tokenDigest() != k.regToken {
 		k.log.Info("keeper: the token file changed; registering again so the agent syncs with the new token", "agent", k.agents[k.current].Addr)
 		if err := k.registerOn(ctx, k.current); err != nil {
-			k.repair(ctx, err)
-			return
+			return k.repair(ctx, err)
 		}
 	}
-	hctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
+	timeout := k.beatTimeout()
+	if k.retrying {
+		// A retry that hangs must not eat the time left to fail over.
+		timeout = min(timeout, max(time.Until(k.retryUntil()), retryMin))
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	err := k.agents[k.current].Client.UpdateTTL(hctx, k.checkID, status, output)
 	cancel()
 	if ctx.Err() != nil {
-		return
+		return k.heartbeatInterval()
 	}
 	if err != nil {
-		k.repair(ctx, err)
-		return
+		return k.repair(ctx, err)
 	}
 	now := time.Now()
+	k.beatOK(now)
 	k.setStatus(func(s *Status) { s.LastHeartbeat, s.Registered = now, true })
-	k.removeStale(ctx)
+	return k.heartbeatInterval()
 }
 
 // tokenDigest is the SHA-256 of the token file's current token, or zero
@@ -567,37 +656,78 @@ func (k *Keeper) pulse(ctx context.Context, i int) {
 	}
 }
 
-// repair reacts to a failed heartbeat or reconcile.
-func (k *Keeper) repair(ctx context.Context, cause error) {
+// transient reports whether err is worth retrying on the same agent: it
+// did not answer (a refused or broken connection, a deadline), answered
+// 5xx, or asked us to slow down. "Not found", invalid input and refused
+// permissions are answers, and retrying them changes nothing.
+func transient(err error) bool {
+	return (errors.Is(err, beacon.ErrUnavailable) || errors.Is(err, beacon.ErrRateLimited)) &&
+		!errors.Is(err, beacon.ErrNotFound) && !errors.Is(err, beacon.ErrPermissionDenied) && !errors.Is(err, beacon.ErrInvalid)
+}
+
+// retryUntil is when retrying the current agent must give way to a
+// failover: a heartbeat interval before the TTL, counted from the last
+// heartbeat the agent accepted, expires, so a registration through another
+// agent has time to pass before this copy goes critical.
+func (k *Keeper) retryUntil() time.Time { return k.lastOK.Add(k.o.ttl - k.heartbeatInterval()) }
+
+// repair reacts to a failed heartbeat, registration or reconcile on the
+// current agent and returns when the next heartbeat goes.
+//
+//   - Not found: the agent lost the registration (restarted, state lost);
+//     it registers again there at once. No fleet jitter is added: keepers
+//     on one agent reach this at times spread by their own heartbeat
+//     phases or by their jittered retries, and one registration is a cheap
+//     agent-local write.
+//   - A transport failure: the same agent is retried, 100 ms growing to
+//     1 s, jittered, while retryUntil allows; an agent that restarts
+//     answers within that and keeps the instance.
+//   - Anything else, or no time left: the instance registers through the
+//     next agent that accepts (registerAnywhere), starting after the
+//     failing one; if none does, the next heartbeat tries again after the
+//     next retry wait.
+func (k *Keeper) repair(ctx context.Context, cause error) time.Duration {
 	k.recordError(cause)
-	switch {
-	case errors.Is(cause, beacon.ErrNotFound):
-		// The agent lost the registration (restarted, state lost). Jitter
-		// so a fleet on one restarted agent does not stampede it.
+	k.failing = true
+	if k.current >= 0 && errors.Is(cause, beacon.ErrNotFound) {
 		k.log.Warn("keeper: agent lost the registration; registering again", "agent", k.agents[k.current].Addr)
-		if !backoff.Sleep(ctx, backoff.UpTo(min(k.heartbeatInterval()/4, maxRepairJitter))) {
-			return
+		err := k.registerOn(ctx, k.current)
+		if err == nil || ctx.Err() != nil {
+			return k.heartbeatInterval()
 		}
-		if err := k.registerOn(ctx, k.current); err == nil {
-			return
-		}
-		fallthrough
-	default:
-		k.setStatus(func(s *Status) { s.Registered = false })
-		first := 0
-		if k.current >= 0 {
-			first = k.current + 1 // prefer another agent over the failing one
-			k.log.Warn("keeper: heartbeat failed; trying other agents", "agent", k.agents[k.current].Addr, "err", cause)
-		}
-		_ = k.registerAnywhere(ctx, first)
+		k.recordError(err)
+		cause = err
 	}
+	if k.current >= 0 && transient(cause) {
+		d := k.retry.Next()
+		if time.Now().Add(d).Before(k.retryUntil()) {
+			if !k.retrying {
+				k.log.Warn("keeper: heartbeat failed; retrying the same agent", "agent", k.agents[k.current].Addr, "err", cause, "until", k.retryUntil())
+			}
+			k.retrying = true
+			return d
+		}
+	}
+	k.retrying = false
+	k.setStatus(func(s *Status) { s.Registered = false })
+	first := 0
+	if k.current >= 0 {
+		first = k.current + 1 // prefer another agent over the failing one
+		k.log.Warn("keeper: heartbeat failed; trying other agents", "agent", k.agents[k.current].Addr, "err", cause)
+	}
+	if err := k.registerAnywhere(ctx, first); err == nil || ctx.Err() != nil {
+		return k.heartbeatInterval()
+	}
+	return k.retry.Next()
 }
 
 // reconcile compares the agent's copy with ours and registers again when it
-// is missing or differs.
-func (k *Keeper) reconcile(ctx context.Context) {
+// is missing or differs. When it found the agent failing it reports when
+// the next heartbeat should go (true): repair's verdict, so that a
+// transport failure starts the heartbeat's retries at once.
+func (k *Keeper) reconcile(ctx context.Context) (time.Duration, bool) {
 	if k.current < 0 {
-		return
+		return 0, false
 	}
 	rctx, cancel := context.WithTimeout(ctx, k.timeout)
 	got, err := k.agents[k.current].Client.AgentService(rctx, k.reg.ID)
@@ -605,13 +735,14 @@ func (k *Keeper) reconcile(ctx context.Context) {
 	switch {
 	case ctx.Err() != nil:
 	case err != nil:
-		k.repair(ctx, err)
+		return k.repair(ctx, err), true
 	case !matches(got, k.reg):
 		k.log.Warn("keeper: agent's copy differs; registering again", "agent", k.agents[k.current].Addr)
 		if err := k.registerOn(ctx, k.current); err != nil {
-			k.repair(ctx, err)
+			return k.repair(ctx, err), true
 		}
 	}
+	return 0, false
 }
 
 func matches(got beacon.Instance, want beacon.Registration) bool {
@@ -627,17 +758,140 @@ func matches(got beacon.Instance, want beacon.Registration) bool {
 	return want.Weights == (beacon.Weights{}) || got.Weights == want.Weights
 }
 
-// removeStale deregisters copies left on agents we moved away from, once
-// they answer.
-func (k *Keeper) removeStale(ctx context.Context) {
-	for i := range k.stale {
-		dctx, cancel := context.WithTimeout(ctx, k.beatTimeout())
-		err := k.agents[i].Client.Deregister(dctx, k.reg.ID)
+// startProbe starts the goroutine that removes the copy left on agent i,
+// unless one runs or the keeper is ending (teardown removes it then).
+func (k *Keeper) startProbe(i int) {
+	if k.probes[i] != nil || k.life.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(k.life)
+	p := &probe{cancel: cancel, done: make(chan struct{})}
+	k.probes[i] = p
+	k.workers.Add(1)
+	go k.probe(ctx, i, k.reg.ID, p.done)
+}
+
+// stopProbe ends the probe of agent i, if one runs, and waits for it: once
+// it returns, no deregistration of its is in flight on our side.
+func (k *Keeper) stopProbe(i int) {
+	p := k.probes[i]
+	if p == nil {
+		return
+	}
+	p.cancel()
+	<-p.done
+	delete(k.probes, i)
+}
+
+// probe asks agent i to deregister id until it answers yes, waiting 100 ms
+// growing to 1 s (jittered) between tries, then tells run by sending i on
+// probed; a refused permission ends it without a word to run. It runs
+// apart from run, so a silent agent holds up nothing; it ends with ctx
+// (the keeper's life, or stopProbe).
+func (k *Keeper) probe(ctx context.Context, i int, id string, done chan<- struct{}) {
+	defer k.workers.Done()
+	defer close(done)
+	b := backoff.Backoff{Min: retryMin, Max: retryMax}
+	for {
+		dctx, cancel := context.WithTimeout(ctx, k.timeout)
+		err := k.agents[i].Client.Deregister(dctx, id)
 		cancel()
 		if err == nil {
-			delete(k.stale, i)
-			k.log.Info("keeper: removed the copy left on a previous agent", "agent", k.agents[i].Addr)
+			select {
+			case k.probed <- i:
+			case <-ctx.Done():
+			}
+			return
 		}
+		if errors.Is(err, beacon.ErrPermissionDenied) || errors.Is(err, beacon.ErrInvalid) {
+			// Asking again changes nothing; Stop's teardown asks once more.
+			k.log.Warn("keeper: cannot remove the copy left on a previous agent", "agent", k.agents[i].Addr, "err", err)
+			return
+		}
+		if !b.Wait(ctx) {
+			return
+		}
+	}
+}
+
+// watchWait is how long one long poll of the agent's copy waits: Consul's
+// default. An agent that dies breaks the poll at once, whatever it is.
+const watchWait = 5 * time.Minute
+
+// watchAgent makes the watcher watch agent i, when its backend can
+// (beacon.AgentServiceWatcher): a heartbeat every TTL/3 notices an agent
+// that restarted (and lost the instance) between two heartbeats only at
+// the next one, the watcher the moment it happens.
+func (k *Keeper) watchAgent(i int) {
+	if k.watching == i {
+		return
+	}
+	if k.watchCancel != nil {
+		k.watchCancel() // it returns by itself; teardown waits for it
+		k.watching, k.watchCancel = -1, nil
+	}
+	w, ok := k.agents[i].Client.(beacon.AgentServiceWatcher)
+	if !ok || k.life.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(k.life)
+	k.watching, k.watchCancel = i, cancel
+	k.workers.Add(1)
+	go k.watch(ctx, i, w, k.reg.ID)
+}
+
+// watch long-polls agent i's copy of id, by content hash, and tells run
+// (events) when it changed or vanished or when the agent went away;
+// after a failure it waits 100 ms growing to 1 s, jittered. An answer
+// that retrying cannot change (a refused permission) ends it: the
+// heartbeat still notices everything, only later.
+func (k *Keeper) watch(ctx context.Context, i int, w beacon.AgentServiceWatcher, id string) {
+	defer k.workers.Done()
+	b := backoff.Backoff{Min: retryMin, Max: retryMax}
+	hash := ""
+	for {
+		_, h, err := w.WatchAgentService(ctx, id, hash, watchWait)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil:
+			if hash != "" && h != hash {
+				k.notify(agentEvent{agent: i, answered: true})
+			}
+			hash = h
+			b.Reset()
+			continue
+		case errors.Is(err, beacon.ErrNotFound):
+			k.notify(agentEvent{agent: i, answered: true})
+		case transient(err):
+			k.notify(agentEvent{agent: i})
+		default:
+			k.log.Warn("keeper: cannot watch the agent's copy; relying on heartbeats", "agent", k.agents[i].Addr, "err", err)
+			return
+		}
+		hash = ""
+		if !b.Wait(ctx) {
+			return
+		}
+	}
+}
+
+// notify hands e to run without waiting: an event already waiting says
+// the same (look now).
+func (k *Keeper) notify(e agentEvent) {
+	select {
+	case k.events <- e:
+	default:
+	}
+}
+
+// staleRemoved records that a probe removed the copy left on agent i.
+func (k *Keeper) staleRemoved(i int) {
+	delete(k.probes, i) // its goroutine has returned or is returning
+	if k.stale[i] {
+		delete(k.stale, i)
+		k.log.Info("keeper: removed the copy left on a previous agent", "agent", k.agents[i].Addr)
 	}
 }
 
