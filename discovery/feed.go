@@ -223,26 +223,32 @@ func (f *feed) retryLater(w *watch, d time.Duration) {
 
 // sweep fetches every feed watch once per wait period, evenly spread.
 func (f *feed) sweep() {
-	ctx := f.life.ctx
+	sweepEvenly(f.life.ctx, &f.mu, f.watches, f.loop.wait, func(w *watch) { f.enqueue(w) })
+}
+
+// sweepEvenly calls visit for every watch in set (read under mu) once per
+// period, spread evenly over it, until ctx ends; watches added during a
+// round wait for the next. With none, it looks again every second.
+func sweepEvenly(ctx context.Context, mu *sync.Mutex, set map[*watch]struct{}, period time.Duration, visit func(*watch)) {
 	for {
-		f.mu.Lock()
-		ws := make([]*watch, 0, len(f.watches))
-		for w := range f.watches {
+		mu.Lock()
+		ws := make([]*watch, 0, len(set))
+		for w := range set {
 			ws = append(ws, w)
 		}
-		f.mu.Unlock()
+		mu.Unlock()
 		if len(ws) == 0 {
 			if !backoff.Sleep(ctx, time.Second) {
 				return
 			}
 			continue
 		}
-		step := f.loop.wait / time.Duration(len(ws))
+		step := period / time.Duration(len(ws))
 		for _, w := range ws {
 			if !backoff.Sleep(ctx, step) {
 				return
 			}
-			f.enqueue(w)
+			visit(w)
 		}
 	}
 }

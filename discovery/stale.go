@@ -171,30 +171,11 @@ func (g *staleGuard) check(w *watch, why string) {
 
 // sweep is the backstop: every guarded watch once per backstop, spread evenly.
 func (g *staleGuard) sweep() {
-	ctx := g.life.ctx
-	for {
-		g.mu.Lock()
-		ws := make([]*watch, 0, len(g.watches))
-		for w := range g.watches {
-			ws = append(ws, w)
+	sweepEvenly(g.life.ctx, &g.mu, g.watches, g.backstop, func(w *watch) {
+		if w.ctx.Err() == nil && !w.offStream() {
+			g.check(w, "backstop")
 		}
-		g.mu.Unlock()
-		if len(ws) == 0 {
-			if !backoff.Sleep(ctx, time.Second) {
-				return
-			}
-			continue
-		}
-		step := g.backstop / time.Duration(len(ws))
-		for _, w := range ws {
-			if !backoff.Sleep(ctx, step) {
-				return
-			}
-			if w.ctx.Err() == nil && !w.offStream() {
-				g.check(w, "backstop")
-			}
-		}
-	}
+	})
 }
 
 // verify compares w's snapshot with a plain read and repairs w when they
