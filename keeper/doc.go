@@ -25,7 +25,7 @@
 //     per agent moved away from then asks that agent to deregister the copy
 //     left there until it answers (registrations belong to the agent that
 //     made them), without holding up the heartbeat.
-//   - Update resubmits tags, meta or weights.
+//   - Update resubmits tags, meta, weights or checks.
 //   - Stop drains: it marks the instance critical, waits a grace period so
 //     watchers drop it, deregisters, and returns.
 //

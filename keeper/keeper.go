@@ -380,9 +380,10 @@ func (k *Keeper) teardown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// loop heartbeats, reconciles, applies Updates and hears from probes
-// until Stop. The heartbeat is a timer, not a ticker: after a failure
-// heartbeat chooses when the next one goes (a retry comes sooner).
+// loop heartbeats, reconciles, applies Updates and hears from the probes
+// and the watcher until Stop. The heartbeat is a timer, not a ticker:
+// after a failure heartbeat chooses when the next one goes (a retry comes
+// sooner).
 func (k *Keeper) loop() {
 	beat := time.NewTimer(k.heartbeatInterval())
 	defer beat.Stop()
@@ -403,9 +404,11 @@ func (k *Keeper) loop() {
 		case i := <-k.probed:
 			k.staleRemoved(i)
 		case e := <-k.events:
-			// An agent that answered (its copy gone) is repaired at once;
-			// one that went away is retried at once, unless retries or
-			// failovers already run on their own schedule.
+			// A heartbeat now, not at the next tick, acts on what the
+			// watcher saw: a copy gone is registered again (a changed one
+			// only if its check went with it; reconcile sees the rest),
+			// and an agent gone starts its retries, unless retries or a
+			// failover already run on their own schedule (failing).
 			if e.agent == k.current && (e.answered || !k.failing) {
 				resetTimer(beat, 0)
 			}
@@ -785,9 +788,10 @@ func (k *Keeper) stopProbe(i int) {
 
 // probe asks agent i to deregister id until it answers yes, waiting 100 ms
 // growing to 1 s (jittered) between tries, then tells run by sending i on
-// probed; a refused permission ends it without a word to run. It runs
-// apart from run, so a silent agent holds up nothing; it ends with ctx
-// (the keeper's life, or stopProbe).
+// probed; a refused permission or an invalid ID ends it without a word to
+// run (i stays stale for the teardown). It runs apart from run, so a
+// silent agent holds up nothing; it ends with ctx (the keeper's life, or
+// stopProbe).
 func (k *Keeper) probe(ctx context.Context, i int, id string, done chan<- struct{}) {
 	defer k.workers.Done()
 	defer close(done)
