@@ -24,10 +24,12 @@ import (
 //
 // The stale guard bounds how long a watch can serve such a view:
 //
-//   - every watch served by the streaming backend is verified once with a
-//     plain read, settle after its first answer (a new watch, and again
-//     after every restart of its loop: an error, an index reset, a move to
-//     another agent);
+//   - every watch is verified once with a plain read, settle after its
+//     first blocking query (a watch with its own loop, whatever backend
+//     answers: the query may be answered only when its wait ends) or its
+//     first ?cached answer not from the blocking-query backend (a feed
+//     watch), and again after every restart of its loop from index 0 (an
+//     error, an index reset, a move to another agent);
 //   - the change feed's blocking query on every check (feed.go) is the
 //     tripwire for the rest of a watch's life: when it says a service's
 //     checks changed, that service's watches are verified settle later;
