@@ -280,7 +280,8 @@ func (d *dupWatch) blockLoop(node *consultest.Node, end <-chan struct{}) {
 		}
 		d.add(r, err)
 		if err != nil || r.index < index {
-			// Start again from a plain read; pace errors.
+			// Start again from index 1, which answers at once (so does
+			// the first query); pace errors.
 			index = 0
 			select {
 			case <-ctx.Done():
