@@ -43,7 +43,7 @@ func dedupe(insts []beacon.Instance) []beacon.Instance {
 }
 
 // smallDedupe is the size up to which copies are looked for pair by pair:
-// at most 528 comparisons of two strings, no allocation.
+// at most 496 comparisons (32·31/2) of two endpoints, no allocation.
 const smallDedupe = 32
 
 func dedupeSmall(insts []beacon.Instance) []beacon.Instance {
