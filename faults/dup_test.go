@@ -23,6 +23,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/internal/testutil"
 )
 
@@ -191,34 +192,7 @@ func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*cal
 		go func() {
 			defer wg.Done()
 			defer w.Close()
-			for {
-				if s := w.Snapshot(); s != nil {
-					now := time.Now()
-					found := callerDups(s.Instances)
-					var copies []string
-					for _, in := range s.Instances {
-						copies = append(copies, in.ID+"@"+in.Node)
-					}
-					sort.Strings(copies)
-					d.mu.Lock()
-					d.callerSnaps++
-					d.timeline = append(d.timeline, event{now, fmt.Sprintf("%s snapshot (index %d): %s", c.name, s.Index, strings.Join(copies, " "))})
-					if len(found) > 0 {
-						d.callerN++
-						if len(d.callerSeen) < 10 {
-							d.callerSeen = append(d.callerSeen, event{now, c.name + ": " + strings.Join(found, "; ")})
-						}
-					}
-					d.mu.Unlock()
-				}
-				select {
-				case <-d.stopCh:
-					return
-				case <-end:
-					return
-				case <-w.Changed():
-				}
-			}
+			d.followCaller(c.name, w, end)
 		}()
 	}
 	go func() {
@@ -227,6 +201,39 @@ func watchDuplicates(node *consultest.Node, limit time.Duration, callers ...*cal
 		close(d.done)
 	}()
 	return d
+}
+
+// followCaller checks every snapshot w publishes for duplicates and puts
+// it in the timeline, until the watch is stopped or end.
+func (d *dupWatch) followCaller(name string, w *discovery.Watcher, end <-chan struct{}) {
+	for {
+		if s := w.Snapshot(); s != nil {
+			now := time.Now()
+			found := callerDups(s.Instances)
+			var copies []string
+			for _, in := range s.Instances {
+				copies = append(copies, in.ID+"@"+in.Node)
+			}
+			sort.Strings(copies)
+			d.mu.Lock()
+			d.callerSnaps++
+			d.timeline = append(d.timeline, event{now, fmt.Sprintf("%s snapshot (index %d): %s", name, s.Index, strings.Join(copies, " "))})
+			if len(found) > 0 {
+				d.callerN++
+				if len(d.callerSeen) < 10 {
+					d.callerSeen = append(d.callerSeen, event{now, name + ": " + strings.Join(found, "; ")})
+				}
+			}
+			d.mu.Unlock()
+		}
+		select {
+		case <-d.stopCh:
+			return
+		case <-end:
+			return
+		case <-w.Changed():
+		}
+	}
 }
 
 // readLoop reads the catalog every dupEvery with plain reads.
