@@ -37,7 +37,8 @@ const (
 	// A heartbeat that failed for a transport reason is retried on the
 	// same agent after retryMin, doubling up to retryMax, jittered (a
 	// fleet on one agent that died together does not retry together).
-	// Stale copies are probed on the same schedule.
+	// The probes of stale copies, and the watcher after a failed poll,
+	// wait on the same schedule.
 	retryMin = 100 * time.Millisecond
 	retryMax = time.Second
 )

@@ -111,8 +111,8 @@ func reportFailovers(t *testing.T, samples int, catalog bool) {
 	sawTwoPassing := 0
 	for i := range samples {
 		// Back on the client (the preferred agent) for each sample: a
-		// keeper stays where it moved, so move it by restarting the
-		// server's copy away: simplest is a fresh keeper per sample.
+		// keeper stays where it moved, so each sample after the first
+		// stops it and starts a fresh one, which registers on the client.
 		if i > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), deadline)
 			_ = k.Stop(ctx)
