@@ -51,13 +51,15 @@ func (a *raceAgent) txn(ctx context.Context, ops []map[string]any) error {
 }
 
 // registerOps returns the operations that register instance id of each
-// service on node, with a passing check.
-func registerOps(node, id string, services []string) []map[string]any {
+// service on node at port, with a passing check. Every node has address
+// 127.0.0.1, so each instance needs its own port: discovery merges
+// entries with one address and port into one (dedupe.go).
+func registerOps(node, id string, port int, services []string) []map[string]any {
 	ops := []map[string]any{{"Node": map[string]any{"Verb": "set", "Node": map[string]any{"Node": node, "Address": "127.0.0.1"}}}}
 	for _, s := range services {
 		sid := s + "-" + id
 		ops = append(ops,
-			map[string]any{"Service": map[string]any{"Verb": "set", "Node": node, "Service": map[string]any{"ID": sid, "Service": s, "Port": 1}}},
+			map[string]any{"Service": map[string]any{"Verb": "set", "Node": node, "Service": map[string]any{"ID": sid, "Service": s, "Port": port}}},
 			map[string]any{"Check": map[string]any{"Verb": "set", "Check": map[string]any{"Node": node, "CheckID": "c-" + sid, "Name": sid, "Status": "passing", "ServiceID": sid}}})
 	}
 	return ops
@@ -103,7 +105,7 @@ func raceOnce(ctx context.Context, a *raceAgent, try int) ([]staleFound, error) 
 	for i := range services {
 		services[i] = fmt.Sprintf("race-%d-%d", try, i)
 	}
-	if err := a.txn(ctx, registerOps(node, "a", services)); err != nil {
+	if err := a.txn(ctx, registerOps(node, "a", 1, services)); err != nil {
 		return nil, err
 	}
 	plain := make([]uint64, n)
@@ -130,7 +132,7 @@ func raceOnce(ctx context.Context, a *raceAgent, try int) ([]staleFound, error) 
 	go func() {
 		defer wg.Done()
 		<-start
-		errs[n] = a.txn(ctx, registerOps(node, "b", services))
+		errs[n] = a.txn(ctx, registerOps(node, "b", 2, services))
 	}()
 	close(start)
 	wg.Wait()
@@ -264,7 +266,7 @@ func repair(t *testing.T, srv *consultest.Server, a *raceAgent, service string, 
 	time.Sleep(200 * time.Millisecond) // not a synchronisation: either order is a valid run
 	node := "race-c-" + service
 	start := time.Now()
-	if err := a.txn(ctx, registerOps(node, "c", []string{service})); err != nil {
+	if err := a.txn(ctx, registerOps(node, "c", 3, []string{service})); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{service + "-a", service + "-b", service + "-c"}
