@@ -660,7 +660,7 @@ func restartTraced(t *testing.T, w *dupWatch, node *consultest.Node, keep bool) 
 	go func() {
 		var at time.Time
 		defer func() { first <- at }()
-		for i := 0; i < 6000; i++ { // 30 s at most
+		for i := 0; i < 6000; i++ { // bounded: 30 s of refused polls; stop ends it once RestartNoWait returns
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			var self json.RawMessage
 			err := getJSON(ctx, node, "/v1/agent/self", &self)
