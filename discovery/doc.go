@@ -28,9 +28,11 @@
 // found stale publishes the plain read and blocks with near=_agent until
 // the agent has dropped the view. With a backend that has a change feed
 // (consulhttp), no watch of the local datacenter serves a lost change to
-// a check, a registration or a deregistration longer than WithStaleBound
-// (default 10 s) beyond Consul's own propagation; the rest (meta- or
-// tag-only changes, other datacenters, consulkit) within ten wait periods.
+// a check, or to the registration or deregistration of an instance with a
+// check, longer than WithStaleBound (default 10 s) beyond Consul's own
+// propagation; the rest (meta- or tag-only changes, instances without
+// checks, which the feed's check query does not list, other datacenters,
+// consulkit) within ten wait periods.
 // Each stale view found is logged with both indexes and counted
 // (WatchStats.StaleViews, StaleViewCounter).
 //
