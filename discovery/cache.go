@@ -330,6 +330,14 @@ type watch struct {
 	reverify   atomic.Bool   // and must go round again
 	abortMu    sync.Mutex
 	abort      context.CancelCauseFunc // ends the request in flight
+	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
+}
+
+// asking is a blocking query a watch's loop has in flight: the index it
+// asked from and when it went out.
+type asking struct {
+	index uint64
+	since time.Time
 }
 
 // startWatch starts a loop for a new watch, or hands it to the change feed
@@ -411,7 +419,11 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 		}
 		rctx, cancel := context.WithCancelCause(ctx)
 		w.setAbort(cancel)
+		if index > 0 {
+			w.asking.Store(&asking{index: index, since: time.Now()})
+		}
 		insts, meta, err := c.agents.Instances(rctx, q)
+		w.asking.Store(nil)
 		w.setAbort(nil)
 		moved := errors.Is(context.Cause(rctx), errMovedOff)
 		cancel(nil)

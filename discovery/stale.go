@@ -53,6 +53,11 @@ type staleGuard struct {
 	settle, grace time.Duration
 	backstop      time.Duration // each guarded watch verified once per backstop
 
+	// reads bounds the plain reads in flight: a node's health flapping
+	// marks every service on it changed at once, and an agent refuses a
+	// client past 200 connections.
+	reads chan struct{}
+
 	mu      sync.Mutex
 	watches map[*watch]struct{} // guarded watches, for the backstop
 	started bool
@@ -61,6 +66,14 @@ type staleGuard struct {
 // viewTTL is how long a repaired watch stays off the streaming backend:
 // an idle view lives 20 minutes in Consul 1.14, plus a margin.
 const viewTTL = 25 * time.Minute
+
+// maxReads is the plain reads the guard has in flight at once: part of
+// the cache's room for short reads beside its long polls (shortConns).
+const maxReads = 4
+
+// maxRounds bounds the verifications one event starts while the service
+// keeps changing under a watch that differs from it.
+const maxRounds = 5
 
 // backstopPeriods: the backstop verifies each guarded watch once per this
 // many wait periods, so it adds at most 1/backstopPeriods request per
@@ -93,7 +106,8 @@ func newStaleGuard(life *lifetime, src beacon.Lookup, publish func(*watch, resul
 		return nil
 	}
 	return &staleGuard{life: life, src: src, publish: publish, metrics: m, log: log,
-		settle: bound / 7, grace: bound / 10, backstop: backstopPeriods * wait, watches: map[*watch]struct{}{}}
+		settle: bound / 7, grace: bound / 10, backstop: backstopPeriods * wait, watches: map[*watch]struct{}{},
+		reads: make(chan struct{}, maxReads)}
 }
 
 // guarded reports whether w can be served from a streaming view: a long
@@ -158,11 +172,13 @@ func (g *staleGuard) check(w *watch, why string) {
 	}
 	g.life.spawn(func() {
 		// Bounded by the events that ask for a round and by the watch's life.
-		for w.reverify.Swap(false) {
+		for rounds := 1; w.reverify.Swap(false); rounds++ {
 			if !backoff.Sleep(w.ctx, g.settle) {
 				break
 			}
-			g.verify(w, why)
+			if g.verify(w, why) && rounds < maxRounds {
+				w.reverify.Store(true)
+			}
 		}
 		w.verifying.Store(false)
 		if w.reverify.Load() && w.ctx.Err() == nil { // asked between the last round and now
@@ -180,29 +196,46 @@ func (g *staleGuard) sweep() {
 	})
 }
 
-// verify compares w's snapshot with a plain read and repairs w when they
-// still differ grace later.
-func (g *staleGuard) verify(w *watch, why string) {
+// verify compares w's snapshot with a plain read and repairs w when the
+// difference is a stale view, not Consul's own propagation or the watch's
+// rate limit: grace later, a second plain read still differs from the
+// snapshot, and either the watch has had a blocking query in flight all
+// along from an index the first read had already passed (a live view
+// answers such a query at once), or the service stood still between the
+// two reads (a live watch catches up within grace). A service that keeps
+// changing and whose watch keeps answering is verified again, settle
+// later (it reports again), until one of the two holds, the views agree,
+// or maxRounds rounds went by: the tripwire and the backstop look again.
+func (g *staleGuard) verify(w *watch, why string) (again bool) {
 	cur := w.snap.Load()
 	if cur == nil || cur.Err != nil || cur.Source != SourceConsul {
-		return // no answer to check: the loop's next first answer is
+		return false // no answer to check: the loop's next first answer is
 	}
-	insts, meta, err := g.read(w)
-	if err != nil || sameView(w, cur.Instances, insts) {
-		return // an error is the loop's to report
+	first, meta1, err := g.read(w)
+	if err != nil || sameView(w, cur.Instances, first) {
+		return false // an error is the loop's to report
 	}
+	readAt := time.Now()
 	if !backoff.Sleep(w.ctx, g.grace) {
-		return
+		return false
 	}
 	cur = w.snap.Load()
 	if cur == nil || cur.Err != nil || cur.Source != SourceConsul {
-		return
+		return false
 	}
-	if insts, meta, err = g.read(w); err != nil || sameView(w, cur.Instances, insts) {
-		return // Consul's own propagation caught up
+	insts, meta, err := g.read(w)
+	if err != nil || sameView(w, cur.Instances, insts) {
+		return false // Consul's own propagation caught up
+	}
+	a := w.asking.Load()
+	stuck := a != nil && a.index < meta1.LastIndex && a.since.Before(readAt)
+	still := sameInstances(sortedByKey(dedupe(applyPolicy(w, first))), sortedByKey(dedupe(applyPolicy(w, insts))))
+	if !stuck && !still {
+		return true // still changing: look again once it settles
 	}
 	g.repair(w, cur.Index, insts, meta, why)
 	_ = g.publish(w, result{Instances: insts, Meta: meta}) // an error is recorded in the snapshot
+	return false
 }
 
 // repair moves w off its stale view and counts and logs it; the caller
@@ -232,7 +265,7 @@ func (g *staleGuard) behind(w *watch, index uint64, got []beacon.Instance, gotMe
 		return nil, beacon.QueryMeta{}, false
 	}
 	insts, meta, err := g.read(w)
-	if err != nil || meta.LastIndex < index || sameView(w, applyPolicy(w, got), insts) {
+	if err != nil || meta.LastIndex < index || sameView(w, dedupe(applyPolicy(w, got)), insts) {
 		return nil, beacon.QueryMeta{}, false
 	}
 	g.repair(w, gotMeta.LastIndex, insts, meta, "index went backwards")
@@ -243,6 +276,12 @@ func (g *staleGuard) behind(w *watch, index uint64, got []beacon.Instance, gotMe
 func (g *staleGuard) read(w *watch) ([]beacon.Instance, beacon.QueryMeta, error) {
 	q := w.q
 	q.Cached, q.WaitIndex, q.WaitTime, q.Near = false, 0, 0, ""
+	select {
+	case g.reads <- struct{}{}:
+		defer func() { <-g.reads }()
+	case <-w.ctx.Done():
+		return nil, beacon.QueryMeta{}, w.ctx.Err()
+	}
 	g.metrics.Request(w.q.Service)
 	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
 	defer cancel()
@@ -252,7 +291,9 @@ func (g *staleGuard) read(w *watch) ([]beacon.Instance, beacon.QueryMeta, error)
 // sameView reports whether a plain read, after w's policy, holds what
 // the snapshot holds, in any order (near=_agent sorts by distance).
 func sameView(w *watch, snap, read []beacon.Instance) bool {
-	return sameInstances(sortedByKey(snap), sortedByKey(applyPolicy(w, read)))
+	// Snapshots hold one copy per endpoint (dedupe.go): so must the read,
+	// or every copy in the catalog would look like a stale view.
+	return sameInstances(sortedByKey(snap), sortedByKey(dedupe(applyPolicy(w, read))))
 }
 
 // sortedByKey returns insts sorted by node and ID, copying only if they
