@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/internal/backoff"
 )
@@ -44,12 +46,15 @@ func (k *Keeper) watchAgent(i int) {
 
 // watch long-polls agent i's copy of id, by content hash, and tells run
 // (events) when it changed or vanished or when the agent went away;
-// after a failure it waits 100 ms growing to 1 s, jittered. An answer
+// after a failure it waits 100 ms growing to 1 s, jittered, and after an
+// answer at most once a second past a burst of 3 (an agent or proxy that
+// ignores the hash would otherwise turn the poll into a hot loop). An answer
 // that retrying cannot change (a refused permission) ends it: the
 // heartbeat still notices everything, only later.
 func (k *Keeper) watch(ctx context.Context, i int, w beacon.AgentServiceWatcher, id string) {
 	defer k.workers.Done()
 	b := backoff.Backoff{Min: retryMin, Max: retryMax}
+	limit := rate.NewLimiter(rate.Every(time.Second), 3)
 	hash := ""
 	for {
 		_, h, err := w.WatchAgentService(ctx, id, hash, watchWait)
@@ -63,6 +68,9 @@ func (k *Keeper) watch(ctx context.Context, i int, w beacon.AgentServiceWatcher,
 			}
 			hash = h
 			b.Reset()
+			if limit.Wait(ctx) != nil {
+				return
+			}
 			continue
 		case errors.Is(err, beacon.ErrNotFound):
 			k.notify(agentEvent{agent: i, answered: true})
