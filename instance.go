@@ -223,6 +223,16 @@ const (
 	QueryBackendBlockingQuery QueryBackend = "blocking-query"
 )
 
+// ParseQueryBackend reads an X-Consul-Query-Backend value: one of the two
+// names Consul sends, or "" for anything else, which no one can act on.
+func ParseQueryBackend(s string) QueryBackend {
+	switch b := QueryBackend(s); b {
+	case QueryBackendStreaming, QueryBackendBlockingQuery:
+		return b
+	}
+	return ""
+}
+
 // QueryMeta describes a lookup's answer.
 type QueryMeta struct {
 	// LastIndex is the X-Consul-Index to pass as the next WaitIndex.

@@ -150,12 +150,7 @@ func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
 	m.LastIndex = idx
 	m.KnownLeader = h.Get("X-Consul-KnownLeader") == "true"
 	m.FilteredByACLs = h.Get("X-Consul-Results-Filtered-By-ACLs") == "true"
-	// Only the two names Consul sends are kept: anything else is not a
-	// backend anyone can act on.
-	switch b := beacon.QueryBackend(h.Get("X-Consul-Query-Backend")); b {
-	case beacon.QueryBackendStreaming, beacon.QueryBackendBlockingQuery:
-		m.Backend = b
-	}
+	m.Backend = beacon.ParseQueryBackend(h.Get("X-Consul-Query-Backend"))
 	if lc := h.Get("X-Consul-LastContact"); lc != "" {
 		ms, err := strconv.ParseUint(lc, 10, 32)
 		if err != nil {

@@ -176,7 +176,7 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		}
 		out = append(out, toInstance(e))
 	}
-	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs, Backend: beacon.QueryBackend(meta.QueryBackend)}, nil
+	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs, Backend: beacon.ParseQueryBackend(meta.QueryBackend)}, nil
 }
 
 func toInstance(e *api.ServiceEntry) beacon.Instance {
