@@ -92,8 +92,9 @@ func TestWatch(t *testing.T) {
 
 	// The agent goes away: beacon keeps the last data and says how old it is.
 	srv.Stop()
-	// Refused or reset, as the agent's sockets close: either is an outage.
-	outage := regexp.MustCompile(`consul unreachable \(.*(connection refused|connection reset|EOF).*\); showing data from [0-9.]+m?s ago`)
+	// Refused or reset as the agent's sockets close, or silent while it
+	// shuts down (the cache's watchdog marks it down): each is an outage.
+	outage := regexp.MustCompile(`consul unreachable \(.*(connection refused|connection reset|EOF|stopped answering).*\); showing data from [0-9.]+m?s ago`)
 	testutil.Eventually(t, deadline, "the outage reported", func() error {
 		return testutil.Want(outage.MatchString(p.stdout.String()), "output %q", p.stdout.String())
 	})
