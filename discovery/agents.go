@@ -40,8 +40,8 @@ type agents struct {
 	// so its long polls would otherwise hang until their own deadline
 	// (minutes) and the watches would never move to another agent.
 	live     []context.Context
-	kill     []context.CancelFunc
-	inflight []atomic.Int64 // requests in flight per agent, for the watchdog
+	kill     []context.CancelCauseFunc // with what marked the agent down
+	inflight []atomic.Int64            // requests in flight per agent, for the watchdog
 }
 
 // Watchdog timing: while requests are in flight to the current agent, it is
@@ -66,33 +66,48 @@ func newAgents(life *lifetime, clients []consul.Agent, probe time.Duration, log 
 		regs[i], addrs[i] = c.Client, c.Addr
 	}
 	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
-		live: make([]context.Context, len(regs)), kill: make([]context.CancelFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
+		live: make([]context.Context, len(regs)), kill: make([]context.CancelCauseFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
 	for i := range regs {
-		a.live[i], a.kill[i] = context.WithCancel(life.ctx)
+		a.live[i], a.kill[i] = context.WithCancelCause(life.ctx)
 	}
 	life.every(livenessEvery, a.watchdog)
 	return a
 }
 
-// errStoppedAnswering ends requests to an agent the watchdog marked down.
+// errStoppedAnswering is the watchdog's verdict on an agent that accepts
+// requests and answers none.
 var errStoppedAnswering = errors.New("the agent stopped answering")
+
+// markedDown is what ends a request in flight to an agent that was marked
+// down meanwhile (by the watchdog, or another request's transport error):
+// it carries that cause, so the request reports why, not only that it was
+// cut short.
+type markedDown struct{ cause error }
+
+func (m *markedDown) Error() string { return "marked down: " + m.cause.Error() }
+func (m *markedDown) Unwrap() error { return m.cause }
 
 // bind ties a request to agent i to the agent's liveness: the returned
 // context also ends when the agent is marked down. done must be called
-// when the request ends; it tells whether the watchdog ended it.
-func (a *agents) bind(ctx context.Context, i int) (rctx context.Context, done func() (killed bool)) {
+// when the request ends; it returns why the agent was marked down when
+// that ended the request, nil otherwise.
+func (a *agents) bind(ctx context.Context, i int) (rctx context.Context, done func() (killed error)) {
 	a.mu.Lock()
 	live := a.live[i]
 	a.mu.Unlock()
 	a.inflight[i].Add(1)
 	rctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(live, func() { cancel(errStoppedAnswering) })
-	return rctx, func() bool {
+	stop := context.AfterFunc(live, func() { cancel(&markedDown{context.Cause(live)}) })
+	return rctx, func() error {
 		stop()
-		killed := context.Cause(rctx) == errStoppedAnswering
+		var m *markedDown
+		killed := errors.As(context.Cause(rctx), &m)
 		cancel(nil)
 		a.inflight[i].Add(-1)
-		return killed
+		if killed {
+			return m
+		}
+		return nil
 	}
 }
 
@@ -189,8 +204,8 @@ func call[T any](a *agents, ctx context.Context, do func(context.Context, beacon
 	}
 	rctx, done := a.bind(ctx, i)
 	v, meta, err := do(rctx, a.regs[i])
-	if done() && ctx.Err() == nil {
-		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, errStoppedAnswering)
+	if killed := done(); killed != nil && ctx.Err() == nil {
+		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, killed)
 	}
 	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) {
 		a.markDown(i, err)
@@ -229,7 +244,7 @@ func (a *agents) markDown(i int, cause error) {
 	// flight to it ended, or a silent agent would hold it for minutes.
 	var se *beacon.StatusError
 	if !errors.As(cause, &se) {
-		a.kill[i]()
+		a.kill[i](cause)
 	}
 	a.log.Warn("discovery: agent unreachable; probing it", "agent", a.addrs[i], "err", cause)
 	a.life.every(a.probe, func() bool { return !a.probeOnce(i) })
@@ -244,7 +259,7 @@ func (a *agents) probeOnce(i int) (up bool) {
 	}
 	a.mu.Lock()
 	a.down[i] = false
-	a.live[i], a.kill[i] = context.WithCancel(a.life.ctx)
+	a.live[i], a.kill[i] = context.WithCancelCause(a.life.ctx)
 	close(a.upCh)
 	a.upCh = make(chan struct{})
 	select {
