@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -370,9 +371,13 @@ func checkStreaming(ctx context.Context, cl *consulhttp.Client) finding {
 	}
 	// The version needs agent:read; without it the race below is not ruled
 	// out, and doctor says so rather than guess.
-	version := ""
+	version, why := "", ""
 	if self, err := cl.Self(ctx); err == nil {
 		version = self.Version
+	} else if errors.Is(err, beacon.ErrPermissionDenied) {
+		why = "the token lacks agent:read"
+	} else {
+		why = "GET /v1/agent/self failed: " + err.Error()
 	}
 	racy, known := streamingRace(version)
 	switch {
@@ -381,7 +386,7 @@ func checkStreaming(ctx context.Context, cl *consulhttp.Client) finding {
 		if known {
 			f.detail = "Consul " + version + " with the streaming backend on (X-Consul-Query-Backend: streaming)"
 		} else {
-			f.detail = "the streaming backend is on and the agent's version is unknown (the token lacks agent:read; streaming before Consul 1.16 has a race)"
+			f.detail = "the streaming backend is on and the agent's version is unknown (" + cmp.Or(why, "the agent did not say") + "; streaming before Consul 1.16 has a race)"
 		}
 		f.detail += ": before 1.16 a service's first streaming subscriber can miss a change and keep serving a stale view until something about that instance changes again (hashicorp/consul#16871); " +
 			"Beacon bounds it: discovery verifies each new watch with a plain read and repairs stale views within WithStaleBound (default 10 s)"
