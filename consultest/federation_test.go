@@ -3,6 +3,7 @@ package consultest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,11 @@ func TestFederation(t *testing.T) {
 	restarted := time.Now()
 	f.StartServers(t, "dc2")
 	t.Logf("dc2's servers back in the federation in %v", time.Since(restarted).Round(time.Millisecond))
+	// The restarted server was given the other datacenter's servers to
+	// rejoin, not only its WAN snapshot.
+	if tail, want := dc2.Servers[0].logTail(), "-retry-join-wan "+dc1.Servers[0].SerfWANAddr(); !strings.Contains(tail, want) {
+		t.Errorf("dc2's server log has no %q:\n%s", want, tail)
+	}
 	testutil.Eventually(t, 20*time.Second, "web found in dc2 through dc1 again", func() error {
 		return found(in1, remote, "web-dc2", dc2.Clients[0].Name)
 	})
@@ -115,6 +121,23 @@ func TestFederation(t *testing.T) {
 		t.Fatalf("dc1's own read after dc2 returned: %v", err)
 	}
 	t.Logf("total %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestFederationThree: three datacenters, servers only, federate; with
+// dc3's servers killed dc1 and dc2 still reach each other.
+func TestFederationThree(t *testing.T) {
+	f := NewFederation(t, FederationSpec{Datacenters: []DatacenterSpec{
+		{Name: "dc1", Servers: 1}, {Name: "dc2", Servers: 1}, {Name: "dc3", Servers: 1},
+	}})
+	f.KillServers(t, "dc3")
+	c := f.DC("dc1").Servers[0]
+	var nodes []struct{ Node string }
+	if err := c.getJSON(context.Background(), "/v1/catalog/nodes?dc=dc2", &nodes); err != nil || len(nodes) != 1 || nodes[0].Node != f.DC("dc2").Servers[0].Name {
+		t.Fatalf("dc2's nodes through dc1 with dc3 down: %+v, %v", nodes, err)
+	}
+	if err := c.getJSON(context.Background(), "/v1/catalog/nodes?dc=dc3", &nodes); err == nil {
+		t.Fatalf("dc3's nodes through dc1 with dc3's servers down: %+v, want an error", nodes)
+	}
 }
 
 // TestFederationSpecErrors: a spec NewFederation cannot start is refused
