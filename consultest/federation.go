@@ -146,7 +146,7 @@ func newFederation(t testing.TB, spec FederationSpec) (*Federation, error) {
 			}
 		}
 	}
-	if err := f.waitConnected(time.Now().Add(federationReadyTimeout)); err != nil {
+	if err := f.waitConnected(time.Now().Add(federationReadyTimeout), ""); err != nil {
 		return nil, fmt.Errorf("consultest: NewFederation: not federated after %v: %w", federationReadyTimeout, err)
 	}
 	return f, nil
@@ -201,9 +201,10 @@ func (f *Federation) KillServers(t testing.TB, name string) {
 
 // StartServers restarts every server of the named datacenter with its data
 // (RestartNoWait each, so that several wait for no quorum one by one), then
-// waits until the datacenter has a leader and every datacenter reaches every
-// other again, as NewFederation does; it fails the test if that takes more
-// than 60 seconds. Servers that run are restarted too.
+// waits until the datacenter has a leader, and it and every other
+// datacenter with a server running reach each other again, as
+// NewFederation checks; it fails the test if that takes more than 60
+// seconds. Servers that run are restarted too.
 func (f *Federation) StartServers(t testing.TB, name string) {
 	t.Helper()
 	c := f.mustDC(t, name)
@@ -214,7 +215,7 @@ func (f *Federation) StartServers(t testing.TB, name string) {
 	for {
 		_, err := c.leader()
 		if err == nil {
-			err = f.waitConnected(deadline)
+			err = f.connected(name)
 		}
 		if err == nil {
 			return
@@ -235,13 +236,11 @@ func (f *Federation) mustDC(t testing.TB, name string) *Cluster {
 	return c
 }
 
-// waitConnected polls until, through the first answering node of every
-// datacenter (a client if it has any), /v1/catalog/datacenters lists all
-// datacenters and /v1/catalog/nodes?dc= of each other one answers, or the
-// deadline passes.
-func (f *Federation) waitConnected(deadline time.Time) error {
+// waitConnected polls connected(only) until it holds or the deadline
+// passes.
+func (f *Federation) waitConnected(deadline time.Time, only string) error {
 	for {
-		err := f.connected()
+		err := f.connected(only)
 		if err == nil {
 			return nil
 		}
@@ -252,11 +251,22 @@ func (f *Federation) waitConnected(deadline time.Time) error {
 	}
 }
 
-func (f *Federation) connected() error {
+// connected reports whether, through the first answering node of every
+// datacenter (a client if it has any), /v1/catalog/datacenters lists all
+// datacenters and /v1/catalog/nodes?dc= of each other one answers. With
+// only set, it asks only of the pairs that include that datacenter, and
+// skips datacenters whose servers are all down.
+func (f *Federation) connected(only string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	down := func(name string) bool {
+		return only != "" && !slices.ContainsFunc(f.dcs[name].Servers, (*Node).answering)
+	}
 	var errs []error
 	for _, name := range f.names {
+		if down(name) {
+			continue
+		}
 		c := f.dcs[name]
 		nodes := append(slices.Clone(c.Clients), c.Servers...)
 		i := slices.IndexFunc(nodes, (*Node).answering)
@@ -275,7 +285,7 @@ func (f *Federation) connected() error {
 				errs = append(errs, fmt.Errorf("%s via %s: /v1/catalog/datacenters = %q, no %s", name, n.Name, dcs, other))
 				continue
 			}
-			if other == name {
+			if other == name || down(other) || (only != "" && name != only && other != only) {
 				continue
 			}
 			var nodes []json.RawMessage

@@ -124,19 +124,32 @@ func TestFederation(t *testing.T) {
 }
 
 // TestFederationThree: three datacenters, servers only, federate; with
-// dc3's servers killed dc1 and dc2 still reach each other.
+// dc3's servers killed dc1 and dc2 still reach each other; dc2's three
+// servers, all killed, come back with a quorum and rejoin.
 func TestFederationThree(t *testing.T) {
 	f := NewFederation(t, FederationSpec{Datacenters: []DatacenterSpec{
-		{Name: "dc1", Servers: 1}, {Name: "dc2", Servers: 1}, {Name: "dc3", Servers: 1},
+		{Name: "dc1", Servers: 1}, {Name: "dc2", Servers: 3}, {Name: "dc3", Servers: 1},
 	}})
 	f.KillServers(t, "dc3")
 	c := f.DC("dc1").Servers[0]
 	var nodes []struct{ Node string }
-	if err := c.getJSON(context.Background(), "/v1/catalog/nodes?dc=dc2", &nodes); err != nil || len(nodes) != 1 || nodes[0].Node != f.DC("dc2").Servers[0].Name {
+	if err := c.getJSON(context.Background(), "/v1/catalog/nodes?dc=dc2", &nodes); err != nil || len(nodes) != 3 {
 		t.Fatalf("dc2's nodes through dc1 with dc3 down: %+v, %v", nodes, err)
 	}
 	if err := c.getJSON(context.Background(), "/v1/catalog/nodes?dc=dc3", &nodes); err == nil {
 		t.Fatalf("dc3's nodes through dc1 with dc3's servers down: %+v, want an error", nodes)
+	}
+	f.KillServers(t, "dc2")
+	if err := c.getJSON(context.Background(), "/v1/catalog/nodes?dc=dc2", &nodes); err == nil {
+		t.Fatalf("dc2's nodes through dc1 with dc2's servers down: %+v, want an error", nodes)
+	}
+	f.StartServers(t, "dc3")
+	f.StartServers(t, "dc2")
+	if l := f.DC("dc2").Leader(t); l == nil {
+		t.Fatal("no leader in dc2")
+	}
+	if err := c.getJSON(context.Background(), "/v1/catalog/nodes?dc=dc2", &nodes); err != nil || len(nodes) != 3 {
+		t.Fatalf("dc2's nodes through dc1 after StartServers: %+v, %v", nodes, err)
 	}
 }
 
