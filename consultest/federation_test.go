@@ -99,6 +99,23 @@ func TestFederation(t *testing.T) {
 		return nil
 	})
 	t.Logf("dc=dc2 read failed %v after the kill", took.Round(time.Millisecond))
+	// WAN gossip (tuned by NewFederation) marks dc2's server failed.
+	testutil.Eventually(t, 20*time.Second, "dc2's server failed in dc1's WAN pool", func() error {
+		var members []struct {
+			Name   string
+			Status int
+		}
+		if err := dc1.Servers[0].getJSON(ctx, "/v1/agent/members?wan=1", &members); err != nil {
+			return err
+		}
+		for _, m := range members {
+			if m.Name == dc2.Servers[0].Name+".dc2" && m.Status != 1 { // 1: alive
+				return nil
+			}
+		}
+		return fmt.Errorf("WAN members %+v", members)
+	})
+	t.Logf("dc2's server failed in dc1's WAN pool %v after the kill", time.Since(killed).Round(time.Millisecond))
 	// dc1 itself is unaffected: a few reads in a row, each must succeed.
 	for range 5 {
 		if err := found(in1, local, "api-dc1", dc1.Clients[0].Name); err != nil {
