@@ -60,6 +60,17 @@
 //	l := c.Leader(t) // waits for the new leader
 //	c.Clients[0].Restart(t, true) // back with its registrations
 //
+// NewFederation starts two or more such datacenters, WAN-joined (each
+// server with its own serf WAN port and -retry-join-wan to the others'),
+// ready when every datacenter lists all of them and answers ?dc= reads
+// for each; DC(name) is that datacenter's Cluster, and KillServers and
+// StartServers take a whole datacenter down and back:
+//
+//	f := consultest.NewFederation(t, consultest.FederationSpec{Datacenters: []consultest.DatacenterSpec{
+//		{Name: "dc1", Servers: 1, Clients: 1}, {Name: "dc2", Servers: 1}}})
+//	cfg := f.DC("dc1").Clients[0].Config() // Query{Datacenter: "dc2"} reads dc2 through it
+//	f.KillServers(t, "dc2")
+//
 // Every agent is killed when its test ends. On Linux agents also run in a
 // process group of their own and are killed by the kernel when the test
 // binary dies (a -timeout panic, SIGKILL), so none outlives the test run.
