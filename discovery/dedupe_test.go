@@ -252,21 +252,15 @@ func TestWatchOffersOneCopy(t *testing.T) {
 		}
 		return insts
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for n := 0; n < 2; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the catalog never held x on both nodes: %s", label(raw()))
-		}
-		n = 0
-		for _, in := range raw() {
+	testutil.Eventually(t, 30*time.Second, "x passing on both nodes in the catalog", func() error {
+		insts, n := raw(), 0
+		for _, in := range insts {
 			if in.ID == "x" && in.Health == beacon.HealthPassing {
 				n++
 			}
 		}
-		if n < 2 {
-			time.Sleep(50 * time.Millisecond) // polling the catalog, bounded by deadline
-		}
-	}
+		return testutil.Want(n == 2, "catalog %s", label(insts))
+	})
 
 	// A short stale bound: the guard verifies each watch, and again after
 	// the change below, within the test.

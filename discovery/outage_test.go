@@ -91,17 +91,29 @@ type faultAgent struct {
 // ids at index; it stops when the test ends.
 func newFaultAgent(t *testing.T, index uint64, ids ...string) *faultAgent {
 	t.Helper()
-	a := &faultAgent{seen: make(chan struct{}, 1), quit: make(chan struct{}), index: index, ids: ids, changed: make(chan struct{})}
-	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
-	t.Cleanup(func() {
-		close(a.quit)
-		a.srv.Close()
-	})
+	a := &faultAgent{seen: make(chan struct{}, 1), index: index, ids: ids, changed: make(chan struct{})}
+	a.srv, a.quit = fakeServer(t, a.serve)
 	return a
 }
 
+// fakeServer serves h on loopback until the test ends. quit is closed
+// first, so handlers blocked on it return before Close waits for them.
+func fakeServer(t *testing.T, h http.HandlerFunc) (srv *httptest.Server, quit chan struct{}) {
+	srv, quit = httptest.NewServer(h), make(chan struct{})
+	t.Cleanup(func() {
+		close(quit)
+		srv.Close()
+	})
+	return srv, quit
+}
+
+// fakeConfig is a consul.Config for srv alone.
+func fakeConfig(srv *httptest.Server) consul.Config {
+	return consul.Config{Addresses: []string{srv.URL}}
+}
+
 // config is a consul.Config for this agent alone.
-func (a *faultAgent) config() consul.Config { return consul.Config{Addresses: []string{a.srv.URL}} }
+func (a *faultAgent) config() consul.Config { return fakeConfig(a.srv) }
 
 // setFault makes every answer from now on, blocked ones included, f.
 func (a *faultAgent) setFault(f fault) {

@@ -22,6 +22,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/internal/testutil"
 )
 
 // state is what one backend of the fake serves: instance IDs at an index.
@@ -46,16 +47,12 @@ type staleAgent struct {
 
 func newStaleAgent(t *testing.T, truth, view state) *staleAgent {
 	t.Helper()
-	a := &staleAgent{quit: make(chan struct{}), truth: truth, view: view, changed: make(chan struct{}), nearBlocked: make(chan struct{})}
-	a.srv = httptest.NewServer(http.HandlerFunc(a.serve))
-	t.Cleanup(func() {
-		close(a.quit)
-		a.srv.Close()
-	})
+	a := &staleAgent{truth: truth, view: view, changed: make(chan struct{}), nearBlocked: make(chan struct{})}
+	a.srv, a.quit = fakeServer(t, a.serve)
 	return a
 }
 
-func (a *staleAgent) config() consul.Config { return consul.Config{Addresses: []string{a.srv.URL}} }
+func (a *staleAgent) config() consul.Config { return fakeConfig(a.srv) }
 
 // set changes what the truth and the view hold, waking blocked reads.
 func (a *staleAgent) set(truth, view state) {
@@ -301,15 +298,10 @@ func TestStaleViewTripwire(t *testing.T) {
 	c := newCache(t, fake.config(), discovery.WithWaitTime(time.Minute), discovery.WithMetrics(m), discovery.WithStaleBound(bound))
 	w, _ := waitFirst(t, c, "web")
 	// The first verification (a plain read, bound/7 after the first answer).
-	for i := 0; ; i++ {
-		if plain, _ := fake.counts(); plain > 0 {
-			break
-		}
-		if i > int(deadline/(50*time.Millisecond)) {
-			t.Fatal("no verification of the first answer")
-		}
-		time.Sleep(50 * time.Millisecond) // polling a counter, bounded
-	}
+	testutil.Eventually(t, deadline, "the first answer verified", func() error {
+		plain, _ := fake.counts()
+		return testutil.Want(plain > 0, "no plain read yet")
+	})
 	start := time.Now()
 	fake.set(state{30, []string{"a", "b"}}, state{10, []string{"a"}})
 	repaired := waitFor(t, w, []string{"a", "b"}, bound)
