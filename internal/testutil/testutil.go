@@ -8,7 +8,6 @@ package testutil
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,17 +70,4 @@ func (b *Binary) Remove() {
 	if b.path != "" {
 		os.RemoveAll(filepath.Dir(b.path))
 	}
-}
-
-// ClosedAddr returns a loopback host:port nothing listens on, so a
-// connection to it is refused at once: an agent or instance that is down.
-func ClosedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("net.Listen(tcp, 127.0.0.1:0) = %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
