@@ -45,6 +45,7 @@ type options struct {
 	snapshotFile string
 	cached       bool
 	staleBound   time.Duration
+	failover     Failover
 }
 
 // Option adjusts a Cache.
@@ -142,6 +143,10 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if o.metrics == nil {
 		o.metrics = nopMetrics{}
 	}
+	if err := o.failover.Validate(); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
+	o.failover = o.failover.withDefaults()
 	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
@@ -205,8 +210,20 @@ func watchKey(q beacon.Query) string {
 
 // Watch starts watching q, or joins the watch already running for it, and
 // returns a handle; Close releases it, and the watch stops with its last
-// handle. q.WaitIndex and q.WaitTime are ignored.
-func (c *Cache) Watch(q beacon.Query) (*Watcher, error) {
+// handle. q.WaitIndex and q.WaitTime are ignored. A watch of the local
+// datacenter (q.Datacenter empty) follows the cache's failover policy
+// (WithFailover) unless opts say otherwise (FailOver, NoFailover).
+func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
+	wo := watchOptions{failover: c.o.failover}
+	for _, f := range opts {
+		f(&wo)
+	}
+	if wo.setFailover {
+		if err := wo.failover.Validate(); err != nil {
+			return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
+		}
+		wo.failover = wo.failover.withDefaults()
+	}
 	q.WaitIndex, q.WaitTime = 0, 0
 	if q.Consistency == beacon.ConsistencyDefault {
 		q.Consistency = c.o.consistency
@@ -219,6 +236,10 @@ func (c *Cache) Watch(q beacon.Query) (*Watcher, error) {
 	}
 	q.Tags = slices.Clone(q.Tags)
 	key := watchKey(q)
+	fo := q.Datacenter == "" && wo.failover.enabled()
+	if fo {
+		key += wo.failover.key()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -226,7 +247,11 @@ func (c *Cache) Watch(q beacon.Query) (*Watcher, error) {
 	}
 	w := c.watches[key]
 	if w == nil {
-		w = c.startWatch(key, q)
+		if fo {
+			w = c.startFailover(key, q, wo.failover)
+		} else {
+			w = c.startWatch(key, q)
+		}
 		c.watches[key] = w
 	}
 	w.refs++
@@ -249,6 +274,16 @@ type WatchStats struct {
 	// OffStream: the watch was repaired and blocks past the streaming
 	// backend (near=_agent) until the agent has dropped the stale view.
 	OffStream bool
+	// Datacenter is the datacenter the watch serves: the one it names, or
+	// for a failover watch the one it failed over to; "" is the local one.
+	Datacenter string
+	// Failover: the watch has a failover policy. Failovers counts its
+	// moves off the local datacenter; FailoverSince and FailoverReason
+	// say when and why it last moved (off or back).
+	Failover       bool
+	Failovers      int64
+	FailoverSince  time.Time
+	FailoverReason string
 }
 
 // Stats describes every running watch, for metrics and status pages.
@@ -261,7 +296,13 @@ func (c *Cache) Stats() []WatchStats {
 	c.mu.Unlock()
 	out := make([]WatchStats, 0, len(ws))
 	for _, w := range ws {
-		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream()}
+		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter}
+		if f := w.fo; f != nil {
+			st.Failover, st.Failovers, st.Datacenter = true, f.failovers.Load(), *f.serving.Load()
+			if ns := f.since.Load(); ns != 0 {
+				st.FailoverSince, st.FailoverReason = time.Unix(0, ns), *f.reason.Load()
+			}
+		}
 		if b, ok := w.backend.Load().(beacon.QueryBackend); ok {
 			st.Backend = b
 		}
@@ -331,6 +372,8 @@ type watch struct {
 	abortMu    sync.Mutex
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
+
+	fo *failoverState // a failover watch's (failover.go); nil for others
 }
 
 // asking is a blocking query a watch's loop has in flight: the index it
@@ -503,9 +546,11 @@ func (c *Cache) publish(w *watch, r result) error {
 			// with its age and this error.
 			next = newSnapshot(w.q.Service, SourceFile, saved.Instances, nil, 0, saved.Updated)
 			next.Err = r.Err
+			next.Datacenter = w.q.Datacenter
 		} else {
 			next = newSnapshot(w.q.Service, SourceNone, nil, nil, 0, time.Time{})
 			next.Err = r.Err
+			next.Datacenter = w.q.Datacenter
 		}
 	} else {
 		insts := dedupe(applyPolicy(w, r.Instances)) // dedupe.go: one entry per endpoint
@@ -516,6 +561,7 @@ func (c *Cache) publish(w *watch, r result) error {
 			return nil
 		}
 		next = newSnapshot(w.q.Service, SourceConsul, insts, prev, r.Meta.LastIndex, time.Now())
+		next.Datacenter = w.q.Datacenter
 		c.dirty.Store(true)
 		c.o.metrics.Published(w.q.Service, len(insts))
 	}
@@ -648,4 +694,11 @@ func (w *Watcher) Close() {
 		w.w.cancel()
 	}
 	c.mu.Unlock()
+}
+
+// addSub subscribes ch, owned by the caller, to w's changes.
+func (w *watch) addSub(ch chan struct{}) {
+	w.subMu.Lock()
+	w.subs = append(w.subs, ch)
+	w.subMu.Unlock()
 }

@@ -57,6 +57,12 @@ type Snapshot struct {
 	Updated time.Time
 	// Err is the last error since then; nil while the snapshot is fresh.
 	Err error
+	// Datacenter served Instances: the one the query names, or the one a
+	// failover watch failed over to; "" is the local datacenter.
+	Datacenter string
+	// FailedOver: a failover watch serves another datacenter because the
+	// local one has too few passing instances (see Failover).
+	FailedOver bool
 
 	// p builds the balancer.Set of Instances at the first pick; snapshots
 	// with the same Instances share it.
