@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,7 +60,8 @@ func failoverStats(t *testing.T, c *discovery.Cache) discovery.WatchStats {
 func TestFailoverAndBack(t *testing.T) {
 	f, dc1, _ := federation(t)
 	const holdDown = 2 * time.Second
-	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
+	moves := &moveRecorder{}
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithMetrics(moves), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
 	w, err := c.Watch(beacon.Query{Service: "web"})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,37 @@ func TestFailoverAndBack(t *testing.T) {
 		t.Errorf("Stats() after coming back = %+v, want Datacenter \"\", Failovers 1", st)
 	}
 	waitWatching(t, c, 2) // dc2's watch is closed once it is not needed
+	if got, want := moves.all(), []string{"web>dc2", "web>"}; !slices.Equal(got, want) {
+		t.Errorf("FailoverObserver saw %q, want %q", got, want)
+	}
 }
+
+// moveRecorder is Metrics that records FailedOver calls.
+type moveRecorder struct {
+	nopMetrics
+	mu    sync.Mutex
+	moves []string
+}
+
+func (m *moveRecorder) FailedOver(service, dc string) {
+	m.mu.Lock()
+	m.moves = append(m.moves, service+">"+dc)
+	m.mu.Unlock()
+}
+
+func (m *moveRecorder) all() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.moves)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Request(string)        {}
+func (nopMetrics) WatchError(string)     {}
+func (nopMetrics) IndexReset(string)     {}
+func (nopMetrics) Published(string, int) {}
+func (nopMetrics) ACLHidden(string)      {}
 
 // A local instance that passes for less than the hold-down does not bring
 // traffic back.
