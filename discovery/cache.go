@@ -112,7 +112,8 @@ type Cache struct {
 	clients []consul.Agent // one client per configured agent, closed at Close
 	loops   loops          // what every blocking loop shares, the long-poll slots included
 
-	feed  *feed
+	feed  *feed            // the local datacenter's
+	feeds map[string]*feed // other datacenters', started when first needed; guarded by mu
 	acl   *aclGuard
 	guard *staleGuard // nil with WithStaleBound(0)
 
@@ -170,9 +171,8 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.begin()
 	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
 	c.guard = newStaleGuard(&c.lifetime, c.agents, c.publish, o.staleBound, o.wait, o.metrics, o.logger)
-	c.feed = newFeed(&c.lifetime, c.agents, c.publish, c.loops, o.consistency, o.logger)
-	c.feed.answered = c.guard.answered
-	c.feed.changed = c.changed
+	c.feed = c.newFeed("")
+	c.feeds = map[string]*feed{}
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
 	if o.snapshotFile != "" {
 		var err error
@@ -405,12 +405,15 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	w.ctx = ctx
-	// The feed watches the local datacenter's checks only.
-	if c.ownLoops >= c.o.maxPolls-1 && q.Datacenter == "" && c.agents.hasFeed() {
-		w.cancel = func() { cancel(); c.feed.remove(w); c.guard.remove(w) }
-		c.feed.add(w)
-		c.guard.add(w)
-		return w
+	// Each datacenter has a feed of its own, up to maxRemoteFeeds besides
+	// the local one; watches of a datacenter beyond that queue for a slot.
+	if c.ownLoops >= c.o.maxPolls-1 && c.agents.hasFeed() {
+		if f := c.feedFor(q.Datacenter); f != nil {
+			w.cancel = func() { cancel(); f.remove(w); c.guard.remove(w); c.dropFeed(q.Datacenter, f) }
+			f.add(w)
+			c.guard.add(w)
+			return w
+		}
 	}
 	c.ownLoops++
 	w.ownLoop = true
@@ -505,15 +508,70 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 	}
 }
 
-// changed is the change feed's tripwire: these services' checks changed.
-func (c *Cache) changed(services map[string]bool) {
+// newFeed returns the change feed of datacenter dc ("" local). Another
+// datacenter's feed lives only while it drives watches (feedFor, dropFeed).
+func (c *Cache) newFeed(dc string) *feed {
+	life := &c.lifetime
+	if dc != "" {
+		life = c.lifetime.child()
+	}
+	l := c.loops
+	if dc != "" {
+		// Its checks query holds no long-poll slot: the slots may all be
+		// held by the local datacenter's watches for a whole wait, and a
+		// datacenter failed over to must be followed now. There are at
+		// most maxRemoteFeeds such queries, within the connections kept
+		// for short reads.
+		l.slots = nil
+	}
+	f := newFeed(life, c.agents, c.publish, l, c.o.consistency, c.o.logger)
+	f.dc = dc
+	f.answered = c.guard.answered
+	f.changed = func(services map[string]bool) { c.changed(dc, services) }
+	return f
+}
+
+// maxRemoteFeeds bounds the feeds of other datacenters running at once.
+const maxRemoteFeeds = 4
+
+// feedFor returns datacenter dc's feed, starting it if needed, or nil when
+// maxRemoteFeeds already run. Caller holds c.mu.
+func (c *Cache) feedFor(dc string) *feed {
+	if dc == "" {
+		return c.feed
+	}
+	f := c.feeds[dc]
+	if f == nil {
+		if len(c.feeds) >= maxRemoteFeeds {
+			return nil
+		}
+		f = c.newFeed(dc)
+		c.feeds[dc] = f
+	}
+	return f
+}
+
+// dropFeed stops another datacenter's feed once it drives no watch, so a
+// datacenter failed over to and back from costs nothing after. Caller
+// holds c.mu.
+func (c *Cache) dropFeed(dc string, f *feed) {
+	if dc == "" || c.feeds[dc] != f || !f.empty() {
+		return
+	}
+	delete(c.feeds, dc)
+	f.life.cancel()
+}
+
+// changed is a change feed's tripwire: these services' checks changed in
+// datacenter dc.
+func (c *Cache) changed(dc string, services map[string]bool) {
 	if c.guard == nil {
 		return
 	}
 	c.mu.Lock()
 	var ws []*watch
 	for _, w := range c.watches {
-		if services[w.q.Service] {
+		if w.q.Datacenter == dc && services[w.q.Service] {
 			ws = append(ws, w)
 		}
 	}

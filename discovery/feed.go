@@ -34,6 +34,7 @@ type feed struct {
 	publish     func(*watch, result) error
 	loop        loops
 	consistency beacon.Consistency // of the checks query
+	dc          string             // the datacenter whose checks it follows; "" local
 	log         *slog.Logger
 	workers     int
 	// answered is told of each answer published for a watch (fresh: its
@@ -104,6 +105,13 @@ func (f *feed) remove(w *watch) {
 	delete(f.retry, w)
 	f.mu.Unlock()
 	w.once.Do(func() { close(w.ready) })
+}
+
+// empty reports whether the feed drives no watch.
+func (f *feed) empty() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.watches) == 0
 }
 
 func (f *feed) enqueue(ws ...*watch) {
@@ -257,11 +265,11 @@ func sweepEvenly(ctx context.Context, mu *sync.Mutex, set map[*watch]struct{}, p
 // the one blocking loop, and queues the watches whose service's checks
 // changed.
 func (f *feed) watchChecks() {
-	q := beacon.ChecksQuery{Consistency: f.consistency, WaitTime: f.loop.wait}
+	q := beacon.ChecksQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
 	run(f.life.ctx, f.loop, "", blocking.Checks(f.src, q), func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
 		if err != nil {
 			f.loop.metrics.WatchError("")
-			f.log.Warn("discovery: change feed error", "err", err)
+			f.log.Warn("discovery: change feed error", "datacenter", dcName(f.dc), "err", err)
 			return nil
 		}
 		f.diff(checks)
