@@ -462,6 +462,16 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 			return fetched{}, beacon.QueryMeta{}, errMovedOff
 		}
 		last = gen
+		if w.snap.Load() == nil {
+			// Never answered, and every agent already marked down (by
+			// another watch, or the feed's checks query): say so now, as
+			// the first query would have, rather than wait in pick for an
+			// agent to come back. A resolver reports this error; a
+			// snapshot file's answer is served with it.
+			if err := c.unreachable(q.Service, nil); err != nil {
+				return fetched{}, beacon.QueryMeta{}, err
+			}
+		}
 		q := q // this call's copy
 		q.WaitIndex = index
 		switch {
@@ -527,6 +537,7 @@ func (c *Cache) newFeed(dc string) *feed {
 	f := newFeed(life, c.agents, c.publish, l, c.o.consistency, c.o.logger)
 	f.dc = dc
 	f.answered = c.guard.answered
+	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
 	f.changed = func(services map[string]bool) { c.changed(dc, services) }
 	return f
 }

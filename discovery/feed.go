@@ -42,6 +42,9 @@ type feed struct {
 	// guard's hooks (stale.go); the feed's checks query is its tripwire.
 	answered func(w *watch, meta beacon.QueryMeta, fresh bool)
 	changed  func(services map[string]bool)
+	// unreachable returns the error of a service asked for while every
+	// agent is marked down, else nil.
+	unreachable func(service string) error
 
 	mu       sync.Mutex
 	started  bool
@@ -176,9 +179,17 @@ func (f *feed) work() {
 		if off {
 			q.Cached = false // the stale guard moved w off the agent's (streaming) cache
 		}
-		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		insts, meta, err := f.src.Instances(qctx, q)
-		cancel()
+		var insts []beacon.Instance
+		var meta beacon.QueryMeta
+		var err error
+		if w.snap.Load() == nil && f.unreachable != nil {
+			err = f.unreachable(q.Service) // never answered: say so now, not after the timeout
+		}
+		if err == nil {
+			qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			insts, meta, err = f.src.Instances(qctx, q)
+			cancel()
+		}
 		if ctx.Err() != nil {
 			return
 		}
