@@ -71,7 +71,11 @@ func TestDatacenters(t *testing.T) {
 		if got := ids("instances", "far", "-json", "-consul", dc1.HTTPAddr); len(got) != 0 {
 			t.Errorf("beacon instances far via dc1 = %q, want none: far is in dc2", got)
 		}
-		r := beaconRun(t, nil, "instances", "far", "-dc", "dc1", "-consul", dc2.HTTPAddr)
+		r := beaconRun(t, nil, "instances", "far", "-dc", "dc2", "-consul", dc1.HTTPAddr)
+		if r.code != 0 || !hasLine(r.stdout, "far-1", "127.0.0.1:9001", "passing", dc2.Name, "-", "-", "1/1") {
+			t.Errorf("beacon instances far -dc dc2 via dc1: exit %d, stdout:\n%s\nwant far-1 on node %s", r.code, r.stdout, dc2.Name)
+		}
+		r = beaconRun(t, nil, "instances", "far", "-dc", "dc1", "-consul", dc2.HTTPAddr)
 		if r.code != 0 || strings.TrimSpace(r.stdout) != `no passing instances of "far" in dc1` {
 			t.Errorf("beacon instances far -dc dc1 via dc2: exit %d, stdout %q; want 0 and none in dc1", r.code, r.stdout)
 		}
