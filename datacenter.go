@@ -232,15 +232,21 @@ func SortDatacentersByRTT(local string, names []string, coords []DatacenterCoord
 }
 
 // A datacenter has a handful of servers (Consul advises 3 or 5). These
-// bounds keep a hostile answer, megabytes of coordinates, from costing
-// more than milliseconds: the servers of a datacenter beyond the first
-// maxServerCoords, and the pairs beyond maxRTTPairs, are not looked at.
+// bounds keep the work linear in the answer's size, however hostile: the
+// servers of a datacenter beyond the first maxServerCoords, and the pairs
+// beyond maxRTTPairs, are not looked at.
 const (
 	maxServerCoords = 64
 	maxRTTPairs     = 1 << 16
 )
 
-func capped(cs []Coordinate) []Coordinate { return cs[:min(len(cs), maxServerCoords)] }
+// appendCapped appends the coordinates of ns to cs up to maxServerCoords.
+func appendCapped(cs []Coordinate, ns []NodeCoordinate) []Coordinate {
+	for _, n := range ns[:min(len(ns), max(maxServerCoords-len(cs), 0))] {
+		cs = append(cs, n.Coord)
+	}
+	return cs
+}
 
 // medianRTTs returns, for each remote datacenter it can estimate, the
 // lowest over network areas of the median RTT between local's servers and
@@ -255,9 +261,7 @@ func medianRTTs(local string, coords []DatacenterCoordinates) map[string]time.Du
 	localByArea := map[string][]Coordinate{}
 	for _, d := range coords {
 		if d.Datacenter == local {
-			for _, n := range d.Coordinates {
-				localByArea[d.AreaID] = append(localByArea[d.AreaID], n.Coord)
-			}
+			localByArea[d.AreaID] = appendCapped(localByArea[d.AreaID], d.Coordinates)
 		}
 	}
 	// Each remote datacenter's servers, by area.
@@ -272,15 +276,16 @@ func medianRTTs(local string, coords []DatacenterCoordinates) map[string]time.Du
 		if _, ok := remote[k]; !ok {
 			keys = append(keys, k)
 		}
-		for _, n := range d.Coordinates {
-			remote[k] = append(remote[k], n.Coord)
-		}
+		remote[k] = appendCapped(remote[k], d.Coordinates)
 	}
 	budget := maxRTTPairs
 	for _, k := range keys {
+		if budget <= 0 {
+			break
+		}
 		var pairs []time.Duration
-		for _, a := range capped(localByArea[k.area]) {
-			for _, b := range capped(remote[k]) {
+		for _, a := range localByArea[k.area] {
+			for _, b := range remote[k] {
 				if budget--; budget < 0 {
 					break
 				}

@@ -126,21 +126,23 @@ func TestSortDatacentersByRTT(t *testing.T) {
 // TestSortDatacentersByRTTBounded: a hostile answer with many servers
 // costs a bounded number of distance computations.
 func TestSortDatacentersByRTTBounded(t *testing.T) {
-	many := make([]Coordinate, 100_000)
+	many := make([]NodeCoordinate, 50_000)
 	for i := range many {
-		many[i] = at(time.Duration(i) * time.Microsecond)
+		many[i] = NodeCoordinate{Node: "s", Coord: at(time.Duration(i) * time.Microsecond)}
 	}
 	coords := []DatacenterCoordinates{
-		{Datacenter: "dc1", AreaID: "wan", Coordinates: nodes(many...)},
-		{Datacenter: "dc2", AreaID: "wan", Coordinates: nodes(many...)},
+		{Datacenter: "dc1", AreaID: "wan", Coordinates: many},
+		{Datacenter: "dc2", AreaID: "wan", Coordinates: many},
 	}
 	for i := range 2000 {
-		coords = append(coords, DatacenterCoordinates{Datacenter: fmt.Sprint("x", i), AreaID: "wan", Coordinates: nodes(many[:100]...)})
+		coords = append(coords, DatacenterCoordinates{Datacenter: fmt.Sprint("x", i), AreaID: "wan", Coordinates: many[:100]})
 	}
+	start := time.Now()
 	got := SortDatacentersByRTT("dc1", nil, coords)
 	if len(got) != 2002 || !got[0].Local || !got[1].Known {
-		t.Errorf("SortDatacentersByRTT(100,000 servers a side) = %d datacenters, first %v, %v; want 2002, local first, then one known", len(got), got[0], got[1])
+		t.Errorf("SortDatacentersByRTT(50,000 servers a side) = %d datacenters, first %v, %v; want 2002, local first, then one known", len(got), got[0], got[1])
 	}
+	t.Logf("SortDatacentersByRTT of 2,002 datacenters, 250,000 servers: %v", time.Since(start))
 }
 
 // lister is a DatacenterLister with set answers.
