@@ -106,9 +106,10 @@ func (d DatacenterRTT) String() string {
 }
 
 // DatacenterLister is an optional capability of a backend: what an agent
-// knows of the WAN federation it belongs to. Discovery's "nearest N"
-// failover and `beacon datacenters` use it, through NearestDatacenters.
-// Each call is bounded by ctx and the backend's request timeout.
+// knows of the WAN federation it belongs to, for failover to the nearest
+// datacenters and `beacon datacenters`, through NearestDatacenters. Both
+// backends implement it; they are safe for concurrent use, and each call
+// is bounded by ctx and the backend's request timeout.
 type DatacenterLister interface {
 	// Datacenters lists every datacenter the agent's servers know
 	// (GET /v1/catalog/datacenters), Consul ordering them by its own
