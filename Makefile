@@ -49,6 +49,8 @@ fuzz:
 	$(call FUZZ,FuzzDecodeAgentService,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeServices,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeOperator,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeDatacenters,10000x,./consulhttp)
+	$(call FUZZ,FuzzSortDatacentersByRTT,10000x,.)
 	$(call FUZZ,FuzzValidateRegistration,30000x,.)
 	$(call FUZZ,FuzzValidateQuery,10000x,.)
 	$(call FUZZ,FuzzParseAddress,10000x,./consul)
