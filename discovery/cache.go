@@ -120,6 +120,8 @@ type Cache struct {
 	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
 	dirty atomic.Bool              // a snapshot changed since the file was written
 
+	timeout time.Duration // of one short request (consul.Config.RequestTimeout)
+
 	mu       sync.Mutex
 	watches  map[string]*watch
 	ownLoops int // watches with a long poll of their own
@@ -164,7 +166,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	c := &Cache{o: o, watches: map[string]*watch{}}
+	c := &Cache{o: o, watches: map[string]*watch{}, timeout: cfg.RequestTimeout()}
 	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
 	c.clients = clients

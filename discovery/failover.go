@@ -422,10 +422,22 @@ func passing(s *Snapshot) int {
 	return n
 }
 
-// nearest lists datacenters nearest first, the local one left out, when
-// the backend can.
+// nearest lists the other datacenters nearest first, when the current
+// agent's backend can list them (beacon.DatacenterLister).
 func (c *Cache) nearest(ctx context.Context) ([]string, error) {
-	return nil, errNoLister
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	dcs, err := c.agents.nearestDatacenters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range dcs {
+		if !d.Local {
+			out = append(out, d.Name)
+		}
+	}
+	return out, nil
 }
 
 var errNoLister = errors.New("the backend does not list datacenters")

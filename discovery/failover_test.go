@@ -238,3 +238,17 @@ func TestFailoverBeyondTheLongPollBudget(t *testing.T) {
 	register(t, dc2, "web-3", "web", beacon.HealthPassing)
 	until(t, w, "dc2's new instance seen", served("dc2", "web-2", "web-3"))
 }
+
+// NearestN finds the other datacenter by itself.
+func TestFailoverToTheNearest(t *testing.T) {
+	f, dc1, _ := federation(t)
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{NearestN: 1}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "failed over to the nearest, dc2", served("dc2", "web-2"))
+}
