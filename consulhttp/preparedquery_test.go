@@ -41,9 +41,9 @@ func TestDecodeExecuteAnswer(t *testing.T) {
 		t.Errorf("decodeHealth(Nodes) = %+v, %v; want what decodeExecute made of them, %+v", want, err, in)
 	}
 	for _, bad := range []string{
-		`{"Service":"web","Datacenter":"dc1"}`,                         // no Nodes
-		`{"Service":"web","Nodes":[],"Datacenter":""}`,                 // no datacenter
-		`{"Service":"web","Nodes":[],"Datacenter":"dc 1"}`,             // not a datacenter name
+		`{"Service":"web","Datacenter":"dc1"}`,             // no Nodes
+		`{"Service":"web","Nodes":[],"Datacenter":""}`,     // no datacenter
+		`{"Service":"web","Nodes":[],"Datacenter":"dc 1"}`, // not a datacenter name
 		`{"Service":"web","Nodes":[],"Datacenter":"dc1","Failovers":-1}`,
 		`{"Service":"web","Nodes":[{"Node":{"Node":"n"}}],"Datacenter":"dc1"}`, // an entry without a service
 		`null`,
