@@ -55,6 +55,12 @@
 //     QueryMeta.LastIndex and blocks as Consul does: it returns when the
 //     index passes WaitIndex or when WaitTime ends, and it ends with an error
 //     matching context.Canceled when the caller's context is cancelled.
+//   - A backend that implements beacon.PreparedQueries creates, reads,
+//     lists, updates, deletes and executes prepared queries (by ID or by any
+//     valid name, escaped on the wire); deleting a query already gone
+//     succeeds, updating one is beacon.ErrNotFound; an execution reports the
+//     datacenter that answered and its failovers, on a real two-datacenter
+//     federation too. Backends without the capability skip these cases.
 //
 // RunHostile takes the same Factory and checks the backend against fake
 // agents (FakeAgent, which a backend's own tests of its request shapes use
