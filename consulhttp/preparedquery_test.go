@@ -150,3 +150,30 @@ func FuzzDecodeExecute(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeExecute is the client's cost of one execution answer (one
+// instance), against decodeHealth of the same entries: what polling a
+// query adds to a health read.
+func BenchmarkDecodeExecute(b *testing.B) {
+	var raw struct{ Nodes json.RawMessage }
+	if err := json.Unmarshal([]byte(realExecuteAnswer), &raw); err != nil {
+		b.Fatal(err)
+	}
+	h := indexed("1")
+	b.Run("Execute", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeExecute(h, strings.NewReader(realExecuteAnswer)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("HealthOfSameNodes", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := decodeHealth(h, strings.NewReader(string(raw.Nodes))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
