@@ -44,6 +44,8 @@ Commands:
   register -name N -port P  keep an instance registered until interrupted [-- command args...]
   deregister ID             remove an instance from the agent (nothing to do is success)
   doctor                    check the agent, leader, token, ACLs, TLS and streaming backend
+  query list|show|execute|create|delete
+                            prepared queries: Consul runs them, failing over to other datacenters
 
 -consul takes comma-separated agent addresses, before or after the command
 (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500). A host without a port
@@ -80,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"deregister":  c.deregister,
 		"doctor":      c.doctor,
 		"datacenters": c.datacenters,
+		"query":       c.query,
 	}
 	if name == "help" {
 		fmt.Fprint(stdout, usage)
