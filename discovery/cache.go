@@ -46,6 +46,7 @@ type options struct {
 	cached       bool
 	staleBound   time.Duration
 	failover     Failover
+	queryPoll    time.Duration
 }
 
 // Option adjusts a Cache.
@@ -133,7 +134,7 @@ type Cache struct {
 // New returns a cache reading from the agents in cfg.Addresses, in order of
 // preference. Nothing is sent until a service is watched.
 func New(cfg consul.Config, opts ...Option) (*Cache, error) {
-	o := options{wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second}
+	o := options{queryPoll: DefaultQueryPoll, wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -150,7 +151,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	o.failover = o.failover.withDefaults()
-	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
+	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
 	// Cap connections per agent, idle keep-alives included: the long polls
@@ -286,6 +287,7 @@ type WatchStats struct {
 	Failovers      int64
 	FailoverSince  time.Time
 	FailoverReason string
+	PreparedQuery  string
 }
 
 // Stats describes every running watch, for metrics and status pages.
@@ -298,7 +300,7 @@ func (c *Cache) Stats() []WatchStats {
 	c.mu.Unlock()
 	out := make([]WatchStats, 0, len(ws))
 	for _, w := range ws {
-		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter}
+		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared}
 		if f := w.fo; f != nil {
 			st.Failover, st.Failovers, st.Datacenter = true, f.failovers.Load(), *f.serving.Load()
 			if ns := f.since.Load(); ns != 0 {
@@ -310,6 +312,9 @@ func (c *Cache) Stats() []WatchStats {
 		}
 		if s := w.snap.Load(); s != nil {
 			st.Instances, st.Err = len(s.Instances), s.Err
+			if w.prepared != "" {
+				st.Datacenter = s.Datacenter
+			}
 			if s.Source != SourceNone {
 				st.Age = s.Age()
 			}
@@ -388,7 +393,8 @@ type watch struct {
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
 
-	fo *failoverState // a failover watch's (failover.go); nil for others
+	fo       *failoverState // a failover watch's (failover.go); nil for others
+	prepared string         // a prepared-query watch's query (prepared.go)
 }
 
 // asking is a blocking query a watch's loop has in flight: the index it
