@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -58,6 +59,21 @@ func (c *Cache) WatchPrepared(ref string) (*Watcher, error) {
 	}
 	w.refs++
 	return &Watcher{c: c, w: w, ch: w.subscribe()}, nil
+}
+
+// QuerySuffix marks a host name that names a prepared query rather than a
+// service, as in Consul's DNS interface: NAME.query.consul.
+const QuerySuffix = ".query.consul"
+
+// PreparedQueryName returns NAME when host is NAME.query.consul (any case
+// in the suffix), for integrations that take a host name: httpclient
+// (http://web-q.query.consul/...) and grpcresolver
+// (consul:///web-q.query.consul).
+func PreparedQueryName(host string) (string, bool) {
+	if len(host) <= len(QuerySuffix) || !strings.EqualFold(host[len(host)-len(QuerySuffix):], QuerySuffix) {
+		return "", false
+	}
+	return host[:len(host)-len(QuerySuffix)], true
 }
 
 // startPrepared starts a prepared-query watch. Caller holds c.mu.
