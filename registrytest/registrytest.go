@@ -24,7 +24,7 @@ type Factory func(t *testing.T, cfg consul.Config) beacon.Registry
 
 // Run runs every conformance test against real Consul agents started with
 // consultest. Each group of subtests (Register, TTL, Query, Validation,
-// Concurrency, Blocking, AgentRestart, TLS, ACL) starts agents of its own
+// Concurrency, Blocking, AgentRestart, TLS, ACL, TaggedAddresses) starts agents of its own
 // and runs in parallel with the others; a group's agents stop when the group
 // ends.
 //
@@ -43,6 +43,7 @@ func Run(t *testing.T, newRegistry Factory) {
 	t.Run("AgentRestart", s.testAgentRestart)
 	t.Run("TLS", s.testTLS)
 	t.Run("ACL", s.testACL)
+	t.Run("TaggedAddresses", s.testTaggedAddresses)
 }
 
 // waitLimit bounds every wait in the suite: generous, so that a loaded
