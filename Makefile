@@ -51,6 +51,7 @@ fuzz:
 	$(call FUZZ,FuzzDecodeOperator,10000x,./consulhttp)
 	$(call FUZZ,FuzzValidateRegistration,30000x,.)
 	$(call FUZZ,FuzzValidateQuery,10000x,.)
+	$(call FUZZ,FuzzValidateTaggedAddresses,10000x,.)
 	$(call FUZZ,FuzzParseAddress,10000x,./consul)
 	$(call FUZZ,FuzzFromEnv,10000x,./consul)
 	$(call FUZZ,FuzzDecodeSnapshots,10000x,./discovery)
