@@ -6,4 +6,9 @@
 // query. Backends live in sub-packages: consulhttp (net/http only) and
 // consulkit (go-kit sd/consul on hashicorp/consul/api). Everything is
 // validated before anything is sent; a *ValidationError names the field.
+//
+// Instance.AddressFor picks the address a caller reaches an instance at:
+// its WAN tagged addresses from another datacenter, its LAN ones from its
+// own (Consul's translate_wan_addrs rule). Instance.HostPort joins an
+// address and port for dialling, with brackets for IPv6.
 package beacon
