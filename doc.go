@@ -10,4 +10,9 @@
 // NearestDatacenters ranks the datacenters of a WAN federation by Consul's
 // estimated round-trip time from the local one, for a backend that is a
 // DatacenterLister.
+//
+// Instance.AddressFor picks the address a caller reaches an instance at:
+// its WAN tagged addresses from another datacenter, its LAN ones from its
+// own (Consul's translate_wan_addrs rule). Instance.HostPort joins an
+// address and port for dialling, with brackets for IPv6.
 package beacon

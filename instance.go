@@ -2,6 +2,7 @@ package beacon
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"time"
 )
@@ -65,6 +66,15 @@ type Instance struct {
 	Weights Weights
 	// Health is the worst status over the instance's checks, node checks included.
 	Health Health
+	// TaggedAddresses are the service's addresses by tag (TaggedWAN,
+	// TaggedLAN, ... or any key of the registrant's), nil when it has none
+	// beyond Address and Port: entries restating them are left out (see
+	// CompactTaggedAddresses). AddressFor chooses among them.
+	TaggedAddresses map[string]ServiceAddress `json:",omitempty"`
+	// NodeTaggedAddresses are the node's addresses by tag, carried only
+	// when Address is the node's (the service registered none of its own),
+	// and nil when they all restate it.
+	NodeTaggedAddresses map[string]string `json:",omitempty"`
 }
 
 // InstanceKey identifies an instance across a Consul datacenter.
@@ -88,6 +98,8 @@ func (i Instance) Clone() Instance {
 		}
 		i.Meta = m
 	}
+	i.TaggedAddresses = maps.Clone(i.TaggedAddresses) // nil stays nil
+	i.NodeTaggedAddresses = maps.Clone(i.NodeTaggedAddresses)
 	return i
 }
 
@@ -111,6 +123,12 @@ type Registration struct {
 	Meta    map[string]string
 	Weights Weights
 	Checks  []Check
+	// TaggedAddresses are further addresses of the instance by tag, sent
+	// as Consul's service tagged addresses: TaggedWAN is where callers in
+	// other datacenters reach it (see Instance.AddressFor). Any key is
+	// allowed; the four family keys (TaggedLANIPv4, ...) must hold an
+	// address of their family. A zero Port means the instance's Port.
+	TaggedAddresses map[string]ServiceAddress
 }
 
 // Check describes one health check. Exactly one of HTTP, TCP and TTL is set.

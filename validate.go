@@ -207,6 +207,9 @@ func (r Registration) Validate() error {
 	if r.Port < 0 || r.Port > 65535 {
 		return invalid("Port", "%d is outside 0–65535", r.Port)
 	}
+	if err := validateTaggedAddresses(r.TaggedAddresses); err != nil {
+		return err
+	}
 	if err := validateTags(r.Tags); err != nil {
 		return err
 	}

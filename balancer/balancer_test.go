@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -721,19 +719,5 @@ func TestTwoOfUniform(t *testing.T) {
 				t.Errorf("twoOf(%d) drew (%d, %d) %d times, want about %d", n, i, j, got[i][j], want)
 			}
 		}
-	}
-}
-
-func TestHostPort(t *testing.T) {
-	for _, tt := range []struct {
-		host string
-		port int
-	}{{"127.0.0.1", 80}, {"::1", 8500}, {"fe80::1%lo", 0}, {"web.example", 65535}, {"", 1}} {
-		if got, want := hostPort(tt.host, tt.port), net.JoinHostPort(tt.host, strconv.Itoa(tt.port)); got != want {
-			t.Errorf("hostPort(%q, %d) = %q, want %q", tt.host, tt.port, got, want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { _ = hostPort("127.0.0.1", 8500) }); n != 1 {
-		t.Errorf("hostPort allocates %v times, want 1", n)
 	}
 }

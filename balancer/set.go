@@ -1,8 +1,6 @@
 package balancer
 
 import (
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -87,7 +85,7 @@ func NewSet(insts []beacon.Instance, prev *Set) *Set {
 		e := &backing[i]
 		*e = Endpoint{
 			Instance: &insts[i],
-			Addr:     hostPort(in.Address, in.Port),
+			Addr:     in.HostPort(),
 			weight:   weightOf(in),
 			load:     ld,
 		}
@@ -105,24 +103,6 @@ func (s *Set) buildWeighted(prev *Set) {
 		s.initWeighted(prev)
 		s.wReady.Store(true)
 	})
-}
-
-// hostPort is net.JoinHostPort(host, strconv.Itoa(port)) in one
-// allocation instead of two: a cache holds one per watched instance.
-func hostPort(host string, port int) string {
-	var b strings.Builder
-	b.Grow(len(host) + 8)
-	if strings.IndexByte(host, ':') >= 0 {
-		b.WriteByte('[')
-		b.WriteString(host)
-		b.WriteByte(']')
-	} else {
-		b.WriteString(host)
-	}
-	b.WriteByte(':')
-	var digits [20]byte
-	b.Write(strconv.AppendInt(digits[:0], int64(port), 10))
-	return b.String()
 }
 
 // Len returns the number of endpoints in s; 0 for a nil Set.

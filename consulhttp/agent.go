@@ -23,6 +23,8 @@ type serviceDef struct {
 	Meta    map[string]string `json:",omitempty"`
 	Weights *weightsJSON      `json:",omitempty"`
 	Checks  []checkDef        `json:",omitempty"`
+	// TaggedAddresses: beacon.ServiceAddress has Consul's field names.
+	TaggedAddresses map[string]beacon.ServiceAddress `json:",omitempty"`
 }
 
 type weightsJSON struct {
@@ -52,7 +54,7 @@ func dur(d time.Duration) string {
 }
 
 func toServiceDef(r beacon.Registration) serviceDef {
-	def := serviceDef{ID: r.ID, Name: r.Service, Tags: r.Tags, Address: r.Address, Port: r.Port, Meta: r.Meta}
+	def := serviceDef{ID: r.ID, Name: r.Service, Tags: r.Tags, Address: r.Address, Port: r.Port, Meta: r.Meta, TaggedAddresses: r.TaggedAddresses}
 	if r.Weights != (beacon.Weights{}) {
 		def.Weights = &weightsJSON{Passing: r.Weights.Passing, Warning: r.Weights.Warning}
 	}
@@ -128,6 +130,8 @@ type agentService struct {
 	Port    int
 	Meta    map[string]string
 	Weights weightsJSON
+	// TaggedAddresses: beacon.ServiceAddress has Consul's field names.
+	TaggedAddresses map[string]beacon.ServiceAddress
 }
 
 // AgentService returns the instance as the agent holds it
@@ -194,8 +198,10 @@ func decodeAgentService(body io.Reader) (beacon.Instance, error) {
 	if s.ID == "" {
 		return beacon.Instance{}, fmt.Errorf("%w: no ID in the answer", beacon.ErrMalformedResponse)
 	}
+	tagged, _ := beacon.CompactTaggedAddresses(s.Address, s.Port, true, s.TaggedAddresses, nil)
 	return beacon.Instance{
 		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
-		Weights: beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+		Weights:         beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+		TaggedAddresses: tagged,
 	}, nil
 }

@@ -37,6 +37,10 @@ func FuzzDecodeHealth(f *testing.F) {
 		{"[]", "abc"},
 		{"[]", "-1"},
 		{"[]", "18446744073709551616"},
+		{taggedHealthAnswer, "9"},
+		{`[{"Node":{"Node":"n","TaggedAddresses":{"wan":7}},"Service":{"ID":"s"}}]`, "7"},
+		{`[{"Node":{"Node":"n"},"Service":{"ID":"s","TaggedAddresses":{"wan":{"Address":"::1","Port":1e10}}}}]`, "7"},
+		{`[{"Node":{"Node":"n","TaggedAddresses":null},"Service":{"ID":"s","TaggedAddresses":{"wan":null,"":{}}}}]`, "7"},
 	} {
 		f.Add([]byte(seed.body), seed.index)
 	}
@@ -63,8 +67,29 @@ func FuzzDecodeHealth(f *testing.F) {
 			if !in.Health.Valid() {
 				t.Fatalf("decodeHealth(%q, index %q)[%d].Health = %q, want passing, warning or critical", body, index, i, in.Health)
 			}
+			checkCompact(t, in)
 		}
 	})
+}
+
+// checkCompact fails unless in's tagged addresses are as
+// beacon.CompactTaggedAddresses promises: nil or non-empty, no entry
+// without an address or restating the instance's own.
+func checkCompact(t *testing.T, in beacon.Instance) {
+	t.Helper()
+	if in.TaggedAddresses != nil && len(in.TaggedAddresses) == 0 || in.NodeTaggedAddresses != nil && len(in.NodeTaggedAddresses) == 0 {
+		t.Fatalf("instance %+v has empty, non-nil tagged addresses", in)
+	}
+	for k, v := range in.TaggedAddresses {
+		if v.Address == "" || v.Address == in.Address && (v.Port == in.Port || v.Port == 0) {
+			t.Fatalf("instance %+v keeps tagged address %q = %+v, which says nothing", in, k, v)
+		}
+	}
+	for k, v := range in.NodeTaggedAddresses {
+		if v == "" || v == in.Address {
+			t.Fatalf("instance %+v keeps node tagged address %q = %q, which says nothing", in, k, v)
+		}
+	}
 }
 
 // TestDecodeHealthAnswer checks the seed answer decodes as Consul means it,
@@ -206,6 +231,7 @@ func FuzzDecodeAgentService(f *testing.F) {
 		if in.ID == "" || !json.Valid(body) {
 			t.Fatalf("decodeAgentService(%q) = %+v, want an instance with an ID from valid JSON", body, in)
 		}
+		checkCompact(t, in)
 	})
 }
 

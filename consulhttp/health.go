@@ -18,17 +18,19 @@ import (
 // healthEntry is one element of GET /v1/health/service/:name.
 type healthEntry struct {
 	Node *struct {
-		Node    string
-		Address string
+		Node            string
+		Address         string
+		TaggedAddresses map[string]string
 	}
 	Service *struct {
-		ID      string
-		Service string
-		Tags    []string
-		Address string
-		Port    int
-		Meta    map[string]string
-		Weights weightsJSON
+		ID              string
+		Service         string
+		Tags            []string
+		Address         string
+		Port            int
+		Meta            map[string]string
+		Weights         weightsJSON
+		TaggedAddresses map[string]beacon.ServiceAddress
 	}
 	Checks []struct {
 		Status string
@@ -120,16 +122,19 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		if addr == "" {
 			addr = e.Node.Address
 		}
+		svcTagged, nodeTagged := beacon.CompactTaggedAddresses(addr, e.Service.Port, e.Service.Address != "", e.Service.TaggedAddresses, e.Node.TaggedAddresses)
 		out = append(out, beacon.Instance{
-			ID:      e.Service.ID,
-			Service: intern(e.Service.Service),
-			Node:    intern(e.Node.Node),
-			Address: intern(addr),
-			Port:    e.Service.Port,
-			Tags:    internTags(e.Service.Tags),
-			Meta:    internMeta(e.Service.Meta),
-			Weights: beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
-			Health:  health,
+			ID:                  e.Service.ID,
+			Service:             intern(e.Service.Service),
+			Node:                intern(e.Node.Node),
+			Address:             intern(addr),
+			Port:                e.Service.Port,
+			Tags:                internTags(e.Service.Tags),
+			Meta:                internMeta(e.Service.Meta),
+			Weights:             beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
+			Health:              health,
+			TaggedAddresses:     svcTagged,
+			NodeTaggedAddresses: nodeTagged,
 		})
 	}
 	return out, meta, nil

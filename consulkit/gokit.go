@@ -48,7 +48,7 @@ func NewInstancer(reg beacon.Lookup, q beacon.Query, logger log.Logger) *Instanc
 			}
 			addrs := make([]string, 0, len(insts))
 			for _, in := range insts {
-				addrs = append(addrs, hostPort(in))
+				addrs = append(addrs, in.HostPort())
 			}
 			slices.Sort(addrs)
 			s.update(ctx, sd.Event{Instances: addrs}, false)

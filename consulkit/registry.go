@@ -3,9 +3,7 @@ package consulkit
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -16,6 +14,12 @@ import (
 func toAPIRegistration(r beacon.Registration) *api.AgentServiceRegistration {
 	reg := &api.AgentServiceRegistration{
 		ID: r.ID, Name: r.Service, Tags: r.Tags, Address: r.Address, Port: r.Port, Meta: r.Meta,
+	}
+	if len(r.TaggedAddresses) > 0 {
+		reg.TaggedAddresses = make(map[string]api.ServiceAddress, len(r.TaggedAddresses))
+		for k, v := range r.TaggedAddresses {
+			reg.TaggedAddresses[k] = api.ServiceAddress{Address: v.Address, Port: v.Port}
+		}
 	}
 	if r.Weights != (beacon.Weights{}) {
 		reg.Weights = &api.AgentWeights{Passing: r.Weights.Passing, Warning: r.Weights.Warning}
@@ -192,22 +196,42 @@ func toInstance(e *api.ServiceEntry) beacon.Instance {
 	if addr == "" {
 		addr = e.Node.Address
 	}
+	svcTagged, nodeTagged := beacon.CompactTaggedAddresses(addr, e.Service.Port, e.Service.Address != "", fromAPIAddresses(e.Service.TaggedAddresses), e.Node.TaggedAddresses)
 	return beacon.Instance{
-		ID:      e.Service.ID,
-		Service: e.Service.Service,
-		Node:    e.Node.Node,
-		Address: addr,
-		Port:    e.Service.Port,
-		Tags:    e.Service.Tags,
-		Meta:    e.Service.Meta,
-		Weights: beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
-		Health:  health,
+		ID:                  e.Service.ID,
+		Service:             e.Service.Service,
+		Node:                e.Node.Node,
+		Address:             addr,
+		Port:                e.Service.Port,
+		Tags:                e.Service.Tags,
+		Meta:                e.Service.Meta,
+		Weights:             beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
+		Health:              health,
+		TaggedAddresses:     svcTagged,
+		NodeTaggedAddresses: nodeTagged,
 	}
 }
 
-// hostPort is "address:port" as go-kit's Instancer reports instances.
-func hostPort(in beacon.Instance) string {
-	return net.JoinHostPort(in.Address, strconv.Itoa(in.Port))
+// fromAPIAddresses converts consul/api's tagged addresses; nil for none.
+func fromAPIAddresses(m map[string]api.ServiceAddress) map[string]beacon.ServiceAddress {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]beacon.ServiceAddress, len(m))
+	for k, v := range m {
+		out[k] = beacon.ServiceAddress{Address: v.Address, Port: v.Port}
+	}
+	return out
+}
+
+// fromAgentService is the instance an agent's copy describes.
+func fromAgentService(s *api.AgentService) beacon.Instance {
+	tagged, _ := beacon.CompactTaggedAddresses(s.Address, s.Port, true, fromAPIAddresses(s.TaggedAddresses), nil)
+	return beacon.Instance{
+		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
+		Weights:         beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
+		TaggedAddresses: tagged,
+	}
 }
 
 // AgentService returns the instance as the agent holds it, through
@@ -225,10 +249,7 @@ func (c *Client) AgentService(ctx context.Context, id string) (beacon.Instance, 
 	if s == nil || s.ID == "" {
 		return beacon.Instance{}, fmt.Errorf("consulkit: agent service %q: %w: no ID in the answer", id, beacon.ErrMalformedResponse)
 	}
-	return beacon.Instance{
-		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
-		Weights: beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
-	}, nil
+	return fromAgentService(s), nil
 }
 
 var _ beacon.AgentServiceWatcher = (*Client)(nil)
@@ -254,8 +275,5 @@ func (c *Client) WatchAgentService(ctx context.Context, id, hash string, wait ti
 	if s == nil || s.ID == "" || meta == nil || meta.LastContentHash == "" {
 		return beacon.Instance{}, "", fmt.Errorf("consulkit: watch agent service %q: %w: no ID or content hash in the answer", id, beacon.ErrMalformedResponse)
 	}
-	return beacon.Instance{
-		ID: s.ID, Service: s.Service, Address: s.Address, Port: s.Port, Tags: s.Tags, Meta: s.Meta,
-		Weights: beacon.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning},
-	}, meta.LastContentHash, nil
+	return fromAgentService(s), meta.LastContentHash, nil
 }

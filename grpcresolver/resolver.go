@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
-	"strconv"
 	"sync"
 
 	"google.golang.org/grpc/attributes"
@@ -104,7 +102,7 @@ func entries(insts []beacon.Instance) []entry {
 		if in.Address == "" || in.Port <= 0 {
 			continue
 		}
-		set = append(set, entry{addr: net.JoinHostPort(in.Address, strconv.Itoa(in.Port)), key: in.Key()})
+		set = append(set, entry{addr: in.HostPort(), key: in.Key()})
 	}
 	slices.SortFunc(set, func(a, b entry) int {
 		return cmp.Or(cmp.Compare(a.addr, b.addr), cmp.Compare(a.key.Node, b.key.Node), cmp.Compare(a.key.ID, b.key.ID))

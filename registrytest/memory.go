@@ -440,6 +440,7 @@ func cloneRegistration(r beacon.Registration) beacon.Registration {
 	r.Tags = slices.Clone(r.Tags)
 	r.Meta = maps.Clone(r.Meta)
 	r.Checks = slices.Clone(r.Checks)
+	r.TaggedAddresses = maps.Clone(r.TaggedAddresses)
 	return r
 }
 
@@ -507,9 +508,11 @@ func (m *Memory) AgentService(ctx context.Context, id string) (beacon.Instance, 
 		return beacon.Instance{}, fmt.Errorf("registrytest: agent service %q: %w", id, err)
 	}
 	r := s.reg
+	tagged, _ := beacon.CompactTaggedAddresses(r.Address, r.Port, true, r.TaggedAddresses, nil)
 	return beacon.Instance{
 		ID: r.ID, Service: r.Service, Address: r.Address, Port: r.Port,
 		Tags: slices.Clone(r.Tags), Meta: maps.Clone(r.Meta), Weights: r.Weights,
+		TaggedAddresses: tagged,
 	}, nil
 }
 
@@ -567,11 +570,13 @@ func (m *Memory) instances(q beacon.Query) []beacon.Instance {
 		if h != beacon.HealthPassing && !q.IncludeUnhealthy {
 			continue
 		}
+		addr := cmp.Or(r.Address, memoryAddress)
+		tagged, _ := beacon.CompactTaggedAddresses(addr, r.Port, r.Address != "", r.TaggedAddresses, nil) // the node has none
 		out = append(out, beacon.Instance{
 			ID: r.ID, Service: r.Service, Node: MemoryNode,
-			Address: cmp.Or(r.Address, memoryAddress), Port: r.Port,
+			Address: addr, Port: r.Port,
 			Tags: slices.Clone(r.Tags), Meta: maps.Clone(r.Meta), Weights: r.Weights,
-			Health: h,
+			Health: h, TaggedAddresses: tagged,
 		})
 	}
 	slices.SortFunc(out, func(a, b beacon.Instance) int { return cmp.Compare(a.ID, b.ID) })

@@ -183,5 +183,6 @@ func sameInstance(got, want beacon.Instance) bool {
 	return got.ID == want.ID && got.Service == want.Service && got.Node == want.Node &&
 		got.Address == want.Address && got.Port == want.Port &&
 		slices.Equal(got.Tags, want.Tags) && maps.Equal(got.Meta, want.Meta) &&
-		got.Weights == want.Weights && got.Health == want.Health
+		got.Weights == want.Weights && got.Health == want.Health &&
+		maps.Equal(got.TaggedAddresses, want.TaggedAddresses) && maps.Equal(got.NodeTaggedAddresses, want.NodeTaggedAddresses)
 }

@@ -47,6 +47,11 @@ func (s suite) testValidation(t *testing.T) {
 			r.Checks = []beacon.Check{{TTL: time.Minute}, {HTTP: "http://127.0.0.1:1/"}}
 			return r
 		}(), "Checks[1].Interval"},
+		{"TaggedAddressNotIPv4", func() beacon.Registration {
+			r := valid("inv-tagged")
+			r.TaggedAddresses = map[string]beacon.ServiceAddress{beacon.TaggedWANIPv4: {Address: "2001:db8::1"}}
+			return r
+		}(), `TaggedAddresses["wan_ipv4"].Address`},
 		{"DeregisterCriticalAfterBelowMinute", func() beacon.Registration {
 			r := valid("inv-dereg")
 			r.Checks = []beacon.Check{{TTL: time.Minute, DeregisterCriticalAfter: 30 * time.Second}}

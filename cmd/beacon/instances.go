@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -80,17 +79,10 @@ func writeInstanceTable(w interface{ Write([]byte) (int, error) }, insts []beaco
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tADDRESS\tHEALTH\tNODE\tTAGS\tMETA\tWEIGHTS")
 	for _, in := range insts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", in.ID, hostPort(in), in.Health, in.Node,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", in.ID, in.HostPort(), in.Health, in.Node,
 			orDash(strings.Join(in.Tags, ",")), orDash(metaString(in.Meta)), in.Weights.Passing, in.Weights.Warning)
 	}
 	return tw.Flush()
-}
-
-func hostPort(in beacon.Instance) string {
-	if strings.Contains(in.Address, ":") {
-		return "[" + in.Address + "]:" + strconv.Itoa(in.Port)
-	}
-	return in.Address + ":" + strconv.Itoa(in.Port)
 }
 
 func metaString(m map[string]string) string {

@@ -220,7 +220,7 @@ func sorted(insts []beacon.Instance) []beacon.Instance {
 }
 
 func describe(in beacon.Instance) string {
-	s := fmt.Sprintf("%s %s %s node=%s", in.ID, hostPort(in), in.Health, in.Node)
+	s := fmt.Sprintf("%s %s %s node=%s", in.ID, in.HostPort(), in.Health, in.Node)
 	if len(in.Tags) > 0 {
 		s += " tags=" + strings.Join(in.Tags, ",")
 	}
@@ -249,8 +249,8 @@ func diffInstances(prev, next []beacon.Instance) []string {
 		if p.Health != in.Health {
 			changes = append(changes, fmt.Sprintf("health %s -> %s", p.Health, in.Health))
 		}
-		if hostPort(p) != hostPort(in) {
-			changes = append(changes, fmt.Sprintf("address %s -> %s", hostPort(p), hostPort(in)))
+		if p.HostPort() != in.HostPort() {
+			changes = append(changes, fmt.Sprintf("address %s -> %s", p.HostPort(), in.HostPort()))
 		}
 		if !slices.Equal(p.Tags, in.Tags) {
 			changes = append(changes, fmt.Sprintf("tags %s -> %s", orDash(strings.Join(p.Tags, ",")), orDash(strings.Join(in.Tags, ","))))

@@ -341,7 +341,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("could not register with Consul within %v: %w", o.startTimeout, err)
 	}
 	log.Info("registered", "id", o.id, "service", o.name, "address", o.advertise, "port", o.port, "agent", k.Status().Agent, "took", time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(stdout, "sayhello %s serving on %s, registered as %s:%d\n", o.id, ln.Addr(), o.advertise, o.port)
+	fmt.Fprintf(stdout, "sayhello %s serving on %s, registered as %s\n", o.id, ln.Addr(), beacon.JoinHostPort(o.advertise, o.port))
 
 	select {
 	case <-ctx.Done():
