@@ -8,7 +8,7 @@ PATH_CONSUL := $(shell command -v consul 2>/dev/null)
 CONSUL_BIN  ?= $(if $(PATH_CONSUL),$(PATH_CONSUL),$(CURDIR)/bin/consul)
 export CONSUL_BIN
 
-.PHONY: all test vet fuzz faults faults-stress consul demo build clean
+.PHONY: all test vet fuzz faults faults-stress consul demo demo-federation build clean
 
 all: build
 
@@ -91,6 +91,11 @@ faults-stress: consul
 
 demo: consul
 	@CONSUL_BIN=$(CONSUL_BIN) bash scripts/demo.sh
+
+# Two federated datacenters, SayHello in both, a caller in dc1 failing over
+# to dc2 when dc1's instances are killed (the command is printed).
+demo-federation: consul
+	@CONSUL_BIN=$(CONSUL_BIN) bash scripts/demo-federation.sh
 
 clean:
 	rm -rf bin

@@ -71,6 +71,19 @@
 //	cfg := f.DC("dc1").Clients[0].Config() // Query{Datacenter: "dc2"} reads dc2 through it
 //	f.KillServers(t, "dc2")
 //
+// A datacenter can also be paused (SIGSTOP: connections accepted, nothing
+// answered) or cut off by a real network partition: nftables rules that
+// drop every packet between its nodes' addresses and the others', removed
+// by Heal or when the test ends. Partition skips the test with one line
+// where it cannot work (no nft command, no CAP_NET_ADMIN, or agents that
+// share 127.0.0.1; see CanPartition):
+//
+//	f.PauseServers(t, "dc2")
+//	f.ResumeServers(t, "dc2") // continued, WAN-rejoined, reachable again
+//	p := f.Partition(t, "dc2")
+//	// ... ?dc=dc2 reads through dc1 time out; each side works alone ...
+//	p.Heal(t)
+//
 // Every agent is killed when its test ends. On Linux agents also run in a
 // process group of their own and are killed by the kernel when the test
 // binary dies (a -timeout panic, SIGKILL), so none outlives the test run.

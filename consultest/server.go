@@ -449,15 +449,24 @@ func (s *Server) Stop() {
 // does nothing when no agent runs. Stop and Restart work on a paused agent.
 // Pause needs Linux; elsewhere it panics.
 func (s *Server) Pause() {
+	if err := s.pause(); err != nil {
+		panic(err.Error())
+	}
+}
+
+func (s *Server) pause() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil || s.proc.exited() {
-		return
+		return nil
 	}
-	if err := signalProcess(s.proc.cmd, true); err != nil {
-		panic(fmt.Sprintf("consultest: pausing agent %s: %v", s.Name, err))
-	}
+	// Marked paused even on error: the signal may have been sent, and
+	// continuing a running process does nothing.
 	s.paused = true
+	if err := signalProcess(s.proc.cmd, true); err != nil {
+		return fmt.Errorf("consultest: pausing agent %s: %w", s.Name, err)
+	}
+	return nil
 }
 
 // Resume continues a paused agent (SIGCONT). It does nothing when the agent
@@ -858,7 +867,12 @@ func (s *Server) stopLocked() {
 	if s.proc == nil {
 		return
 	}
-	killProcess(s.proc.cmd) // SIGKILL ends a stopped (paused) process too
+	if s.paused {
+		// SIGKILL ends a stopped process too; continuing it first leaves
+		// no stopped process behind should the kill fail for any reason.
+		_ = signalProcess(s.proc.cmd, false)
+	}
+	killProcess(s.proc.cmd)
 	<-s.proc.done
 	s.proc = nil
 	s.paused = false

@@ -12,28 +12,47 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/internal/lru"
 )
 
 // instanceJSON is what /discovery returns per instance: the tutorial's
 // InstanceInfo keys, in Consul's casing.
+// Datacenter and FailedOver say where the answer came from: Datacenter is
+// omitted for the agent's own datacenter, FailedOver when the service's
+// failover policy (-failover) did not move it to another one.
 type instanceJSON struct {
-	ID      string
-	Service string
-	Address string
-	Port    int
-	Tags    []string
-	Meta    map[string]string
-	Weights struct{ Passing, Warning int }
+	ID         string
+	Service    string
+	Address    string
+	Port       int
+	Tags       []string
+	Meta       map[string]string
+	Weights    struct{ Passing, Warning int }
+	Datacenter string `json:",omitempty"`
+	FailedOver bool   `json:",omitempty"`
 }
 
 type handler struct {
 	id    string
 	cache *discovery.Cache
 	log   *slog.Logger
+	// remote holds the watches of /discovery?dc= reads, as the cache's
+	// Snapshot holds those of its own datacenter: later reads touch no
+	// network, and the least recently used is closed past maxRemote.
+	remote *lru.Map[remoteKey, *discovery.Watcher]
 }
 
+// remoteKey is a service in a named datacenter.
+type remoteKey struct{ service, dc string }
+
+// maxRemote bounds the /discovery?dc= watches a sayhello keeps open.
+const maxRemote = 32
+
+// newHandler returns sayhello's HTTP handler. The watches it opens end
+// with cache.
 func newHandler(id string, cache *discovery.Cache, metrics http.Handler, log *slog.Logger) http.Handler {
-	h := &handler{id: id, cache: cache, log: log}
+	h := &handler{id: id, cache: cache, log: log,
+		remote: lru.New(maxRemote, func(_ remoteKey, w *discovery.Watcher) { w.Close() })}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /health", h.health)
@@ -89,24 +108,34 @@ func checkQuery(next http.Handler) http.Handler {
 	})
 }
 
-// serviceNameParam reads /discovery's query: exactly one parameter,
-// serviceName, a valid service name. Errors match errQuery or
+// discoveryParams reads /discovery's query: serviceName, a valid service
+// name, and optionally dc, a datacenter name (letters, digits, '-', '_';
+// see beacon.ValidateDatacenter), nothing else. Errors match errQuery or
 // beacon.ErrInvalid.
-func serviceNameParam(raw string) (string, error) {
+func discoveryParams(raw string) (name, dc string, err error) {
 	v, err := parseQuery(raw)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for k := range v {
-		if k != "serviceName" {
-			return "", fmt.Errorf("%w: unknown parameter %.64q (only serviceName is understood)", errQuery, k)
+		if k != "serviceName" && k != "dc" {
+			return "", "", fmt.Errorf("%w: unknown parameter %.64q (only serviceName and dc are understood)", errQuery, k)
 		}
 	}
-	name := v.Get("serviceName")
+	name = v.Get("serviceName")
 	if err := beacon.ValidateServiceName(name); err != nil {
-		return "", fmt.Errorf("serviceName: %w", err)
+		return "", "", fmt.Errorf("serviceName: %w", err)
 	}
-	return name, nil
+	if d, ok := v["dc"]; ok {
+		if d[0] == "" {
+			return "", "", fmt.Errorf("dc: %w", &beacon.ValidationError{Field: "Datacenter", Reason: "empty (leave dc out for the agent's own datacenter)"})
+		}
+		if err := beacon.ValidateDatacenter(d[0]); err != nil {
+			return "", "", fmt.Errorf("dc: %w", err)
+		}
+		dc = d[0]
+	}
+	return name, dc, nil
 }
 
 func (h *handler) health(w http.ResponseWriter, _ *http.Request) {
@@ -118,29 +147,48 @@ func (h *handler) sayHello(w http.ResponseWriter, _ *http.Request) {
 }
 
 // discovery answers from the watching cache: the first request for a
-// service waits for Consul's first answer; later ones touch no network.
-// While Consul is unreachable the last good answer is served, marked stale.
+// service (in a datacenter) waits for Consul's first answer; later ones
+// touch no network. While Consul is unreachable the last good answer is
+// served, marked stale. Without dc the cache's failover policy decides
+// which datacenter serves; with dc that datacenter does, read through the
+// local agent.
 func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
-	name, err := serviceNameParam(r.URL.RawQuery)
+	name, dc, err := discoveryParams(r.URL.RawQuery)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	snap, err := h.cache.Snapshot(ctx, name)
+	var snap *discovery.Snapshot
+	if dc == "" {
+		snap, err = h.cache.Snapshot(ctx, name)
+	} else {
+		snap, err = h.remoteSnapshot(ctx, name, dc)
+	}
 	if err != nil {
-		h.log.Error("discovery failed", "service", name, "err", err)
-		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		h.log.Error("discovery failed", "service", name, "dc", dc, "err", err)
+		code := http.StatusBadGateway
+		if errors.Is(err, beacon.ErrInvalid) {
+			code = http.StatusBadRequest
+		}
+		writeJSON(w, code, map[string]string{"error": err.Error()})
 		return
 	}
 	if snap.Err != nil {
 		w.Header().Set("X-Beacon-Stale", "true")
 		w.Header().Set("X-Beacon-Age", snap.Age().Round(time.Millisecond).String())
 	}
+	if snap.Datacenter != "" {
+		w.Header().Set("X-Beacon-Datacenter", snap.Datacenter)
+	}
+	if snap.FailedOver {
+		w.Header().Set("X-Beacon-Failed-Over", "true")
+	}
 	out := make([]instanceJSON, 0, len(snap.Instances))
 	for _, in := range snap.Instances {
-		j := instanceJSON{ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta}
+		j := instanceJSON{ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta,
+			Datacenter: snap.Datacenter, FailedOver: snap.FailedOver}
 		j.Weights.Passing, j.Weights.Warning = in.Weights.Passing, in.Weights.Warning
 		if j.Tags == nil {
 			j.Tags = []string{}
@@ -151,6 +199,25 @@ func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 		out = append(out, j)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// remoteSnapshot is the cache's Snapshot for service in datacenter dc.
+func (h *handler) remoteSnapshot(ctx context.Context, service, dc string) (*discovery.Snapshot, error) {
+	k := remoteKey{service, dc}
+	wt, ok := h.remote.Get(k)
+	if !ok {
+		nw, err := h.cache.Watch(beacon.Query{Service: service, Datacenter: dc})
+		if err != nil {
+			return nil, err
+		}
+		if wt, ok = h.remote.Add(k, nw); !ok {
+			nw.Close() // another request added it meanwhile
+		}
+	}
+	if s := wt.Snapshot(); s != nil && s.Source != discovery.SourceNone {
+		return s, nil
+	}
+	return wt.Wait(ctx)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -26,6 +26,12 @@ func TestHandlersRefuseBadQueries(t *testing.T) {
 		"/discovery?serviceName=web&serviceName=db",
 		"/discovery?serviceName=web&servicename=db",
 		"/discovery?serviceName=web&x",
+		"/discovery?serviceName=web&dc=",
+		"/discovery?serviceName=web&dc=dc%2F2",
+		"/discovery?serviceName=web&dc=dc.2",
+		"/discovery?serviceName=web&dc=dc2&dc=dc3",
+		"/discovery?serviceName=web&dc=dc2&x=1",
+		"/discovery?dc=dc2",
 		"/discovery?serviceName=%zz",
 		"/discovery?serviceName=web;x=1",
 		"/discovery?serviceName=" + strings.Repeat("a", 2000),
@@ -87,32 +93,44 @@ func TestDiscoveryErrorNamesCharacter(t *testing.T) {
 }
 
 // FuzzServiceNameParam: /discovery's query either yields a valid service
-// name it holds once, or a typed error.
+// name it holds once, and a valid datacenter it holds once or none, or a
+// typed error.
 func FuzzServiceNameParam(f *testing.F) {
 	for _, seed := range []string{
 		"serviceName=SayHello", "", "serviceName=", "serviceName=a%2Fb", "serviceName=web&serviceName=db",
 		"serviceName=%zz", "serviceName=web;x", "serviceName=web&x=1", "serviceName=" + strings.Repeat("a", 64),
 		"serviceName=web&", "&&serviceName=web", "serviceName=w%65b", "serviceName=web+",
+		"serviceName=web&dc=dc2", "dc=dc2", "serviceName=web&dc=", "serviceName=web&dc=dc.2", "serviceName=web&dc=dc2&dc=dc3",
+		"dc=a_b-C9&serviceName=web", "serviceName=web&dc=%E4%BD%A0", "serviceName=web&dc=" + strings.Repeat("d", 64),
 	} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		name, err := serviceNameParam(raw)
+		name, dc, err := discoveryParams(raw)
 		if err != nil {
 			if !errors.Is(err, errQuery) && !errors.Is(err, beacon.ErrInvalid) {
-				t.Fatalf("serviceNameParam(%q) = %v, want an error matching errQuery or beacon.ErrInvalid", raw, err)
+				t.Fatalf("discoveryParams(%q) = %v, want an error matching errQuery or beacon.ErrInvalid", raw, err)
 			}
-			if name != "" {
-				t.Fatalf("serviceNameParam(%q) = %q with error %v, want no name", raw, name, err)
+			if name != "" || dc != "" {
+				t.Fatalf("discoveryParams(%q) = %q, %q with error %v, want neither", raw, name, dc, err)
 			}
 			return
 		}
 		if err := beacon.ValidateServiceName(name); err != nil || len(raw) > maxQueryBytes {
-			t.Fatalf("serviceNameParam(%q) = %q, accepted; ValidateServiceName: %v", raw, name, err)
+			t.Fatalf("discoveryParams(%q) = %q, accepted; ValidateServiceName: %v", raw, name, err)
 		}
 		v, perr := url.ParseQuery(raw)
-		if perr != nil || len(v) != 1 || len(v["serviceName"]) != 1 || v["serviceName"][0] != name {
-			t.Fatalf("serviceNameParam(%q) = %q; url.ParseQuery: %v, %v", raw, name, v, perr)
+		if perr != nil || len(v["serviceName"]) != 1 || v["serviceName"][0] != name {
+			t.Fatalf("discoveryParams(%q) = %q; url.ParseQuery: %v, %v", raw, name, v, perr)
+		}
+		switch {
+		case len(v) == 1 && dc == "":
+		case len(v) == 2 && len(v["dc"]) == 1 && v["dc"][0] == dc && dc != "":
+			if err := beacon.ValidateDatacenter(dc); err != nil {
+				t.Fatalf("discoveryParams(%q) = dc %q, accepted; ValidateDatacenter: %v", raw, dc, err)
+			}
+		default:
+			t.Fatalf("discoveryParams(%q) = %q, %q; url.ParseQuery: %v", raw, name, dc, v)
 		}
 	})
 }

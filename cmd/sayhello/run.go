@@ -46,6 +46,10 @@ type options struct {
 	ttl, drain                                       time.Duration
 	call, snapshotFile                               string
 	n                                                int
+	interval                                         time.Duration
+	// failover is the discovery cache's policy (-failover,
+	// -failover-nearest, -failover-hold-down); zero without one.
+	failover discovery.Failover
 }
 
 // parseFlags reads the command line. -h prints the usage on stdout and
@@ -82,10 +86,19 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at shutdown, how long to keep serving after leaving the passing list")
 	fs.StringVar(&o.call, "call", "", "instead of serving, call `service`'s /sayHello through Beacon's RoundTripper and print who answered")
 	fs.IntVar(&o.n, "n", 10, "with -call: how many calls")
+	fs.DurationVar(&o.interval, "interval", 0, "with -call: pause between calls (Ctrl-C stops the calls early)")
 	fs.StringVar(&o.snapshotFile, "snapshot-file", "", "keep discovery's last good answers in this file and use them at start if Consul is unreachable")
+	// Read after Parse: the flag package would flatten the typed error.
+	var failover []string
+	fs.Func("failover", "`datacenters`, comma-separated, in order: /discovery and -call turn to the first with passing instances when this agent's datacenter has none", func(s string) error {
+		failover = append(failover, s)
+		return nil
+	})
+	fs.IntVar(&o.failover.NearestN, "failover-nearest", 0, "fail over also to the `N` datacenters nearest by WAN round-trip time, after -failover's")
+	fs.DurationVar(&o.failover.HoldDown, "failover-hold-down", 0, "how long this datacenter must have passing instances again before calls come back (default "+discovery.DefaultHoldDown.String()+")")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, "Usage: sayhello [flags]\n\nServes /health, /sayHello, /discovery?serviceName= and /metrics, registered in\nConsul while it runs; with -call, calls a service instead.\n\nFlags:\n")
+			fmt.Fprint(stdout, "Usage: sayhello [flags]\n\nServes /health, /sayHello, /discovery?serviceName=[&dc=] and /metrics, registered\nin Consul while it runs; with -call, calls a service instead.\n\nFlags:\n")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return o, err
@@ -97,6 +110,19 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.port < 1 || o.port > 65535 {
 		return o, usageError{fmt.Errorf("-port %d is outside 1–65535", o.port)}
+	}
+	for _, s := range failover {
+		dcs, err := parseDatacenters(s)
+		if err != nil {
+			return o, usageError{fmt.Errorf("-failover %.80q: %w", s, err)}
+		}
+		o.failover.Datacenters = append(o.failover.Datacenters, dcs...)
+	}
+	if err := checkFailover(o.failover); err != nil {
+		return o, usageError{err}
+	}
+	if o.interval < 0 {
+		return o, usageError{fmt.Errorf("-interval %v: want 0 or more", o.interval)}
 	}
 	if backends[o.backend] == nil {
 		return o, usageError{fmt.Errorf("-backend %q: this build has %s", o.backend, backendNames())}
@@ -137,6 +163,52 @@ func parseMetaPair(s string) (key, value string, err error) {
 	return k, v, nil
 }
 
+// parseDatacenters reads a -failover value: datacenter names separated by
+// commas, spaces around each trimmed. An empty name or one Consul would
+// refuse is a *beacon.ValidationError.
+func parseDatacenters(s string) ([]string, error) {
+	var dcs []string
+	for _, dc := range strings.Split(s, ",") {
+		dc = strings.TrimSpace(dc)
+		if dc == "" {
+			return nil, &beacon.ValidationError{Field: "Datacenter", Reason: "empty name in the list"}
+		}
+		if err := beacon.ValidateDatacenter(dc); err != nil {
+			return nil, err
+		}
+		dcs = append(dcs, dc)
+	}
+	return dcs, nil
+}
+
+// checkFailover refuses what the failover flags cannot mean: a datacenter
+// listed twice, a negative count or hold-down, a hold-down or nearest
+// count with nowhere to fail over to. Errors match beacon.ErrInvalid.
+func checkFailover(p discovery.Failover) error {
+	if p.NearestN < 0 {
+		return fmt.Errorf("-failover-nearest %d: %w", p.NearestN, &beacon.ValidationError{Field: "Failover", Reason: "want 0 or more"})
+	}
+	if p.HoldDown < 0 {
+		return fmt.Errorf("-failover-hold-down %v: %w", p.HoldDown, &beacon.ValidationError{Field: "Failover", Reason: "want 0 or more"})
+	}
+	if p.HoldDown > 0 && len(p.Datacenters) == 0 && p.NearestN == 0 {
+		return fmt.Errorf("-failover-hold-down: %w", &beacon.ValidationError{Field: "Failover", Reason: "needs -failover or -failover-nearest"})
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("-failover: %w", err)
+	}
+	return nil
+}
+
+// cacheOptions are the discovery options both modes share.
+func cacheOptions(o options, log *slog.Logger) []discovery.Option {
+	opts := []discovery.Option{discovery.WithBackend(backends[o.backend]), discovery.WithLogger(log)}
+	if len(o.failover.Datacenters) > 0 || o.failover.NearestN > 0 {
+		opts = append(opts, discovery.WithFailover(o.failover))
+	}
+	return opts
+}
+
 // outboundIP is the address other hosts reach this one on, as the tutorial's
 // GetLocalIpAddress: the source address of a route to a public IP. A UDP
 // "connection" sends nothing. Without such a route, loopback.
@@ -170,7 +242,9 @@ func consulConfig(o options) (consul.Config, error) {
 
 // callService is the example client: it calls http://<service>/sayHello
 // through the discovery cache and the RoundTripper, round robin, and
-// prints which instance answered each call.
+// prints which instance answered each call; with a failover policy, also
+// which datacenter the service's watch was serving just after the call.
+// Interrupted (ctx ends), it stops calling and returns nil.
 func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Writer, log *slog.Logger) error {
 	if err := beacon.ValidateServiceName(o.call); err != nil {
 		return usageError{fmt.Errorf("-call: %w", err)}
@@ -178,34 +252,83 @@ func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Wr
 	if o.n < 1 {
 		return usageError{fmt.Errorf("-n %d: want at least 1", o.n)}
 	}
-	cache, err := discovery.New(cfg, discovery.WithBackend(backends[o.backend]), discovery.WithLogger(log))
+	cache, err := discovery.New(cfg, cacheOptions(o, log)...)
 	if err != nil {
 		return err
 	}
 	defer cache.Close()
 	tr := httpclient.New(cache, httpclient.WithLogger(log))
 	defer tr.Close()
+	// The RoundTripper's own watch of the service, shared: it says which
+	// datacenter the calls go to.
+	var served *discovery.Watcher
+	if len(o.failover.Datacenters) > 0 || o.failover.NearestN > 0 {
+		if served, err = cache.Watch(beacon.Query{Service: o.call}); err != nil {
+			return err
+		}
+		defer served.Close()
+	}
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	failed := 0
+	failed, made := 0, 0
+	var pause *time.Timer
 	for i := 1; i <= o.n; i++ {
+		if i > 1 && o.interval > 0 {
+			if pause == nil {
+				pause = time.NewTimer(o.interval)
+				defer pause.Stop()
+			} else {
+				pause.Reset(o.interval)
+			}
+			select {
+			case <-ctx.Done():
+			case <-pause.C:
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+o.call+"/sayHello", nil)
 		if err != nil {
 			return err
 		}
 		resp, err := client.Do(req)
+		if ctx.Err() != nil {
+			if err == nil {
+				resp.Body.Close()
+			}
+			break // interrupted mid-call: not a failure of the service
+		}
+		made++
 		if err != nil {
 			failed++
-			fmt.Fprintf(stdout, "%d: error: %v\n", i, err)
+			fmt.Fprintf(stdout, "%d: error: %v%s\n", i, err, servedBy(served))
 			continue
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 		resp.Body.Close()
-		fmt.Fprintf(stdout, "%d: %s %d %s\n", i, resp.Request.URL.Host, resp.StatusCode, strings.TrimSpace(string(body)))
+		fmt.Fprintf(stdout, "%d: %s %d %s%s\n", i, resp.Request.URL.Host, resp.StatusCode, strings.TrimSpace(string(body)), servedBy(served))
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d calls failed", failed, o.n)
+		return fmt.Errorf("%d of %d calls failed", failed, made)
 	}
 	return nil
+}
+
+// servedBy describes the datacenter w's snapshot comes from, " [local]"
+// or " [dc2, failed over]"; "" without a watch.
+func servedBy(w *discovery.Watcher) string {
+	if w == nil {
+		return ""
+	}
+	s := w.Snapshot()
+	switch {
+	case s == nil || s.Datacenter == "":
+		return " [local]"
+	case s.FailedOver:
+		return " [" + s.Datacenter + ", failed over]"
+	default:
+		return " [" + s.Datacenter + "]"
+	}
 }
 
 // selfProbe is the keeper's health function: a GET of this process's own
@@ -291,7 +414,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	metrics := prommetrics.New()
-	dopts := []discovery.Option{discovery.WithBackend(backends[o.backend]), discovery.WithLogger(log), discovery.WithMetrics(metrics)}
+	dopts := append(cacheOptions(o, log), discovery.WithMetrics(metrics))
 	if o.snapshotFile != "" {
 		dopts = append(dopts, discovery.WithSnapshotFile(o.snapshotFile))
 	}

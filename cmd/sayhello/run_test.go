@@ -9,6 +9,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/discovery"
 )
 
 func TestUsageErrors(t *testing.T) {
@@ -22,6 +26,16 @@ func TestUsageErrors(t *testing.T) {
 		{"-name", "bad\x01name", "-consul", "127.0.0.1:1"},
 		{"-name", "", "-consul", "127.0.0.1:1"},
 		{"-meta", "consul-x=1", "-consul", "127.0.0.1:1"},
+		{"-failover", "", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc2,,dc3", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc/2", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc.2", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc2,dc2", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc2", "-failover", "dc2", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc2", "-failover-nearest", "-1", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc2", "-failover-hold-down", "-1s", "-consul", "127.0.0.1:1"},
+		{"-failover-hold-down", "5s", "-consul", "127.0.0.1:1"},
+		{"-failover", "dc2", "-call", "SayHello", "-interval", "-1s", "-consul", "127.0.0.1:1"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, &stdout, &stderr)
@@ -66,10 +80,40 @@ func TestFlagValues(t *testing.T) {
 	}
 }
 
+// TestFailoverFlags: -failover lists datacenters in order, repeatable,
+// spaces trimmed; bad values are usage errors matching beacon.ErrInvalid.
+func TestFailoverFlags(t *testing.T) {
+	o, err := parseFlags([]string{"-failover", " dc2, dc3 ", "-failover", "eu-west_1", "-failover-nearest", "2", "-failover-hold-down", "3s"}, io.Discard)
+	if err != nil {
+		t.Fatalf("parseFlags = %v, want no error", err)
+	}
+	want := discovery.Failover{Datacenters: []string{"dc2", "dc3", "eu-west_1"}, NearestN: 2, HoldDown: 3 * time.Second}
+	if !slices.Equal(o.failover.Datacenters, want.Datacenters) || o.failover.NearestN != want.NearestN || o.failover.HoldDown != want.HoldDown {
+		t.Errorf("parseFlags(-failover ...).failover = %+v, want %+v", o.failover, want)
+	}
+	if o, err := parseFlags(nil, io.Discard); err != nil || o.failover.Datacenters != nil || o.failover.NearestN != 0 || len(cacheOptions(o, nil)) != 2 {
+		t.Errorf("parseFlags() = %+v, %v; want no failover policy", o.failover, err)
+	}
+	for _, args := range [][]string{
+		{"-failover", "dc2,,dc3"},
+		{"-failover", "dc 2"},
+		{"-failover", "dc2,dc2"},
+		{"-failover", "dc2", "-failover-nearest", "-1"},
+		{"-failover-hold-down", "5s"},
+	} {
+		_, err := parseFlags(args, io.Discard)
+		var ue usageError
+		if !errors.As(err, &ue) || !errors.Is(err, beacon.ErrInvalid) {
+			t.Errorf("parseFlags(%q) = %v, want a usage error matching beacon.ErrInvalid", args, err)
+		}
+	}
+}
+
 // FuzzFlagValues: -tags and -meta values split into what was written, and
-// nothing else.
+// nothing else; -failover values into valid datacenter names or a typed
+// error.
 func FuzzFlagValues(f *testing.F) {
-	for _, s := range []string{"a,b", " a , ,b,", "", ",", "k=v", "k=", "=v", "k", "k=v=w,x", "\x00=\xff", "é=é"} {
+	for _, s := range []string{"a,b", " a , ,b,", "", ",", "k=v", "k=", "=v", "k", "k=v=w,x", "\x00=\xff", "é=é", "dc2,dc3", " dc2 ,dc-3_x", "dc.2"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -81,6 +125,21 @@ func FuzzFlagValues(f *testing.F) {
 		}
 		if again := splitTags(strings.Join(tags, ",")); !slices.Equal(again, tags) {
 			t.Fatalf("splitTags(%q) = %q, but its join splits into %q", s, tags, again)
+		}
+		dcs, err := parseDatacenters(s)
+		if err != nil {
+			if !errors.Is(err, beacon.ErrInvalid) || dcs != nil {
+				t.Fatalf("parseDatacenters(%q) = %q, %v; want no names and an error matching beacon.ErrInvalid", s, dcs, err)
+			}
+		} else {
+			for _, dc := range dcs {
+				if dc == "" || strings.ContainsAny(dc, ", ") || beacon.ValidateDatacenter(dc) != nil {
+					t.Fatalf("parseDatacenters(%q) = %q: %q is empty, holds a comma or space, or is invalid", s, dcs, dc)
+				}
+			}
+			if again, err := parseDatacenters(strings.Join(dcs, ",")); err != nil || !slices.Equal(again, dcs) {
+				t.Fatalf("parseDatacenters(%q) = %q, but its join parses into %q, %v", s, dcs, again, err)
+			}
 		}
 		k, v, err := parseMetaPair(s)
 		if err != nil {

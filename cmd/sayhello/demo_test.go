@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/internal/testutil"
+)
+
+// TestDemoFederation runs make demo-federation's script as a person would:
+// it waits for calls answered in dc1, runs the kill command the script
+// prints, sees the calls move to dc2 and come back once the script has
+// started dc1's instances again, then interrupts it (SIGINT, as Ctrl-C)
+// and checks that it exits promptly with nothing it started left running.
+// The datacenters get random loopback addresses of their own, so the
+// script's fixed ports collide with nothing.
+func TestDemoFederation(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the script test needs Linux: loopback addresses beyond 127.0.0.1 and /proc")
+	}
+	for _, tool := range []string{"bash", "curl", "ps", "setsid"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the demo script needs %s: %v", tool, err)
+		}
+	}
+	consul := consultest.Binary(t)
+	ip1, ip2 := demoIP(t), demoIP(t)
+	for ip2 == ip1 {
+		ip2 = demoIP(t)
+	}
+
+	out := &testutil.Buffer{}
+	cmd := exec.Command("bash", filepath.Join("..", "..", "scripts", "demo-federation.sh"))
+	cmd.Env = append(os.Environ(), "CONSUL_BIN="+consul,
+		"BEACON_DEMO_DC1_IP="+ip1, "BEACON_DEMO_DC2_IP="+ip2,
+		"BEACON_DEMO_RESTART=3", "BEACON_DEMO_HOLD_DOWN=1s",
+		"BEACON_DEMO_SAYHELLO="+sayhelloCmd.Path(t))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			_ = cmd.Process.Signal(syscall.SIGTERM) // the script's own cleanup
+			select {
+			case <-done:
+			case <-time.After(deadline):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		}
+		// Whatever the script left behind is named by the test's
+		// addresses: report it, and kill it by pid.
+		for _, p := range procsNaming(ip1, ip2) {
+			t.Errorf("left running: %s", p.cmdline)
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			t.Logf("demo output:\n%s", out.String())
+		}
+	})
+
+	// after waits for a line matching re after the first n bytes of
+	// output, and returns the output's length then.
+	after := func(what string, n int, re string) int {
+		t.Helper()
+		rx := regexp.MustCompile(re)
+		var end int
+		testutil.Eventually(t, 60*time.Second, what, func() error {
+			s := out.String()
+			if loc := rx.FindStringIndex(s[n:]); loc != nil {
+				end = n + loc[1]
+				return nil
+			}
+			return fmt.Errorf("no line matching %q yet", re)
+		})
+		return end
+	}
+	start := time.Now()
+	n := after("calls answered in dc1", 0, `(?m)^\d+: \S+ 200 Hello from SayHello-dc1-\d+! \[local\]$`)
+	t.Logf("first call answered in dc1 %v after the start", time.Since(start).Round(time.Millisecond))
+	kill := regexp.MustCompile(`(?m)^\s+(kill \$\(cat \S+/dc1-\*\.pid\))$`).FindStringSubmatch(out.String())
+	if kill == nil {
+		t.Fatalf("the demo printed no kill command for dc1's instances")
+	}
+	if b, err := exec.Command("bash", "-c", kill[1]).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", kill[1], err, b)
+	}
+	killed := time.Now()
+	n = after("calls answered in dc2", n, `(?m)^\d+: \S+ 200 Hello from SayHello-dc2-\d+! \[dc2, failed over\]$`)
+	t.Logf("calls moved to dc2 %v after %q", time.Since(killed).Round(time.Millisecond), kill[1])
+	after("the demo restarting dc1's instances", n, `SayHello-dc1-\d+ stopped; the demo starts it again`)
+	after("calls answered in dc1 again", n, `(?m)^\d+: \S+ 200 Hello from SayHello-dc1-\d+! \[local\]$`)
+	t.Logf("calls back in dc1 %v after the kill (restart after 3s, hold-down 1s)", time.Since(killed).Round(time.Millisecond))
+
+	interrupted := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		exited = true
+		took := time.Since(interrupted)
+		t.Logf("the demo exited %v after SIGINT: %v", took.Round(time.Millisecond), err)
+		if err != nil || !strings.Contains(out.String(), "done: nothing left running") {
+			t.Errorf("the demo after SIGINT: %v, want exit 0 and its cleanup's last line", err)
+		}
+		if took > 15*time.Second {
+			t.Errorf("the demo took %v to stop after SIGINT, want a few seconds", took)
+		}
+	case <-time.After(deadline):
+		t.Fatalf("the demo did not exit within %v of SIGINT", deadline)
+	}
+	if left := procsNaming(ip1, ip2); len(left) > 0 {
+		t.Errorf("after the demo exited, %d processes naming its addresses still run", len(left))
+	}
+}
+
+// demoIP returns a random loopback address in 127.1.0.1–127.254.255.254
+// that can be bound, as consultest chooses its agents' addresses.
+func demoIP(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
+		if l, err := net.Listen("tcp", net.JoinHostPort(ip, "0")); err == nil {
+			l.Close()
+			return ip
+		}
+	}
+	t.Skip("this machine routes no loopback address but 127.0.0.1")
+	return ""
+}
+
+type procInfo struct {
+	pid     int
+	cmdline string
+}
+
+// procsNaming lists the processes whose command line names one of the
+// addresses (as an argument or the host of one).
+func procsNaming(ips ...string) []procInfo {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var found []procInfo
+	for _, f := range dirs {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		args := strings.Split(string(bytes.TrimRight(b, "\x00")), "\x00")
+		for _, a := range args {
+			host := a
+			if h, _, err := net.SplitHostPort(a); err == nil {
+				host = h
+			}
+			if slices.Contains(ips, host) {
+				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+				found = append(found, procInfo{pid, strings.Join(args, " ")})
+				break
+			}
+		}
+	}
+	return found
+}
