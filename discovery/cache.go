@@ -47,6 +47,7 @@ type options struct {
 	staleBound   time.Duration
 	failover     Failover
 	queryPoll    time.Duration
+	addrPolicy   beacon.AddressPolicy
 }
 
 // Option adjusts a Cache.
@@ -94,6 +95,14 @@ func WithMetrics(m Metrics) Option { return func(o *options) { o.metrics = m } }
 // WithAgentCache has the agent answer from its own cache (Query.Cached):
 // fewer queries reach the servers.
 func WithAgentCache() Option { return func(o *options) { o.cached = true } }
+
+// WithAddressPolicy chooses which of an instance's addresses snapshots
+// carry (Instance.Address and Port): by default (beacon.AddressByDatacenter)
+// an instance in another datacenter, found by a watch naming it or by a
+// failover, is reached at its WAN address (Instance.AddressFor, Consul's
+// translate_wan_addrs rule) and one in the local datacenter at its own
+// address; beacon.AddressAlwaysLAN and AddressAlwaysWAN fix the choice.
+func WithAddressPolicy(p beacon.AddressPolicy) Option { return func(o *options) { o.addrPolicy = p } }
 
 // WithStale lets any server answer (faster, works without a leader, may lag).
 func WithStale() Option { return func(o *options) { o.consistency = beacon.ConsistencyStale } }
@@ -643,7 +652,7 @@ func (c *Cache) publish(w *watch, r result) error {
 			next.Datacenter = w.q.Datacenter
 		}
 	} else {
-		insts := dedupe(applyPolicy(w, r.Instances)) // dedupe.go: one entry per endpoint
+		insts := dedupe(c.translate(applyPolicy(w, r.Instances), w.q.Datacenter != "")) // dedupe.go: one entry per endpoint
 		shareMeta(insts)
 		if prev != nil && prev.Err == nil && sameInstances(prev.Instances, insts) {
 			w.snap.Store(prev.refreshed(r.Meta.LastIndex, time.Now())) // fresher, unchanged: nobody is woken
@@ -662,6 +671,20 @@ func (c *Cache) publish(w *watch, r result) error {
 		return r.Err
 	}
 	return nil
+}
+
+// translate gives insts the addresses the address policy chooses for
+// instances of a remote datacenter or not (WithAddressPolicy). The LAN
+// scope keeps each instance's own address: what every snapshot held
+// before tagged addresses were read.
+func (c *Cache) translate(insts []beacon.Instance, remote bool) []beacon.Instance {
+	if c.o.addrPolicy.Scope(remote) != beacon.WAN {
+		return insts
+	}
+	for i := range insts {
+		insts[i] = insts[i].Translate(beacon.WAN)
+	}
+	return insts
 }
 
 // applyPolicy keeps the passing instances, or with the fallback policy the

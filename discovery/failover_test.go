@@ -252,3 +252,37 @@ func TestFailoverToTheNearest(t *testing.T) {
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	until(t, w, "failed over to the nearest, dc2", served("dc2", "web-2"))
 }
+
+// Instances of another datacenter are reached at their WAN address unless
+// the address policy says otherwise.
+func TestRemoteInstancesAtTheirWANAddress(t *testing.T) {
+	f, dc1, dc2 := federation(t)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if err := dc2.Register(ctx, beacon.Registration{
+		ID: "web-2", Service: "web", Address: "127.0.0.1", Port: testPort("web-2"),
+		TaggedAddresses: map[string]beacon.ServiceAddress{beacon.TaggedWAN: {Address: "127.0.0.9", Port: 7777}},
+		Checks:          []beacon.Check{{TTL: time.Hour, InitialStatus: beacon.HealthPassing}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	for _, tc := range []struct {
+		policy beacon.AddressPolicy
+		want   string
+	}{
+		{beacon.AddressByDatacenter, "127.0.0.9:7777"},
+		{beacon.AddressAlwaysLAN, beacon.JoinHostPort("127.0.0.1", testPort("web-2"))},
+	} {
+		c := newCache(t, f.DC("dc1").Config(), discovery.WithAddressPolicy(tc.policy), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
+		w, err := c.Watch(beacon.Query{Service: "web"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := until(t, w, "failed over to dc2", served("dc2", "web-2"))
+		if got := s.Instances[0].HostPort(); got != tc.want {
+			t.Errorf("policy %v: failed-over instance at %s, want %s", tc.policy, got, tc.want)
+		}
+		w.Close()
+	}
+}

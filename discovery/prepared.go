@@ -198,12 +198,12 @@ func (p *preparedRun) publish(res beacon.PreparedQueryResult, err error) {
 			next.Err = err
 		}
 	} else {
-		insts := dedupe(sortedByKey(res.Instances)) // Consul shuffles them
-		shareMeta(insts)
 		dc := ""
 		if res.Failovers > 0 {
 			dc = res.Datacenter
 		}
+		insts := dedupe(p.c.translate(sortedByKey(res.Instances), dc != "")) // Consul shuffles them
+		shareMeta(insts)
 		if prev != nil && prev.Err == nil && prev.Datacenter == dc && sameInstances(prev.Instances, insts) {
 			w.snap.Store(prev.refreshed(prev.Index, time.Now()))
 			w.once.Do(func() { close(w.ready) })
