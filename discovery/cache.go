@@ -314,7 +314,20 @@ func (c *Cache) Stats() []WatchStats {
 		}
 		out = append(out, st)
 	}
-	slices.SortFunc(out, func(a, b WatchStats) int { return strings.Compare(a.Service, b.Service) })
+	// By service; a failover watch before the watches it is made of, then
+	// by datacenter.
+	slices.SortFunc(out, func(a, b WatchStats) int {
+		if c := strings.Compare(a.Service, b.Service); c != 0 {
+			return c
+		}
+		if a.Failover != b.Failover {
+			if a.Failover {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Datacenter, b.Datacenter)
+	})
 	return out
 }
 

@@ -406,6 +406,13 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 	}
 	next.Datacenter, next.FailedOver = dc, dc != ""
 	f.from = s
+	child := f.local
+	if dc != "" {
+		child = f.remotes[dc]
+	}
+	if b, ok := child.w.backend.Load().(beacon.QueryBackend); ok {
+		w.backend.Store(b) // Stats shows the read path of the datacenter served
+	}
 	w.snap.Store(next)
 	w.once.Do(func() { close(w.ready) })
 	w.notify()

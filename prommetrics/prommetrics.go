@@ -20,14 +20,16 @@ import (
 // Collector is both the cache's Metrics sink and a Prometheus collector.
 type Collector struct {
 	requests, errors, resets, published, aclHidden, staleViews *prometheus.CounterVec
+	failovers                                                  *prometheus.CounterVec
 
-	age, instances, stale, backend *prometheus.Desc
-	cache                          atomic.Pointer[discovery.Cache]
+	age, instances, stale, backend, failedOver *prometheus.Desc
+	cache                                      atomic.Pointer[discovery.Cache]
 }
 
 var (
 	_ discovery.Metrics          = (*Collector)(nil)
 	_ discovery.StaleViewCounter = (*Collector)(nil)
+	_ discovery.FailoverObserver = (*Collector)(nil)
 	_ prometheus.Collector       = (*Collector)(nil)
 )
 
@@ -46,9 +48,13 @@ func New() *Collector {
 		published:  counter("snapshots_total", "Snapshots published after a change."),
 		aclHidden:  counter("acl_hidden_total", "Empty answers not believed because ACLs hide the service from the client's token; the last good snapshot was kept."),
 		staleViews: counter("stale_views_total", "Stale streaming views (Consul < 1.16, hashicorp/consul#16871) a watch was found serving and repaired with a plain read."),
-		age:        desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
-		instances:  desc("instances", "Instances in the current snapshot."),
-		stale:      desc("stale", "1 while the snapshot is served despite an error."),
+		failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "beacon", Subsystem: "discovery", Name: "failovers_total",
+			Help: "Moves of a failover watch off the local datacenter, by the datacenter it moved to."}, []string{"service", "datacenter"}),
+		failedOver: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "failed_over"),
+			"1 while a failover watch serves another datacenter than the local one, labelled with that datacenter.", []string{"service", "datacenter"}, nil),
+		age:       desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
+		instances: desc("instances", "Instances in the current snapshot."),
+		stale:     desc("stale", "1 while the snapshot is served despite an error."),
 		backend: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "query_backend"),
 			"1 for the agent backend that served the watch's last answer (X-Consul-Query-Backend: streaming or blocking-query).", []string{"service", "backend"}, nil),
 	}
@@ -75,6 +81,13 @@ func (c *Collector) ACLHidden(service string) { c.aclHidden.WithLabelValues(serv
 // StaleView implements discovery.StaleViewCounter.
 func (c *Collector) StaleView(service string) { c.staleViews.WithLabelValues(service).Inc() }
 
+// FailedOver implements discovery.FailoverObserver.
+func (c *Collector) FailedOver(service, dc string) {
+	if dc != "" {
+		c.failovers.WithLabelValues(service, dc).Inc()
+	}
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.requests.Describe(ch)
@@ -83,6 +96,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.published.Describe(ch)
 	c.aclHidden.Describe(ch)
 	c.staleViews.Describe(ch)
+	c.failovers.Describe(ch)
+	ch <- c.failedOver
 	ch <- c.age
 	ch <- c.instances
 	ch <- c.stale
@@ -97,6 +112,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.published.Collect(ch)
 	c.aclHidden.Collect(ch)
 	c.staleViews.Collect(ch)
+	c.failovers.Collect(ch)
 	cache := c.cache.Load()
 	if cache == nil {
 		return
@@ -104,7 +120,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	seen := map[string]bool{}
 	for _, st := range cache.Stats() {
 		if seen[st.Service] {
-			continue // one series per service, from its first watch
+			continue // one series per service, from its first watch (a failover watch comes first)
 		}
 		seen[st.Service] = true
 		stale := 0.0
@@ -114,6 +130,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, st.Age.Seconds(), st.Service)
 		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(st.Instances), st.Service)
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, st.Service)
+		if st.Failover && st.Datacenter != "" {
+			ch <- prometheus.MustNewConstMetric(c.failedOver, prometheus.GaugeValue, 1, st.Service, st.Datacenter)
+		}
 		if st.Backend != "" {
 			ch <- prometheus.MustNewConstMetric(c.backend, prometheus.GaugeValue, 1, st.Service, string(st.Backend))
 		}

@@ -1,0 +1,214 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consultest"
+	"github.com/beaconsd/beacon/discovery"
+	"github.com/beaconsd/beacon/internal/testutil"
+)
+
+// federation starts dc1 and dc2, one server each, with "web" registered
+// passing in both: web-1 in dc1, web-2 in dc2. It returns the registries
+// of each datacenter's agent.
+func federation(t *testing.T) (f *consultest.Federation, dc1, dc2 beacon.Registry) {
+	t.Helper()
+	f = consultest.NewFederation(t, consultest.FederationSpec{Datacenters: []consultest.DatacenterSpec{
+		{Name: "dc1", Servers: 1}, {Name: "dc2", Servers: 1},
+	}})
+	dc1 = registry(t, f.DC("dc1").Config())
+	dc2 = registry(t, f.DC("dc2").Config())
+	register(t, dc1, "web-1", "web", beacon.HealthPassing)
+	register(t, dc2, "web-2", "web", beacon.HealthPassing)
+	return f, dc1, dc2
+}
+
+func setHealth(t *testing.T, r beacon.Registry, id string, h beacon.Health) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if err := r.UpdateTTL(ctx, "service:"+id, h, ""); err != nil {
+		t.Fatalf("UpdateTTL(%q, %s) = %v", id, h, err)
+	}
+}
+
+func served(dc string, want ...string) func(*discovery.Snapshot) bool {
+	return func(s *discovery.Snapshot) bool {
+		return s.Datacenter == dc && s.FailedOver == (dc != "") && slices.Equal(ids(s), want)
+	}
+}
+
+func failoverStats(t *testing.T, c *discovery.Cache) discovery.WatchStats {
+	t.Helper()
+	for _, st := range c.Stats() {
+		if st.Failover {
+			return st
+		}
+	}
+	t.Fatalf("Stats() = %+v, want a failover watch", c.Stats())
+	return discovery.WatchStats{}
+}
+
+func TestFailoverAndBack(t *testing.T) {
+	f, dc1, _ := federation(t)
+	const holdDown = 2 * time.Second
+	moves := &moveRecorder{}
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithMetrics(moves), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	if n := c.Watching(); n != 2 {
+		t.Errorf("Watching() = %d while dc1 is healthy, want 2 (the failover watch and dc1's)", n)
+	}
+
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	s := until(t, w, "failed over to dc2", served("dc2", "web-2"))
+	if s.Err != nil {
+		t.Errorf("failed-over snapshot Err = %v, want nil", s.Err)
+	}
+	st := failoverStats(t, c)
+	if st.Datacenter != "dc2" || st.Failovers != 1 || st.FailoverReason == "" || st.FailoverSince.IsZero() {
+		t.Errorf("Stats() while failed over = %+v, want Datacenter dc2, Failovers 1, a reason and a time", st)
+	}
+
+	healthy := time.Now()
+	setHealth(t, dc1, "web-1", beacon.HealthPassing)
+	until(t, w, "back in dc1", served("", "web-1"))
+	if held := time.Since(healthy); held < holdDown {
+		t.Errorf("came back %v after dc1 was healthy again, want at least the hold-down %v", held, holdDown)
+	}
+	if st := failoverStats(t, c); st.Datacenter != "" || st.Failovers != 1 {
+		t.Errorf("Stats() after coming back = %+v, want Datacenter \"\", Failovers 1", st)
+	}
+	waitWatching(t, c, 2) // dc2's watch is closed once it is not needed
+	if got, want := moves.all(), []string{"web>dc2", "web>"}; !slices.Equal(got, want) {
+		t.Errorf("FailoverObserver saw %q, want %q", got, want)
+	}
+}
+
+// moveRecorder is Metrics that records FailedOver calls.
+type moveRecorder struct {
+	nopMetrics
+	mu    sync.Mutex
+	moves []string
+}
+
+func (m *moveRecorder) FailedOver(service, dc string) {
+	m.mu.Lock()
+	m.moves = append(m.moves, service+">"+dc)
+	m.mu.Unlock()
+}
+
+func (m *moveRecorder) all() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.moves)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Request(string)        {}
+func (nopMetrics) WatchError(string)     {}
+func (nopMetrics) IndexReset(string)     {}
+func (nopMetrics) Published(string, int) {}
+func (nopMetrics) ACLHidden(string)      {}
+
+// A local instance that passes for less than the hold-down does not bring
+// traffic back.
+func TestFailoverHoldDownIgnoresFlaps(t *testing.T) {
+	f, dc1, _ := federation(t)
+	const holdDown = 4 * time.Second
+	c := newCache(t, f.DC("dc1").Config())
+	w, err := c.Watch(beacon.Query{Service: "web"}, discovery.FailOver(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "failed over to dc2", served("dc2", "web-2"))
+
+	// Flap: passing for half the hold-down, as the local watch sees it,
+	// then critical, then passing for good.
+	local, err := c.Watch(beacon.Query{Service: "web"}, discovery.NoFailover())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	setHealth(t, dc1, "web-1", beacon.HealthPassing)
+	until(t, local, "dc1 passing", served("", "web-1"))
+	<-time.After(holdDown / 2) // part of the scenario: a flap that lasts
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, local, "dc1 critical", served(""))
+	if s := w.Snapshot(); s.Datacenter != "dc2" {
+		t.Fatalf("came back to dc1 during a flap shorter than the hold-down (snapshot from %q)", s.Datacenter)
+	}
+	setHealth(t, dc1, "web-1", beacon.HealthPassing)
+	flapped := time.Now()
+	until(t, w, "back in dc1", served("", "web-1"))
+	if held := time.Since(flapped); held < holdDown {
+		t.Errorf("came back %v after the last flap, want at least the hold-down %v", held, holdDown)
+	}
+	if st := failoverStats(t, c); st.Failovers != 1 {
+		t.Errorf("Failovers = %d after one failover and flaps, want 1", st.Failovers)
+	}
+}
+
+// Without any passing instance anywhere, the watch serves the local
+// datacenter's answer (empty), and fails over as soon as a remote one has
+// an instance.
+func TestFailoverWaitsForARemoteInstance(t *testing.T) {
+	f, dc1, dc2 := federation(t)
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	setHealth(t, dc2, "web-2", beacon.HealthCritical)
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s, err := w.Wait(context.Background())
+	if err != nil {
+		t.Fatalf("Wait() = %v", err)
+	}
+	if s.Datacenter != "" || len(s.Instances) != 0 {
+		t.Fatalf("first snapshot: Datacenter %q, %v; want the local datacenter's empty answer", s.Datacenter, ids(s))
+	}
+	setHealth(t, dc2, "web-2", beacon.HealthPassing)
+	until(t, w, "failed over to dc2", served("dc2", "web-2"))
+}
+
+func TestFailoverPolicyValidated(t *testing.T) {
+	for _, p := range []discovery.Failover{
+		{Datacenters: []string{""}},
+		{Datacenters: []string{"dc/2"}},
+		{Datacenters: []string{"dc2", "dc2"}},
+		{NearestN: -1},
+		{Datacenters: []string{"dc2"}, HoldDown: -time.Second},
+	} {
+		if _, err := discovery.New(consul.Config{Addresses: []string{"127.0.0.1:1"}}, discovery.WithFailover(p)); !errors.Is(err, beacon.ErrInvalid) {
+			t.Errorf("New(WithFailover(%+v)) = %v, want ErrInvalid", p, err)
+		}
+	}
+}
+
+func waitWatching(t *testing.T, c *discovery.Cache, want int) {
+	t.Helper()
+	testutil.Eventually(t, deadline, "watches closed", func() error {
+		if n := c.Watching(); n != want {
+			return fmt.Errorf("Watching() = %d, want %d", n, want)
+		}
+		return nil
+	})
+}
