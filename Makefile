@@ -49,8 +49,13 @@ fuzz:
 	$(call FUZZ,FuzzDecodeAgentService,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeServices,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeOperator,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeDatacenters,10000x,./consulhttp)
+	$(call FUZZ,FuzzSortDatacentersByRTT,10000x,.)
+	$(call FUZZ,FuzzDecodeQueries,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeExecute,10000x,./consulhttp)
 	$(call FUZZ,FuzzValidateRegistration,30000x,.)
 	$(call FUZZ,FuzzValidateQuery,10000x,.)
+	$(call FUZZ,FuzzValidatePreparedQuery,10000x,.)
 	$(call FUZZ,FuzzParseAddress,10000x,./consul)
 	$(call FUZZ,FuzzFromEnv,10000x,./consul)
 	$(call FUZZ,FuzzDecodeSnapshots,10000x,./discovery)
@@ -58,6 +63,7 @@ fuzz:
 	$(call FUZZ,FuzzServiceNameParam,8000x,./cmd/sayhello)
 	$(call FUZZ,FuzzFlagValues,8000x,./cmd/sayhello)
 	$(call FUZZ,FuzzFlagValues,20000x,./cmd/beacon)
+	$(call FUZZ,FuzzQueryFile,10000x,./cmd/beacon)
 
 # The fault suite (faults/) with 30-second outages on real clusters: prints
 # the table of figures and writes it into docs/reliability.md with the

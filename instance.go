@@ -276,7 +276,7 @@ type Lookup interface {
 
 // Registry is what every backend implements: both halves. Optional
 // capabilities are separate small interfaces a backend may also
-// implement: ChangeFeed and ACLProber.
+// implement: ChangeFeed, ACLProber, AgentServiceWatcher and PreparedQueries.
 type Registry interface {
 	Registrar
 	Lookup

@@ -5,4 +5,6 @@
 // a blocking query's wait plus Consul's jitter), IDs percent-escaped in
 // paths, the token only in the X-Consul-Token header, bodies drained, closed
 // and size-capped, and non-2xx answers returned as *beacon.StatusError.
+// Besides beacon.Registry it implements the optional roles (ChangeFeed,
+// ACLProber, AgentServiceWatcher, PreparedQueries) and a few operator calls.
 package consulhttp

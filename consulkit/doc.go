@@ -7,7 +7,9 @@
 // go-kit's client registers, deregisters and looks services up; it takes no
 // context for register and deregister (those calls are bounded by the HTTP
 // client's timeout instead), updates no TTL, cannot replace a registration's
-// checks, and filters by one tag only. consul/api fills those gaps. The
+// checks, and filters by one tag only. consul/api fills those gaps, and
+// serves prepared queries (beacon.PreparedQueries) through its PreparedQuery
+// client. The
 // Client also offers go-kit's own views, sd.Instancer and sd.Registrar, so an
 // existing go-kit Endpointer and load balancer can sit on Beacon.
 package consulkit

@@ -213,6 +213,34 @@ func call[T any](a *agents, ctx context.Context, do func(context.Context, beacon
 	return v, meta, err
 }
 
+// executeQuery executes a prepared query on the current agent, when its
+// client can (beacon.PreparedQueries).
+func (a *agents) executeQuery(ctx context.Context, ref string) (beacon.PreparedQueryResult, error) {
+	res, _, err := call(a, ctx, func(ctx context.Context, reg beacon.Lookup) (beacon.PreparedQueryResult, beacon.QueryMeta, error) {
+		pq, ok := reg.(beacon.PreparedQueries)
+		if !ok {
+			return beacon.PreparedQueryResult{}, beacon.QueryMeta{}, errNoPrepared
+		}
+		res, err := pq.ExecuteQuery(ctx, ref, beacon.ExecuteOptions{})
+		return res, beacon.QueryMeta{}, err
+	})
+	return res, err
+}
+
+// nearestDatacenters lists the datacenters nearest first through the
+// current agent, when its client can (beacon.DatacenterLister).
+func (a *agents) nearestDatacenters(ctx context.Context) ([]beacon.DatacenterRTT, error) {
+	i, err := a.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l, ok := a.regs[i].(beacon.DatacenterLister)
+	if !ok {
+		return nil, errNoLister
+	}
+	return beacon.NearestDatacenters(ctx, l)
+}
+
 // ProbeACLs implements beacon.ACLProber: it asks the current agent about
 // ACLs, when its client can.
 func (a *agents) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {

@@ -46,6 +46,7 @@ type options struct {
 	cached       bool
 	staleBound   time.Duration
 	failover     Failover
+	queryPoll    time.Duration
 }
 
 // Option adjusts a Cache.
@@ -112,12 +113,15 @@ type Cache struct {
 	clients []consul.Agent // one client per configured agent, closed at Close
 	loops   loops          // what every blocking loop shares, the long-poll slots included
 
-	feed  *feed
+	feed  *feed            // the local datacenter's
+	feeds map[string]*feed // other datacenters', started when first needed; guarded by mu
 	acl   *aclGuard
 	guard *staleGuard // nil with WithStaleBound(0)
 
 	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
 	dirty atomic.Bool              // a snapshot changed since the file was written
+
+	timeout time.Duration // of one short request (consul.Config.RequestTimeout)
 
 	mu       sync.Mutex
 	watches  map[string]*watch
@@ -130,7 +134,7 @@ type Cache struct {
 // New returns a cache reading from the agents in cfg.Addresses, in order of
 // preference. Nothing is sent until a service is watched.
 func New(cfg consul.Config, opts ...Option) (*Cache, error) {
-	o := options{wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second}
+	o := options{queryPoll: DefaultQueryPoll, wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -147,7 +151,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	o.failover = o.failover.withDefaults()
-	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
+	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
 	// Cap connections per agent, idle keep-alives included: the long polls
@@ -163,16 +167,15 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	c := &Cache{o: o, watches: map[string]*watch{}}
+	c := &Cache{o: o, watches: map[string]*watch{}, timeout: cfg.RequestTimeout()}
 	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
 	c.clients = clients
 	c.begin()
 	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
 	c.guard = newStaleGuard(&c.lifetime, c.agents, c.publish, o.staleBound, o.wait, o.metrics, o.logger)
-	c.feed = newFeed(&c.lifetime, c.agents, c.publish, c.loops, o.consistency, o.logger)
-	c.feed.answered = c.guard.answered
-	c.feed.changed = c.changed
+	c.feed = c.newFeed("")
+	c.feeds = map[string]*feed{}
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
 	if o.snapshotFile != "" {
 		var err error
@@ -284,6 +287,7 @@ type WatchStats struct {
 	Failovers      int64
 	FailoverSince  time.Time
 	FailoverReason string
+	PreparedQuery  string
 }
 
 // Stats describes every running watch, for metrics and status pages.
@@ -296,7 +300,7 @@ func (c *Cache) Stats() []WatchStats {
 	c.mu.Unlock()
 	out := make([]WatchStats, 0, len(ws))
 	for _, w := range ws {
-		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter}
+		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared}
 		if f := w.fo; f != nil {
 			st.Failover, st.Failovers, st.Datacenter = true, f.failovers.Load(), *f.serving.Load()
 			if ns := f.since.Load(); ns != 0 {
@@ -308,6 +312,9 @@ func (c *Cache) Stats() []WatchStats {
 		}
 		if s := w.snap.Load(); s != nil {
 			st.Instances, st.Err = len(s.Instances), s.Err
+			if w.prepared != "" {
+				st.Datacenter = s.Datacenter
+			}
 			if s.Source != SourceNone {
 				st.Age = s.Age()
 			}
@@ -386,7 +393,8 @@ type watch struct {
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
 
-	fo *failoverState // a failover watch's (failover.go); nil for others
+	fo       *failoverState // a failover watch's (failover.go); nil for others
+	prepared string         // a prepared-query watch's query (prepared.go)
 }
 
 // asking is a blocking query a watch's loop has in flight: the index it
@@ -405,12 +413,15 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	w.ctx = ctx
-	// The feed watches the local datacenter's checks only.
-	if c.ownLoops >= c.o.maxPolls-1 && q.Datacenter == "" && c.agents.hasFeed() {
-		w.cancel = func() { cancel(); c.feed.remove(w); c.guard.remove(w) }
-		c.feed.add(w)
-		c.guard.add(w)
-		return w
+	// Each datacenter has a feed of its own, up to maxRemoteFeeds besides
+	// the local one; watches of a datacenter beyond that queue for a slot.
+	if c.ownLoops >= c.o.maxPolls-1 && c.agents.hasFeed() {
+		if f := c.feedFor(q.Datacenter); f != nil {
+			w.cancel = func() { cancel(); f.remove(w); c.guard.remove(w); c.dropFeed(q.Datacenter, f) }
+			f.add(w)
+			c.guard.add(w)
+			return w
+		}
 	}
 	c.ownLoops++
 	w.ownLoop = true
@@ -459,6 +470,16 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 			return fetched{}, beacon.QueryMeta{}, errMovedOff
 		}
 		last = gen
+		if w.snap.Load() == nil {
+			// Never answered, and every agent already marked down (by
+			// another watch, or the feed's checks query): say so now, as
+			// the first query would have, rather than wait in pick for an
+			// agent to come back. A resolver reports this error; a
+			// snapshot file's answer is served with it.
+			if err := c.unreachable(q.Service, nil); err != nil {
+				return fetched{}, beacon.QueryMeta{}, err
+			}
+		}
 		q := q // this call's copy
 		q.WaitIndex = index
 		switch {
@@ -505,15 +526,71 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 	}
 }
 
-// changed is the change feed's tripwire: these services' checks changed.
-func (c *Cache) changed(services map[string]bool) {
+// newFeed returns the change feed of datacenter dc ("" local). Another
+// datacenter's feed lives only while it drives watches (feedFor, dropFeed).
+func (c *Cache) newFeed(dc string) *feed {
+	life := &c.lifetime
+	if dc != "" {
+		life = c.lifetime.child()
+	}
+	l := c.loops
+	if dc != "" {
+		// Its checks query holds no long-poll slot: the slots may all be
+		// held by the local datacenter's watches for a whole wait, and a
+		// datacenter failed over to must be followed now. There are at
+		// most maxRemoteFeeds such queries, within the connections kept
+		// for short reads.
+		l.slots = nil
+	}
+	f := newFeed(life, c.agents, c.publish, l, c.o.consistency, c.o.logger)
+	f.dc = dc
+	f.answered = c.guard.answered
+	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
+	f.changed = func(services map[string]bool) { c.changed(dc, services) }
+	return f
+}
+
+// maxRemoteFeeds bounds the feeds of other datacenters running at once.
+const maxRemoteFeeds = 4
+
+// feedFor returns datacenter dc's feed, starting it if needed, or nil when
+// maxRemoteFeeds already run. Caller holds c.mu.
+func (c *Cache) feedFor(dc string) *feed {
+	if dc == "" {
+		return c.feed
+	}
+	f := c.feeds[dc]
+	if f == nil {
+		if len(c.feeds) >= maxRemoteFeeds {
+			return nil
+		}
+		f = c.newFeed(dc)
+		c.feeds[dc] = f
+	}
+	return f
+}
+
+// dropFeed stops another datacenter's feed once it drives no watch, so a
+// datacenter failed over to and back from costs nothing after. Caller
+// holds c.mu.
+func (c *Cache) dropFeed(dc string, f *feed) {
+	if dc == "" || c.feeds[dc] != f || !f.empty() {
+		return
+	}
+	delete(c.feeds, dc)
+	f.life.cancel()
+}
+
+// changed is a change feed's tripwire: these services' checks changed in
+// datacenter dc.
+func (c *Cache) changed(dc string, services map[string]bool) {
 	if c.guard == nil {
 		return
 	}
 	c.mu.Lock()
 	var ws []*watch
 	for _, w := range c.watches {
-		if services[w.q.Service] {
+		if w.q.Datacenter == dc && services[w.q.Service] {
 			ws = append(ws, w)
 		}
 	}

@@ -65,25 +65,14 @@ func (p Failover) Validate() error {
 		return &beacon.ValidationError{Field: "Failover", Reason: "NearestN, MinPassing and HoldDown must not be negative"}
 	}
 	for i, dc := range p.Datacenters {
-		if err := validateDatacenter(dc); err != nil {
+		if dc == "" {
+			return &beacon.ValidationError{Field: "Failover.Datacenters", Reason: "an empty datacenter name"}
+		}
+		if err := beacon.ValidateDatacenter(dc); err != nil {
 			return err
 		}
 		if slices.Contains(p.Datacenters[:i], dc) {
 			return &beacon.ValidationError{Field: "Failover.Datacenters", Reason: fmt.Sprintf("%q listed twice", dc)}
-		}
-	}
-	return nil
-}
-
-// validateDatacenter accepts what Consul accepts as a datacenter name
-// (letters, digits, '-', '_', '.').
-func validateDatacenter(dc string) error {
-	if dc == "" || len(dc) > 255 {
-		return &beacon.ValidationError{Field: "Failover.Datacenters", Reason: "a datacenter name is 1–255 characters"}
-	}
-	for _, r := range dc {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return &beacon.ValidationError{Field: "Failover.Datacenters", Reason: fmt.Sprintf("%q: only letters, digits, '-', '_' and '.'", dc)}
 		}
 	}
 	return nil
@@ -455,10 +444,22 @@ func passing(s *Snapshot) int {
 	return n
 }
 
-// nearest lists datacenters nearest first, the local one left out, when
-// the backend can.
+// nearest lists the other datacenters nearest first, when the current
+// agent's backend can list them (beacon.DatacenterLister).
 func (c *Cache) nearest(ctx context.Context) ([]string, error) {
-	return nil, errNoLister
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	dcs, err := c.agents.nearestDatacenters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range dcs {
+		if !d.Local {
+			out = append(out, d.Name)
+		}
+	}
+	return out, nil
 }
 
 var errNoLister = errors.New("the backend does not list datacenters")

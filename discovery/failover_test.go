@@ -249,3 +249,43 @@ func waitWatching(t *testing.T, c *discovery.Cache, want int) {
 		return nil
 	})
 }
+
+// Beyond the long-poll budget, a failed-over watch is driven by its
+// datacenter's change feed, which follows that datacenter at once: here
+// every long-poll slot is held by the local datacenter's watches for a
+// whole (5-minute) wait.
+func TestFailoverBeyondTheLongPollBudget(t *testing.T) {
+	f, dc1, dc2 := federation(t)
+	register(t, dc1, "other-1", "other", beacon.HealthPassing)
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithMaxLongPolls(2), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
+	other, err := c.Watch(beacon.Query{Service: "other"}) // the one own loop
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	until(t, other, "other served", served("", "other-1"))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "failed over to dc2", served("dc2", "web-2"))
+	register(t, dc2, "web-3", "web", beacon.HealthPassing)
+	until(t, w, "dc2's new instance seen", served("dc2", "web-2", "web-3"))
+}
+
+// NearestN finds the other datacenter by itself.
+func TestFailoverToTheNearest(t *testing.T) {
+	f, dc1, _ := federation(t)
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{NearestN: 1}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "failed over to the nearest, dc2", served("dc2", "web-2"))
+}

@@ -34,6 +34,7 @@ type feed struct {
 	publish     func(*watch, result) error
 	loop        loops
 	consistency beacon.Consistency // of the checks query
+	dc          string             // the datacenter whose checks it follows; "" local
 	log         *slog.Logger
 	workers     int
 	// answered is told of each answer published for a watch (fresh: its
@@ -41,6 +42,9 @@ type feed struct {
 	// guard's hooks (stale.go); the feed's checks query is its tripwire.
 	answered func(w *watch, meta beacon.QueryMeta, fresh bool)
 	changed  func(services map[string]bool)
+	// unreachable returns the error of a service asked for while every
+	// agent is marked down, else nil.
+	unreachable func(service string) error
 
 	mu       sync.Mutex
 	started  bool
@@ -106,6 +110,13 @@ func (f *feed) remove(w *watch) {
 	w.once.Do(func() { close(w.ready) })
 }
 
+// empty reports whether the feed drives no watch.
+func (f *feed) empty() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.watches) == 0
+}
+
 func (f *feed) enqueue(ws ...*watch) {
 	f.mu.Lock()
 	for _, w := range ws {
@@ -168,9 +179,17 @@ func (f *feed) work() {
 		if off {
 			q.Cached = false // the stale guard moved w off the agent's (streaming) cache
 		}
-		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		insts, meta, err := f.src.Instances(qctx, q)
-		cancel()
+		var insts []beacon.Instance
+		var meta beacon.QueryMeta
+		var err error
+		if w.snap.Load() == nil && f.unreachable != nil {
+			err = f.unreachable(q.Service) // never answered: say so now, not after the timeout
+		}
+		if err == nil {
+			qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			insts, meta, err = f.src.Instances(qctx, q)
+			cancel()
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -257,11 +276,11 @@ func sweepEvenly(ctx context.Context, mu *sync.Mutex, set map[*watch]struct{}, p
 // the one blocking loop, and queues the watches whose service's checks
 // changed.
 func (f *feed) watchChecks() {
-	q := beacon.ChecksQuery{Consistency: f.consistency, WaitTime: f.loop.wait}
+	q := beacon.ChecksQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
 	run(f.life.ctx, f.loop, "", blocking.Checks(f.src, q), func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
 		if err != nil {
 			f.loop.metrics.WatchError("")
-			f.log.Warn("discovery: change feed error", "err", err)
+			f.log.Warn("discovery: change feed error", "datacenter", dcName(f.dc), "err", err)
 			return nil
 		}
 		f.diff(checks)

@@ -53,6 +53,19 @@ func (l *lifetime) every(d time.Duration, f func() (again bool)) {
 	})
 }
 
+// child returns a lifetime that ends with l, or sooner by its own cancel;
+// l's end waits for the child's goroutines too. Spawn on the child only
+// before cancelling it.
+func (l *lifetime) child() *lifetime {
+	ch := &lifetime{}
+	ch.ctx, ch.cancel = context.WithCancel(l.ctx)
+	l.spawn(func() {
+		<-ch.ctx.Done()
+		ch.wg.Wait()
+	})
+	return ch
+}
+
 // end cancels the context and waits for every goroutine spawned.
 func (l *lifetime) end() {
 	l.cancel()
@@ -71,7 +84,9 @@ type result struct {
 }
 
 // slots are the cache's long-poll budget (WithMaxLongPolls): a blocking
-// query holds one while it waits, so the budget caps them together.
+// query holds one while it waits, so the budget caps them together. Nil
+// slots (another datacenter's feed, of which there are at most
+// maxRemoteFeeds) take none.
 type slots chan struct{}
 
 // loops is what every blocking loop of a cache shares: the wait, the rate
@@ -90,7 +105,7 @@ type loops struct {
 // index 0 answers at once and holds none.
 func run[T any](ctx context.Context, l loops, service string, fetch blocking.Fetch[T], emit func(T, beacon.QueryMeta, error) error) {
 	held := func(ctx context.Context, index uint64) (T, beacon.QueryMeta, error) {
-		if index > 0 {
+		if index > 0 && l.slots != nil {
 			select {
 			case l.slots <- struct{}{}:
 				defer func() { <-l.slots }()

@@ -56,3 +56,34 @@ func TestUnreachableAgent(t *testing.T) {
 		t.Errorf("Snapshot(\"Never\") = %v, want beacon.ErrUnavailable", err)
 	}
 }
+
+// TestWatchStartedWhileAllDownPublishesItsError: a watch started after
+// every agent was marked down publishes an error snapshot of its own, so
+// consumers that follow snapshots rather than call Wait (the gRPC resolver)
+// learn of it. Its loop used to wait in silence for an agent to come back.
+func TestWatchStartedWhileAllDownPublishesItsError(t *testing.T) {
+	c := newCache(t, consul.Config{Addresses: []string{"127.0.0.1:1"}}) // nothing listens on port 1
+	first, err := c.Watch(beacon.Query{Service: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if _, err := first.Wait(ctx); !errors.Is(err, beacon.ErrUnavailable) {
+		t.Fatalf("first.Wait() = %v, want ErrUnavailable", err) // the agent is marked down now
+	}
+	second, err := c.Watch(beacon.Query{Service: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	s := next(t, second)
+	if s == nil || s.Source != discovery.SourceNone || !errors.Is(s.Err, beacon.ErrUnavailable) {
+		t.Fatalf("second watch's first snapshot = %+v, want SourceNone with an error matching ErrUnavailable", s)
+	}
+	var ue *discovery.UnreachableError
+	if !errors.As(s.Err, &ue) || ue.Service != "second" {
+		t.Errorf("second watch's error = %v, want an *UnreachableError for %q", s.Err, "second")
+	}
+}

@@ -64,14 +64,25 @@ var errNoCache = errors.New("grpcresolver: no discovery cache")
 // target's error matches beacon.ErrInvalid; a closed cache's matches
 // discovery.ErrClosed. gRPC fails the connection attempt with it.
 func (b *builder) Build(target resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
-	q, err := parseTarget(target)
-	if err != nil {
-		return nil, fmt.Errorf("grpcresolver: target %q: %w", target.URL.String(), err)
-	}
 	if b.cache == nil {
 		return nil, errNoCache
 	}
-	w, err := b.cache.Watch(q)
+	var q beacon.Query
+	var w *discovery.Watcher
+	var err error
+	if ref, ok := discovery.PreparedQueryName(target.Endpoint()); ok {
+		// consul:///NAME.query.consul: a prepared query, as Consul's DNS names one.
+		if target.URL.RawQuery != "" {
+			return nil, fmt.Errorf("grpcresolver: target %q: %w", target.URL.String(), &beacon.ValidationError{Field: "target", Reason: "a prepared query takes no parameters"})
+		}
+		q.Service = ref
+		w, err = b.cache.WatchPrepared(ref)
+	} else {
+		if q, err = parseTarget(target); err != nil {
+			return nil, fmt.Errorf("grpcresolver: target %q: %w", target.URL.String(), err)
+		}
+		w, err = b.cache.Watch(q)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("grpcresolver: target %q: %w", target.URL.String(), err)
 	}

@@ -519,3 +519,25 @@ func TestCloseTwice(t *testing.T) {
 	r.Close()
 	r.Close()
 }
+
+// consul:///NAME.query.consul follows the prepared query NAME.
+func TestPreparedQueryTarget(t *testing.T) {
+	srv := consultest.NewServer(t)
+	reg := registry(t, srv.Config())
+	register(t, reg, "g-1", 9001, "1")
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if _, err := reg.CreateQuery(ctx, beacon.PreparedQuery{Name: "greeter-q", Service: "greeter"}); err != nil {
+		t.Fatalf("CreateQuery() = %v", err)
+	}
+	cache := newCache(t, srv.Config())
+	cc := newFakeCC()
+	build(t, grpcresolver.NewBuilder(cache), "consul:///greeter-q.query.consul", cc)
+	if got := addrs(cc.nextState(t)); len(got) != 1 || got[0] != "127.0.0.1:9001" {
+		t.Fatalf("UpdateState addresses = %v, want [127.0.0.1:9001]", got)
+	}
+	u, _ := url.Parse("consul:///greeter-q.query.consul?tag=a")
+	if _, err := grpcresolver.NewBuilder(cache).Build(resolver.Target{URL: *u}, newFakeCC(), resolver.BuildOptions{}); !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("Build(a prepared query with a tag) = %v, want ErrInvalid", err)
+	}
+}

@@ -229,7 +229,12 @@ func (t *Transport) service(r *http.Request) (*service, error) {
 	if s, ok := t.services.Get(name); ok {
 		return s, nil
 	}
-	if err := beacon.ValidateServiceName(name); err != nil {
+	ref, isQuery := discovery.PreparedQueryName(name)
+	if isQuery {
+		if err := beacon.ValidateQueryRef(ref); err != nil {
+			return nil, fmt.Errorf("httpclient: host %q: %w", r.URL.Host, err)
+		}
+	} else if err := beacon.ValidateServiceName(name); err != nil {
 		return nil, fmt.Errorf("httpclient: host %q: %w", r.URL.Host, err)
 	}
 	if _, err := netip.ParseAddr(name); err == nil {
@@ -242,7 +247,13 @@ func (t *Transport) service(r *http.Request) (*service, error) {
 	if t.closed {
 		return nil, ErrClosed
 	}
-	w, err := t.cache.Watch(beacon.Query{Service: name})
+	var w *discovery.Watcher
+	var err error
+	if isQuery {
+		w, err = t.cache.WatchPrepared(ref) // http://NAME.query.consul/: a prepared query
+	} else {
+		w, err = t.cache.Watch(beacon.Query{Service: name})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("httpclient: watch %q: %w", name, err)
 	}

@@ -55,6 +55,19 @@
 //     QueryMeta.LastIndex and blocks as Consul does: it returns when the
 //     index passes WaitIndex or when WaitTime ends, and it ends with an error
 //     matching context.Canceled when the caller's context is cancelled.
+//   - A beacon.DatacenterLister (optional; skipped otherwise) names its
+//     agent's datacenter, lists every federated datacenter with the local
+//     one first, and reports every server's WAN coordinate, so that
+//     beacon.NearestDatacenters ranks them with finite RTTs; coordinates
+//     disabled are a 401 *beacon.StatusError, and a token without
+//     agent:read is beacon.ErrPermissionDenied from LocalDatacenter. A
+//     Query with a Datacenter reads that datacenter through the agent.
+//   - A backend that implements beacon.PreparedQueries creates, reads,
+//     lists, updates, deletes and executes prepared queries (by ID or by any
+//     valid name, escaped on the wire); deleting a query already gone
+//     succeeds, updating one is beacon.ErrNotFound; an execution reports the
+//     datacenter that answered and its failovers, on a real two-datacenter
+//     federation too. Backends without the capability skip these cases.
 //
 // RunHostile takes the same Factory and checks the backend against fake
 // agents (FakeAgent, which a backend's own tests of its request shapes use

@@ -80,6 +80,7 @@ func RunHostile(t *testing.T, newRegistry Factory) {
 	t.Run("IDsOnTheWire", s.testIDsOnTheWire)
 	t.Run("PassingOnly", s.testPassingOnly)
 	t.Run("RegisterReplacesChecks", s.testRegisterReplacesChecks)
+	t.Run("PreparedQuery", s.testPreparedQueryHostile)
 }
 
 // hostileTimeout is Config.Timeout against agents that hang: short, so the

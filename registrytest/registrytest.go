@@ -24,9 +24,13 @@ type Factory func(t *testing.T, cfg consul.Config) beacon.Registry
 
 // Run runs every conformance test against real Consul agents started with
 // consultest. Each group of subtests (Register, TTL, Query, Validation,
-// Concurrency, Blocking, AgentRestart, TLS, ACL) starts agents of its own
-// and runs in parallel with the others; a group's agents stop when the group
-// ends.
+// Concurrency, Blocking, AgentRestart, TLS, ACL, Datacenters, PreparedQuery
+// and PreparedQueryFailover) starts agents of its own and runs in parallel
+// with the others; a group's agents stop when the group ends. Datacenters
+// and PreparedQueryFailover start a two-datacenter federation. Datacenters
+// is skipped for a backend that is not a beacon.DatacenterLister, the
+// prepared query groups for one that does not implement
+// beacon.PreparedQueries.
 //
 // Because the groups are parallel subtests, they run after the test
 // function that called Run has returned: release what the factory needs with
@@ -43,6 +47,9 @@ func Run(t *testing.T, newRegistry Factory) {
 	t.Run("AgentRestart", s.testAgentRestart)
 	t.Run("TLS", s.testTLS)
 	t.Run("ACL", s.testACL)
+	t.Run("Datacenters", s.testDatacenters)
+	t.Run("PreparedQuery", s.testPreparedQuery)
+	t.Run("PreparedQueryFailover", s.testPreparedQueryFailover)
 }
 
 // waitLimit bounds every wait in the suite: generous, so that a loaded

@@ -96,4 +96,6 @@ func (s suite) testACL(t *testing.T) {
 		t.Errorf("Instances(%s) after refused calls = IDs %q, want [%q] still passing", describe(q), ids(got), reg.ID)
 	}
 	mustDeregister(t, ctx, r, reg.ID)
+
+	t.Run("PreparedQuery", func(t *testing.T) { s.testPreparedQueryACL(t, srv) })
 }

@@ -14,16 +14,17 @@ import (
 )
 
 func (c *command) instances(args []string) error {
-	fs := c.flagSet("instances", "NAME [-tag t,...] [-all] [-json]")
+	fs := c.flagSet("instances", "NAME [-tag t,...] [-all] [-dc NAME] [-json]")
 	var tags listFlag
 	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
 	all := fs.Bool("all", false, "include warning and critical instances")
+	dc := fs.String("dc", "", dcFlagHelp)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	pos, err := c.parseArgs(fs, args, 1, "one service NAME")
 	if err != nil {
 		return err
 	}
-	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: *all}
+	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: *all, Datacenter: *dc}
 	if err := q.Validate(); err != nil {
 		return usageError{err: err}
 	}
@@ -33,6 +34,11 @@ func (c *command) instances(args []string) error {
 	}
 	var insts []beacon.Instance
 	err = c.eachAgent(cfg, func(cl *consulhttp.Client) error {
+		if q.Datacenter != "" {
+			if err := c.checkDatacenter(cl, q.Datacenter); err != nil {
+				return err
+			}
+		}
 		insts, _, err = cl.Instances(c.ctx, q)
 		return err
 	})
@@ -51,11 +57,18 @@ func (c *command) instances(args []string) error {
 		if *all {
 			what = "instances"
 		}
-		fmt.Fprintf(c.stdout, "no %s of %q\n", what, q.Service)
+		where := ""
+		if q.Datacenter != "" {
+			where = " in " + q.Datacenter
+		}
+		fmt.Fprintf(c.stdout, "no %s of %q%s\n", what, q.Service, where)
 		return nil
 	}
 	return writeInstanceTable(c.stdout, insts)
 }
+
+// dcFlagHelp describes -dc, for instances and watch.
+const dcFlagHelp = "read the service in this `datacenter` (default: the agent's own; beacon datacenters lists them)"
 
 func sortInstances(insts []beacon.Instance) {
 	slices.SortFunc(insts, func(a, b beacon.Instance) int {

@@ -25,6 +25,9 @@ func TestUsageErrors(t *testing.T) {
 		{"instances", "bad\x01name"},
 		{"instances", ""},
 		{"watch"},
+		{"instances", "web", "-dc", "dc 1"},
+		{"watch", "web", "-dc", "dc/1"},
+		{"datacenters", "extra"},
 		{"deregister"},
 		{"register", "-port", "80"},
 		{"register", "-name", "web"},
@@ -46,7 +49,7 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 	// Asking for help is not an error.
-	for _, args := range [][]string{{"help"}, {"-h"}, {"instances", "-h"}} {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"instances", "-h"}, {"datacenters", "-h"}} {
 		var stdout, stderr bytes.Buffer
 		if err := run(context.Background(), args, &stdout, &stderr); err != nil {
 			t.Errorf("run(%q) = %v, want nil", args, err)

@@ -1,5 +1,6 @@
 // Command beacon operates service discovery on Consul from a terminal or a
-// script: it lists services and instances, watches a service change, keeps
+// script: it lists services and instances (of any federated datacenter) and
+// the datacenters by WAN round-trip time, watches a service change, keeps
 // any process registered, deregisters, and diagnoses a client's setup.
 package main
 

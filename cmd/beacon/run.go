@@ -40,9 +40,12 @@ Commands:
   services                  every service with its passing/warning/critical counts and tags
   instances NAME            a service's instances (passing only unless -all)
   watch NAME                print each change to a service as it happens, until interrupted
+  datacenters               the federated datacenters, nearest first, with their WAN RTT
   register -name N -port P  keep an instance registered until interrupted [-- command args...]
   deregister ID             remove an instance from the agent (nothing to do is success)
   doctor                    check the agent, leader, token, ACLs, TLS and streaming backend
+  query list|show|execute|create|delete
+                            prepared queries: Consul runs them, failing over to other datacenters
 
 -consul takes comma-separated agent addresses, before or after the command
 (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500). A host without a port
@@ -50,7 +53,8 @@ means the agent's port, 8500 (8501 with https); a URL without one
 (http://host) means its scheme's, 80 or 443. The CONSUL_* variables the
 consul CLI reads (CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT,
 CONSUL_CLIENT_CERT, CONSUL_HTTP_SSL, ...) mean the same here.
-"beacon COMMAND -h" describes a command's flags.
+instances and watch take -dc NAME to read another datacenter through the
+agent. "beacon COMMAND -h" describes a command's flags.
 Exit status: 0 success, 1 failure, 2 bad command line.
 `
 
@@ -71,12 +75,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	name, rest := g.Arg(0), g.Args()[1:]
 	cmds := map[string]func([]string) error{
-		"services":   c.services,
-		"instances":  c.instances,
-		"watch":      c.watch,
-		"register":   c.register,
-		"deregister": c.deregister,
-		"doctor":     c.doctor,
+		"services":    c.services,
+		"instances":   c.instances,
+		"watch":       c.watch,
+		"register":    c.register,
+		"deregister":  c.deregister,
+		"doctor":      c.doctor,
+		"datacenters": c.datacenters,
+		"query":       c.query,
 	}
 	if name == "help" {
 		fmt.Fprint(stdout, usage)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/discovery"
 )
 
@@ -22,22 +23,31 @@ const tsFormat = "2006-01-02T15:04:05.000Z07:00"
 const stillStaleEvery = 10 * time.Second
 
 func (c *command) watch(args []string) error {
-	fs := c.flagSet("watch", "NAME [-tag t,...] [-plain]")
+	fs := c.flagSet("watch", "NAME [-tag t,...] [-dc NAME] [-plain]")
 	var tags listFlag
 	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
+	dc := fs.String("dc", "", dcFlagHelp)
 	plain := fs.Bool("plain", false, "print changes line by line even on a terminal")
 	pos, err := c.parseArgs(fs, args, 1, "one service NAME")
 	if err != nil {
 		return err
 	}
 	// Every instance, so that health changes are changes, not arrivals.
-	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: true}
+	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: true, Datacenter: *dc}
 	if err := q.Validate(); err != nil {
 		return usageError{err: err}
 	}
 	cfg, err := c.config()
 	if err != nil {
 		return err
+	}
+	if q.Datacenter != "" {
+		// A watch retries forever: a misspelt datacenter would read as an
+		// outage. Ask once first.
+		err := c.eachAgent(cfg, func(cl *consulhttp.Client) error { return c.checkDatacenter(cl, q.Datacenter) })
+		if err != nil {
+			return err
+		}
 	}
 	// One watcher, one person: a tighter rate limit than a service's
 	// cache, so a burst of changes is shown as it happens.
@@ -52,7 +62,7 @@ func (c *command) watch(args []string) error {
 	}
 	defer w.Close()
 
-	v := &watchView{out: c.stdout, service: q.Service, agents: agentList(cfg), live: !*plain && isTerminal(c.stdout)}
+	v := &watchView{out: c.stdout, service: q.Service, dc: q.Datacenter, agents: agentList(cfg), live: !*plain && isTerminal(c.stdout)}
 	v.start(time.Now())
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -78,6 +88,7 @@ func (c *command) watch(args []string) error {
 type watchView struct {
 	out     io.Writer
 	service string
+	dc      string // "" for the agent's own
 	agents  string
 	live    bool
 
@@ -88,7 +99,11 @@ type watchView struct {
 }
 
 func (v *watchView) start(now time.Time) {
-	v.emit(now, fmt.Sprintf("watching %q through %s; Ctrl-C to stop", v.service, v.agents))
+	where := ""
+	if v.dc != "" {
+		where = " in " + v.dc
+	}
+	v.emit(now, fmt.Sprintf("watching %q%s through %s; Ctrl-C to stop", v.service, where, v.agents))
 }
 
 func (v *watchView) stop(now time.Time) {
