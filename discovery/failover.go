@@ -219,6 +219,13 @@ func (f *failoverRun) step(ctx context.Context, now time.Time) time.Duration {
 			f.publish(s, dc)
 			return 0
 		}
+		if f.pending() {
+			// A remote datacenter has not answered yet (a first answer
+			// takes one WAN round trip): keep what callers have until it
+			// does, rather than publish the local datacenter's empty
+			// answer and fail every call for that moment.
+			return 0
+		}
 		f.publish(ls, "")
 		return 0
 	}
@@ -280,6 +287,21 @@ func (f *failoverRun) best() (string, *Snapshot) {
 		}
 	}
 	return anyDC, anySnap
+}
+
+// pending reports whether a remote watch has neither answered nor failed
+// yet, while the watch has published before (a first answer is never held
+// back).
+func (f *failoverRun) pending() bool {
+	if f.w.snap.Load() == nil {
+		return false
+	}
+	for _, dc := range f.order {
+		if r := f.remotes[dc]; r != nil && r.Snapshot() == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // openRemotes resolves the candidates and watches each not watched yet.

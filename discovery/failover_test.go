@@ -189,6 +189,43 @@ func TestFailoverWaitsForARemoteInstance(t *testing.T) {
 	until(t, w, "failed over to dc2", served("dc2", "web-2"))
 }
 
+// While the local datacenter runs short and the remote one has not
+// answered yet, the watch keeps serving what it served: publishing the
+// local datacenter's empty answer would fail every call for that moment.
+func TestFailoverKeepsServingUntilARemoteAnswers(t *testing.T) {
+	f, dc1, _ := federation(t)
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+
+	// dc2's server answers nothing: the remote watch's first query hangs.
+	remote := f.DC("dc2").Servers[0]
+	remote.Pause()
+	t.Cleanup(remote.Resume)
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	quiet := time.NewTimer(2 * time.Second) // dc1's watch sees the change in ms
+	defer quiet.Stop()
+	for done := false; !done; {
+		select {
+		case <-w.Changed():
+			if s := w.Snapshot(); s.Datacenter == "" && len(s.Instances) == 0 {
+				t.Fatalf("published dc1's empty answer while dc2 had not answered yet")
+			}
+		case <-quiet.C:
+			done = true
+		}
+	}
+	if s := w.Snapshot(); !served("", "web-1")(s) {
+		t.Errorf("while dc2 has not answered: snapshot from %q with %q, want dc1's last one (web-1)", s.Datacenter, ids(s))
+	}
+	remote.Resume()
+	until(t, w, "failed over to dc2", served("dc2", "web-2"))
+}
+
 func TestFailoverPolicyValidated(t *testing.T) {
 	for _, p := range []discovery.Failover{
 		{Datacenters: []string{""}},

@@ -13,6 +13,13 @@
 // scenario runs beside a CPU hog (testutil.StressIfAsked), and `make
 // faults-stress` writes its own table next to the calm one.
 //
+// Many datacenters: federation_test.go runs four scenarios on a WAN
+// federation (consultest.NewFederation) with callers in dc1 whose caches
+// fail over to dc2 (discovery.WithFailover): every dc1 instance stops and
+// calls move to dc2, they return and calls come back after the hold-down,
+// dc2's servers go down, dc1 loses its quorum. Their figures go into a
+// table of their own.
+//
 // Duplicates: callers must never list an instance twice; the catalog's
 // duplicate window after an agent returns is measured in ms (dup_test.go)
 // and, with -v, logged with a timeline of what the catalog, the agents

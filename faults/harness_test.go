@@ -207,7 +207,15 @@ type caller struct {
 
 func (e *env) newCaller(name string, retries int, agents ...*consultest.Node) *caller {
 	e.t.Helper()
-	cache, err := discovery.New(cfg(agents...), discovery.WithBackend(e.reqs.discoveryBackend()), discovery.WithLogger(e.logger(name)))
+	return e.newCallerWith(name, retries, nil, agents...)
+}
+
+// newCallerWith is newCaller with more options for its cache (a failover
+// policy, say).
+func (e *env) newCallerWith(name string, retries int, opts []discovery.Option, agents ...*consultest.Node) *caller {
+	e.t.Helper()
+	opts = append([]discovery.Option{discovery.WithBackend(e.reqs.discoveryBackend()), discovery.WithLogger(e.logger(name))}, opts...)
+	cache, err := discovery.New(cfg(agents...), opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -334,6 +342,14 @@ type load struct {
 	okPerSec []int // successful calls by the second since start
 	byID     map[string]int
 	failedAt []time.Duration
+	served   []servedCall // every successful call, in the order answered
+}
+
+// servedCall is a successful call: when its answer arrived and which
+// instance gave it.
+type servedCall struct {
+	at time.Time
+	id string
 }
 
 const maxInFlight = 64
@@ -401,8 +417,10 @@ func (l *load) call() {
 		if resp.StatusCode != http.StatusOK || !bytes.HasPrefix(b, []byte("Hello from ")) {
 			return fmt.Errorf("status %d, body %q", resp.StatusCode, b)
 		}
+		id := strings.TrimSuffix(strings.TrimPrefix(string(b), "Hello from "), "!")
 		l.mu.Lock()
-		l.byID[strings.TrimSuffix(strings.TrimPrefix(string(b), "Hello from "), "!")]++
+		l.byID[id]++
+		l.served = append(l.served, servedCall{time.Now(), id})
 		l.mu.Unlock()
 		return nil
 	}()
@@ -443,6 +461,33 @@ func (l *load) stats() loadStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return loadStats{sent: l.sent, failed: l.failed, blocked: l.blocked, maxLat: l.maxLat, errs: slices.Clone(l.errs), byID: l.byID}
+}
+
+// firstServed returns when the first call answered after from by an
+// instance whose ID matches arrived, and false if none has.
+func (l *load) firstServed(from time.Time, match func(id string) bool) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.served {
+		if !c.at.Before(from) && match(c.id) {
+			return c.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// servedBetween counts the calls answered in [from, to) by instances whose
+// ID matches.
+func (l *load) servedBetween(from, to time.Time, match func(id string) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.served {
+		if !c.at.Before(from) && c.at.Before(to) && match(c.id) {
+			n++
+		}
+	}
+	return n
 }
 
 // minOKPerSecond is the fewest successful calls in any whole second

@@ -40,7 +40,10 @@ func TestMain(m *testing.M) {
 
 // result is one scenario's line in the report.
 type result struct {
-	order                      int
+	order int
+	// table is the report's table the line goes into: "" the cluster
+	// scenarios', tableFederation the federation's.
+	table                      string
 	scenario, happened         string
 	failed, recovery, requests string
 	passed                     bool
@@ -63,23 +66,50 @@ func report(t *testing.T, r *result) {
 	})
 }
 
+// tableFederation is the table of the scenarios on a WAN federation.
+const tableFederation = "federation"
+
 // markers returns the markers of this run's table in the report: make
-// faults-stress has a table of its own next to make faults' one.
-func markers() (begin, end string) {
+// faults-stress has a table of its own next to make faults' one, and the
+// federation scenarios have theirs ("faults-federation", ...).
+func markers(table string) (begin, end string) {
+	name, by := "faults", "make faults"
 	if testutil.Stressed() {
-		return "<!-- faults-stress:begin (written by make faults-stress) -->", "<!-- faults-stress:end -->"
+		name, by = "faults-stress", "make faults-stress"
 	}
-	return "<!-- faults:begin (written by make faults) -->", "<!-- faults:end -->"
+	if table != "" {
+		name = strings.Replace(name, "faults", "faults-"+table, 1)
+	}
+	return "<!-- " + name + ":begin (written by " + by + ") -->", "<!-- " + name + ":end -->"
 }
 
 // writeReport replaces what lies between the markers in the markdown file
-// at path with the table of this run, and prints the table.
+// at path with the tables of this run (each table that has a line), and
+// prints them.
 func writeReport(path string, took time.Duration) error {
 	resultsMu.Lock()
 	rs := slices.Clone(results)
 	resultsMu.Unlock()
 	slices.SortFunc(rs, func(a, b result) int { return a.order - b.order })
+	for _, table := range []string{"", tableFederation} {
+		var in []result
+		for _, r := range rs {
+			if r.table == table {
+				in = append(in, r)
+			}
+		}
+		if len(in) == 0 {
+			continue
+		}
+		if err := writeTable(path, table, in, took); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
+// writeTable writes one table of the report.
+func writeTable(path, table string, rs []result, took time.Duration) error {
 	var b strings.Builder
 	mode := "`make test` (5 s outages)"
 	if faultsMode {
@@ -89,7 +119,11 @@ func writeReport(path string, took time.Duration) error {
 		mode = strings.Replace(strings.Replace(mode, "make faults", "make faults-stress", 1), "outages)", fmt.Sprintf("outages, beside a CPU hog: %d busy processes, one per core)", runtime.NumCPU()), 1)
 	}
 	fmt.Fprintf(&b, "Run of %s on %s, %s; %d scenarios in %v.\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), len(rs), took.Round(time.Second))
-	b.WriteString("| scenario | what happened | failed calls | recovery time | requests to Consul |\n")
+	timing := "recovery time"
+	if table == tableFederation {
+		timing = "timings"
+	}
+	fmt.Fprintf(&b, "| scenario | what happened | failed calls | %s | requests to Consul |\n", timing)
 	b.WriteString("|---|---|---|---|---|\n")
 	for _, r := range rs {
 		name := r.scenario
@@ -98,20 +132,20 @@ func writeReport(path string, took time.Duration) error {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", name, cell(r.happened), cell(r.failed), cell(r.recovery), cell(r.requests))
 	}
-	table := b.String()
+	text := b.String()
 	fmt.Println()
-	fmt.Print(table)
+	fmt.Print(text)
 
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	beginMarker, endMarker := markers()
+	beginMarker, endMarker := markers(table)
 	i, j := bytes.Index(doc, []byte(beginMarker)), bytes.Index(doc, []byte(endMarker))
 	if i < 0 || j < i {
 		return fmt.Errorf("%s: no %q ... %q section", path, beginMarker, endMarker)
 	}
-	out := slices.Concat(doc[:i+len(beginMarker)], []byte("\n"+table), doc[j:])
+	out := slices.Concat(doc[:i+len(beginMarker)], []byte("\n"+text), doc[j:])
 	return os.WriteFile(path, out, 0o644)
 }
 
