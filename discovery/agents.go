@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -176,7 +177,7 @@ func (a *agents) pick(ctx context.Context) (int, error) {
 
 // Instances implements beacon.Lookup over the agents.
 func (a *agents) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
-	return call(a, ctx, func(ctx context.Context, reg beacon.Lookup) ([]beacon.Instance, beacon.QueryMeta, error) {
+	return call(a, ctx, q.Datacenter != "", func(ctx context.Context, reg beacon.Lookup) ([]beacon.Instance, beacon.QueryMeta, error) {
 		return reg.Instances(ctx, q)
 	})
 }
@@ -184,7 +185,7 @@ func (a *agents) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 // Checks implements beacon.ChangeFeed over the agents; it fails with
 // errNoFeed when the current agent's client cannot list checks.
 func (a *agents) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
-	return call(a, ctx, func(ctx context.Context, reg beacon.Lookup) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	return call(a, ctx, q.Datacenter != "", func(ctx context.Context, reg beacon.Lookup) ([]beacon.CheckState, beacon.QueryMeta, error) {
 		f, ok := reg.(beacon.ChangeFeed)
 		if !ok {
 			return nil, beacon.QueryMeta{}, errNoFeed
@@ -195,8 +196,11 @@ func (a *agents) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.Che
 
 // call runs one request on the current agent, waiting while all are down.
 // The request ends when the watchdog marks the agent down; a transport
-// error marks it down.
-func call[T any](a *agents, ctx context.Context, do func(context.Context, beacon.Lookup) (T, beacon.QueryMeta, error)) (T, beacon.QueryMeta, error) {
+// error marks it down. For a remote request (one the agent forwards to
+// another datacenter), only a failure of the agent's own connection does:
+// a 5xx ("No path to datacenter") or a timeout there is the other
+// datacenter's, and the agent's liveness is left to the watchdog.
+func call[T any](a *agents, ctx context.Context, remote bool, do func(context.Context, beacon.Lookup) (T, beacon.QueryMeta, error)) (T, beacon.QueryMeta, error) {
 	i, err := a.pick(ctx)
 	if err != nil {
 		var zero T
@@ -207,7 +211,7 @@ func call[T any](a *agents, ctx context.Context, do func(context.Context, beacon
 	if killed := done(); killed != nil && ctx.Err() == nil {
 		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, killed)
 	}
-	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) {
+	if err != nil && ctx.Err() == nil && errors.Is(err, beacon.ErrUnavailable) && (!remote || connFailed(err)) {
 		a.markDown(i, err)
 	}
 	return v, meta, err
@@ -216,7 +220,8 @@ func call[T any](a *agents, ctx context.Context, do func(context.Context, beacon
 // executeQuery executes a prepared query on the current agent, when its
 // client can (beacon.PreparedQueries).
 func (a *agents) executeQuery(ctx context.Context, ref string) (beacon.PreparedQueryResult, error) {
-	res, _, err := call(a, ctx, func(ctx context.Context, reg beacon.Lookup) (beacon.PreparedQueryResult, beacon.QueryMeta, error) {
+	// Remote: Consul may forward the execution to another datacenter.
+	res, _, err := call(a, ctx, true, func(ctx context.Context, reg beacon.Lookup) (beacon.PreparedQueryResult, beacon.QueryMeta, error) {
 		pq, ok := reg.(beacon.PreparedQueries)
 		if !ok {
 			return beacon.PreparedQueryResult{}, beacon.QueryMeta{}, errNoPrepared
@@ -225,6 +230,20 @@ func (a *agents) executeQuery(ctx context.Context, ref string) (beacon.PreparedQ
 		return res, beacon.QueryMeta{}, err
 	})
 	return res, err
+}
+
+// localDatacenter asks the current agent for its datacenter, when its
+// client can (beacon.DatacenterLister).
+func (a *agents) localDatacenter(ctx context.Context) (string, error) {
+	i, err := a.pick(ctx)
+	if err != nil {
+		return "", err
+	}
+	l, ok := a.regs[i].(beacon.DatacenterLister)
+	if !ok {
+		return "", errNoLister
+	}
+	return l.LocalDatacenter(ctx)
 }
 
 // nearestDatacenters lists the datacenters nearest first through the
@@ -239,6 +258,17 @@ func (a *agents) nearestDatacenters(ctx context.Context) ([]beacon.DatacenterRTT
 		return nil, errNoLister
 	}
 	return beacon.NearestDatacenters(ctx, l)
+}
+
+// connFailed reports whether err is the agent's connection failing (refused,
+// reset, broken): not an answer with a status, and not a timeout.
+func connFailed(err error) bool {
+	var se *beacon.StatusError
+	if errors.As(err, &se) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ne net.Error
+	return !errors.As(err, &ne) || !ne.Timeout()
 }
 
 // ProbeACLs implements beacon.ACLProber: it asks the current agent about

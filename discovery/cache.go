@@ -76,7 +76,7 @@ func WithRateLimit(every time.Duration, burst int) Option {
 // implements beacon.ChangeFeed (consulhttp does; consulkit does not) and
 // serves the local datacenter; other watches beyond the budget queue for a
 // long-poll slot, and their freshness suffers. Connections to each agent,
-// idle ones included, are capped at n+8 (consul.Config.MaxConns, when
+// idle ones included, are capped at n+12 (consul.Config.MaxConns, when
 // set, must allow at least that).
 func WithMaxLongPolls(n int) Option { return func(o *options) { o.maxPolls = n } }
 
@@ -107,9 +107,11 @@ func WithAddressPolicy(p beacon.AddressPolicy) Option { return func(o *options) 
 // WithStale lets any server answer (faster, works without a leader, may lag).
 func WithStale() Option { return func(o *options) { o.consistency = beacon.ConsistencyStale } }
 
-// shortConns is the connections to one agent kept for non-blocking reads
-// beside the long polls: the feed's fetch workers, the prober and slack.
-const shortConns = 8
+// shortConns is the connections to one agent kept beside the long polls:
+// 8 for non-blocking reads (the feed's fetch workers, the stale guard's
+// reads, the prober and slack) and one per remote datacenter's feed,
+// whose checks query holds no long-poll slot (maxRemoteFeeds).
+const shortConns = 8 + maxRemoteFeeds
 
 // Cache holds the watches of one process. It is safe for concurrent use;
 // Close stops every watch and waits for them.
@@ -130,7 +132,9 @@ type Cache struct {
 	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
 	dirty atomic.Bool              // a snapshot changed since the file was written
 
-	timeout time.Duration // of one short request (consul.Config.RequestTimeout)
+	timeout  time.Duration          // of one short request (consul.Config.RequestTimeout)
+	local    atomic.Pointer[string] // the local datacenter's name, once learned (failover.go)
+	learning atomic.Bool            // a goroutine is learning it
 
 	mu       sync.Mutex
 	watches  map[string]*watch
@@ -247,15 +251,18 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
 	}
 	q.Tags = slices.Clone(q.Tags)
-	key := watchKey(q)
-	fo := q.Datacenter == "" && wo.failover.enabled()
-	if fo {
-		key += wo.failover.key()
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return nil, ErrClosed
+	}
+	if q.Datacenter != "" && q.Datacenter == c.knownLocal() {
+		q.Datacenter = "" // the local datacenter, named: one watch, its own addresses
+	}
+	key := watchKey(q)
+	fo := q.Datacenter == "" && wo.failover.enabled()
+	if fo {
+		key += wo.failover.key()
 	}
 	w := c.watches[key]
 	if w == nil {
@@ -296,7 +303,9 @@ type WatchStats struct {
 	Failovers      int64
 	FailoverSince  time.Time
 	FailoverReason string
-	PreparedQuery  string
+	// PreparedQuery is the name or ID of the prepared query a
+	// WatchPrepared watch follows, else "". Service then holds it too.
+	PreparedQuery string
 }
 
 // Stats describes every running watch, for metrics and status pages.
@@ -553,6 +562,9 @@ func (c *Cache) newFeed(dc string) *feed {
 	}
 	f := newFeed(life, c.agents, c.publish, l, c.o.consistency, c.o.logger)
 	f.dc = dc
+	if dc != "" {
+		f.workers = 2 // four such feeds stay within the short-read connections
+	}
 	f.answered = c.guard.answered
 	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
 	f.changed = func(services map[string]bool) { c.changed(dc, services) }

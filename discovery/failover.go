@@ -214,7 +214,7 @@ func (f *failoverRun) step(ctx context.Context, now time.Time) time.Duration {
 		}
 		// Short locally: watch the candidates and move to the best.
 		f.openRemotes(ctx)
-		if dc, s := f.best(); s != nil {
+		if dc, s := f.best(passing(ls)); s != nil {
 			f.move(dc, fmt.Sprintf("%d passing in the local datacenter, fewer than %d; %d in %s", passing(ls), f.p.MinPassing, passing(s), dc))
 			f.publish(s, dc)
 			return 0
@@ -231,17 +231,22 @@ func (f *failoverRun) step(ctx context.Context, now time.Time) time.Duration {
 	}
 
 	if localOK {
-		if left := f.p.HoldDown - now.Sub(f.healthySince); left > 0 {
+		left := f.p.HoldDown - now.Sub(f.healthySince)
+		if left > 0 && f.servingHolds() {
 			f.keepServing()
 			return left
 		}
-		f.move("", fmt.Sprintf("%d passing in the local datacenter for %v", passing(ls), f.p.HoldDown))
+		reason := fmt.Sprintf("%d passing in the local datacenter for %v", passing(ls), f.p.HoldDown)
+		if left > 0 {
+			reason = fmt.Sprintf("%d passing in the local datacenter, fewer than %d in %s", passing(ls), f.p.MinPassing, f.serving)
+		}
+		f.move("", reason)
 		f.closeRemotes()
 		f.publish(ls, "")
 		return 0
 	}
 	f.openRemotes(ctx) // a datacenter added by NearestN since, or one closed
-	if dc, s := f.best(); s != nil {
+	if dc, s := f.best(passing(ls)); s != nil {
 		if dc != f.serving {
 			f.move(dc, fmt.Sprintf("%d passing in %s", passing(s), dc))
 		}
@@ -264,9 +269,21 @@ func (f *failoverRun) keepServing() {
 	}
 }
 
+// servingHolds reports whether the datacenter served still has MinPassing
+// passing instances: during the hold-down the watch stays there only
+// while it does.
+func (f *failoverRun) servingHolds() bool {
+	r := f.remotes[f.serving]
+	if r == nil {
+		return false
+	}
+	s := r.Snapshot()
+	return s != nil && passing(s) >= f.p.MinPassing
+}
+
 // best returns the first candidate with MinPassing passing instances, else
-// the first with any.
-func (f *failoverRun) best() (string, *Snapshot) {
+// the first with more than the local datacenter's local passing ones.
+func (f *failoverRun) best(local int) (string, *Snapshot) {
 	var anyDC string
 	var anySnap *Snapshot
 	for _, dc := range f.order {
@@ -282,7 +299,7 @@ func (f *failoverRun) best() (string, *Snapshot) {
 		if n >= f.p.MinPassing {
 			return dc, s
 		}
-		if n > 0 && anySnap == nil {
+		if n > local && anySnap == nil {
 			anyDC, anySnap = dc, s
 		}
 	}
@@ -324,9 +341,12 @@ func (f *failoverRun) openRemotes(ctx context.Context) {
 	}
 }
 
-// candidates lists the datacenters to try: the policy's, then the nearest.
+// candidates lists the datacenters to try: the policy's, then the
+// nearest; never the local one (a policy shared by every datacenter's
+// callers may name it).
 func (f *failoverRun) candidates(ctx context.Context) []string {
-	order := slices.Clone(f.p.Datacenters)
+	local := f.c.localDatacenter(ctx)
+	order := slices.DeleteFunc(slices.Clone(f.p.Datacenters), func(dc string) bool { return dc == local })
 	if f.p.NearestN == 0 {
 		return order
 	}
@@ -460,6 +480,39 @@ func (c *Cache) nearest(ctx context.Context) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// localDatacenter returns the local datacenter's name, asking the agent
+// the first time (bounded by the request timeout); "" when it cannot
+// tell, and then it asks again next time.
+func (c *Cache) localDatacenter(ctx context.Context) string {
+	if name := c.local.Load(); name != nil {
+		return *name
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	name, err := c.agents.localDatacenter(ctx)
+	if err != nil || name == "" {
+		return ""
+	}
+	c.local.Store(&name)
+	return name
+}
+
+// knownLocal returns the local datacenter's name if it is known, and
+// otherwise starts learning it in the background and returns "". Caller
+// holds c.mu (so the cache is not closed while it spawns).
+func (c *Cache) knownLocal() string {
+	if name := c.local.Load(); name != nil {
+		return *name
+	}
+	if c.learning.CompareAndSwap(false, true) {
+		c.spawn(func() {
+			defer c.learning.Store(false)
+			c.localDatacenter(c.ctx)
+		})
+	}
+	return ""
 }
 
 var errNoLister = errors.New("the backend does not list datacenters")

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -322,4 +324,147 @@ func TestRemoteInstancesAtTheirWANAddress(t *testing.T) {
 		}
 		w.Close()
 	}
+}
+
+// With WithAgentCache the stale guard must leave a failed-over watch alone:
+// comparing dc2's snapshot with a plain read of dc1 once published dc1's
+// empty answer over it.
+func TestFailoverWithAgentCacheStaysFailedOver(t *testing.T) {
+	f, dc1, _ := federation(t)
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithAgentCache(), discovery.WithStaleBound(2*time.Second),
+		discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "failed over to dc2", served("dc2", "web-2"))
+	setHealth(t, dc1, "web-1", beacon.HealthWarning) // the feed's tripwire fires; still nothing passing
+	end := time.After(6 * time.Second)               // three stale bounds: the guard had acted by then
+	for {
+		select {
+		case <-w.Changed():
+			if s := w.Snapshot(); !served("dc2", "web-2")(s) {
+				t.Fatalf("failed-over watch now serves %q %v (Stats %+v)", s.Datacenter, ids(s), c.Stats())
+			}
+		case <-end:
+			return
+		}
+	}
+}
+
+// During the hold-down, a served datacenter that runs short sends the
+// watch back to the healthy local one at once.
+func TestFailoverBackEarlyWhenTheRemoteEmpties(t *testing.T) {
+	f, dc1, dc2 := federation(t)
+	const holdDown = 20 * time.Second
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "failed over to dc2", served("dc2", "web-2"))
+	local, err := c.Watch(beacon.Query{Service: "web"}, discovery.NoFailover())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	healthy := time.Now()
+	setHealth(t, dc1, "web-1", beacon.HealthPassing)
+	until(t, local, "dc1 passing: the hold-down runs", served("", "web-1"))
+	if s := w.Snapshot(); s.Datacenter != "dc2" {
+		t.Fatalf("back to dc1 before the hold-down and before dc2 emptied (snapshot from %q)", s.Datacenter)
+	}
+	setHealth(t, dc2, "web-2", beacon.HealthCritical)
+	until(t, w, "back in dc1", served("", "web-1"))
+	if took := time.Since(healthy); took >= holdDown {
+		t.Errorf("came back %v after dc2 emptied, want before the hold-down (%v) ended", took, holdDown)
+	}
+}
+
+// A second prepared query of the same service joins a local watch that
+// has answered already: its first change is a change, not an answer.
+func TestWatchPreparedSharesTheLocalWatch(t *testing.T) {
+	f, dc1, _ := federation(t)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	r := registry(t, f.DC("dc1").Config())
+	for _, n := range []string{"web-q1", "web-q2"} {
+		if _, err := r.CreateQuery(ctx, beacon.PreparedQuery{Name: n, Service: "web", OnlyPassing: true, Failover: beacon.QueryFailover{Datacenters: []string{"dc2"}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithQueryPoll(time.Hour))
+	local, err := c.Watch(beacon.Query{Service: "web", IncludeUnhealthy: true}, discovery.NoFailover())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	until(t, local, "local watch answered", served("", "web-1"))
+	var ws []*discovery.Watcher
+	for _, n := range []string{"web-q1", "web-q2"} {
+		w, err := c.WatchPrepared(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		until(t, w, n+" served by dc1", served("", "web-1"))
+		ws = append(ws, w)
+	}
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	for _, w := range ws {
+		until(t, w, "failed over to dc2", served("dc2", "web-2"))
+	}
+}
+
+// A datacenter that hangs (its servers paused) while the watch fails over
+// to it is that datacenter's problem: the local agent, which forwards the
+// reads, is not marked down, and local watches keep their long polls.
+func TestPausedRemoteLeavesTheLocalAgentUp(t *testing.T) {
+	f, dc1, _ := federation(t)
+	cfg := f.DC("dc1").Config()
+	cfg.Timeout = 2 * time.Second // forwarded reads to paused dc2 time out quickly
+	logs := newLogBuffer()
+	c := newCache(t, cfg, discovery.WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
+		discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "served by dc1", served("", "web-1"))
+	f.PauseServers(t, "dc2")
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "dc1 empty, dc2 not answering", served(""))
+	<-time.After(3 * cfg.Timeout) // part of the scenario: several forwarded reads time out
+	if strings.Contains(logs.String(), "moving watches") || strings.Contains(logs.String(), "unreachable") {
+		t.Errorf("the local agent was marked down by dc2's timeouts:\n%s", logs.String())
+	}
+	setHealth(t, dc1, "web-1", beacon.HealthPassing)
+	until(t, w, "dc1 back", served("", "web-1"))
+}
+
+// logBuffer is a log destination safe for concurrent writes.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func newLogBuffer() *logBuffer { return &logBuffer{} }
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -41,7 +41,9 @@ var querySettle = [...]time.Duration{200 * time.Millisecond, time.Second}
 // blocking watch of that service tells it: a failover is seen within a
 // round trip of the local instances going critical, not at the next poll.
 // A change in another datacenter is seen at the next poll. The backend
-// must implement beacon.PreparedQueries (both of Beacon's do).
+// must implement beacon.PreparedQueries (both of Beacon's do). Metrics
+// name the watch NAME.query.consul, so a query named like its service is
+// not counted as that service.
 func (c *Cache) WatchPrepared(ref string) (*Watcher, error) {
 	if err := beacon.ValidateQueryRef(ref); err != nil {
 		return nil, fmt.Errorf("discovery: watch prepared query %q: %w", ref, err)
@@ -127,7 +129,7 @@ func (p *preparedRun) run(ctx context.Context) {
 		if err := lim.Wait(ctx); err != nil {
 			return
 		}
-		p.c.o.metrics.Request(p.ref)
+		p.c.o.metrics.Request(p.ref + QuerySuffix)
 		rctx, cancel := context.WithTimeout(ctx, p.c.timeout)
 		res, err := p.c.agents.executeQuery(rctx, p.ref)
 		cancel()
@@ -178,8 +180,11 @@ func (p *preparedRun) follow(service string) {
 		p.service = ""
 		return // the cache is closing, or the name is not one Watch accepts
 	}
-	p.local, p.seenLocal = l, false
+	p.local = l
 	l.w.addSub(p.wake)
+	// A watch shared with another caller may have answered already: then
+	// its next wake-up is a change, not its first answer.
+	p.seenLocal = l.Snapshot() != nil
 }
 
 // publish turns an execution into the watch's snapshot, as publish does
@@ -189,7 +194,7 @@ func (p *preparedRun) publish(res beacon.PreparedQueryResult, err error) {
 	prev := w.snap.Load()
 	var next *Snapshot
 	if err != nil {
-		p.c.o.metrics.WatchError(p.ref)
+		p.c.o.metrics.WatchError(p.ref + QuerySuffix)
 		p.c.o.logger.Warn("discovery: prepared query failed; serving the last good snapshot", "query", p.ref, "err", err)
 		if prev != nil {
 			next = prev.failed(err)
@@ -214,7 +219,7 @@ func (p *preparedRun) publish(res beacon.PreparedQueryResult, err error) {
 		}
 		next = newSnapshot(res.Service, SourceConsul, insts, prev, res.Index, time.Now())
 		next.Datacenter, next.FailedOver = dc, dc != ""
-		p.c.o.metrics.Published(p.ref, len(insts))
+		p.c.o.metrics.Published(p.ref+QuerySuffix, len(insts))
 	}
 	w.snap.Store(next)
 	w.once.Do(func() { close(w.ready) })

@@ -113,7 +113,11 @@ func newStaleGuard(life *lifetime, src beacon.Lookup, publish func(*watch, resul
 // guarded reports whether w can be served from a streaming view: a long
 // poll of its own, or agent-cached reads (feed watches otherwise make
 // plain reads, which never are).
-func guarded(w *watch) bool { return w.ownLoop || w.q.Cached }
+func guarded(w *watch) bool {
+	// A failover or prepared-query watch reads nothing itself: its parts
+	// are the watches guarded.
+	return w.fo == nil && w.prepared == "" && (w.ownLoop || w.q.Cached)
+}
 
 // add puts w under the backstop; remove takes it out.
 func (g *staleGuard) add(w *watch) {

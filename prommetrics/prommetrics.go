@@ -119,6 +119,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	seen := map[string]bool{}
 	for _, st := range cache.Stats() {
+		if st.PreparedQuery != "" {
+			continue // its service's own watch has the series
+		}
 		if seen[st.Service] {
 			continue // one series per service, from its first watch (a failover watch comes first)
 		}
