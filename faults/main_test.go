@@ -101,7 +101,7 @@ func writeReport(path string, took time.Duration) error {
 		if len(in) == 0 {
 			continue
 		}
-		if err := writeTable(path, table, in, took); err != nil {
+		if err := writeTable(path, table, in, len(rs), took); err != nil {
 			return err
 		}
 	}
@@ -109,7 +109,7 @@ func writeReport(path string, took time.Duration) error {
 }
 
 // writeTable writes one table of the report.
-func writeTable(path, table string, rs []result, took time.Duration) error {
+func writeTable(path, table string, rs []result, all int, took time.Duration) error {
 	var b strings.Builder
 	mode := "`make test` (5 s outages)"
 	if faultsMode {
@@ -118,7 +118,7 @@ func writeTable(path, table string, rs []result, took time.Duration) error {
 	if testutil.Stressed() {
 		mode = strings.Replace(strings.Replace(mode, "make faults", "make faults-stress", 1), "outages)", fmt.Sprintf("outages, beside a CPU hog: %d busy processes, one per core)", runtime.NumCPU()), 1)
 	}
-	fmt.Fprintf(&b, "Run of %s on %s, %s; %d scenarios in %v.\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), len(rs), took.Round(time.Second))
+	fmt.Fprintf(&b, "Run of %s on %s, %s; %d scenarios here, of %d in %v.\n\n", mode, time.Now().UTC().Format("2006-01-02 15:04 MST"), machine(), len(rs), all, took.Round(time.Second))
 	timing := "recovery time"
 	if table == tableFederation {
 		timing = "timings"
