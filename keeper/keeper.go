@@ -746,6 +746,12 @@ func matches(got beacon.Instance, want beacon.Registration) bool {
 			return false
 		}
 	}
+	// The agent's copy is read compacted (beacon.CompactTaggedAddresses),
+	// so the registration's are compared compacted too.
+	wantTagged, _ := beacon.CompactTaggedAddresses(want.Address, want.Port, true, want.TaggedAddresses, nil)
+	if !maps.Equal(got.TaggedAddresses, wantTagged) {
+		return false
+	}
 	return want.Weights == (beacon.Weights{}) || got.Weights == want.Weights
 }
 
