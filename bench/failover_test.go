@@ -23,7 +23,7 @@ import (
 // and reports: the time from the first health update until every watch
 // serves dc2 (all-failed-over-s; the 400 updates are sent one by one) and
 // from the last update (after-last-update-s), the peak of connections to dc1's agent
-// over the whole run (conns: the cache's cap is 72), requests per service
+// over the whole run (conns: the cache's cap is 76, plus the updater's one), requests per service
 // per wait period while idle, before the failover (req/svc/wait) and while
 // failed over (fo-req/svc/wait), and heap bytes per failed-over service
 // (B/remote-watch: the heap after the failover less the heap before).
