@@ -46,8 +46,11 @@ dc2_pids=()
 sup_pids=()
 caller_pid=""
 
-# stop PID...: SIGTERM, up to 10 s to exit, then SIGKILL; children are
-# reaped. A pid whose process is gone or a zombie counts as stopped.
+# stop PID...: SIGTERM, up to 10 s to exit, then SIGKILL. A pid whose
+# process is gone or a zombie counts as stopped. No `wait`: cleanup runs in
+# a trap, where bash blocks SIGCHLD, and waiting there for a child that
+# became a zombie before the wait (a supervisor killed by the Ctrl-C that
+# reached the whole process group) never returns; the zombies go with us.
 stop() {
 	[ $# -gt 0 ] || return 0
 	kill -TERM "$@" 2>/dev/null || true
@@ -61,7 +64,6 @@ stop() {
 		sleep 0.1
 	done
 	[ ${#alive[@]} = 0 ] || kill -KILL "${alive[@]}" 2>/dev/null || true
-	for p in "$@"; do wait "$p" 2>/dev/null || true; done
 }
 
 cleanup() {

@@ -24,7 +24,8 @@ import (
 // TestDemoFederation runs make demo-federation's script as a person would:
 // it waits for calls answered in dc1, runs the kill command the script
 // prints, sees the calls move to dc2 and come back once the script has
-// started dc1's instances again, then interrupts it (SIGINT, as Ctrl-C)
+// started dc1's instances again, then interrupts it (SIGINT to its process
+// group, as Ctrl-C)
 // and checks that it exits promptly with nothing it started left running.
 // The datacenters get random loopback addresses of their own, so the
 // script's fixed ports collide with nothing.
@@ -50,6 +51,9 @@ func TestDemoFederation(t *testing.T) {
 		"BEACON_DEMO_RESTART=3", "BEACON_DEMO_HOLD_DOWN=1s",
 		"BEACON_DEMO_SAYHELLO="+sayhelloCmd.Path(t))
 	cmd.Stdout, cmd.Stderr = out, out
+	// A process group of its own, as a terminal's foreground job: Ctrl-C
+	// reaches every process of it, the script's background subshells too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +115,7 @@ func TestDemoFederation(t *testing.T) {
 	t.Logf("calls back in dc1 %v after the kill (restart after 3s, hold-down 1s)", time.Since(killed).Round(time.Millisecond))
 
 	interrupted := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil { // Ctrl-C: the whole group
 		t.Fatal(err)
 	}
 	select {
