@@ -179,8 +179,14 @@ func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Beacon-Stale", "true")
 		w.Header().Set("X-Beacon-Age", snap.Age().Round(time.Millisecond).String())
 	}
-	if snap.Datacenter != "" {
-		w.Header().Set("X-Beacon-Datacenter", snap.Datacenter)
+	served := snap.Datacenter
+	if served == "" {
+		// The datacenter asked for (the cache serves the agent's own,
+		// named, as the local one), or "" for the agent's own.
+		served = dc
+	}
+	if served != "" {
+		w.Header().Set("X-Beacon-Datacenter", served)
 	}
 	if snap.FailedOver {
 		w.Header().Set("X-Beacon-Failed-Over", "true")
@@ -188,7 +194,7 @@ func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 	out := make([]instanceJSON, 0, len(snap.Instances))
 	for _, in := range snap.Instances {
 		j := instanceJSON{ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta,
-			Datacenter: snap.Datacenter, FailedOver: snap.FailedOver}
+			Datacenter: served, FailedOver: snap.FailedOver}
 		j.Weights.Passing, j.Weights.Warning = in.Weights.Passing, in.Weights.Warning
 		if j.Tags == nil {
 			j.Tags = []string{}
