@@ -262,18 +262,18 @@ func TestSnapshotFile(t *testing.T) {
 }
 
 func TestNewRefusesTooFewConns(t *testing.T) {
-	cfg := consul.Config{Addresses: []string{"127.0.0.1:1"}, MaxConns: 10}
+	cfg := consul.Config{Addresses: []string{"127.0.0.1:1"}, MaxConns: 14}
 	c, err := discovery.New(cfg, discovery.WithMaxLongPolls(8))
 	var ve *beacon.ValidationError
 	if !errors.As(err, &ve) || ve.Field != "MaxConns" {
 		if c != nil {
 			c.Close()
 		}
-		t.Fatalf("New(MaxConns 10, 8 long polls) error = %v, want a ValidationError on MaxConns", err)
+		t.Fatalf("New(MaxConns 14, 8 long polls) error = %v, want a ValidationError on MaxConns", err)
 	}
 	c, err = discovery.New(cfg, discovery.WithMaxLongPolls(2))
 	if err != nil {
-		t.Fatalf("New(MaxConns 10, 2 long polls) = %v, want nil", err)
+		t.Fatalf("New(MaxConns 14, 2 long polls) = %v, want nil", err)
 	}
 	c.Close()
 }
