@@ -451,7 +451,8 @@ func (c *Cache) startWatch(key string, q beacon.Query) *watch {
 	q = w.q
 	q.WaitTime = c.loops.wait
 	c.spawn(func() {
-		run(ctx, c.loops, q.Service, c.fetchFor(w, q), func(f fetched, meta beacon.QueryMeta, err error) error {
+		fetch, skip := c.fetchFor(w, q)
+		run(ctx, c.loops, q.Service, fetch, skip, func(f fetched, meta beacon.QueryMeta, err error) error {
 			if errors.Is(err, errMovedOff) {
 				return nil // not an error: the loop asks again from index 0
 			}
@@ -475,9 +476,20 @@ type fetched struct {
 // loop's life: its first blocking query after each (re)start from index 0
 // (a new watch, an error, an index reset, another agent) is verified settle
 // later, and a streaming answer below the asked index is checked at once.
-func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
+//
+// The second function is the loop's Skip: true once after an answer with
+// fewer passing instances than the one before, so that the next change,
+// often the next instance of a draining service going, is not held back by
+// the rate limit (a failover waits on the last one).
+func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], func() bool) {
 	last := w.gen.Load()
 	armed := false // at index 0: the next blocking query gets verified
+	passingNow, answered, shrank := 0, false, false
+	skip := func() bool {
+		s := shrank
+		shrank = false
+		return s
+	}
 	return func(ctx context.Context, index uint64) (fetched, beacon.QueryMeta, error) {
 		gen, off := w.mode()
 		if gen != last && index > 0 {
@@ -540,8 +552,22 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) blocking.Fetch[fetched] {
 		if off {
 			insts = sortedByKey(insts) // near= sorts by distance; keep snapshots in key order
 		}
+		n := countPassing(insts)
+		shrank = answered && n < passingNow
+		passingNow, answered = n, true
 		return fetched{insts: insts, gen: gen}, meta, nil
+	}, skip
+}
+
+// countPassing counts the passing instances of insts.
+func countPassing(insts []beacon.Instance) int {
+	n := 0
+	for i := range insts {
+		if insts[i].Health == beacon.HealthPassing {
+			n++
+		}
 	}
+	return n
 }
 
 // newFeed returns the change feed of datacenter dc ("" local). Another

@@ -277,3 +277,30 @@ func TestNewRefusesTooFewConns(t *testing.T) {
 	}
 	c.Close()
 }
+
+// A service draining to none is followed at once, whatever the rate
+// limit: an answer that lost passing instances lets the next query skip
+// the limiter (here one query an hour past a burst of 2). Failover waits
+// on that last answer.
+func TestDrainIsNotRateLimited(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	for _, id := range []string{"d-1", "d-2", "d-3"} {
+		register(t, r, id, "drain", beacon.HealthPassing)
+	}
+	c := newCache(t, srv.Config(), discovery.WithRateLimit(time.Hour, 2), discovery.WithStaleBound(0)) // the guard would repair a watch held back this long
+	w, err := c.Watch(beacon.Query{Service: "drain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until(t, w, "three passing", func(s *discovery.Snapshot) bool { return len(s.Instances) == 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	for i, id := range []string{"d-1", "d-2", "d-3"} {
+		if err := r.UpdateTTL(ctx, "service:"+id, beacon.HealthCritical, ""); err != nil {
+			t.Fatal(err)
+		}
+		until(t, w, id+" gone", func(s *discovery.Snapshot) bool { return len(s.Instances) == 2-i })
+	}
+}

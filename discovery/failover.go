@@ -454,15 +454,7 @@ func sameSlice(a, b []beacon.Instance) bool {
 }
 
 // passing counts s's passing instances.
-func passing(s *Snapshot) int {
-	n := 0
-	for i := range s.Instances {
-		if s.Instances[i].Health == beacon.HealthPassing {
-			n++
-		}
-	}
-	return n
-}
+func passing(s *Snapshot) int { return countPassing(s.Instances) }
 
 // nearest lists the other datacenters nearest first, when the current
 // agent's backend can list them (beacon.DatacenterLister).

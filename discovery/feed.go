@@ -277,7 +277,7 @@ func sweepEvenly(ctx context.Context, mu *sync.Mutex, set map[*watch]struct{}, p
 // changed.
 func (f *feed) watchChecks() {
 	q := beacon.ChecksQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
-	run(f.life.ctx, f.loop, "", blocking.Checks(f.src, q), func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
+	run(f.life.ctx, f.loop, "", blocking.Checks(f.src, q), nil, func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
 		if err != nil {
 			f.loop.metrics.WatchError("")
 			f.log.Warn("discovery: change feed error", "datacenter", dcName(f.dc), "err", err)

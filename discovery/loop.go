@@ -103,7 +103,9 @@ type loops struct {
 // requests and index resets under service ("" for the change feed). Each
 // blocking query holds a long-poll slot while it waits; a query from
 // index 0 answers at once and holds none.
-func run[T any](ctx context.Context, l loops, service string, fetch blocking.Fetch[T], emit func(T, beacon.QueryMeta, error) error) {
+//
+// skip, when not nil, is blocking.Options.Skip.
+func run[T any](ctx context.Context, l loops, service string, fetch blocking.Fetch[T], skip func() bool, emit func(T, beacon.QueryMeta, error) error) {
 	held := func(ctx context.Context, index uint64) (T, beacon.QueryMeta, error) {
 		if index > 0 && l.slots != nil {
 			select {
@@ -120,5 +122,6 @@ func run[T any](ctx context.Context, l loops, service string, fetch blocking.Fet
 		Limiter:      rate.NewLimiter(rate.Every(l.every), l.burst),
 		OnRequest:    func() { l.metrics.Request(service) },
 		OnIndexReset: func() { l.metrics.IndexReset(service) },
+		Skip:         skip,
 	}, emit)
 }

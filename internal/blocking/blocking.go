@@ -33,6 +33,13 @@ type Options struct {
 	// OnRequest and OnIndexReset, when set, are called for every query
 	// sent and every index that went backwards (for metrics).
 	OnRequest, OnIndexReset func()
+	// Skip, when set, is asked before each query; when it returns true the
+	// query goes out without waiting for (or taking) a Limiter token.
+	// discovery skips once after an answer that lost passing instances,
+	// so a service draining to none is seen at once rather than at the
+	// limiter's pace; as only a shrinking answer earns a skip, a flapping
+	// service at most doubles the rate.
+	Skip func() bool
 }
 
 // Run sends fetch's queries until ctx ends, calling emit with every answer
@@ -52,7 +59,11 @@ func Run[T any](ctx context.Context, fetch Fetch[T], o Options, emit func(T, bea
 	}
 	var index uint64
 	for {
-		if err := o.Limiter.Wait(ctx); err != nil {
+		if o.Skip != nil && o.Skip() {
+			if ctx.Err() != nil {
+				return
+			}
+		} else if err := o.Limiter.Wait(ctx); err != nil {
 			return // ctx ended
 		}
 		if o.OnRequest != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,4 +159,30 @@ func TestFetchesCarryIndexAndWait(t *testing.T) {
 	if !equal(s.indexes, []uint64{9, 0}) {
 		t.Errorf("Instances fetch sent indexes %v, want [9 0]", s.indexes)
 	}
+}
+
+// TestSkipBypassesTheLimiter: a query Skip lets through takes no token, so
+// with a limiter that would allow one query an hour, the loop sends as many
+// queries as Skip allows, and stops at the limiter when it does not.
+func TestSkipBypassesTheLimiter(t *testing.T) {
+	s := &script{answers: []answer{{index: 1}, {index: 2}, {index: 3}}, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	var skips atomic.Int32
+	skips.Store(3) // three queries skip the limiter; the fourth takes its one token
+	go func() {
+		defer close(stopped)
+		o := Options{
+			Limiter: rate.NewLimiter(rate.Every(time.Hour), 1),
+			Skip:    func() bool { return skips.Add(-1) >= 0 },
+		}
+		Run(ctx, Instances(s, beacon.Query{Service: "svc"}), o, func([]beacon.Instance, beacon.QueryMeta, error) error { return nil })
+	}()
+	select {
+	case <-s.done: // a fourth query went out after three answers
+	case <-time.After(10 * time.Second):
+		t.Fatalf("queries sent %v: the skipped ones waited for the limiter", s.indexes)
+	}
+	cancel()
+	<-stopped
 }
