@@ -32,15 +32,24 @@ func IsMaintenanceCheck(checkID, id string) bool {
 // (PUT /v1/agent/service/maintenance/:id?enable=&reason=). While it is in
 // maintenance Consul adds a critical check to it, so it leaves every
 // passing list; the agent keeps it across restarts when it has a data dir.
-// The check is apart from the registration: registering the instance
-// again leaves it in maintenance.
 //
-// Maintenance validates id and reason (ValidateMaintenance) before
-// sending; an ID the agent does not know is an error matching ErrNotFound.
-// Turning maintenance off for an instance not in it succeeds. It is safe
-// for concurrent use and bounded by ctx and the backend's deadline.
+// Registering the instance again with Register does drop it: Consul's
+// replace-existing-checks removes every check of the service the new
+// registration does not list, the maintenance check included. A keeper
+// reads the state with InMaintenance first and sets it again.
+//
+// Methods validate id (and reason) before sending, are safe for
+// concurrent use and bounded by ctx and the backend's deadline.
 type Maintainer interface {
+	// Maintenance puts id in maintenance (on) with reason, which becomes
+	// the check's notes (empty: Consul writes its own), or takes it out.
+	// An ID the agent does not know is an error matching ErrNotFound;
+	// turning maintenance off for an instance not in it succeeds.
 	Maintenance(ctx context.Context, id string, on bool, reason string) error
+	// InMaintenance reports whether the agent holds id's maintenance
+	// check, and the check's notes (the reason). An unknown ID is simply
+	// not in maintenance.
+	InMaintenance(ctx context.Context, id string) (on bool, reason string, err error)
 }
 
 // ValidateMaintenance checks a maintenance request: a valid instance ID

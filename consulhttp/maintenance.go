@@ -30,3 +30,24 @@ func (c *Client) Maintenance(ctx context.Context, id string, on bool, reason str
 	}
 	return nil
 }
+
+// InMaintenance reports whether the agent holds id's maintenance check
+// (GET /v1/agent/checks filtered to its ID) and the check's notes.
+func (c *Client) InMaintenance(ctx context.Context, id string) (bool, string, error) {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return false, "", fmt.Errorf("consulhttp: maintenance of %q: %w", id, err)
+	}
+	req := c.newRequest(http.MethodGet, "/v1/agent/checks")
+	req.query.Set("filter", fmt.Sprintf("CheckID == %q", beacon.MaintenanceCheckPrefix+id))
+	resp, err := c.do(ctx, req)
+	if err != nil {
+		return false, "", fmt.Errorf("consulhttp: maintenance of %q: %w", id, err)
+	}
+	defer drainClose(resp.Body)
+	var checks map[string]struct{ Notes string }
+	if err := decodeJSON(resp.Body, &checks); err != nil {
+		return false, "", fmt.Errorf("consulhttp: maintenance of %q: %w", id, err)
+	}
+	ch, ok := checks[beacon.MaintenanceCheckPrefix+id]
+	return ok, ch.Notes, nil
+}

@@ -34,3 +34,23 @@ func (c *Client) Maintenance(ctx context.Context, id string, on bool, reason str
 	}
 	return nil
 }
+
+// InMaintenance reports whether the agent holds id's maintenance check
+// and the check's notes, through consul/api.
+func (c *Client) InMaintenance(ctx context.Context, id string) (bool, string, error) {
+	if err := beacon.ValidateID("ID", id); err != nil {
+		return false, "", fmt.Errorf("consulkit: maintenance of %q: %w", id, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout())
+	defer cancel()
+	checkID := beacon.MaintenanceCheckPrefix + id
+	checks, err := c.api.Agent().ChecksWithFilterOpts(fmt.Sprintf("CheckID == %q", checkID), (&api.QueryOptions{}).WithContext(rctx))
+	if err != nil {
+		return false, "", fmt.Errorf("consulkit: maintenance of %q: %w", id, mapError(ctx, http.MethodGet, "/v1/agent/checks", err))
+	}
+	ch, ok := checks[checkID]
+	if !ok || ch == nil {
+		return false, "", nil
+	}
+	return true, ch.Notes, nil
+}
