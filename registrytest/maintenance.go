@@ -3,6 +3,8 @@ package registrytest
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +91,25 @@ func (s suite) testMaintenance(t *testing.T) {
 		}
 		if reqs := f.Requests(); len(reqs) != 0 {
 			t.Errorf("invalid Maintenance calls sent %v, want nothing sent", reqs)
+		}
+	})
+
+	t.Run("IDsOnTheWire", func(t *testing.T) {
+		t.Parallel()
+		for _, id := range reservedIDs {
+			f := NewFakeAgent(t, nil)
+			fm := s.fakeRegistry(t, f, consul.Config{}).(beacon.Maintainer)
+			if err := fm.Maintenance(testContext(t), id, true, "why? a&b=c #1"); err != nil {
+				t.Fatalf("Maintenance(%q) = %v, want nil", id, err)
+			}
+			got := f.RequestsTo(http.MethodPut, "/v1/agent/service/maintenance/")
+			if len(got) != 1 || got[0].Path != "/v1/agent/service/maintenance/"+id {
+				t.Fatalf("Maintenance(%q) sent %q, want one PUT with the path decoding to the ID", id, got)
+			}
+			q, err := url.ParseQuery(got[0].RawQuery)
+			if err != nil || q.Get("enable") != "true" || q.Get("reason") != "why? a&b=c #1" {
+				t.Errorf("Maintenance(%q) sent query %q, want enable=true and the reason intact", id, got[0].RawQuery)
+			}
 		}
 	})
 
