@@ -56,6 +56,7 @@ fuzz:
 	$(call FUZZ,FuzzValidateRegistration,30000x,.)
 	$(call FUZZ,FuzzValidateQuery,10000x,.)
 	$(call FUZZ,FuzzValidatePreparedQuery,10000x,.)
+	$(call FUZZ,FuzzValidateMaintenance,10000x,.)
 	$(call FUZZ,FuzzValidateTaggedAddresses,10000x,.)
 	$(call FUZZ,FuzzParseAddress,10000x,./consul)
 	$(call FUZZ,FuzzFromEnv,10000x,./consul)

@@ -66,6 +66,10 @@ type Instance struct {
 	Weights Weights
 	// Health is the worst status over the instance's checks, node checks included.
 	Health Health
+	// Maintenance: the instance is in maintenance, or its node is (its
+	// checks include its _service_maintenance: check or _node_maintenance);
+	// Health is then critical. See Maintainer.
+	Maintenance bool `json:",omitempty"`
 	// TaggedAddresses are the service's addresses by tag (TaggedWAN,
 	// TaggedLAN, ... or any key of the registrant's), nil when it has none
 	// beyond Address and Port: entries restating them are left out (see

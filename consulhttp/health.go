@@ -33,7 +33,8 @@ type healthEntry struct {
 		TaggedAddresses map[string]beacon.ServiceAddress
 	}
 	Checks []struct {
-		Status string
+		CheckID string
+		Status  string
 	}
 }
 
@@ -108,8 +109,9 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		if e.Node == nil || e.Service == nil || e.Service.ID == "" {
 			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: entry %d has no node or service", beacon.ErrMalformedResponse, i)
 		}
-		health := beacon.HealthPassing
+		health, maint := beacon.HealthPassing, false
 		for _, ch := range e.Checks {
+			maint = maint || beacon.IsMaintenanceCheck(ch.CheckID, e.Service.ID)
 			st := beacon.Health(ch.Status)
 			if !st.Valid() {
 				// Nothing unrecognised looks healthy, and Instance.Health
@@ -133,6 +135,7 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 			Meta:                internMeta(e.Service.Meta),
 			Weights:             beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
 			Health:              health,
+			Maintenance:         maint,
 			TaggedAddresses:     svcTagged,
 			NodeTaggedAddresses: nodeTagged,
 		})

@@ -184,8 +184,9 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 }
 
 func toInstance(e *api.ServiceEntry) beacon.Instance {
-	health := beacon.HealthPassing
+	health, maint := beacon.HealthPassing, false
 	for _, ch := range e.Checks {
+		maint = maint || beacon.IsMaintenanceCheck(ch.CheckID, e.Service.ID)
 		st := beacon.Health(ch.Status)
 		if !st.Valid() {
 			st = beacon.HealthCritical // nothing unrecognised looks healthy
@@ -207,6 +208,7 @@ func toInstance(e *api.ServiceEntry) beacon.Instance {
 		Meta:                e.Service.Meta,
 		Weights:             beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
 		Health:              health,
+		Maintenance:         maint,
 		TaggedAddresses:     svcTagged,
 		NodeTaggedAddresses: nodeTagged,
 	}

@@ -26,6 +26,9 @@
 //     left there until it answers (registrations belong to the agent that
 //     made them), without holding up the heartbeat.
 //   - Update resubmits tags, meta, weights or checks.
+//   - Maintenance takes the instance out of passing lists and back; the
+//     keeper's own re-registrations keep it, and one an operator set on
+//     the agent (beacon maint) is read before registering there again.
 //   - Stop drains: it marks the instance critical, waits a grace period so
 //     watchers drop it, deregisters, and returns.
 //

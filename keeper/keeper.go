@@ -101,6 +101,9 @@ type Status struct {
 	LastErrorAt   time.Time
 	// Failovers counts moves to another agent.
 	Failovers int
+	// Maintenance: the keeper keeps the instance in maintenance (see
+	// Keeper.Maintenance), set through it or found on the agent.
+	Maintenance bool
 }
 
 // update is an Update handed to the goroutine that owns the agent state.
@@ -139,6 +142,7 @@ type Keeper struct {
 	life    context.Context    // ends when Stop is called or Start fails
 	end     context.CancelFunc // ends life
 	updates chan update        // Update → run
+	maints  chan maintReq      // Maintenance → run
 	done    chan struct{}      // closed once the keeper has ended and its clients are closed
 	status  atomic.Pointer[Status]
 	stopErr error // written by run before done is closed
@@ -158,6 +162,14 @@ type Keeper struct {
 	retrying bool                // retrying the current agent after a transport failure
 	failing  bool                // the last heartbeat or repair failed
 	probes   map[int]*probe      // running probes of stale agents, by agent
+	// maintOn and maintReason: the instance is kept in maintenance
+	// (Maintenance, or found on the agent before registering there);
+	// maintPending: putting it back failed, reconcile retries. Before
+	// Start, Maintenance writes them under mu.
+	maintOn      bool
+	maintReason  string
+	maintPending bool
+	reg0ID       string // the instance ID, fixed at New: read without mu
 
 	// probed carries, from a probe to run, the agent whose old copy the
 	// probe removed; unbuffered, so run owns stale: a probe that was
@@ -203,7 +215,7 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 	}
 	k := &Keeper{
 		o: o, checkID: "beacon:" + r.ID, log: o.logger.With("id", r.ID), timeout: cfg.RequestTimeout(),
-		current: -1, stale: map[int]bool{}, updates: make(chan update), done: make(chan struct{}),
+		current: -1, stale: map[int]bool{}, updates: make(chan update), maints: make(chan maintReq), reg0ID: r.ID, done: make(chan struct{}),
 		probes: map[int]*probe{}, probed: make(chan int), events: make(chan agentEvent, 1), watching: -1,
 		retry: backoff.Backoff{Min: retryMin, Max: retryMax},
 	}
@@ -389,6 +401,8 @@ func (k *Keeper) loop() {
 			}
 		case u := <-k.updates:
 			k.apply(u)
+		case m := <-k.maints:
+			k.applyMaint(m)
 		case i := <-k.probed:
 			k.staleRemoved(i)
 		case e := <-k.events:
@@ -443,6 +457,8 @@ func (k *Keeper) serveFor(ctx context.Context, d time.Duration) bool {
 			return true
 		case u := <-k.updates:
 			k.apply(u)
+		case m := <-k.maints:
+			k.applyMaint(m)
 		}
 	}
 }
@@ -492,6 +508,8 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 	// A probe of i must not deregister what this registers: end it first.
 	// If this registration fails, i may still hold an old copy: probe on.
 	k.stopProbe(i)
+	// Registering drops a maintenance the agent holds: read it first.
+	k.readMaint(ctx, i)
 	rctx, cancel := context.WithTimeout(ctx, k.timeout)
 	defer cancel()
 	// Read before the backend reads it: if the file changes in between, the
@@ -504,6 +522,7 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 		return err
 	}
 	k.regToken = tok
+	k.restoreMaint(ctx, i)
 	k.pulse(ctx, i)
 	moved := k.current >= 0 && k.current != i
 	if moved {
@@ -732,6 +751,8 @@ func (k *Keeper) reconcile(ctx context.Context) (time.Duration, bool) {
 		if err := k.registerOn(ctx, k.current); err != nil {
 			return k.repair(ctx, err), true
 		}
+	case k.maintPending:
+		k.restoreMaint(ctx, k.current)
 	}
 	return 0, false
 }

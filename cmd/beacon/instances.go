@@ -16,7 +16,7 @@ func (c *command) instances(args []string) error {
 	fs := c.flagSet("instances", "NAME [-tag t,...] [-all] [-dc NAME] [-json]")
 	var tags listFlag
 	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
-	all := fs.Bool("all", false, "include warning and critical instances")
+	all := fs.Bool("all", false, "include warning and critical instances (and those in maintenance: HEALTH critical(maint))")
 	dc := fs.String("dc", "", dcFlagHelp)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
 	pos, err := c.parseArgs(fs, args, 1, "one service NAME")
@@ -79,10 +79,18 @@ func writeInstanceTable(w interface{ Write([]byte) (int, error) }, insts []beaco
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tADDRESS\tHEALTH\tNODE\tTAGS\tMETA\tWEIGHTS")
 	for _, in := range insts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", in.ID, in.HostPort(), in.Health, in.Node,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\n", in.ID, in.HostPort(), healthString(in), in.Node,
 			orDash(strings.Join(in.Tags, ",")), orDash(metaString(in.Meta)), in.Weights.Passing, in.Weights.Warning)
 	}
 	return tw.Flush()
+}
+
+// healthString is an instance's health, marked when it is in maintenance.
+func healthString(in beacon.Instance) string {
+	if in.Maintenance {
+		return string(in.Health) + "(maint)"
+	}
+	return string(in.Health)
 }
 
 func metaString(m map[string]string) string {

@@ -43,6 +43,8 @@ Commands:
   datacenters               the federated datacenters, nearest first, with their WAN RTT
   register -name N -port P  keep an instance registered until interrupted [-- command args...]
   deregister ID             remove an instance from the agent (nothing to do is success)
+  maint ID on|off           put an instance in maintenance (out of passing lists) or take
+                            it out, through the agent holding it [-reason TEXT]
   doctor                    check the agent, leader, token, ACLs, TLS and streaming backend
   query list|show|execute|create|delete
                             prepared queries: Consul runs them, failing over to other datacenters
@@ -80,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"watch":       c.watch,
 		"register":    c.register,
 		"deregister":  c.deregister,
+		"maint":       c.maint,
 		"doctor":      c.doctor,
 		"datacenters": c.datacenters,
 		"query":       c.query,
