@@ -2,6 +2,7 @@ package beacon
 
 import (
 	"context"
+	"errors"
 	"strconv"
 )
 
@@ -242,6 +243,23 @@ func (o ExecuteOptions) Validate() error {
 	}
 	if o.Limit < 0 {
 		return invalid("Limit", "%d, must not be negative", o.Limit)
+	}
+	return nil
+}
+
+// QueryGone tells a write refused because the prepared query id does not
+// exist from other failures, without reading Consul's message: Consul
+// answers such a write with a server error, so after a 5xx (writeErr) it
+// reads the query through get and returns that read's error when it
+// matches ErrNotFound; otherwise nil, and writeErr stands. Both backends
+// use it.
+func QueryGone(ctx context.Context, get func(context.Context, string) (PreparedQuery, error), id string, writeErr error) error {
+	var se *StatusError
+	if !errors.As(writeErr, &se) || se.StatusCode < 500 {
+		return nil
+	}
+	if _, err := get(ctx, id); errors.Is(err, ErrNotFound) {
+		return err
 	}
 	return nil
 }

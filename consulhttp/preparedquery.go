@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -92,7 +91,7 @@ func (c *Client) UpdateQuery(ctx context.Context, def beacon.PreparedQuery) erro
 	req := c.writeRequest(http.MethodPut, "/v1/query/"+url.PathEscape(def.ID))
 	req.body = toQueryDef(def)
 	if err := c.send(ctx, req); err != nil {
-		if gone := c.queryGone(ctx, def.ID, err); gone != nil {
+		if gone := beacon.QueryGone(ctx, c.GetQuery, def.ID, err); gone != nil {
 			err = gone
 		}
 		return fmt.Errorf("consulhttp: update query %q: %w", def.ID, err)
@@ -106,22 +105,6 @@ func validateQueryUpdate(def beacon.PreparedQuery) error {
 		return err
 	}
 	return def.Validate()
-}
-
-// queryGone tells a write refused because the query does not exist from
-// other failures without reading Consul's message: after a 5xx answer
-// (Consul's for "Cannot modify non-existent prepared query") it reads the
-// query, and returns that read's error when it is ErrNotFound. Otherwise
-// it returns nil and the write's own error stands.
-func (c *Client) queryGone(ctx context.Context, id string, err error) error {
-	var se *beacon.StatusError
-	if !errors.As(err, &se) || se.StatusCode < 500 {
-		return nil
-	}
-	if _, gerr := c.GetQuery(ctx, id); errors.Is(gerr, beacon.ErrNotFound) {
-		return gerr
-	}
-	return nil
 }
 
 // GetQuery returns the prepared query with this ID (GET /v1/query/:id).
@@ -166,7 +149,7 @@ func (c *Client) DeleteQuery(ctx context.Context, id string) error {
 		return fmt.Errorf("consulhttp: delete query %q: %w", id, err)
 	}
 	err := c.send(ctx, c.writeRequest(http.MethodDelete, "/v1/query/"+url.PathEscape(id)))
-	if err != nil && c.queryGone(ctx, id, err) == nil {
+	if err != nil && beacon.QueryGone(ctx, c.GetQuery, id, err) == nil {
 		return fmt.Errorf("consulhttp: delete query %q: %w", id, err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package consulkit
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -68,7 +67,7 @@ func (c *Client) CreateQuery(ctx context.Context, def beacon.PreparedQuery) (str
 }
 
 // UpdateQuery replaces the definition of query def.ID. An unknown ID is an
-// error matching beacon.ErrNotFound (see queryGone).
+// error matching beacon.ErrNotFound (see beacon.QueryGone).
 func (c *Client) UpdateQuery(ctx context.Context, def beacon.PreparedQuery) error {
 	if err := beacon.ValidateQueryID(def.ID); err != nil {
 		return fmt.Errorf("consulkit: update query %q: %w", def.ID, err)
@@ -80,24 +79,10 @@ func (c *Client) UpdateQuery(ctx context.Context, def beacon.PreparedQuery) erro
 	defer cancel()
 	if _, err := c.api.PreparedQuery().Update(toAPIQuery(def), wo); err != nil {
 		err = mapError(ctx, http.MethodPut, "/v1/query/"+def.ID, err)
-		if gone := c.queryGone(ctx, def.ID, err); gone != nil {
+		if gone := beacon.QueryGone(ctx, c.GetQuery, def.ID, err); gone != nil {
 			err = gone
 		}
 		return fmt.Errorf("consulkit: update query %q: %w", def.ID, err)
-	}
-	return nil
-}
-
-// queryGone: Consul answers a write to an unknown query with a server
-// error, so after a 5xx the query is read, and that read's error returned
-// when it is beacon.ErrNotFound; otherwise nil (as consulhttp does).
-func (c *Client) queryGone(ctx context.Context, id string, err error) error {
-	var se *beacon.StatusError
-	if !errors.As(err, &se) || se.StatusCode < 500 {
-		return nil
-	}
-	if _, gerr := c.GetQuery(ctx, id); errors.Is(gerr, beacon.ErrNotFound) {
-		return gerr
 	}
 	return nil
 }
@@ -162,7 +147,7 @@ func (c *Client) DeleteQuery(ctx context.Context, id string) error {
 	defer cancel()
 	if _, err := c.api.PreparedQuery().Delete(id, wo); err != nil {
 		err = mapError(ctx, http.MethodDelete, "/v1/query/"+id, err)
-		if c.queryGone(ctx, id, err) == nil {
+		if beacon.QueryGone(ctx, c.GetQuery, id, err) == nil {
 			return fmt.Errorf("consulkit: delete query %q: %w", id, err)
 		}
 	}
