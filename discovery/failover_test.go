@@ -48,6 +48,17 @@ func served(dc string, want ...string) func(*discovery.Snapshot) bool {
 	}
 }
 
+// watchWeb watches "web" on c with opts, closed when the test ends.
+func watchWeb(t *testing.T, c *discovery.Cache, opts ...discovery.WatchOption) *discovery.Watcher {
+	t.Helper()
+	w, err := c.Watch(beacon.Query{Service: "web"}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
 func failoverStats(t *testing.T, c *discovery.Cache) discovery.WatchStats {
 	t.Helper()
 	for _, st := range c.Stats() {
@@ -64,11 +75,7 @@ func TestFailoverAndBack(t *testing.T) {
 	const holdDown = 2 * time.Second
 	moves := &moveRecorder{}
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithMetrics(moves), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 	if n := c.Watching(); n != 2 {
 		t.Errorf("Watching() = %d while dc1 is healthy, want 2 (the failover watch and dc1's)", n)
@@ -132,22 +139,14 @@ func TestFailoverHoldDownIgnoresFlaps(t *testing.T) {
 	f, dc1, _ := federation(t)
 	const holdDown = 4 * time.Second
 	c := newCache(t, f.DC("dc1").Config())
-	w, err := c.Watch(beacon.Query{Service: "web"}, discovery.FailOver(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c, discovery.FailOver(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
 	until(t, w, "served by dc1", served("", "web-1"))
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	until(t, w, "failed over to dc2", served("dc2", "web-2"))
 
 	// Flap: passing for half the hold-down, as the local watch sees it,
 	// then critical, then passing for good.
-	local, err := c.Watch(beacon.Query{Service: "web"}, discovery.NoFailover())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
+	local := watchWeb(t, c, discovery.NoFailover())
 	setHealth(t, dc1, "web-1", beacon.HealthPassing)
 	until(t, local, "dc1 passing", served("", "web-1"))
 	<-time.After(holdDown / 2) // part of the scenario: a flap that lasts
@@ -175,11 +174,7 @@ func TestFailoverWaitsForARemoteInstance(t *testing.T) {
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	setHealth(t, dc2, "web-2", beacon.HealthCritical)
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	s, err := w.Wait(context.Background())
 	if err != nil {
 		t.Fatalf("Wait() = %v", err)
@@ -197,11 +192,7 @@ func TestFailoverWaitsForARemoteInstance(t *testing.T) {
 func TestFailoverKeepsServingUntilARemoteAnswers(t *testing.T) {
 	f, dc1, _ := federation(t)
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 
 	// dc2's server answers nothing: the remote watch's first query hangs.
@@ -266,11 +257,7 @@ func TestFailoverBeyondTheLongPollBudget(t *testing.T) {
 	}
 	defer other.Close()
 	until(t, other, "other served", served("", "other-1"))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	until(t, w, "failed over to dc2", served("dc2", "web-2"))
@@ -282,11 +269,7 @@ func TestFailoverBeyondTheLongPollBudget(t *testing.T) {
 func TestFailoverToTheNearest(t *testing.T) {
 	f, dc1, _ := federation(t)
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{NearestN: 1}))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	until(t, w, "failed over to the nearest, dc2", served("dc2", "web-2"))
@@ -333,11 +316,7 @@ func TestFailoverWithAgentCacheStaysFailedOver(t *testing.T) {
 	f, dc1, _ := federation(t)
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithAgentCache(), discovery.WithStaleBound(2*time.Second),
 		discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	until(t, w, "failed over to dc2", served("dc2", "web-2"))
@@ -361,19 +340,11 @@ func TestFailoverBackEarlyWhenTheRemoteEmpties(t *testing.T) {
 	f, dc1, dc2 := federation(t)
 	const holdDown = 20 * time.Second
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	until(t, w, "failed over to dc2", served("dc2", "web-2"))
-	local, err := c.Watch(beacon.Query{Service: "web"}, discovery.NoFailover())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer local.Close()
+	local := watchWeb(t, c, discovery.NoFailover())
 	healthy := time.Now()
 	setHealth(t, dc1, "web-1", beacon.HealthPassing)
 	until(t, local, "dc1 passing: the hold-down runs", served("", "web-1"))
@@ -432,11 +403,7 @@ func TestPausedRemoteLeavesTheLocalAgentUp(t *testing.T) {
 	logs := newLogBuffer()
 	c := newCache(t, cfg, discovery.WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
 		discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
-	w, err := c.Watch(beacon.Query{Service: "web"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 	f.PauseServers(t, "dc2")
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
