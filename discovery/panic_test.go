@@ -157,7 +157,6 @@ func panicking(inPanic bool, want ...string) func(*discovery.Snapshot) bool {
 	return func(s *discovery.Snapshot) bool { return s.Panic == inPanic && slices.Equal(ids(s), want) }
 }
 
-
 // TestPanicThreshold is issue 14's acceptance for the panic threshold, on
 // a real agent: five instances, threshold 0.5. One passing → every
 // instance is published, Panic, and calls through httpclient and Weighted
