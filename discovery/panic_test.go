@@ -306,3 +306,71 @@ func TestPanicThresholdValidation(t *testing.T) {
 		t.Errorf("Watching() = %d after a refused watch, want 0", c.Watching())
 	}
 }
+
+// TestPanicSnapshotFile: a snapshot saved in panic is served in panic by
+// the next process while Consul is unreachable: every saved instance,
+// weighted as passing.
+func TestPanicSnapshotFile(t *testing.T) {
+	path := t.TempDir() + "/snapshots.json"
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	register(t, r, "a", "saved", beacon.HealthPassing)
+	register(t, r, "b", "saved", beacon.HealthCritical)
+	register(t, r, "c", "saved", beacon.HealthCritical)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+
+	first, err := discovery.New(srv.Config(), discovery.WithSnapshotFile(path), discovery.WithPanicThreshold(0.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := first.Snapshot(ctx, "saved"); err != nil || !s.Panic || len(s.Instances) != 3 {
+		t.Fatalf("Snapshot() = %+v, %v; want 3 instances in panic", s, err)
+	}
+	first.Close() // writes the file
+	srv.Stop()
+
+	second := newCache(t, srv.Config(), discovery.WithSnapshotFile(path), discovery.WithPanicThreshold(0.5))
+	s, err := second.Snapshot(ctx, "saved")
+	if err != nil {
+		t.Fatalf("Snapshot() with Consul down and a saved file = %v", err)
+	}
+	if s.Source != discovery.SourceFile || !s.Panic || len(s.Instances) != 3 {
+		t.Fatalf("Snapshot() = %+v; want the 3 saved instances from the file, in panic", s)
+	}
+	for _, e := range s.Set().Endpoints() {
+		if e.Weight() != 1 {
+			t.Errorf("saved panic snapshot: %s (%s) Weight() = %d, want 1", e.Instance.ID, e.Instance.Health, e.Weight())
+		}
+	}
+}
+
+// TestPanicAndFailover: failover counts passing instances, panic decides
+// what a datacenter's snapshot holds, and the two do not fight. dc1 with 1
+// of 3 passing (threshold 0.5, MinPassing 1) stays local, in panic; with
+// none passing it fails over to dc2's passing instance; with none passing
+// anywhere it serves dc1 again, in panic.
+func TestPanicAndFailover(t *testing.T) {
+	f, dc1, dc2 := federation(t)
+	register(t, dc1, "web-3", "web", beacon.HealthCritical)
+	register(t, dc1, "web-4", "web", beacon.HealthCritical)
+	c := newCache(t, f.DC("dc1").Config(), discovery.WithPanicThreshold(0.5),
+		discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: time.Second}))
+	w := watchWeb(t, c)
+	inPanicAt := func(dc string, inPanic bool, want ...string) func(*discovery.Snapshot) bool {
+		return func(s *discovery.Snapshot) bool { return served(dc, want...)(s) && s.Panic == inPanic }
+	}
+	until(t, w, "1 of 3 passing in dc1: local, in panic", inPanicAt("", true, "web-1", "web-3", "web-4"))
+	if st := failoverStats(t, c); !st.Panic || st.Failovers != 0 || st.PanicThreshold != 0.5 || st.Panics != 1 {
+		t.Errorf("failover Stats() in local panic = %+v, want Panic, no failover, threshold 0.5, Panics 1", st)
+	}
+
+	setHealth(t, dc1, "web-1", beacon.HealthCritical)
+	until(t, w, "none passing in dc1: failed over to dc2, not in panic", inPanicAt("dc2", false, "web-2"))
+	if st := failoverStats(t, c); st.Panic || st.Failovers != 1 {
+		t.Errorf("failover Stats() in dc2 = %+v, want no panic, Failovers 1", st)
+	}
+
+	setHealth(t, dc2, "web-2", beacon.HealthCritical)
+	until(t, w, "none passing anywhere: dc1 again, in panic", inPanicAt("", true, "web-1", "web-3", "web-4"))
+}
