@@ -33,7 +33,9 @@ type Failover struct {
 	// MinPassing is the number of passing local instances below which the
 	// watch fails over (default 1: fail over when none passes). A remote
 	// datacenter is chosen when it has at least MinPassing passing
-	// instances; when none has, the first with any.
+	// instances; when none has, the first with any. Only passing
+	// instances count, not those a snapshot in panic adds (see
+	// WithPanicThreshold).
 	MinPassing int
 	// HoldDown is how long the local datacenter must have MinPassing
 	// passing instances before the watch comes back to it (default 10 s),
