@@ -172,8 +172,9 @@ func TestPanicThreshold(t *testing.T) {
 	c := newCache(t, srv.Config(), discovery.WithPanicThreshold(0.5), discovery.WithMetrics(rec),
 		discovery.WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	w := watchWeb(t, c)
-	hc := &http.Client{Transport: httpclient.New(c, httpclient.WithRetries(0))}
-	t.Cleanup(hc.CloseIdleConnections)
+	tr := httpclient.New(c, httpclient.WithRetries(0))
+	t.Cleanup(func() { tr.Close() })
+	hc := &http.Client{Transport: tr}
 
 	all := []string{"web-1", "web-2", "web-3", "web-4", "web-5"}
 	s := until(t, w, "1 of 5 passing: panic, all five published", panicking(true, all...))
