@@ -163,7 +163,6 @@ func panicking(inPanic bool, want ...string) func(*discovery.Snapshot) bool {
 // picks spread over all five; one in maintenance → left out even in
 // panic; three passing of the four left → back to the passing ones.
 func TestPanicThreshold(t *testing.T) {
-	testutil.StressIfAsked(t, 5*time.Minute)
 	srv := consultest.NewServer(t)
 	r := registry(t, srv.Config())
 	f := startFleet(t, r, "web", beacon.HealthPassing, beacon.HealthCritical, beacon.HealthCritical, beacon.HealthCritical, beacon.HealthCritical)
