@@ -35,12 +35,14 @@ import (
 // (the snapshot's Set weights them all as passing). 0, the default, is
 // off; a watch can set or clear its own with PanicThreshold. Watches that
 // ask for every instance anyway (Query.IncludeUnhealthy) and prepared-
-// query watches have no threshold. See the package doc for how it
-// combines with WithNoPassingPolicy and failover.
+// query watches have no threshold. New refuses p outside [0, 1] with a
+// *beacon.ValidationError. See the package doc for how it combines with
+// WithNoPassingPolicy and failover.
 func WithPanicThreshold(p float64) Option { return func(o *options) { o.panic = p } }
 
 // PanicThreshold gives this watch its own panic threshold (see
 // WithPanicThreshold); 0 turns it off for this watch whatever the cache's.
+// Watch refuses p outside [0, 1] with a *beacon.ValidationError.
 func PanicThreshold(p float64) WatchOption {
 	return func(o *watchOptions) { o.panic = p }
 }
