@@ -3,6 +3,7 @@ package beacon
 import (
 	"cmp"
 	"context"
+	"iter"
 	"slices"
 	"time"
 )
@@ -117,6 +118,21 @@ func (t *NodeRTTs) Len() int {
 		return 0
 	}
 	return len(t.rtt)
+}
+
+// All yields every node the table has a time for, and the time, in no
+// particular order.
+func (t *NodeRTTs) All() iter.Seq2[string, time.Duration] {
+	return func(yield func(string, time.Duration) bool) {
+		if t == nil {
+			return
+		}
+		for n, d := range t.rtt {
+			if !yield(n, d) {
+				return
+			}
+		}
+	}
 }
 
 // SortByRTT sorts insts nearest first by the estimated round-trip time to
