@@ -30,7 +30,9 @@ func rttTable(ms map[string]float64) *beacon.NodeRTTs {
 }
 
 // tableSource is an RTTSource whose table a test swaps.
-type tableSource struct{ p atomic.Pointer[beacon.NodeRTTs] }
+type tableSource struct {
+	p atomic.Pointer[beacon.NodeRTTs]
+}
 
 func (s *tableSource) RTTs() *beacon.NodeRTTs { return s.p.Load() }
 
