@@ -51,7 +51,9 @@ func newNearEnv(t *testing.T) *nearEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.rtts.Close)
-	e.waitRTT(t, "node-far", func(d time.Duration) bool { return d > 25*time.Millisecond })
+	for node, ms := range map[string]time.Duration{"node-near": 2, "node-mid": 10, "node-far": 30} {
+		e.waitRTT(t, node, func(d time.Duration) bool { return (d - ms*time.Millisecond).Abs() < time.Millisecond })
+	}
 	return e
 }
 
@@ -118,6 +120,7 @@ func TestNearestFirst(t *testing.T) {
 	extra := newBackend(t, "farther")
 	e.srv.RegisterExternal(t, "node-farther", "127.0.0.1", consultest.ExternalInstance{ID: "web-farther", Service: "web", Port: extra.port})
 	e.srv.SetCoordinate(t, "node-farther", at(50)...)
+	e.waitRTT(t, "node-farther", func(d time.Duration) bool { return d > 45*time.Millisecond })
 	testutil.Eventually(t, deadline, "the watch of web with its fourth instance", func() error {
 		_, n := webBackend(e.cache)
 		return testutil.Want(n == 4, "Stats(web).Instances = %d, want 4", n)
