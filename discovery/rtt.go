@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -125,9 +126,14 @@ func (c *Cache) startRTTs() *rttWatch {
 // plans they built for it.
 func (w *rttWatch) publish(t *beacon.NodeRTTs, err error, c *Cache) {
 	if err != nil {
-		w.err.Store(&err)
+		// Warn at the first error of a run, not at every retry: an agent
+		// with coordinates disabled answers 401 for good.
+		level := slog.LevelWarn
+		if w.err.Swap(&err) != nil {
+			level = slog.LevelDebug
+		}
 		c.o.metrics.WatchError("")
-		c.o.logger.Warn("discovery: coordinate watch error; keeping the last RTTs", "err", err)
+		c.o.logger.Log(context.Background(), level, "discovery: coordinate watch error; keeping the last RTTs", "err", err)
 		w.once.Do(func() { close(w.ready) })
 		return
 	}

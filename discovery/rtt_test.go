@@ -120,3 +120,22 @@ func TestWatchRTTsClosed(t *testing.T) {
 		t.Errorf("WatchRTTs() after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestWatchRTTsDisabled: with coordinates disabled on the agent, the first
+// attempt's 401 is what Wait returns, and there is no table.
+func TestWatchRTTsDisabled(t *testing.T) {
+	srv := consultest.NewServer(t, consultest.WithConfigJSON(`{"disable_coordinates": true}`))
+	c := newCache(t, srv.Config())
+	h, err := c.WatchRTTs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	tab, err := h.Wait(ctx)
+	var se *beacon.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 401 || tab != nil || h.RTTs() != nil {
+		t.Errorf("Wait() with coordinates disabled = %v, %v; want no table and a *beacon.StatusError 401", tab, err)
+	}
+}
