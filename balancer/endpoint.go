@@ -46,7 +46,9 @@ func (e *Endpoint) InFlight() int64 { return e.load.inflight.Load() }
 // (Consul's "unset") count as 1 and 1; negative weights count as 0 and weights
 // above 65535, the largest DNS SRV weight, as 65535. A weight of 0 means
 // the instance is never picked by Weighted unless every instance in the Set
-// has weight 0, in which case all are picked in turn.
+// has weight 0, in which case all are picked in turn. The Set of a
+// discovery snapshot published in panic (discovery.Snapshot.Panic) weights
+// every instance as passing, whatever its Health.
 func (e *Endpoint) Weight() int { return int(e.weight) }
 
 // count counts a request in flight on e and returns the pick that Done

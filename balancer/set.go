@@ -14,6 +14,9 @@ import (
 // *Set are empty.
 type Set struct {
 	eps []*Endpoint
+	// anyHealth: weighted as if every instance passed (panic; see
+	// internal/panicset); Without keeps it.
+	anyHealth bool
 
 	// Weighted's state lives here, shared by every Weighted picking from
 	// this Set. When a whole cycle of the smooth weighted round robin is
@@ -61,7 +64,10 @@ const (
 //
 // Keys should be unique, as Consul makes them; if one repeats, only its
 // first Endpoint inherits from prev.
-func NewSet(insts []beacon.Instance, prev *Set) *Set {
+func NewSet(insts []beacon.Instance, prev *Set) *Set { return newSet(insts, prev, false) }
+
+// newSet is NewSet; with anyHealth, weights ignore health (panicset.NewSet).
+func newSet(insts []beacon.Instance, prev *Set, anyHealth bool) *Set {
 	var carried map[beacon.InstanceKey]*load
 	if prev != nil && len(prev.eps) > 0 {
 		carried = make(map[beacon.InstanceKey]*load, len(prev.eps))
@@ -73,7 +79,7 @@ func NewSet(insts []beacon.Instance, prev *Set) *Set {
 		}
 	}
 
-	s := &Set{eps: make([]*Endpoint, len(insts))}
+	s := &Set{eps: make([]*Endpoint, len(insts)), anyHealth: anyHealth}
 	backing := make([]Endpoint, len(insts))
 	for i, in := range insts {
 		ld := carried[in.Key()]
@@ -81,6 +87,9 @@ func NewSet(insts []beacon.Instance, prev *Set) *Set {
 			delete(carried, in.Key())
 		} else {
 			ld = new(load)
+		}
+		if anyHealth {
+			in.Health = beacon.HealthPassing // a copy: insts[i] keeps its health
 		}
 		e := &backing[i]
 		*e = Endpoint{
@@ -258,5 +267,5 @@ func (s *Set) Without(skip func(*Endpoint) bool) *Set {
 	if rest == nil {
 		return s
 	}
-	return NewSet(rest, s)
+	return newSet(rest, s, s.anyHealth)
 }

@@ -49,6 +49,7 @@ type options struct {
 	queryPoll    time.Duration
 	addrPolicy   beacon.AddressPolicy
 	rttEvery     time.Duration // the coordinate watch's spacing (rtt.go)
+	panic        float64 // WithPanicThreshold (panic.go)
 }
 
 // Option adjusts a Cache.
@@ -166,6 +167,9 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	o.failover = o.failover.withDefaults()
+	if err := validatePanic(o.panic); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
 	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 || o.rttEvery <= 0 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
@@ -232,9 +236,15 @@ func watchKey(q beacon.Query) string {
 // datacenter (q.Datacenter empty) follows the cache's failover policy
 // (WithFailover) unless opts say otherwise (FailOver, NoFailover).
 func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
-	wo := watchOptions{failover: c.o.failover}
+	wo := watchOptions{failover: c.o.failover, panic: c.o.panic}
 	for _, f := range opts {
 		f(&wo)
+	}
+	if err := validatePanic(wo.panic); err != nil {
+		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
+	}
+	if q.IncludeUnhealthy {
+		wo.panic = 0 // every instance is published anyway
 	}
 	if wo.setFailover {
 		if err := wo.failover.Validate(); err != nil {
@@ -261,7 +271,7 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 	if q.Datacenter != "" && q.Datacenter == c.knownLocal() {
 		q.Datacenter = "" // the local datacenter, named: one watch, its own addresses
 	}
-	key := watchKey(q)
+	key := watchKey(q) + panicKey(wo.panic)
 	fo := q.Datacenter == "" && wo.failover.enabled()
 	if fo {
 		key += wo.failover.key()
@@ -269,9 +279,9 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 	w := c.watches[key]
 	if w == nil {
 		if fo {
-			w = c.startFailover(key, q, wo.failover)
+			w = c.startFailover(key, q, wo.failover, wo.panic)
 		} else {
-			w = c.startWatch(key, q)
+			w = c.startWatch(key, q, wo.panic)
 		}
 		c.watches[key] = w
 	}
@@ -308,6 +318,15 @@ type WatchStats struct {
 	// PreparedQuery is the name or ID of the prepared query a
 	// WatchPrepared watch follows, else "". Service then holds it too.
 	PreparedQuery string
+	// PanicThreshold is the watch's panic threshold, 0 for none (see
+	// WithPanicThreshold). Panic: its snapshot is published in panic.
+	// Panics counts the times it entered panic, and PanicSince says when
+	// it last entered or left it; for a failover watch, both are those of
+	// the datacenter's watch it serves.
+	PanicThreshold float64
+	Panic          bool
+	Panics         int64
+	PanicSince     time.Time
 }
 
 // Stats describes every running watch, for metrics and status pages.
@@ -330,7 +349,9 @@ func (c *Cache) Stats() []WatchStats {
 		if b, ok := w.backend.Load().(beacon.QueryBackend); ok {
 			st.Backend = b
 		}
-		if s := w.snap.Load(); s != nil {
+		s := w.snap.Load()
+		panicStats(&st, w, s)
+		if s != nil {
 			st.Instances, st.Err = len(s.Instances), s.Err
 			if w.prepared != "" {
 				st.Datacenter = s.Datacenter
@@ -391,6 +412,13 @@ type watch struct {
 	fallback bool
 	// ownLoop: the watch has a long poll of its own (else the feed drives it).
 	ownLoop bool
+	// panicAt is the panic threshold (panic.go), 0 for none: then the
+	// watch queries every instance and publishes the passing ones, or in
+	// panic every one not in maintenance.
+	panicAt float64
+	// pst is the panic state of a watch with a threshold, or for a
+	// failover watch that of the watch it serves; nil without one.
+	pst atomic.Pointer[panicState]
 
 	ctx    context.Context // ends when the watch stops
 	cancel context.CancelFunc
@@ -426,9 +454,13 @@ type asking struct {
 
 // startWatch starts a loop for a new watch, or hands it to the change feed
 // once the long-poll budget is spent. Caller holds c.mu.
-func (c *Cache) startWatch(key string, q beacon.Query) *watch {
-	w := &watch{key: key, q: q, ready: make(chan struct{}), fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy}
-	if w.fallback {
+func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64) *watch {
+	w := &watch{key: key, q: q, ready: make(chan struct{}), panicAt: panicAt,
+		fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0}
+	if panicAt > 0 {
+		w.pst.Store(&panicState{})
+	}
+	if w.fallback || panicAt > 0 {
 		w.q.IncludeUnhealthy = true // filtered in publish
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -686,21 +718,29 @@ func (c *Cache) publish(w *watch, r result) error {
 			next = newSnapshot(w.q.Service, SourceFile, saved.Instances, nil, 0, saved.Updated)
 			next.Err = r.Err
 			next.Datacenter = w.q.Datacenter
+			if _, v := policy(w, saved.Instances); v.panic {
+				markPanic(next) // what was saved is what was published: panic again
+			}
 		} else {
 			next = newSnapshot(w.q.Service, SourceNone, nil, nil, 0, time.Time{})
 			next.Err = r.Err
 			next.Datacenter = w.q.Datacenter
 		}
 	} else {
-		insts := dedupe(c.translate(applyPolicy(w, r.Instances), w.q.Datacenter != "")) // dedupe.go: one entry per endpoint
+		// dedupe.go: one entry per endpoint, before the policy counts them.
+		insts, v := policy(w, dedupe(c.translate(r.Instances, w.q.Datacenter != "")))
 		shareMeta(insts)
-		if prev != nil && prev.Err == nil && sameInstances(prev.Instances, insts) {
+		c.notePanic(w, v)
+		if prev != nil && prev.Err == nil && prev.Panic == v.panic && sameInstances(prev.Instances, insts) {
 			w.snap.Store(prev.refreshed(r.Meta.LastIndex, time.Now())) // fresher, unchanged: nobody is woken
 			w.once.Do(func() { close(w.ready) })
 			return nil
 		}
 		next = newSnapshot(w.q.Service, SourceConsul, insts, prev, r.Meta.LastIndex, time.Now())
 		next.Datacenter = w.q.Datacenter
+		if v.panic {
+			markPanic(next)
+		}
 		c.dirty.Store(true)
 		c.o.metrics.Published(w.q.Service, len(insts))
 	}
@@ -727,9 +767,23 @@ func (c *Cache) translate(insts []beacon.Instance, remote bool) []beacon.Instanc
 	return insts
 }
 
-// applyPolicy keeps the passing instances, or with the fallback policy the
-// warning ones when none passes.
+// applyPolicy returns what w publishes of insts: with a panic threshold,
+// what panicPolicy keeps; else all of them, or with the fallback policy the
+// passing ones, or the warning ones when none passes.
 func applyPolicy(w *watch, insts []beacon.Instance) []beacon.Instance {
+	out, _ := policy(w, insts)
+	return out
+}
+
+// policy is applyPolicy, with the panic policy's verdict.
+func policy(w *watch, insts []beacon.Instance) ([]beacon.Instance, verdict) {
+	if w.panicAt > 0 {
+		return panicPolicy(w.panicAt, dedupe(insts))
+	}
+	return fallbackPolicy(w, insts), verdict{}
+}
+
+func fallbackPolicy(w *watch, insts []beacon.Instance) []beacon.Instance {
 	if !w.fallback {
 		return insts
 	}

@@ -36,6 +36,21 @@
 // Each stale view found is logged with both indexes and counted
 // (WatchStats.StaleViews, StaleViewCounter).
 //
+// A panic threshold (WithPanicThreshold, PanicThreshold; off by default)
+// keeps a partial outage from flattening the few survivors: a watch with
+// threshold p asks Consul for every instance and, while fewer than p of
+// those not in maintenance pass, publishes all of those, whatever their
+// health, with Snapshot.Panic set and a Set that weights them all as
+// passing; it returns to the passing ones at the first answer where their
+// share is p again. With a threshold the no-passing policy never applies
+// (none passing is panic, which publishes warning and critical instances
+// alike); a watch without one follows it as before. Failover counts
+// passing instances only: a datacenter with fewer than Failover.MinPassing
+// passing is failed over from whether it is in panic or not, one with
+// enough but below the share is served in panic, and when no candidate
+// has a passing instance the local one is served, in panic. See panic.go
+// and docs/architecture.md.
+//
 // WatchRTTs estimates round-trip times from the agent's node to every node
 // of the local datacenter, from Consul's network coordinates: one blocking
 // watch of /v1/coordinate/nodes per cache, started with the first handle

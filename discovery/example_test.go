@@ -167,3 +167,47 @@ func Example_withoutAgent() {
 	// hello-2 10.0.0.1:8081
 	// hello-1 10.0.0.1:8080
 }
+
+// A panic threshold: with one of three instances passing, below half, the
+// cache publishes all three and balancers spread calls over them, rather
+// than send everything to the one survivor. Instance.Health still tells
+// which one passes.
+func ExampleWithPanicThreshold() {
+	reg := registrytest.NewMemory()
+	cache, err := discovery.New(consul.Config{}, discovery.WithPanicThreshold(0.5),
+		discovery.WithBackend(func(consul.Config) (beacon.Registry, error) { return reg, nil }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cache.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, h := range []beacon.Health{beacon.HealthPassing, beacon.HealthCritical, beacon.HealthCritical} {
+		err := reg.Register(ctx, beacon.Registration{ID: fmt.Sprintf("hello-%d", i+1), Service: "hello", Address: "10.0.0.1", Port: 8080 + i,
+			Checks: []beacon.Check{{TTL: time.Minute, InitialStatus: h}}})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	s, err := cache.Snapshot(ctx, "hello")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(s.Instances), "instances, panic:", s.Panic)
+	b := balancer.NewWeighted()
+	for range 3 {
+		p, err := cache.Pick(ctx, "hello", b)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(p.Instance.ID, p.Instance.Health)
+		p.Done()
+	}
+	// Output:
+	// 3 instances, panic: true
+	// hello-1 passing
+	// hello-2 critical
+	// hello-3 critical
+}

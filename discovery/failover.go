@@ -33,7 +33,9 @@ type Failover struct {
 	// MinPassing is the number of passing local instances below which the
 	// watch fails over (default 1: fail over when none passes). A remote
 	// datacenter is chosen when it has at least MinPassing passing
-	// instances; when none has, the first with any.
+	// instances; when none has, the first with any. Only passing
+	// instances count, not those a snapshot in panic adds (see
+	// WithPanicThreshold).
 	MinPassing int
 	// HoldDown is how long the local datacenter must have MinPassing
 	// passing instances before the watch comes back to it (default 10 s),
@@ -96,6 +98,7 @@ type WatchOption func(*watchOptions)
 type watchOptions struct {
 	failover    Failover
 	setFailover bool
+	panic       float64 // panic.go
 }
 
 // FailOver gives this watch its own failover policy.
@@ -126,8 +129,8 @@ type failoverState struct {
 // startFailover starts a failover watch: a controller that follows the
 // local watch of q and, when needed, watches of the policy's datacenters,
 // and publishes one of them. Caller holds c.mu.
-func (c *Cache) startFailover(key string, q beacon.Query, p Failover) *watch {
-	w := &watch{key: key, q: q, ready: make(chan struct{}), fo: &failoverState{}}
+func (c *Cache) startFailover(key string, q beacon.Query, p Failover, panicAt float64) *watch {
+	w := &watch{key: key, q: q, ready: make(chan struct{}), fo: &failoverState{}, panicAt: panicAt}
 	local := ""
 	w.fo.serving.Store(&local)
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -160,7 +163,7 @@ type failoverRun struct {
 
 func (f *failoverRun) run(ctx context.Context) {
 	q := f.w.q
-	local, err := f.c.Watch(q, NoFailover())
+	local, err := f.c.Watch(q, NoFailover(), PanicThreshold(f.w.panicAt))
 	if err != nil {
 		return // the cache is closing
 	}
@@ -332,7 +335,7 @@ func (f *failoverRun) openRemotes(ctx context.Context) {
 		}
 		q := f.w.q
 		q.Datacenter = dc
-		r, err := f.c.Watch(q, NoFailover())
+		r, err := f.c.Watch(q, NoFailover(), PanicThreshold(f.w.panicAt))
 		if err != nil {
 			return // the cache is closing
 		}
@@ -434,6 +437,9 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 	} else {
 		next = newSnapshot(s.Service, s.Source, s.Instances, prev, s.Index, s.Updated)
 		next.Err = s.Err
+		if s.Panic {
+			markPanic(next)
+		}
 	}
 	next.Datacenter, next.FailedOver = dc, dc != ""
 	f.from = s
@@ -441,6 +447,7 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 	if dc != "" {
 		child = f.remotes[dc]
 	}
+	w.pst.Store(child.w.pst.Load()) // Stats shows the panic state of the datacenter served
 	if b, ok := child.w.backend.Load().(beacon.QueryBackend); ok {
 		w.backend.Store(b) // Stats shows the read path of the datacenter served
 	}

@@ -15,7 +15,8 @@ func newPinned(n int) *lru.Map[string, *Watcher] {
 }
 
 // Instances returns the current instances of service (passing ones, by the
-// cache's policy), watching it from now on. The first call for a service
+// cache's policies; in panic, every one not in maintenance), watching it
+// from now on. The first call for a service
 // waits for Consul's first answer, bounded by ctx; later calls touch no
 // network. The slice is shared: do not modify it. When no agent can be
 // reached and nothing is known of service, the error is an

@@ -63,6 +63,10 @@ type Snapshot struct {
 	// FailedOver: a failover watch serves another datacenter because the
 	// local one has too few passing instances (see Failover).
 	FailedOver bool
+	// Panic: too few of the instances pass (see WithPanicThreshold), so
+	// Instances holds every instance not in maintenance, whatever its
+	// Health, and the Set weights them all as passing.
+	Panic bool
 
 	// p builds the balancer.Set of Instances at the first pick; snapshots
 	// with the same Instances share it.
@@ -90,7 +94,10 @@ func (s *Snapshot) Set() *balancer.Set {
 // pickable is a Set not built yet, or built.
 type pickable struct {
 	insts []beacon.Instance
-	set   atomic.Pointer[balancer.Set]
+	// anyHealth: build a Set that weights every instance as passing
+	// (a snapshot in panic).
+	anyHealth bool
+	set       atomic.Pointer[balancer.Set]
 	// prev is the last Set built before this one was published, to carry
 	// state from; cleared once set is built, so snapshots never chain.
 	prev atomic.Pointer[balancer.Set]
@@ -111,7 +118,11 @@ func (p *pickable) build() *balancer.Set {
 		return nil
 	}
 	p.once.Do(func() {
-		p.set.Store(balancer.NewSet(p.insts, p.prev.Load()))
+		if p.anyHealth {
+			p.set.Store(newPanicSet(p.insts, p.prev.Load()))
+		} else {
+			p.set.Store(balancer.NewSet(p.insts, p.prev.Load()))
+		}
 		p.prev.Store(nil)
 	})
 	return p.set.Load()

@@ -753,6 +753,11 @@ func (k *Keeper) reconcile(ctx context.Context) (time.Duration, bool) {
 		}
 	case k.maintPending:
 		k.restoreMaint(ctx, k.current)
+	default:
+		// An operator may have set or cleared maintenance on the agent
+		// (beacon maint): learn it, so Status says it and the next
+		// registration keeps it.
+		k.readMaint(ctx, k.current)
 	}
 	return 0, false
 }

@@ -138,3 +138,57 @@ func TestMaintenanceSurvivesAgentRestart(t *testing.T) {
 	}
 	inMaintenance(t, c, "k-maint-kept", false)
 }
+
+// TestMaintenanceLearnedByReconcile: an operator's maintenance on the agent
+// (beacon maint) shows in Status at the next reconcile, without an Update,
+// and its removal too.
+func TestMaintenanceLearnedByReconcile(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	k := newKeeper(t, srv.Config(), registration("k-maint-op"), keeper.WithReconcileInterval(100*time.Millisecond))
+	start(t, k)
+	ctx := context.Background()
+	for _, on := range []bool{true, false} {
+		if err := c.Maintenance(ctx, "k-maint-op", on, "operator"); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, deadline, "Status().Maintenance follows the operator", func() error {
+			return testutil.Want(k.Status().Maintenance == on, "Status().Maintenance = %v, want %v", k.Status().Maintenance, on)
+		})
+		inMaintenance(t, c, "k-maint-op", on)
+	}
+}
+
+// TestMaintenanceCarriedOnFailover: an instance in maintenance moves to
+// another agent when its agent dies, and is in maintenance there too (the
+// new agent never saw it, so only the keeper can carry it over); the old
+// agent's copy, cleaned up after its restart, leaves one registration, in
+// maintenance.
+func TestMaintenanceCarriedOnFailover(t *testing.T) {
+	cl := consultest.NewCluster(t, 1, 1)
+	client, server := cl.Clients[0], cl.Servers[0]
+	cfg := cl.Config(client, server) // the client agent first: preferred
+	reader := client_(t, server)
+
+	k := newKeeper(t, cfg, registration("k-maint-fo"))
+	start(t, k)
+	if err := k.Maintenance(context.Background(), true, "moving racks"); err != nil {
+		t.Fatalf("Maintenance() = %v", err)
+	}
+	inMaintenance(t, client_(t, client), "k-maint-fo", true)
+
+	client.Kill()
+	testutil.Eventually(t, deadline, "registered through the other agent", func() error {
+		st := k.Status()
+		return testutil.Want(st.Agent == cfg.Addresses[1] && st.Failovers == 1, "Status() = %+v", st)
+	})
+	inMaintenance(t, reader, "k-maint-fo", true)
+	if !k.Status().Maintenance {
+		t.Errorf("Status().Maintenance = false after the failover")
+	}
+	client.Restart(t, true)
+	testutil.Eventually(t, deadline, "one registration left, in maintenance", func() error {
+		all := instances(reader, true)
+		return testutil.Want(len(all) == 1 && all[0].Node == server.Name && all[0].Maintenance, "registered: %+v", all)
+	})
+}

@@ -20,16 +20,17 @@ import (
 // Collector is both the cache's Metrics sink and a Prometheus collector.
 type Collector struct {
 	requests, errors, resets, published, aclHidden, staleViews *prometheus.CounterVec
-	failovers                                                  *prometheus.CounterVec
+	failovers, panics                                          *prometheus.CounterVec
 
-	age, instances, stale, backend, failedOver *prometheus.Desc
-	cache                                      atomic.Pointer[discovery.Cache]
+	age, instances, stale, backend, failedOver, panicking *prometheus.Desc
+	cache                                                 atomic.Pointer[discovery.Cache]
 }
 
 var (
 	_ discovery.Metrics          = (*Collector)(nil)
 	_ discovery.StaleViewCounter = (*Collector)(nil)
 	_ discovery.FailoverObserver = (*Collector)(nil)
+	_ discovery.PanicObserver    = (*Collector)(nil)
 	_ prometheus.Collector       = (*Collector)(nil)
 )
 
@@ -52,6 +53,8 @@ func New() *Collector {
 			Help: "Moves of a failover watch off the local datacenter, by the datacenter it moved to."}, []string{"service", "datacenter"}),
 		failedOver: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "failed_over"),
 			"1 while a failover watch serves another datacenter than the local one, labelled with that datacenter.", []string{"service", "datacenter"}, nil),
+		panics:    counter("panics_total", "Times a watch with a panic threshold entered panic: too few instances passed, so every one not in maintenance was published."),
+		panicking: desc("panic", "For a watch with a panic threshold: 1 while it publishes in panic (every instance not in maintenance, whatever its health), else 0."),
 		age:       desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
 		instances: desc("instances", "Instances in the current snapshot."),
 		stale:     desc("stale", "1 while the snapshot is served despite an error."),
@@ -88,6 +91,13 @@ func (c *Collector) FailedOver(service, dc string) {
 	}
 }
 
+// Panic implements discovery.PanicObserver.
+func (c *Collector) Panic(service string, on bool) {
+	if on {
+		c.panics.WithLabelValues(service).Inc()
+	}
+}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.requests.Describe(ch)
@@ -97,7 +107,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.aclHidden.Describe(ch)
 	c.staleViews.Describe(ch)
 	c.failovers.Describe(ch)
+	c.panics.Describe(ch)
 	ch <- c.failedOver
+	ch <- c.panicking
 	ch <- c.age
 	ch <- c.instances
 	ch <- c.stale
@@ -113,6 +125,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.aclHidden.Collect(ch)
 	c.staleViews.Collect(ch)
 	c.failovers.Collect(ch)
+	c.panics.Collect(ch)
 	cache := c.cache.Load()
 	if cache == nil {
 		return
@@ -135,6 +148,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, st.Service)
 		if st.Failover && st.Datacenter != "" {
 			ch <- prometheus.MustNewConstMetric(c.failedOver, prometheus.GaugeValue, 1, st.Service, st.Datacenter)
+		}
+		if st.PanicThreshold > 0 {
+			inPanic := 0.0
+			if st.Panic {
+				inPanic = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.panicking, prometheus.GaugeValue, inPanic, st.Service)
 		}
 		if st.Backend != "" {
 			ch <- prometheus.MustNewConstMetric(c.backend, prometheus.GaugeValue, 1, st.Service, string(st.Backend))

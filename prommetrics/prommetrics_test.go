@@ -2,6 +2,7 @@ package prommetrics_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -98,5 +99,53 @@ func TestCollector(t *testing.T) {
 	}
 	if got := value(t, reg, "beacon_discovery_instances", "metered"); got != 1 {
 		t.Errorf("instances during the outage = %v, want the last good 1", got)
+	}
+}
+
+// TestPanicMetrics: beacon_discovery_panic is 1 while a watch with a
+// panic threshold publishes in panic, 0 after; panics_total counts entries.
+func TestPanicMetrics(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r, _ := consulhttp.New(srv.Config())
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, h := range []beacon.Health{beacon.HealthPassing, beacon.HealthCritical, beacon.HealthCritical} {
+		id := fmt.Sprintf("p%d", i)
+		if err := r.Register(ctx, beacon.Registration{ID: id, Service: "fragile", Address: "127.0.0.1", Port: 9100 + i,
+			Checks: []beacon.Check{{TTL: time.Hour, InitialStatus: h}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := prommetrics.New()
+	cache, err := discovery.New(srv.Config(), discovery.WithMetrics(m), discovery.WithPanicThreshold(0.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	m.Observe(cache)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+
+	if s, err := cache.Snapshot(ctx, "fragile"); err != nil || !s.Panic {
+		t.Fatalf("Snapshot() = %+v, %v; want one in panic", s, err)
+	}
+	for name, want := range map[string]float64{"beacon_discovery_panic": 1, "beacon_discovery_panics_total": 1, "beacon_discovery_instances": 3} {
+		if got := value(t, reg, name, "fragile"); got != want {
+			t.Errorf("in panic, %s{service=fragile} = %v, want %v", name, got, want)
+		}
+	}
+	if err := r.UpdateTTL(ctx, "service:p1", beacon.HealthPassing, ""); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(30 * time.Second)
+	for value(t, reg, "beacon_discovery_panic", "fragile") != 0 {
+		if time.Now().After(end) {
+			t.Fatal("panic gauge never went back to 0 with 2 of 3 passing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := value(t, reg, "beacon_discovery_panics_total", "fragile"); got != 1 {
+		t.Errorf("panics_total after leaving panic = %v, want 1", got)
 	}
 }

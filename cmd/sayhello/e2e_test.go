@@ -34,9 +34,14 @@ const deadline = 30 * time.Second
 // sayhelloCmd is the command under test, built once per test run.
 var sayhelloCmd = &testutil.Binary{Name: "sayhello"}
 
+// beaconCmd is the operator's CLI, for tests that act on running
+// instances as an operator would.
+var beaconCmd = &testutil.Binary{Name: "beacon", Dir: "../beacon"}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	sayhelloCmd.Remove()
+	beaconCmd.Remove()
 	os.Exit(code)
 }
 

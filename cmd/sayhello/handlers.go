@@ -19,7 +19,10 @@ import (
 // InstanceInfo keys, in Consul's casing.
 // Datacenter and FailedOver say where the answer came from: Datacenter is
 // omitted for the agent's own datacenter, FailedOver when the service's
-// failover policy (-failover) did not move it to another one.
+// failover policy (-failover) did not move it to another one. Panic and
+// Health: the service has too few passing instances (-panic-threshold), so
+// every one not in maintenance is listed, each with its Health; both are
+// omitted otherwise.
 type instanceJSON struct {
 	ID         string
 	Service    string
@@ -30,6 +33,8 @@ type instanceJSON struct {
 	Weights    struct{ Passing, Warning int }
 	Datacenter string `json:",omitempty"`
 	FailedOver bool   `json:",omitempty"`
+	Panic      bool   `json:",omitempty"`
+	Health     string `json:",omitempty"`
 }
 
 type handler struct {
@@ -191,10 +196,16 @@ func (h *handler) discovery(w http.ResponseWriter, r *http.Request) {
 	if snap.FailedOver {
 		w.Header().Set("X-Beacon-Failed-Over", "true")
 	}
+	if snap.Panic {
+		w.Header().Set("X-Beacon-Panic", "true")
+	}
 	out := make([]instanceJSON, 0, len(snap.Instances))
 	for _, in := range snap.Instances {
 		j := instanceJSON{ID: in.ID, Service: in.Service, Address: in.Address, Port: in.Port, Tags: in.Tags, Meta: in.Meta,
 			Datacenter: served, FailedOver: snap.FailedOver}
+		if snap.Panic {
+			j.Panic, j.Health = true, string(in.Health)
+		}
 		j.Weights.Passing, j.Weights.Warning = in.Weights.Passing, in.Weights.Warning
 		if j.Tags == nil {
 			j.Tags = []string{}

@@ -50,6 +50,8 @@ type options struct {
 	// failover is the discovery cache's policy (-failover,
 	// -failover-nearest, -failover-hold-down); zero without one.
 	failover discovery.Failover
+	// panicThreshold is the discovery cache's (-panic-threshold); 0 off.
+	panicThreshold float64
 }
 
 // parseFlags reads the command line. -h prints the usage on stdout and
@@ -96,6 +98,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	})
 	fs.IntVar(&o.failover.NearestN, "failover-nearest", 0, "fail over also to the `N` datacenters nearest by WAN round-trip time, after -failover's")
 	fs.DurationVar(&o.failover.HoldDown, "failover-hold-down", 0, "how long this datacenter must have passing instances again before calls come back (default "+discovery.DefaultHoldDown.String()+")")
+	fs.Float64Var(&o.panicThreshold, "panic-threshold", 0, "`share` in (0, 1]: when fewer of a service's instances pass, /discovery and -call use every one not in maintenance, whatever its health (0: off)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, "Usage: sayhello [flags]\n\nServes /health, /sayHello, /discovery?serviceName=[&dc=] and /metrics, registered\nin Consul while it runs; with -call, calls a service instead.\n\nFlags:\n")
@@ -120,6 +123,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if err := checkFailover(o.failover); err != nil {
 		return o, usageError{err}
+	}
+	if !(o.panicThreshold >= 0 && o.panicThreshold <= 1) {
+		return o, usageError{fmt.Errorf("-panic-threshold %v: %w", o.panicThreshold, &beacon.ValidationError{Field: "PanicThreshold", Reason: "want a share in [0, 1]"})}
 	}
 	if o.interval < 0 {
 		return o, usageError{fmt.Errorf("-interval %v: want 0 or more", o.interval)}
@@ -206,6 +212,9 @@ func cacheOptions(o options, log *slog.Logger) []discovery.Option {
 	if len(o.failover.Datacenters) > 0 || o.failover.NearestN > 0 {
 		opts = append(opts, discovery.WithFailover(o.failover))
 	}
+	if o.panicThreshold > 0 {
+		opts = append(opts, discovery.WithPanicThreshold(o.panicThreshold))
+	}
 	return opts
 }
 
@@ -260,9 +269,9 @@ func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Wr
 	tr := httpclient.New(cache, httpclient.WithLogger(log))
 	defer tr.Close()
 	// The RoundTripper's own watch of the service, shared: it says which
-	// datacenter the calls go to.
+	// datacenter the calls go to, and whether in panic.
 	var served *discovery.Watcher
-	if len(o.failover.Datacenters) > 0 || o.failover.NearestN > 0 {
+	if len(o.failover.Datacenters) > 0 || o.failover.NearestN > 0 || o.panicThreshold > 0 {
 		if served, err = cache.Watch(beacon.Query{Service: o.call}); err != nil {
 			return err
 		}
@@ -315,19 +324,24 @@ func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Wr
 }
 
 // servedBy describes the datacenter w's snapshot comes from, " [local]"
-// or " [dc2, failed over]"; "" without a watch.
+// or " [dc2, failed over]", with ", panic" when it is in panic; "" without
+// a watch.
 func servedBy(w *discovery.Watcher) string {
 	if w == nil {
 		return ""
 	}
 	s := w.Snapshot()
+	inPanic := ""
+	if s != nil && s.Panic {
+		inPanic = ", panic"
+	}
 	switch {
 	case s == nil || s.Datacenter == "":
-		return " [local]"
+		return " [local" + inPanic + "]"
 	case s.FailedOver:
-		return " [" + s.Datacenter + ", failed over]"
+		return " [" + s.Datacenter + ", failed over" + inPanic + "]"
 	default:
-		return " [" + s.Datacenter + "]"
+		return " [" + s.Datacenter + inPanic + "]"
 	}
 }
 

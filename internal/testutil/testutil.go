@@ -38,6 +38,9 @@ func (s *Buffer) String() string {
 // race detector at the first Path and removed by Remove (from TestMain).
 type Binary struct {
 	Name string
+	// Dir is the package to build, relative to the test's working
+	// directory; "" is the test's own package.
+	Dir string
 
 	once sync.Once
 	path string
@@ -54,7 +57,9 @@ func (b *Binary) Path(t testing.TB) string {
 			return
 		}
 		b.path = filepath.Join(dir, b.Name)
-		out, err := exec.Command("go", "build", "-race", "-o", b.path, ".").CombinedOutput()
+		cmd := exec.Command("go", "build", "-race", "-o", b.path, ".")
+		cmd.Dir = b.Dir
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			b.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
