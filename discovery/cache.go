@@ -49,7 +49,7 @@ type options struct {
 	queryPoll    time.Duration
 	addrPolicy   beacon.AddressPolicy
 	rttEvery     time.Duration // the coordinate watch's spacing (rtt.go)
-	panic        float64 // WithPanicThreshold (panic.go)
+	panic        float64       // WithPanicThreshold (panic.go)
 }
 
 // Option adjusts a Cache.
