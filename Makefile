@@ -50,6 +50,7 @@ fuzz:
 	$(call FUZZ,FuzzDecodeServices,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeOperator,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeDatacenters,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeNodeCoordinates,10000x,./consulhttp)
 	$(call FUZZ,FuzzSortDatacentersByRTT,10000x,.)
 	$(call FUZZ,FuzzDecodeQueries,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeExecute,10000x,./consulhttp)

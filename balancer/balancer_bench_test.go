@@ -8,13 +8,17 @@ import (
 
 // benchSets are the 3-endpoint sets the benchmarks pick from: Consul's
 // default weights for most balancers; 5, 1, 1 for Weighted, and 5001, 1000,
-// 1000 for its mutex path (a cycle too long to precompute).
+// 1000 for its mutex path (a cycle too long to precompute); for Nearest, two
+// on the nearest node and one 30 ms away.
 func benchCases() []struct {
 	name string
 	b    Balancer
 	s    *Set
 } {
 	plain := NewSet([]beacon.Instance{inst("a"), inst("b"), inst("c")}, nil)
+	// nearest-*: two of three instances on the nearest node (see nearest_test.go).
+	spread := NewSet([]beacon.Instance{onNode("a", "na"), onNode("b", "na"), onNode("c", "nc")}, nil)
+	rtts := newSource(rttTable(map[string]float64{"na": 1, "nc": 30}))
 	return []struct {
 		name string
 		b    Balancer
@@ -25,6 +29,8 @@ func benchCases() []struct {
 		{"weighted", NewWeighted(), NewSet(weightedInsts(5, 1, 1), nil)},
 		{"weighted-mutex", NewWeighted(), NewSet(weightedInsts(5001, 1000, 1000), nil)},
 		{"p2c", NewP2C(), plain},
+		{"nearest-roundrobin", NewNearest(NewRoundRobin(), rtts), spread},
+		{"nearest-p2c", NewNearest(NewP2C(), rtts), spread},
 	}
 }
 

@@ -36,6 +36,12 @@
 //   - NewP2C: power of two choices, the less loaded of two random endpoints;
 //     adapts to slow instances without any tuning.
 //
+// NewNearest composes with any of them: nearest first. The endpoints on the
+// nodes with the lowest estimated round-trip time from the caller's (an
+// RTTSource, such as discovery.RTTWatcher), within a tolerance, form a Set
+// of their own, built once per Set and RTT table, and the inner balancer
+// picks from it; without estimates, from the whole Set.
+//
 // A pick is a Picked: the Endpoint, embedded, and a Done to call exactly once
 // when the request ends. Only P2C counts requests in flight (see
 // Endpoint.InFlight), so only its picks pay for an atomic add and its Done

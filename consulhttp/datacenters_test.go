@@ -2,9 +2,12 @@ package consulhttp
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/beaconsd/beacon"
 )
@@ -106,6 +109,76 @@ func FuzzDecodeDatacenters(f *testing.F) {
 		for i, d := range beacon.SortDatacentersByRTT(local, names, coords) {
 			if d.RTT < 0 || d.Local != (i == 0 && local != "") {
 				t.Fatalf("SortDatacentersByRTT of %q: [%d] = %+v", body, i, d)
+			}
+		}
+	})
+}
+
+// realNodeCoordinatesAnswer is GET /v1/coordinate/nodes from a Consul
+// 1.14.8 dev agent ("me") with one external node given a coordinate
+// through PUT /v1/coordinate/update.
+const realNodeCoordinatesAnswer = `[{"Node":"ext-a","Segment":"","Coord":{"Vec":[0.005,0,0,0,0,0,0,0],"Error":1.5,"Adjustment":0,"Height":0.00001}},` +
+	`{"Node":"me","Segment":"","Coord":{"Vec":[0,0,0,0,0,0,0,0],"Error":1.5,"Adjustment":0,"Height":0.00001}}]`
+
+func TestDecodeNodeCoordinates(t *testing.T) {
+	h := http.Header{}
+	h.Set("X-Consul-Index", "20")
+	coords, meta, err := decodeNodeCoordinates(h, strings.NewReader(realNodeCoordinatesAnswer))
+	if err != nil || meta.LastIndex != 20 || len(coords) != 2 || coords[0].Node != "ext-a" || coords[0].Coord.Vec[0] != 0.005 || len(coords[1].Coord.Vec) != 8 {
+		t.Fatalf("decodeNodeCoordinates(real) = %+v, %+v, %v; want ext-a and me at index 20", coords, meta, err)
+	}
+	rtts := beacon.NewNodeRTTs("me", meta.LastIndex, coords)
+	if d, ok := rtts.RTT("ext-a"); !ok || (d-5020*time.Microsecond).Abs() > time.Microsecond {
+		t.Errorf("RTT(ext-a) = %v, %v; want 5.02ms (5 ms apart, two heights of 10 µs)", d, ok)
+	}
+	for _, body := range []string{`[null]`, `[{"Node":"n"}]`, `[{"Node":"","Coord":{}}]`, `[{"Node":"n","Coord":{"Vec":[1e400]}}]`, `{}`, `[] []`} {
+		if got, _, err := decodeNodeCoordinates(h, strings.NewReader(body)); !errors.Is(err, beacon.ErrMalformedResponse) || got != nil {
+			t.Errorf("decodeNodeCoordinates(%s) = %v, %v; want nothing and an error matching ErrMalformedResponse", body, got, err)
+		}
+	}
+	if _, _, err := decodeNodeCoordinates(http.Header{}, strings.NewReader(`[]`)); !errors.Is(err, beacon.ErrMalformedResponse) {
+		t.Errorf("decodeNodeCoordinates without X-Consul-Index = %v, want ErrMalformedResponse", err)
+	}
+}
+
+// FuzzDecodeNodeCoordinates feeds decodeNodeCoordinates whatever the
+// network could send: it must never panic, must fail only as malformed
+// with nothing half-filled, must hand out only named nodes, and what it
+// hands out must build an RTT table whose every time is non-negative.
+func FuzzDecodeNodeCoordinates(f *testing.F) {
+	for _, seed := range []struct{ body, index string }{
+		{realNodeCoordinatesAnswer, "20"}, {realNodeCoordinatesAnswer[:150], "20"}, {`[]`, "1"}, {`null`, "1"}, {`[null]`, "1"},
+		{`[{"Node":"me","Coord":{"Vec":[1],"Height":-5,"Adjustment":1e308}},{"Node":"b","Coord":{"Vec":[-1e308]}}]`, "3"},
+		{`[{"Node":"me","Segment":"x","Coord":{"Vec":[]}},{"Node":"me","Coord":{"Vec":[0,1]}},{"Node":"c","Segment":"x","Coord":{}}]`, "3"},
+		{`[]`, ""}, {`[]`, "-1"},
+	} {
+		f.Add([]byte(seed.body), seed.index)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, index string) {
+		h := http.Header{}
+		h.Set("X-Consul-Index", index)
+		coords, meta, err := decodeNodeCoordinates(h, strings.NewReader(string(body)))
+		wantMalformed(t, "decodeNodeCoordinates", body, err)
+		if err != nil {
+			if coords != nil || meta != (beacon.QueryMeta{}) {
+				t.Fatalf("decodeNodeCoordinates(%q) = %+v, %+v with error %v, want nothing", body, coords, meta, err)
+			}
+			return
+		}
+		if !json.Valid(body) {
+			t.Fatalf("decodeNodeCoordinates(%q) accepted invalid JSON", body)
+		}
+		for _, c := range coords {
+			if c.Node == "" {
+				t.Fatalf("decodeNodeCoordinates(%q) handed out a node without a name", body)
+			}
+		}
+		for _, from := range []string{"me", "b", "c"} {
+			rtts := beacon.NewNodeRTTs(from, meta.LastIndex, coords)
+			for _, c := range coords {
+				if d, ok := rtts.RTT(c.Node); ok && d < 0 {
+					t.Fatalf("NewNodeRTTs(%q, %q).RTT(%q) = %v, want it non-negative", from, body, c.Node, d)
+				}
 			}
 		}
 	})

@@ -154,7 +154,8 @@ var errMalformed = fmt.Errorf("%w", beacon.ErrMalformedResponse)
 // checkAnswer reads a successful answer to a query whole and refuses it,
 // closing the body, unless it is exactly one JSON document and, from the
 // health endpoints and prepared query executions, carries X-Consul-*
-// headers that parse (checkQueryMeta).
+// headers that parse (checkQueryMeta); so must node coordinates, whose
+// watch blocks.
 // consul/api checks neither: it decodes the first JSON value and discards
 // the rest unread (so data after it, or an answer past the size cap, would
 // pass), and its health calls ignore header parse errors, taking a missing
@@ -171,7 +172,7 @@ func checkAnswer(r *http.Request, resp *http.Response) error {
 	if !json.Valid(bytes.TrimRight(body, " \t\r\n")) {
 		return fmt.Errorf("%w: the answer is not one JSON document", errMalformed)
 	}
-	if p := r.URL.Path; strings.HasPrefix(p, "/v1/health/") || strings.HasPrefix(p, "/v1/query/") && strings.HasSuffix(p, "/execute") {
+	if p := r.URL.Path; strings.HasPrefix(p, "/v1/health/") || strings.HasPrefix(p, "/v1/query/") && strings.HasSuffix(p, "/execute") || p == "/v1/coordinate/nodes" {
 		if err := checkQueryMeta(resp.Header); err != nil {
 			return err
 		}

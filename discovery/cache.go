@@ -48,7 +48,8 @@ type options struct {
 	failover     Failover
 	queryPoll    time.Duration
 	addrPolicy   beacon.AddressPolicy
-	panic        float64 // WithPanicThreshold (panic.go)
+	rttEvery     time.Duration // the coordinate watch's spacing (rtt.go)
+	panic        float64       // WithPanicThreshold (panic.go)
 }
 
 // Option adjusts a Cache.
@@ -125,6 +126,7 @@ type Cache struct {
 	clients []consul.Agent // one client per configured agent, closed at Close
 	loops   loops          // what every blocking loop shares, the long-poll slots included
 
+	rtt   *rttWatch        // the coordinate watch while a RTTWatcher holds it (rtt.go); guarded by mu
 	feed  *feed            // the local datacenter's
 	feeds map[string]*feed // other datacenters', started when first needed; guarded by mu
 	acl   *aclGuard
@@ -148,7 +150,7 @@ type Cache struct {
 // New returns a cache reading from the agents in cfg.Addresses, in order of
 // preference. Nothing is sent until a service is watched.
 func New(cfg consul.Config, opts ...Option) (*Cache, error) {
-	o := options{queryPoll: DefaultQueryPoll, wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second}
+	o := options{queryPoll: DefaultQueryPoll, wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second, rttEvery: DefaultRTTRefresh}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -168,7 +170,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err := validatePanic(o.panic); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
+	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 || o.rttEvery <= 0 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
 	// Cap connections per agent, idle keep-alives included: the long polls

@@ -51,6 +51,13 @@
 // has a passing instance the local one is served, in panic. See panic.go
 // and docs/architecture.md.
 //
+// WatchRTTs estimates round-trip times from the agent's node to every node
+// of the local datacenter, from Consul's network coordinates: one blocking
+// watch of /v1/coordinate/nodes per cache, started with the first handle
+// and stopped with the last, in the long-poll budget (rtt.go). Sorting by
+// them happens on the client (balancer.NewNearest, beacon.SortByRTT):
+// ?near= on a health query would turn the agent's streaming backend off.
+//
 // Inside, the Cache owns its parts and hands each only what it uses: the
 // agents (agents.go) are the one source, a beacon.Lookup that is also a
 // beacon.ChangeFeed and beacon.ACLProber; every watch's long poll and the

@@ -75,6 +75,15 @@
 // balancer.Set.Without. The rules of ejection live in package balancer, not
 // here.
 //
+// # Nearest instances
+//
+// WithNearest sends each request to one of the instances on the nodes
+// nearest to the caller's (the cache's agent's node), by the round-trip
+// times Consul's network coordinates estimate (discovery.WatchRTTs,
+// balancer.NewNearest); the balancer picks among them. Ejection and
+// retries compose with it: they narrow the Set first, so a retry, or a
+// request while the nearest instance is ejected, goes to the next nearest.
+//
 // A Transport is safe for concurrent use. It watches each service it has
 // sent a request to until its Close, or until the cache closes, keeping at
 // most WithMaxServices of them (the least recently used is released, in the

@@ -33,6 +33,8 @@ type options struct {
 	ejectFor      time.Duration
 	logger        *slog.Logger
 	maxServices   int
+	nearest       bool // WithNearest (nearest.go)
+	nearOpts      []balancer.NearestOption
 }
 
 // Option adjusts a Transport.
@@ -87,6 +89,8 @@ type Transport struct {
 	services *lru.Map[string, *service]
 	mu       sync.Mutex // serialises adding a service with Close
 	closed   bool
+	rtts     *discovery.RTTWatcher // WithNearest's, from the first service on; guarded by mu
+	noRTTs   bool                  // WatchRTTs failed: nearest-first picks from every instance
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -200,7 +204,11 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
+	rtts := t.rtts
 	t.mu.Unlock()
+	if rtts != nil {
+		rtts.Close()
+	}
 	t.services.Clear()
 	t.CloseIdleConnections()
 	return nil
@@ -261,6 +269,9 @@ func (t *Transport) service(r *http.Request) (*service, error) {
 		eject: balancer.NewEjection(t.o.ejectFailures, t.o.ejectFor, t.o.logger.With("service", name))}
 	if s.bal == nil {
 		s.bal = balancer.NewRoundRobin()
+	}
+	if t.o.nearest {
+		s.bal = t.nearestFor(s.bal, w)
 	}
 	held, added := t.services.Add(name, s)
 	if !added {

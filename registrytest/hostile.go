@@ -81,6 +81,7 @@ func RunHostile(t *testing.T, newRegistry Factory) {
 	t.Run("PassingOnly", s.testPassingOnly)
 	t.Run("RegisterReplacesChecks", s.testRegisterReplacesChecks)
 	t.Run("PreparedQuery", s.testPreparedQueryHostile)
+	t.Run("NodeCoordinates", s.testNodeCoordinatesHostile)
 }
 
 // hostileTimeout is Config.Timeout against agents that hang: short, so the

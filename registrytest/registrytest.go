@@ -24,7 +24,7 @@ type Factory func(t *testing.T, cfg consul.Config) beacon.Registry
 
 // Run runs every conformance test against real Consul agents started with
 // consultest. Each group of subtests (Register, TTL, Query, Validation,
-// Concurrency, Blocking, AgentRestart, TLS, ACL, TaggedAddresses, Datacenters,
+// Concurrency, Blocking, AgentRestart, TLS, ACL, TaggedAddresses, Datacenters, NodeCoordinates,
 // PreparedQuery, PreparedQueryFailover and Maintenance) starts agents of its own and runs in parallel
 // with the others; a group's agents stop when the group ends. Datacenters
 // and PreparedQueryFailover start a two-datacenter federation. Datacenters
@@ -48,6 +48,7 @@ func Run(t *testing.T, newRegistry Factory) {
 	t.Run("TLS", s.testTLS)
 	t.Run("ACL", s.testACL)
 	t.Run("Datacenters", s.testDatacenters)
+	t.Run("NodeCoordinates", s.testNodeCoordinates)
 	t.Run("PreparedQuery", s.testPreparedQuery)
 	t.Run("PreparedQueryFailover", s.testPreparedQueryFailover)
 	t.Run("TaggedAddresses", s.testTaggedAddresses)

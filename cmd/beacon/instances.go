@@ -13,12 +13,13 @@ import (
 )
 
 func (c *command) instances(args []string) error {
-	fs := c.flagSet("instances", "NAME [-tag t,...] [-all] [-dc NAME] [-json]")
+	fs := c.flagSet("instances", "NAME [-tag t,...] [-all] [-dc NAME] [-near] [-json]")
 	var tags listFlag
 	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
 	all := fs.Bool("all", false, "include warning and critical instances (and those in maintenance: HEALTH critical(maint))")
 	dc := fs.String("dc", "", dcFlagHelp)
 	asJSON := fs.Bool("json", false, "print JSON for scripts")
+	near := fs.Bool("near", false, "nearest first, with the RTT estimated from the agent's node by Consul's network coordinates (in -json: RTT, in nanoseconds)")
 	pos, err := c.parseArgs(fs, args, 1, "one service NAME")
 	if err != nil {
 		return err
@@ -32,7 +33,13 @@ func (c *command) instances(args []string) error {
 		return err
 	}
 	var insts []beacon.Instance
+	var rtts *beacon.NodeRTTs
 	err = c.eachAgent(cfg, func(cl *consulhttp.Client) error {
+		if *near {
+			if rtts, err = c.nodeRTTs(cl, q.Datacenter); err != nil {
+				return err
+			}
+		}
 		if q.Datacenter != "" {
 			if err := c.checkDatacenter(cl, q.Datacenter); err != nil {
 				return err
@@ -45,9 +52,15 @@ func (c *command) instances(args []string) error {
 		return err
 	}
 	sortInstances(insts)
+	if *near {
+		beacon.SortByRTT(insts, rtts)
+	}
 	if *asJSON {
 		if insts == nil {
 			insts = []beacon.Instance{}
+		}
+		if *near {
+			return c.printJSON(withRTTs(insts, rtts))
 		}
 		return c.printJSON(insts)
 	}
@@ -62,6 +75,9 @@ func (c *command) instances(args []string) error {
 		}
 		fmt.Fprintf(c.stdout, "no %s of %q%s\n", what, q.Service, where)
 		return nil
+	}
+	if *near {
+		return writeNearTable(c.stdout, insts, rtts)
 	}
 	return writeInstanceTable(c.stdout, insts)
 }

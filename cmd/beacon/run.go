@@ -38,7 +38,7 @@ const usage = `Usage: beacon [-consul ADDRS] COMMAND [flags] [args]
 
 Commands:
   services                  every service with its passing/warning/critical counts and tags
-  instances NAME            a service's instances (passing only unless -all)
+  instances NAME            a service's instances (passing only unless -all; -near: by RTT)
   watch NAME                print each change to a service as it happens, until interrupted
   datacenters               the federated datacenters, nearest first, with their WAN RTT
   register -name N -port P  keep an instance registered until interrupted [-- command args...]
