@@ -45,8 +45,8 @@ func (p Picked) Done() {
 var (
 	_ Balancer = (*roundRobin)(nil)
 	_ Balancer = random{}
-	_ Balancer = weighted{}
-	_ Balancer = p2c{}
+	_ Balancer = (*weighted)(nil)
+	_ Balancer = (*p2c)(nil)
 )
 
 // NewRoundRobin returns a Balancer that picks the endpoints of a Set in
@@ -91,18 +91,28 @@ func (random) Pick(s *Set) (Picked, error) {
 // Consul's default weights this is round robin.
 //
 // The position in the cycle lives in the Set, so every Weighted picking from
-// one Set shares one sequence, and the Balancer itself is stateless. NewSet
-// precomputes the cycle when the weights are all equal or the cycle is at
-// most 4096 picks long, and then a pick is one atomic add, lock-free;
-// otherwise a pick takes a per-Set mutex around a loop over the endpoints,
-// with the same results.
-func NewWeighted() Balancer { return weighted{} }
+// one Set shares one sequence, and the Balancer itself keeps only its
+// options. NewSet precomputes the cycle when the weights are all equal or
+// the cycle is at most 4096 picks long, and then a pick is one atomic add,
+// lock-free; otherwise a pick takes a per-Set mutex around a loop over the
+// endpoints, with the same results.
+//
+// With WithSlowStart, while an endpoint of the Set ramps up, picks are
+// drawn at random instead, each endpoint with probability proportional to
+// its weight times its ramp factor: the shares are the weights' over many
+// picks, not exact per cycle. The round robin resumes when the ramps end.
+func NewWeighted(opts ...Option) Balancer { return &weighted{r: newOptions(opts).ramp} }
 
-type weighted struct{}
+type weighted struct{ r ramp }
 
-func (weighted) Pick(s *Set) (Picked, error) {
+func (w *weighted) Pick(s *Set) (Picked, error) {
 	if s == nil || len(s.eps) == 0 {
 		return Picked{}, beacon.ErrNoInstances
+	}
+	if now, ok := w.r.ramping(s); ok {
+		if e := w.r.pickWeighted(s, now); e != nil {
+			return Picked{Endpoint: e}, nil
+		}
 	}
 	return Picked{Endpoint: s.pickWeighted()}, nil
 }
@@ -116,11 +126,21 @@ func (weighted) Pick(s *Set) (Picked, error) {
 // in-flight counts are read without a lock, so concurrent picks may both
 // see the same counts; that is the algorithm's usual trade. Stateless and
 // lock-free.
-func NewP2C() Balancer { return p2c{} }
+//
+// With WithSlowStart, while an endpoint of the Set ramps up, each of the two
+// candidates is drawn with probability proportional to its ramp factor
+// (drawn uniformly and kept with probability equal to its factor, redrawn
+// otherwise, at most 16 times), independently of the other; when both
+// draws are the same endpoint it is picked. With equal loads the shares
+// are then exactly proportional to the factors; an endpoint with fewer
+// requests in flight than the others, as a ramping one tends to be under
+// concurrency, wins more of its comparisons, as P2C intends, and gets a
+// little more than that. Consul's weights play no part in P2C.
+func NewP2C(opts ...Option) Balancer { return &p2c{r: newOptions(opts).ramp} }
 
-type p2c struct{}
+type p2c struct{ r ramp }
 
-func (p2c) Pick(s *Set) (Picked, error) {
+func (p *p2c) Pick(s *Set) (Picked, error) {
 	n := s.Len()
 	switch n {
 	case 0:
@@ -128,7 +148,12 @@ func (p2c) Pick(s *Set) (Picked, error) {
 	case 1:
 		return s.eps[0].count(), nil
 	}
-	i, j := twoOf(n)
+	var i, j int
+	if now, ok := p.r.ramping(s); ok {
+		i, j = p.r.drawRamped(s, now), p.r.drawRamped(s, now)
+	} else {
+		i, j = twoOf(n)
+	}
 	a, b := s.eps[i], s.eps[j]
 	if b.load.inflight.Load() < a.load.inflight.Load() {
 		a = b

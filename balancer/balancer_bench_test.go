@@ -2,19 +2,24 @@ package balancer
 
 import (
 	"testing"
+	"time"
 
 	"github.com/beaconsd/beacon"
 )
 
 // benchSets are the 3-endpoint sets the benchmarks pick from: Consul's
 // default weights for most balancers; 5, 1, 1 for Weighted, and 5001, 1000,
-// 1000 for its mutex path (a cycle too long to precompute).
+// 1000 for its mutex path (a cycle too long to precompute). The -slowstart
+// cases turn slow start on with nothing ramping (the steady state); the
+// -ramping ones pick while a fourth endpoint, new to the Set, ramps.
 func benchCases() []struct {
 	name string
 	b    Balancer
 	s    *Set
 } {
 	plain := NewSet([]beacon.Instance{inst("a"), inst("b"), inst("c")}, nil)
+	ramping := NewSet(insts("a", "b", "c", "new"), plain)
+	slow := WithSlowStart(time.Hour)
 	return []struct {
 		name string
 		b    Balancer
@@ -25,6 +30,10 @@ func benchCases() []struct {
 		{"weighted", NewWeighted(), NewSet(weightedInsts(5, 1, 1), nil)},
 		{"weighted-mutex", NewWeighted(), NewSet(weightedInsts(5001, 1000, 1000), nil)},
 		{"p2c", NewP2C(), plain},
+		{"weighted-slowstart", NewWeighted(slow), NewSet(weightedInsts(5, 1, 1), nil)},
+		{"p2c-slowstart", NewP2C(slow), plain},
+		{"weighted-ramping", NewWeighted(slow), ramping},
+		{"p2c-ramping", NewP2C(slow), ramping},
 	}
 }
 
