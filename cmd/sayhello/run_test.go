@@ -36,6 +36,7 @@ func TestUsageErrors(t *testing.T) {
 		{"-failover", "dc2", "-failover-hold-down", "-1s", "-consul", "127.0.0.1:1"},
 		{"-failover-hold-down", "5s", "-consul", "127.0.0.1:1"},
 		{"-failover", "dc2", "-call", "SayHello", "-interval", "-1s", "-consul", "127.0.0.1:1"},
+		{"-call", "SayHello", "-slow-start", "-1s", "-consul", "127.0.0.1:1"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, &stdout, &stderr)
