@@ -35,8 +35,8 @@ const (
 // failed its checks, or was deregistered) ramps again.
 //
 // Slow start costs nothing when no endpoint of the Set is ramping: a pick
-// then reads one more atomic word of the Set than without it, and no
-// clock. While one ramps, a pick reads the clock; Weighted then draws at
+// then reads one more word of the Set (atomically) than without slow
+// start, and no clock. While one ramps, a pick reads the clock; Weighted then draws at
 // random in proportion to the ramped weights, in O(n), instead of its
 // smooth round robin, and P2C draws each of its two candidates in
 // proportion to the ramp factors (see NewP2C).
@@ -94,7 +94,7 @@ var nowNano = func() int64 { return time.Now().UnixNano() }
 // have ended for windows as long as r's, and records it when it finds them
 // ended, so that later picks from s do not read the clock either.
 func (r *ramp) ramping(s *Set) (now int64, ok bool) {
-	if r.window <= s.settled.Load() {
+	if r.window == 0 || r.window <= s.settled.Load() {
 		return 0, false
 	}
 	now = nowNano()
