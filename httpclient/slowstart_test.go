@@ -178,7 +178,7 @@ func testSlowStartRamp(t *testing.T, bal balancer.Balancer) {
 		}
 		row = append(row, fmt.Sprintf("%.3f (%d/%d)", float64(mine[i])/float64(total[i]), mine[i], total[i]))
 	}
-	t.Logf("new instance's share of calls in 5 buckets of its %v ramp (fair share %.2f): %s", rampWindow, fair, strings.Join(row, ", "))
+	t.Logf("%s: new instance's share of calls in 5 buckets of its %v ramp (fair share %.2f): %s", t.Name(), rampWindow, fair, strings.Join(row, ", "))
 	first := float64(mine[0]) / float64(total[0])
 	last := float64(mine[rampBuckets-1]) / float64(total[rampBuckets-1])
 	if first >= fair/2 {
