@@ -17,15 +17,6 @@ import (
 type Set struct {
 	eps []*Endpoint
 
-	// Slow start's state (see WithSlowStart). rampLatest is the latest
-	// ramp start of the endpoints (UnixNano; 0 when none has one), fixed
-	// at NewSet. settled says that every ramp of a window up to it has
-	// ended: picks by balancers with such windows read neither clock nor
-	// factors. It only grows, and is written once per Set in practice,
-	// when a pick first finds the ramps over.
-	rampLatest int64
-	settled    atomic.Int64
-
 	// Weighted's state lives here, shared by every Weighted picking from
 	// this Set. When a whole cycle of the smooth weighted round robin is
 	// short enough, it is precomputed into sched and a pick is one atomic
@@ -43,6 +34,16 @@ type Set struct {
 	live  []int32 // endpoints with positive weight (all of them when none has)
 	wts   []int64 // their weights divided by their greatest common divisor
 	total int64   // sum of wts: the length of one cycle
+
+	// Slow start's state (see WithSlowStart), after Weighted's so that
+	// picks without slow start read the same lines as before it. rampLatest
+	// is the latest ramp start of the endpoints (UnixNano; 0 when none has
+	// one), fixed at NewSet. settled says that every ramp of a window up to
+	// it has ended: picks by balancers with such windows read neither
+	// clock nor factors. It only grows, and is written once per Set in
+	// practice, when a pick first finds the ramps over.
+	rampLatest int64
+	settled    atomic.Int64
 
 	_      [64]byte      // keep the written fields below off the line read by every Pick
 	cursor atomic.Uint64 // steps taken through sched

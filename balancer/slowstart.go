@@ -90,13 +90,11 @@ type ramp struct {
 var nowNano = func() int64 { return time.Now().UnixNano() }
 
 // ramping reports whether an endpoint of s may be ramping, and then the
-// time to compute factors at. It reads no clock when s's ramps are known to
-// have ended for windows as long as r's, and records it when it finds them
-// ended, so that later picks from s do not read the clock either.
+// time to compute factors at. Balancers call it only when s.settled is
+// below r.window (checked inline, so that the steady state costs no call):
+// it reads the clock, and when it finds s's ramps over it records so, and
+// later picks from s read no clock.
 func (r *ramp) ramping(s *Set) (now int64, ok bool) {
-	if r.window == 0 || r.window <= s.settled.Load() {
-		return 0, false
-	}
 	now = nowNano()
 	if age := now - s.rampLatest; age >= r.window {
 		s.settle(age)
