@@ -66,7 +66,8 @@
 // does), from that time: a caller that restarts neither ramps its whole
 // fleet again nor skips the ramp of an instance that has just started. An
 // instance that leaves the Set (it failed its checks) and comes back ramps
-// again from its return.
+// again from its return; so does one that enters it for another reason
+// (a policy that serves critical instances when too few pass).
 //
 // Slow start costs nothing while nothing ramps: the Set records its latest
 // ramp start, and a pick reads no clock once a pick has found the ramps
