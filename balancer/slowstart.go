@@ -36,10 +36,12 @@ const (
 //
 // Slow start costs nothing when no endpoint of the Set is ramping: a pick
 // then reads one more word of the Set (atomically) than without slow
-// start, and no clock. While one ramps, a pick reads the clock; Weighted then draws at
-// random in proportion to the ramped weights, in O(n), instead of its
-// smooth round robin, and P2C draws each of its two candidates in
-// proportion to the ramp factors (see NewP2C).
+// start, and no clock (after one pick has found the ramps over). While one
+// ramps, a pick reads the clock; Weighted then draws at random in
+// proportion to the ramped weights, in O(n), instead of its smooth round
+// robin, and P2C draws each of its two candidates in proportion to the
+// ramp factors (see NewP2C). Without it, NewWeighted and NewP2C return
+// the balancers they did before slow start existed.
 func WithSlowStart(window time.Duration) Option {
 	return func(o *options) { o.ramp.window = max(int64(window), 0) }
 }
