@@ -59,6 +59,7 @@ fuzz:
 	$(call FUZZ,FuzzValidatePreparedQuery,10000x,.)
 	$(call FUZZ,FuzzValidateMaintenance,10000x,.)
 	$(call FUZZ,FuzzValidateTaggedAddresses,10000x,.)
+	$(call FUZZ,FuzzStartedAt,10000x,.)
 	$(call FUZZ,FuzzParseAddress,10000x,./consul)
 	$(call FUZZ,FuzzFromEnv,10000x,./consul)
 	$(call FUZZ,FuzzDecodeSnapshots,10000x,./discovery)

@@ -46,7 +46,9 @@ var (
 	_ Balancer = (*roundRobin)(nil)
 	_ Balancer = random{}
 	_ Balancer = weighted{}
+	_ Balancer = (*slowWeighted)(nil)
 	_ Balancer = p2c{}
+	_ Balancer = (*slowP2C)(nil)
 )
 
 // NewRoundRobin returns a Balancer that picks the endpoints of a Set in
@@ -91,18 +93,46 @@ func (random) Pick(s *Set) (Picked, error) {
 // Consul's default weights this is round robin.
 //
 // The position in the cycle lives in the Set, so every Weighted picking from
-// one Set shares one sequence, and the Balancer itself is stateless. NewSet
-// precomputes the cycle when the weights are all equal or the cycle is at
-// most 4096 picks long, and then a pick is one atomic add, lock-free;
-// otherwise a pick takes a per-Set mutex around a loop over the endpoints,
-// with the same results.
-func NewWeighted() Balancer { return weighted{} }
+// one Set shares one sequence, and the Balancer itself keeps only its
+// options (none without slow start). NewSet precomputes the cycle when the weights are all equal or
+// the cycle is at most 4096 picks long, and then a pick is one atomic add,
+// lock-free; otherwise a pick takes a per-Set mutex around a loop over the
+// endpoints, with the same results.
+//
+// With WithSlowStart, while an endpoint of the Set ramps up, picks are
+// drawn at random instead, each endpoint with probability proportional to
+// its weight times its ramp factor: the shares are the weights' over many
+// picks, not exact per cycle. The round robin resumes when the ramps end.
+func NewWeighted(opts ...Option) Balancer {
+	// Without slow start, the balancer of before it: not even a field to read.
+	if o := newOptions(opts); o.ramp.window > 0 {
+		return &slowWeighted{r: o.ramp}
+	}
+	return weighted{}
+}
 
 type weighted struct{}
 
 func (weighted) Pick(s *Set) (Picked, error) {
 	if s == nil || len(s.eps) == 0 {
 		return Picked{}, beacon.ErrNoInstances
+	}
+	return Picked{Endpoint: s.pickWeighted()}, nil
+}
+
+// slowWeighted is Weighted with slow start.
+type slowWeighted struct{ r ramp }
+
+func (w *slowWeighted) Pick(s *Set) (Picked, error) {
+	if s == nil || len(s.eps) == 0 {
+		return Picked{}, beacon.ErrNoInstances
+	}
+	if w.r.window > s.settled.Load() { // something may ramp: see ramping
+		if now, ok := w.r.ramping(s); ok {
+			if e := w.r.pickWeighted(s, now); e != nil {
+				return Picked{Endpoint: e}, nil
+			}
+		}
 	}
 	return Picked{Endpoint: s.pickWeighted()}, nil
 }
@@ -116,7 +146,23 @@ func (weighted) Pick(s *Set) (Picked, error) {
 // in-flight counts are read without a lock, so concurrent picks may both
 // see the same counts; that is the algorithm's usual trade. Stateless and
 // lock-free.
-func NewP2C() Balancer { return p2c{} }
+//
+// With WithSlowStart, while an endpoint of the Set ramps up, each of the two
+// candidates is drawn with probability proportional to its ramp factor
+// (drawn uniformly and kept with probability equal to its factor, redrawn
+// otherwise, at most 16 times), independently of the other; when both
+// draws are the same endpoint it is picked. With equal loads the shares
+// are then exactly proportional to the factors; an endpoint with fewer
+// requests in flight than the others, as a ramping one tends to be under
+// concurrency, wins more of its comparisons, as P2C intends, and gets a
+// little more than that. Consul's weights play no part in P2C.
+func NewP2C(opts ...Option) Balancer {
+	// Without slow start, the balancer of before it: not even a field to read.
+	if o := newOptions(opts); o.ramp.window > 0 {
+		return &slowP2C{r: o.ramp}
+	}
+	return p2c{}
+}
 
 type p2c struct{}
 
@@ -129,11 +175,37 @@ func (p2c) Pick(s *Set) (Picked, error) {
 		return s.eps[0].count(), nil
 	}
 	i, j := twoOf(n)
-	a, b := s.eps[i], s.eps[j]
-	if b.load.inflight.Load() < a.load.inflight.Load() {
-		a = b
+	return lessLoaded(s.eps[i], s.eps[j]).count(), nil
+}
+
+// slowP2C is P2C with slow start.
+type slowP2C struct{ r ramp }
+
+func (p *slowP2C) Pick(s *Set) (Picked, error) {
+	n := s.Len()
+	switch n {
+	case 0:
+		return Picked{}, beacon.ErrNoInstances
+	case 1:
+		return s.eps[0].count(), nil
 	}
-	return a.count(), nil
+	if p.r.window > s.settled.Load() { // something may ramp: see ramping
+		if now, ok := p.r.ramping(s); ok {
+			i, j := p.r.drawRamped(s, now), p.r.drawRamped(s, now)
+			return lessLoaded(s.eps[i], s.eps[j]).count(), nil
+		}
+	}
+	i, j := twoOf(n)
+	return lessLoaded(s.eps[i], s.eps[j]).count(), nil
+}
+
+// lessLoaded returns whichever of a and b has fewer requests in flight; a
+// on a tie (the draws' order is random).
+func lessLoaded(a, b *Endpoint) *Endpoint {
+	if b.load.inflight.Load() < a.load.inflight.Load() {
+		return b
+	}
+	return a
 }
 
 // twoOf returns two distinct indices in [0, n), n ≥ 2, drawn from a single

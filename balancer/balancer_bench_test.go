@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"testing"
+	"time"
 
 	"github.com/beaconsd/beacon"
 )
@@ -9,7 +10,9 @@ import (
 // benchSets are the 3-endpoint sets the benchmarks pick from: Consul's
 // default weights for most balancers; 5, 1, 1 for Weighted, and 5001, 1000,
 // 1000 for its mutex path (a cycle too long to precompute); for Nearest, two
-// on the nearest node and one 30 ms away.
+// on the nearest node and one 30 ms away. The -slowstart cases turn slow
+// start on with nothing ramping (the steady state); the -ramping ones pick
+// while a fourth endpoint, new to the Set, ramps.
 func benchCases() []struct {
 	name string
 	b    Balancer
@@ -19,6 +22,8 @@ func benchCases() []struct {
 	// nearest-*: two of three instances on the nearest node (see nearest_test.go).
 	spread := NewSet([]beacon.Instance{onNode("a", "na"), onNode("b", "na"), onNode("c", "nc")}, nil)
 	rtts := newSource(rttTable(map[string]float64{"na": 1, "nc": 30}))
+	ramping := NewSet(insts("a", "b", "c", "new"), plain)
+	slow := WithSlowStart(time.Hour)
 	return []struct {
 		name string
 		b    Balancer
@@ -31,6 +36,10 @@ func benchCases() []struct {
 		{"p2c", NewP2C(), plain},
 		{"nearest-roundrobin", NewNearest(NewRoundRobin(), rtts), spread},
 		{"nearest-p2c", NewNearest(NewP2C(), rtts), spread},
+		{"weighted-slowstart", NewWeighted(slow), NewSet(weightedInsts(5, 1, 1), nil)},
+		{"p2c-slowstart", NewP2C(slow), plain},
+		{"weighted-ramping", NewWeighted(slow), ramping},
+		{"p2c-ramping", NewP2C(slow), ramping},
 	}
 }
 

@@ -18,8 +18,8 @@ var balancers = []struct {
 }{
 	{"roundrobin", NewRoundRobin, false},
 	{"random", NewRandom, false},
-	{"weighted", NewWeighted, false},
-	{"p2c", NewP2C, true},
+	{"weighted", func() Balancer { return NewWeighted() }, false},
+	{"p2c", func() Balancer { return NewP2C() }, true},
 }
 
 // inst returns a passing instance with ID id on node n1.

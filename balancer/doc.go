@@ -32,9 +32,9 @@
 //   - NewRoundRobin: each endpoint in turn; exact shares.
 //   - NewRandom: uniformly at random.
 //   - NewWeighted: smooth weighted round robin over Consul's Weights, which
-//     follow each instance's health.
+//     follow each instance's health; optional slow start.
 //   - NewP2C: power of two choices, the less loaded of two random endpoints;
-//     adapts to slow instances without any tuning.
+//     adapts to slow instances without any tuning; optional slow start.
 //
 // NewNearest composes with any of them: nearest first. The endpoints on the
 // nodes with the lowest estimated round-trip time from the caller's (an
@@ -51,6 +51,46 @@
 // Pick takes a few nanoseconds and allocates nothing. Balancers, Sets and
 // Endpoints are safe for concurrent use by any number of goroutines; a Set's
 // membership never changes once built.
+//
+// # Slow start
+//
+// NewWeighted and NewP2C take options; WithSlowStart(window) ramps up the
+// share of a newly started instance over window, as Envoy's slow start
+// does: while it ramps, an endpoint counts as its weight times a factor
+// that grows linearly from 10 % (WithSlowStartMinWeight) to 1, or along
+// (elapsed/window)^(1/aggression) with WithSlowStartAggression:
+//
+//	b := balancer.NewP2C(balancer.WithSlowStart(30 * time.Second))
+//
+// A ramp's start is kept per instance, with its requests in flight, so it
+// survives refreshes; Endpoint.RampStart tells it. An instance ramps from
+// the moment a Set built from a previous one first holds it (for a
+// discovery cache, the first pick after the answer that brought it: it
+// passed its checks, or joined). The instances of a first Set (NewSet with
+// a nil or empty prev: the caller has just started) ramp only if they
+// publish their start time under beacon.MetaStarted (keeper.WithStartedMeta
+// does), from that time: a caller that restarts neither ramps its whole
+// fleet again nor skips the ramp of an instance that has just started. An
+// instance that leaves the Set (it failed its checks) and comes back ramps
+// again from its return; so does one that enters it for another reason
+// (a policy that serves critical instances when too few pass).
+//
+// Slow start costs nothing while nothing ramps: the Set records its latest
+// ramp start, and a pick reads no clock once a pick has found the ramps
+// over for a window as long as its balancer's. While an endpoint ramps,
+// each pick reads the clock, and Weighted draws at random in proportion to
+// the ramped weights (O(n), not its round robin), P2C draws each candidate
+// in proportion to the ramp factors.
+//
+// Limits. The start is the caller's first sight, not Consul's passing time:
+// a discovery cache builds a snapshot's Set at its first pick, carrying
+// state from the last Set built, so an instance's ramp starts at the first
+// pick after the cache saw it; a caller that stops picking (and closes its
+// last watch of the service) starts a new lineage, whose first Set is
+// treated as a restart. A published start is the keeper's creation, not
+// the moment the instance first passed: a caller that restarts during a
+// ramp ramps the instance from that earlier time. Clocks are compared
+// across machines; a start in the future counts as now.
 //
 // Balancers do not filter by health: that is the query's job (by default the
 // discovery cache asks Consul for passing instances only). Only Weighted looks

@@ -3,6 +3,7 @@ package balancer
 import (
 	"math"
 	"sync/atomic"
+	"time"
 
 	"github.com/beaconsd/beacon"
 )
@@ -30,15 +31,30 @@ type Endpoint struct {
 // load is the per-instance state that survives a refresh. It is not padded
 // to a cache line: only P2C writes it, its picks read two counts anyway, and
 // BenchmarkPickParallel/beacon-p2c measured no gain from padding, which would
-// cost 56 bytes per watched instance.
+// cost 48 bytes per watched instance.
 type load struct {
 	inflight atomic.Int64
+	// start is when the instance's slow start ramp started (UnixNano), 0
+	// for none: set by NewSet when it creates the load, then only read.
+	start int64
 }
 
 // InFlight returns the number of P2C picks of this instance not yet Done,
 // counted across every Set the instance has been carried through. Only P2C
 // counts: picks by the other balancers leave it unchanged.
 func (e *Endpoint) InFlight() int64 { return e.load.inflight.Load() }
+
+// RampStart returns when this instance's slow start ramp started, as NewSet
+// set it (see WithSlowStart): when a Set built from a previous one first
+// held it, or the start time it published if it was in the caller's first
+// Set. It is the zero Time when the instance does not ramp. Whether it is
+// still ramping depends on each balancer's window.
+func (e *Endpoint) RampStart() time.Time {
+	if e.load.start == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, e.load.start)
+}
 
 // Weight returns the weight NewWeighted gives this instance: Consul's
 // Weights.Passing while Instance.Health is passing (or unset), Weights.Warning

@@ -1,8 +1,10 @@
 package balancer
 
 import (
+	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/beaconsd/beacon"
 )
@@ -36,6 +38,16 @@ type Set struct {
 	wts   []int64 // their weights divided by their greatest common divisor
 	total int64   // sum of wts: the length of one cycle
 
+	// Slow start's state (see WithSlowStart), after Weighted's so that
+	// picks without slow start read the same lines as before it. rampLatest
+	// is the latest ramp start of the endpoints (UnixNano; 0 when none has
+	// one), fixed at NewSet. settled says that every ramp of a window up to
+	// it has ended: picks by balancers with such windows read neither
+	// clock nor factors. It only grows, and is written once per Set in
+	// practice, when a pick first finds the ramps over.
+	rampLatest int64
+	settled    atomic.Int64
+
 	_      [64]byte      // keep the written fields below off the line read by every Pick
 	cursor atomic.Uint64 // steps taken through sched
 	mu     sync.Mutex    // guards cur
@@ -62,6 +74,14 @@ const (
 // same Key and the same Weight, as in prev, Weighted carries on its sequence
 // where prev left it; otherwise it starts a new cycle. prev stays valid and usable; it is only read.
 //
+// Each instance not in prev gets a ramp start for slow start (see
+// WithSlowStart and Endpoint.RampStart): the time of this call when prev
+// holds endpoints, since the instance is then new to the caller; when prev
+// is nil or empty, the start time it publishes under beacon.MetaStarted
+// (capped at now), or none, so that the first Set of a caller that has just
+// started does not ramp instances that have served for long. Instances
+// carried from prev keep theirs.
+//
 // Keys should be unique, as Consul makes them; if one repeats, only its
 // first Endpoint inherits from prev.
 func NewSet(insts []beacon.Instance, prev *Set) *Set { return newSet(insts, prev, false) }
@@ -69,7 +89,8 @@ func NewSet(insts []beacon.Instance, prev *Set) *Set { return newSet(insts, prev
 // newSet is NewSet; with anyHealth, weights ignore health (panicset.NewSet).
 func newSet(insts []beacon.Instance, prev *Set, anyHealth bool) *Set {
 	var carried map[beacon.InstanceKey]*load
-	if prev != nil && len(prev.eps) > 0 {
+	first := prev == nil || len(prev.eps) == 0
+	if !first {
 		carried = make(map[beacon.InstanceKey]*load, len(prev.eps))
 		for _, e := range prev.eps {
 			k := e.Instance.Key()
@@ -81,16 +102,30 @@ func newSet(insts []beacon.Instance, prev *Set, anyHealth bool) *Set {
 
 	s := &Set{eps: make([]*Endpoint, len(insts)), anyHealth: anyHealth}
 	backing := make([]Endpoint, len(insts))
+	var now int64  // read at the first instance that needs it
+	fresh := false // an endpoint's ramp starts in this Set
 	for i, in := range insts {
 		ld := carried[in.Key()]
 		if ld != nil {
 			delete(carried, in.Key())
 		} else {
 			ld = new(load)
+			// A panicking Set needs every instance's capacity now: what
+			// enters it does not ramp (see WithSlowStart).
+			if start, ok := rampStart(in, first); ok && !anyHealth {
+				if now == 0 {
+					now = nowNano()
+				}
+				ld.start = min(start, now)
+				if start >= now {
+					fresh = true
+				}
+			}
 		}
 		if anyHealth {
 			in.Health = beacon.HealthPassing // a copy: insts[i] keeps its health
 		}
+		s.rampLatest = max(s.rampLatest, ld.start)
 		e := &backing[i]
 		*e = Endpoint{
 			Instance: &insts[i],
@@ -100,10 +135,51 @@ func newSet(insts []beacon.Instance, prev *Set, anyHealth bool) *Set {
 		}
 		s.eps[i] = e
 	}
+	switch {
+	case s.rampLatest == 0: // nothing ramps, whatever the window
+		s.settled.Store(math.MaxInt64)
+	case fresh:
+		// a ramp starts now: no window has ended
+	case !first && s.rampLatest <= prev.rampLatest:
+		// the same ramps as prev's, or fewer: what prev found ended has
+		s.settled.Store(prev.settled.Load())
+	default:
+		if now == 0 {
+			now = nowNano()
+		}
+		s.settled.Store(max(now-s.rampLatest, 0))
+	}
 	if prev != nil && prev.wReady.Load() {
 		s.buildWeighted(prev)
 	}
 	return s
+}
+
+// rampStart returns when a new endpoint for in starts ramping, in UnixNano:
+// now (the largest int64, capped by the caller) after a first Set, the
+// instance's published start in one.
+func rampStart(in beacon.Instance, first bool) (int64, bool) {
+	if !first {
+		return math.MaxInt64, true
+	}
+	t, ok := beacon.StartedAt(in)
+	switch {
+	case !ok:
+		return 0, false
+	case t.Unix() >= math.MaxInt64/int64(time.Second): // past 2262: capped at now
+		return math.MaxInt64, true
+	}
+	return t.UnixNano(), true
+}
+
+// settle records that the ramps of s have ended for windows up to age.
+func (s *Set) settle(age int64) {
+	for {
+		cur := s.settled.Load()
+		if age <= cur || s.settled.CompareAndSwap(cur, age) {
+			return
+		}
+	}
 }
 
 // buildWeighted builds Weighted's state once.

@@ -80,8 +80,11 @@ func (s *Snapshot) Age() time.Duration { return time.Since(s.Updated) }
 // not when Consul answers, so consumers that never pick (a gRPC resolver,
 // a status page) never pay for it; later calls are an atomic load. A Set
 // built from a later snapshot carries over the state balancers keep per
-// instance (requests in flight, Weighted's position) from the last Set
-// built before it (see balancer.NewSet). A Snapshot made other than by a
+// instance (requests in flight, Weighted's position, slow start's ramp
+// start) from the last Set built before it (see balancer.NewSet); an
+// instance it does not carry starts its slow start ramp then. The first
+// Set of a watch carries nothing: its instances ramp only from the start
+// they publish (beacon.MetaStarted). A Snapshot made other than by a
 // Cache (a literal in a test) has none: its Set is nil, which balancers
 // treat as empty.
 func (s *Snapshot) Set() *balancer.Set {

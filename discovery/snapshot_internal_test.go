@@ -63,3 +63,44 @@ func TestSourceString(t *testing.T) {
 		}
 	}
 }
+
+// TestSetRampStarts: slow start's first-sight semantics through a watch's
+// snapshots. The first Set built ramps nothing (the caller has just
+// started); an instance a later Set first holds ramps from that Set's
+// build, the first pick after the answer that brought it, even across
+// snapshots nobody picked from; a later Set keeps its start.
+func TestSetRampStarts(t *testing.T) {
+	inst := func(id string) beacon.Instance {
+		return beacon.Instance{ID: id, Node: "n", Address: "10.0.0.1", Port: 1, Health: beacon.HealthPassing}
+	}
+	ramp := func(s *Snapshot, id string) time.Time {
+		for _, e := range s.Set().Endpoints() {
+			if e.Instance.ID == id {
+				return e.RampStart()
+			}
+		}
+		t.Fatalf("no %s in the Set", id)
+		return time.Time{}
+	}
+	// A snapshot never picked from leaves no Set: the first Set built is
+	// the caller's first, whatever came before.
+	s0 := newSnapshot("svc", SourceConsul, []beacon.Instance{inst("a")}, nil, 1, time.Now())
+	s1 := newSnapshot("svc", SourceConsul, []beacon.Instance{inst("a"), inst("b")}, s0, 2, time.Now())
+	if !ramp(s1, "a").IsZero() || !ramp(s1, "b").IsZero() {
+		t.Errorf("the first Set built ramps a from %v, b from %v; want neither ramping", ramp(s1, "a"), ramp(s1, "b"))
+	}
+	s2 := newSnapshot("svc", SourceConsul, []beacon.Instance{inst("a"), inst("b"), inst("c")}, s1, 3, time.Now()) // never picked from
+	s3 := newSnapshot("svc", SourceConsul, []beacon.Instance{inst("a"), inst("b"), inst("c")}, s2, 4, time.Now())
+	before := time.Now()
+	c := ramp(s3, "c")
+	if c.Before(before) || c.After(time.Now()) {
+		t.Errorf("c ramps from %v, want the build of the first Set holding it (after %v)", c, before)
+	}
+	if !ramp(s3, "a").IsZero() {
+		t.Errorf("a ramps from %v after a refresh, want no ramp", ramp(s3, "a"))
+	}
+	s4 := newSnapshot("svc", SourceConsul, []beacon.Instance{inst("c"), inst("a")}, s3, 5, time.Now())
+	if got := ramp(s4, "c"); !got.Equal(c) {
+		t.Errorf("c ramps from %v after a refresh, want %v", got, c)
+	}
+}

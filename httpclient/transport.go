@@ -46,6 +46,9 @@ type Option func(*options)
 // position is then shared, so requests alternating between two services can
 // keep landing on the same instances: prefer NewP2C, NewRandom or
 // NewWeighted (whose position lives in each Set), or a Transport per service.
+// Slow start, so that a newly started instance is not flooded, is an option
+// of the balancer: WithBalancer(balancer.NewP2C(balancer.WithSlowStart(30 *
+// time.Second))).
 func WithBalancer(b balancer.Balancer) Option { return func(o *options) { o.balancer = b } }
 
 // WithBase sets the transport that sends each attempt to its instance

@@ -41,6 +41,14 @@
 // callers depend on, such as a GET of the service's own health endpoint;
 // its result becomes the heartbeat check's status.
 //
+// # Start time, for callers' slow start
+//
+// WithStartedMeta publishes the keeper's creation time in the instance's
+// service meta (beacon.MetaStarted, "beacon-started", Unix seconds), the
+// same value in every registration the keeper sends, so that callers whose
+// balancers ramp new instances (balancer.WithSlowStart) ramp this one from
+// its start even when they restart after it.
+//
 // # Service names
 //
 // Consul accepts service names that its DNS interface cannot serve (an

@@ -52,6 +52,7 @@ type options struct {
 	health                                      HealthFunc
 	logger                                      *slog.Logger
 	backend                                     consul.Backend
+	startedMeta                                 bool
 }
 
 // Option adjusts a Keeper.
@@ -90,6 +91,18 @@ func WithDeregisterCriticalAfter(d time.Duration) Option {
 // WithBackend chooses the Consul client (default consulhttp). It is called
 // once per configured agent, with a Config bound to that agent.
 func WithBackend(b consul.Backend) Option { return func(o *options) { o.backend = b } }
+
+// WithStartedMeta publishes when the keeper was created, as the instance's
+// start time, in its service meta under beacon.MetaStarted (Unix seconds),
+// unless the registration's meta already holds that key. Callers' balancers
+// with slow start (balancer.WithSlowStart) then ramp the instance from its
+// start even when they first see it in their own first answer, after they
+// restarted; without it such callers cannot tell a new instance from an
+// old one and ramp neither. The value is fixed for the keeper's life: an
+// Update, a re-registration after an agent restart or a failover, and the
+// reconcile's comparison all keep it, so only a new process (a new keeper)
+// publishes a new start. It takes one of the 64 meta pairs Consul allows.
+func WithStartedMeta() Option { return func(o *options) { o.startedMeta = true } }
 
 // Status is a snapshot of a Keeper's state.
 type Status struct {
@@ -170,6 +183,7 @@ type Keeper struct {
 	maintReason  string
 	maintPending bool
 	reg0ID       string // the instance ID, fixed at New: read without mu
+	started      string // beacon.MetaStarted's value (WithStartedMeta), fixed at New
 
 	// probed carries, from a probe to run, the agent whose old copy the
 	// probe removed; unbuffered, so run owns stale: a probe that was
@@ -220,6 +234,9 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 		retry: backoff.Backoff{Min: retryMin, Max: retryMax},
 	}
 	k.status.Store(&Status{})
+	if o.startedMeta {
+		k.started = beacon.StartedMeta(time.Now())
+	}
 	reg, err := k.withHeartbeatCheck(r)
 	if err != nil {
 		return nil, err
@@ -243,10 +260,18 @@ func New(cfg consul.Config, r beacon.Registration, opts ...Option) (*Keeper, err
 	return k, nil
 }
 
-// withHeartbeatCheck appends the keeper's TTL check to r and validates it.
+// withHeartbeatCheck appends the keeper's TTL check to r, adds its start
+// time to r's meta (WithStartedMeta), and validates it.
 func (k *Keeper) withHeartbeatCheck(r beacon.Registration) (beacon.Registration, error) {
 	// Our own copies: the caller may change its slices and map afterwards.
 	r.Tags, r.Meta = slices.Clone(r.Tags), maps.Clone(r.Meta)
+	if _, ok := r.Meta[beacon.MetaStarted]; k.started != "" && !ok {
+		if r.Meta == nil {
+			r.Meta = make(map[string]string, 1)
+		}
+		// The same value in every registration sent: matches compares meta.
+		r.Meta[beacon.MetaStarted] = k.started
+	}
 	// The status a watcher first sees the instance in. Without a health
 	// function every heartbeat reports passing, so registering passing
 	// only skips a critical moment the pulse ends at once. With one, its

@@ -531,6 +531,44 @@ func TestCallThroughRoundTripper(t *testing.T) {
 	}
 }
 
+// TestCallWithSlowStart: sayhello publishes its start time (beacon-started)
+// and -call -slow-start picks with P2C and slow start. Both instances have
+// just started, so the caller, starting after them, ramps both from their
+// published starts: equally, so every call is served.
+func TestCallWithSlowStart(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c, _ := consulhttp.New(srv.Config())
+	defer c.Close()
+	a := startSayHello(t, srv.HTTPAddr)
+	b := startSayHello(t, srv.HTTPAddr)
+	testutil.Eventually(t, deadline, "two instances passing", passingCond(t, c, func(ids []string) bool { return len(ids) == 2 }))
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	insts, _, err := c.Instances(ctx, beacon.Query{Service: "SayHello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range insts {
+		if at, ok := beacon.StartedAt(in); !ok || time.Since(at) > deadline+time.Minute {
+			t.Errorf("instance %s publishes %s=%q, want its recent start", in.ID, beacon.MetaStarted, in.Meta[beacon.MetaStarted])
+		}
+	}
+	out, err := exec.Command(sayhelloCmd.Path(t), "-consul", srv.HTTPAddr, "-call", "SayHello", "-n", "20", "-slow-start", "1h").Output()
+	if err != nil {
+		t.Fatalf("sayhello -call -slow-start: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	served := 0
+	for _, l := range lines {
+		if strings.Contains(l, a.id) || strings.Contains(l, b.id) {
+			served++
+		}
+	}
+	if len(lines) != 20 || served != 20 {
+		t.Errorf("sayhello -call -n 20 -slow-start 1h printed:\n%s\nwant 20 lines, each from an instance", out)
+	}
+}
+
 // TestRoundTripperAcrossSayHello: three sayhello processes behind Beacon's
 // RoundTripper. Round robin spreads 300 requests evenly; an instance killed
 // with SIGKILL mid-run (still passing in Consul until its TTL runs out)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/balancer"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/discovery"
 	"github.com/beaconsd/beacon/httpclient"
@@ -47,6 +48,7 @@ type options struct {
 	call, snapshotFile                               string
 	n                                                int
 	interval                                         time.Duration
+	slowStart                                        time.Duration // -call's balancer: P2C with this slow start; 0: round robin
 	// failover is the discovery cache's policy (-failover,
 	// -failover-nearest, -failover-hold-down); zero without one.
 	failover discovery.Failover
@@ -89,6 +91,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.call, "call", "", "instead of serving, call `service`'s /sayHello through Beacon's RoundTripper and print who answered")
 	fs.IntVar(&o.n, "n", 10, "with -call: how many calls")
 	fs.DurationVar(&o.interval, "interval", 0, "with -call: pause between calls (Ctrl-C stops the calls early)")
+	fs.DurationVar(&o.slowStart, "slow-start", 0, "with -call: pick with P2C instead of round robin, ramping up a newly started instance's share over this `duration` (0: off)")
 	fs.StringVar(&o.snapshotFile, "snapshot-file", "", "keep discovery's last good answers in this file and use them at start if Consul is unreachable")
 	// Read after Parse: the flag package would flatten the typed error.
 	var failover []string
@@ -129,6 +132,9 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.interval < 0 {
 		return o, usageError{fmt.Errorf("-interval %v: want 0 or more", o.interval)}
+	}
+	if o.slowStart < 0 {
+		return o, usageError{fmt.Errorf("-slow-start %v: want 0 or more", o.slowStart)}
 	}
 	if backends[o.backend] == nil {
 		return o, usageError{fmt.Errorf("-backend %q: this build has %s", o.backend, backendNames())}
@@ -250,7 +256,8 @@ func consulConfig(o options) (consul.Config, error) {
 }
 
 // callService is the example client: it calls http://<service>/sayHello
-// through the discovery cache and the RoundTripper, round robin, and
+// through the discovery cache and the RoundTripper, round robin (P2C with
+// slow start under -slow-start), and
 // prints which instance answered each call; with a failover policy, also
 // which datacenter the service's watch was serving just after the call.
 // Interrupted (ctx ends), it stops calling and returns nil.
@@ -266,7 +273,11 @@ func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Wr
 		return err
 	}
 	defer cache.Close()
-	tr := httpclient.New(cache, httpclient.WithLogger(log))
+	topts := []httpclient.Option{httpclient.WithLogger(log)}
+	if o.slowStart > 0 {
+		topts = append(topts, httpclient.WithBalancer(balancer.NewP2C(balancer.WithSlowStart(o.slowStart))))
+	}
+	tr := httpclient.New(cache, topts...)
 	defer tr.Close()
 	// The RoundTripper's own watch of the service, shared: it says which
 	// datacenter the calls go to, and whether in panic.
@@ -422,7 +433,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		keeper.WithTTL(o.ttl),
 		keeper.WithDrainGrace(o.drain),
 		keeper.WithLogger(log),
-		keeper.WithHealth(selfProbe(o.listen)))
+		keeper.WithHealth(selfProbe(o.listen)),
+		// Callers with slow start ramp this instance from its start, even
+		// callers that restart after it.
+		keeper.WithStartedMeta())
 	if err != nil {
 		return usageError{err}
 	}

@@ -40,6 +40,7 @@ func TestUsageErrors(t *testing.T) {
 		{"-panic-threshold", "-0.1", "-consul", "127.0.0.1:1"},
 		{"-panic-threshold", "NaN", "-consul", "127.0.0.1:1"},
 		{"-panic-threshold", "half", "-consul", "127.0.0.1:1"},
+		{"-call", "SayHello", "-slow-start", "-1s", "-consul", "127.0.0.1:1"},
 	} {
 		var stdout, stderr bytes.Buffer
 		err := run(context.Background(), args, &stdout, &stderr)
