@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
 	"net/http"
@@ -23,6 +25,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/internal/testutil"
 )
@@ -232,4 +235,55 @@ func selfSignedTLS(t *testing.T) *tls.Config {
 		t.Fatal(err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
+
+// oneCheck replaces a registration's checks with c.
+func oneCheck(c beacon.Check) func(*beacon.Registration) {
+	return func(r *beacon.Registration) { r.Checks = []beacon.Check{c} }
+}
+
+// testCheckKindsOnTheWire: each check kind reaches the agent in Consul's
+// field names, with nothing the registration did not ask for, and an
+// H2PING check says H2PingUseTLS even when it is false (Consul reads a
+// missing one as true).
+func (s suite) testCheckKindsOnTheWire(t *testing.T) {
+	t.Parallel()
+	reg := beacon.Registration{
+		ID: "web-1", Service: "web", Address: "10.0.0.5", Port: 8080,
+		Checks: []beacon.Check{
+			{ID: "grpc", GRPC: "10.0.0.5:9090/pkg.Svc", GRPCUseTLS: true, TLSServerName: "web.internal", Interval: 2 * time.Second, Timeout: time.Second},
+			{ID: "h2c", H2PING: "10.0.0.5:8080", Interval: 3 * time.Second},
+			{ID: "h2", H2PING: "10.0.0.5:8443", H2PingUseTLS: true, TLSSkipVerify: true, Interval: 4 * time.Second},
+			{ID: "alias", AliasService: "db-1", AliasNode: "node-2", InitialStatus: beacon.HealthPassing},
+		},
+	}
+	want := []map[string]any{
+		{"CheckID": "grpc", "GRPC": "10.0.0.5:9090/pkg.Svc", "GRPCUseTLS": true, "TLSServerName": "web.internal", "Interval": "2s", "Timeout": "1s"},
+		{"CheckID": "h2c", "H2PING": "10.0.0.5:8080", "H2PingUseTLS": false, "Interval": "3s"},
+		{"CheckID": "h2", "H2PING": "10.0.0.5:8443", "H2PingUseTLS": true, "TLSSkipVerify": true, "Interval": "4s"},
+		{"CheckID": "alias", "AliasService": "db-1", "AliasNode": "node-2", "Status": "passing"},
+	}
+	f := NewFakeAgent(t, nil)
+	r := s.fakeRegistry(t, f, consul.Config{})
+	if err := r.Register(testContext(t), reg); err != nil {
+		t.Fatalf("Register(%q) = %v, want nil", reg.ID, err)
+	}
+	reqs := f.RequestsTo(http.MethodPut, "/v1/agent/service/register")
+	if len(reqs) != 1 {
+		t.Fatalf("the fake agent saw %q, want one PUT /v1/agent/service/register", f.Requests())
+	}
+	var sent struct{ Checks []map[string]any }
+	if err := json.Unmarshal(reqs[0].Body, &sent); err != nil {
+		t.Fatalf("%s sent body %q: %v", reqs[0], reqs[0].Body, err)
+	}
+	if len(sent.Checks) != len(want) {
+		t.Fatalf("Register(%q) sent checks %v, want %d", reg.ID, sent.Checks, len(want))
+	}
+	for i, w := range want {
+		got := sent.Checks[i]
+		delete(got, "Name") // each backend's default name is its own business
+		if !maps.EqualFunc(got, w, func(a, b any) bool { return a == b }) {
+			t.Errorf("Register(%q) sent check %d as %v, want %v", reg.ID, i, got, w)
+		}
+	}
 }
