@@ -167,7 +167,9 @@ type Check struct {
 	H2PingUseTLS bool
 	// AliasService is the ID of a service instance whose health this
 	// check mirrors: on this agent, or on AliasNode when that is set.
-	// Consul follows it as it changes, without an interval.
+	// Consul follows it as it changes, without an interval. Once the
+	// aliased instance is deregistered the alias turns critical, but
+	// Consul 1.14.8 may take up to a minute to notice.
 	AliasService string
 	// AliasNode is a node whose health (with AliasService: that
 	// instance's health on that node) this check mirrors.
