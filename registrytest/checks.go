@@ -57,7 +57,7 @@ func (s suite) testChecks(t *testing.T) {
 
 	t.Run("AliasService", func(t *testing.T) {
 		t.Parallel()
-		ctx := testContext(t)
+		ctx := checksContext(t)
 		db := ttlRegistration("alias-db-1", "alias-db")
 		mustRegister(t, ctx, r, db)
 		dbCheck := db.CheckIDs()[0]
@@ -83,7 +83,7 @@ func (s suite) testChecks(t *testing.T) {
 
 	t.Run("AliasNode", func(t *testing.T) {
 		t.Parallel()
-		ctx := testContext(t)
+		ctx := checksContext(t)
 		// The agent's own node: passing while serfHealth passes.
 		reg := beacon.Registration{
 			ID: "alias-node-1", Service: "alias-node", Port: 9002,
@@ -98,7 +98,7 @@ func (s suite) testChecks(t *testing.T) {
 // grpcCheck serves the standard gRPC health service and registers a check
 // on one of its services: SERVING is passing, NOT_SERVING critical.
 func (s suite) grpcCheck(t *testing.T, srv *consultest.Server, r beacon.Registry, useTLS bool) {
-	ctx := testContext(t)
+	ctx := checksContext(t)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +147,7 @@ func (s suite) grpcCheck(t *testing.T, srv *consultest.Server, r beacon.Registry
 // and registers an H2PING check on it: passing while it serves, critical
 // once it stops.
 func (s suite) h2pingCheck(t *testing.T, srv *consultest.Server, r beacon.Registry, useTLS bool) {
-	ctx := testContext(t)
+	ctx := checksContext(t)
 	h := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
 	if useTLS {
 		h.EnableHTTP2 = true
@@ -179,6 +179,14 @@ func (s suite) h2pingCheck(t *testing.T, srv *consultest.Server, r beacon.Regist
 	h.Close()
 	awaitCheck(t, ctx, srv, reg.ID, check, beacon.HealthCritical)
 	awaitHealth(t, ctx, r, reg.Service, reg.ID, beacon.HealthCritical)
+}
+
+// checksContext bounds a whole subtest of testChecks, which waits several
+// times, each wait up to waitLimit: the context must outlast them all.
+func checksContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 8*waitLimit)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // awaitCheck polls the agent (directly, not through the backend) until
