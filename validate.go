@@ -261,14 +261,14 @@ func (c Check) validate(prefix string) error {
 		}
 	}
 	kinds := 0
-	tls := false // whether the check speaks TLS, for TLSSkipVerify and TLSServerName
+	speaksTLS := false // for TLSSkipVerify and TLSServerName
 	if c.HTTP != "" {
 		kinds++
 		u, err := url.Parse(c.HTTP)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return invalid(prefix+"HTTP", "%q is not an absolute http(s) URL", c.HTTP)
 		}
-		tls = u.Scheme == "https"
+		speaksTLS = u.Scheme == "https"
 	}
 	if c.TCP != "" {
 		kinds++
@@ -293,7 +293,7 @@ func (c Check) validate(prefix string) error {
 		if hasService && service == "" {
 			return invalid(prefix+"GRPC", "%q: empty service after '/' (leave out the '/' to ask about the whole server)", c.GRPC)
 		}
-		tls = c.GRPCUseTLS
+		speaksTLS = c.GRPCUseTLS
 	} else if c.GRPCUseTLS {
 		return invalid(prefix+"GRPCUseTLS", "set without GRPC")
 	}
@@ -302,7 +302,7 @@ func (c Check) validate(prefix string) error {
 		if err := validateHostPort(prefix+"H2PING", c.H2PING); err != nil {
 			return err
 		}
-		tls = c.H2PingUseTLS
+		speaksTLS = c.H2PingUseTLS
 	} else if c.H2PingUseTLS {
 		return invalid(prefix+"H2PingUseTLS", "set without H2PING")
 	}
@@ -340,7 +340,7 @@ func (c Check) validate(prefix string) error {
 			return invalid(prefix+"Timeout", "%v is negative", c.Timeout)
 		}
 	}
-	if !tls {
+	if !speaksTLS {
 		// Consul would ignore them: a check that looks verified, or
 		// verified against a name, would not be.
 		if c.TLSSkipVerify {
