@@ -55,6 +55,7 @@ fuzz:
 	$(call FUZZ,FuzzDecodeQueries,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeExecute,10000x,./consulhttp)
 	$(call FUZZ,FuzzValidateRegistration,30000x,.)
+	$(call FUZZ,FuzzValidateCheck,20000x,.)
 	$(call FUZZ,FuzzValidateQuery,10000x,.)
 	$(call FUZZ,FuzzValidatePreparedQuery,10000x,.)
 	$(call FUZZ,FuzzValidateMaintenance,10000x,.)

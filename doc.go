@@ -7,6 +7,10 @@
 // consulkit (go-kit sd/consul on hashicorp/consul/api). Everything is
 // validated before anything is sent; a *ValidationError names the field.
 //
+// A Check is one of the kinds a Consul agent runs: HTTP, TCP, TTL, gRPC
+// (the standard grpc.health.v1 service), H2PING (an HTTP/2 ping) or alias
+// (mirroring another instance's or node's health). Exactly one is set.
+//
 // NearestDatacenters ranks the datacenters of a WAN federation by Consul's
 // estimated round-trip time from the local one, for a backend that is a
 // DatacenterLister.

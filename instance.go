@@ -135,7 +135,8 @@ type Registration struct {
 	TaggedAddresses map[string]ServiceAddress
 }
 
-// Check describes one health check. Exactly one of HTTP, TCP and TTL is set.
+// Check describes one health check. Exactly one kind is set: HTTP, TCP,
+// TTL, GRPC, H2PING, or alias (AliasService and/or AliasNode).
 type Check struct {
 	// ID defaults to "service:<registration ID>" for the first check and
 	// "service:<registration ID>:<n>" (n from 1) when there are several, as Consul does.
@@ -149,9 +150,44 @@ type Check struct {
 	// TTL is how long the check stays passing without an update.
 	TTL time.Duration
 
-	// Interval is how often HTTP and TCP checks run (at least a second).
+	// GRPC is "host:port" or "host:port/service": the agent asks the
+	// standard gRPC health service (grpc.health.v1.Health/Check) there,
+	// about service or, without one, about the whole server. SERVING is
+	// passing, anything else (or no answer) critical.
+	GRPC string
+	// GRPCUseTLS makes the GRPC check connect with TLS (see TLSSkipVerify).
+	GRPCUseTLS bool
+	// H2PING is a host:port the agent opens an HTTP/2 connection to and
+	// sends a PING frame on: an answered ping is passing.
+	H2PING string
+	// H2PingUseTLS makes the H2PING check speak HTTP/2 over TLS; false
+	// speaks cleartext HTTP/2 (h2c). Beacon always sends it, so the zero
+	// value means cleartext, unlike Consul's own JSON, where leaving the
+	// field out means TLS.
+	H2PingUseTLS bool
+	// AliasService is the ID of a service instance whose health this
+	// check mirrors: on this agent, or on AliasNode when that is set.
+	// Consul follows it as it changes, without an interval. Once the
+	// aliased instance is deregistered the alias turns critical, but
+	// Consul 1.14.8 may take up to a minute to notice.
+	AliasService string
+	// AliasNode is a node whose health (with AliasService: that
+	// instance's health on that node) this check mirrors.
+	AliasNode string
+
+	// TLSServerName is the server name an https HTTP, a TLS GRPC or a TLS
+	// H2PING check verifies the certificate against (default: the host
+	// it dials).
+	TLSServerName string
+	// TLSSkipVerify makes an https HTTP, a TLS GRPC or a TLS H2PING
+	// check accept any certificate: for tests and self-signed endpoints.
+	TLSSkipVerify bool
+
+	// Interval is how often HTTP, TCP, GRPC and H2PING checks run (at least
+	// a second).
 	Interval time.Duration
-	// Timeout bounds one HTTP or TCP check; zero lets Consul choose (10 s).
+	// Timeout bounds one HTTP, TCP, GRPC or H2PING check; zero lets Consul
+	// choose (10 s).
 	Timeout time.Duration
 	// DeregisterCriticalAfter removes the instance after it has been critical
 	// this long: zero for never, else at least a minute (Consul's minimum).

@@ -230,6 +230,11 @@ func (r Registration) Validate() error {
 		if err := c.validate(prefix); err != nil {
 			return err
 		}
+		if c.AliasService == r.ID && c.AliasNode == "" {
+			// It would count its own status among those it mirrors: once
+			// critical, critical for good.
+			return invalid(prefix+"AliasService", "%q is this instance: an alias check mirrors another one", c.AliasService)
+		}
 		id := r.checkID(i, c)
 		if seen[id] {
 			return invalid(prefix+"ID", "%q used twice", id)
@@ -245,33 +250,30 @@ func (c Check) validate(prefix string) error {
 			return err
 		}
 	}
-	if err := validateText(prefix+"Name", c.Name); err != nil {
-		return err
-	}
 	// JSON would turn invalid UTF-8 into U+FFFD: Consul would probe
 	// another address than the one validated here.
-	if err := validateText(prefix+"HTTP", c.HTTP); err != nil {
-		return err
-	}
-	if err := validateText(prefix+"TCP", c.TCP); err != nil {
-		return err
+	for _, f := range []struct{ name, value string }{
+		{"Name", c.Name}, {"HTTP", c.HTTP}, {"TCP", c.TCP}, {"GRPC", c.GRPC}, {"H2PING", c.H2PING},
+		{"AliasService", c.AliasService}, {"AliasNode", c.AliasNode}, {"TLSServerName", c.TLSServerName},
+	} {
+		if err := validateText(prefix+f.name, f.value); err != nil {
+			return err
+		}
 	}
 	kinds := 0
+	speaksTLS := false // for TLSSkipVerify and TLSServerName
 	if c.HTTP != "" {
 		kinds++
 		u, err := url.Parse(c.HTTP)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return invalid(prefix+"HTTP", "%q is not an absolute http(s) URL", c.HTTP)
 		}
+		speaksTLS = u.Scheme == "https"
 	}
 	if c.TCP != "" {
 		kinds++
-		host, port, err := net.SplitHostPort(c.TCP)
-		if err != nil || host == "" {
-			return invalid(prefix+"TCP", "%q is not host:port", c.TCP)
-		}
-		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return invalid(prefix+"TCP", "%q: port must be 1–65535", c.TCP)
+		if err := validateHostPort(prefix+"TCP", c.TCP); err != nil {
+			return err
 		}
 	}
 	if c.TTL != 0 {
@@ -280,18 +282,77 @@ func (c Check) validate(prefix string) error {
 			return invalid(prefix+"TTL", "%v is negative", c.TTL)
 		}
 	}
-	if kinds != 1 {
-		return invalid(prefix[:len(prefix)-1], "exactly one of HTTP, TCP and TTL must be set, got %d", kinds)
+	if c.GRPC != "" {
+		kinds++
+		// host:port, then an optional /service: Consul splits at the
+		// first '/', so a service name may itself hold one.
+		hostPort, service, hasService := strings.Cut(c.GRPC, "/")
+		if err := validateHostPort(prefix+"GRPC", hostPort); err != nil {
+			return invalid(prefix+"GRPC", "%q is not host:port[/service]", c.GRPC)
+		}
+		if hasService && service == "" {
+			return invalid(prefix+"GRPC", "%q: empty service after '/' (leave out the '/' to ask about the whole server)", c.GRPC)
+		}
+		speaksTLS = c.GRPCUseTLS
+	} else if c.GRPCUseTLS {
+		return invalid(prefix+"GRPCUseTLS", "set without GRPC")
 	}
-	if c.TTL == 0 {
+	if c.H2PING != "" {
+		kinds++
+		if err := validateHostPort(prefix+"H2PING", c.H2PING); err != nil {
+			return err
+		}
+		speaksTLS = c.H2PingUseTLS
+	} else if c.H2PingUseTLS {
+		return invalid(prefix+"H2PingUseTLS", "set without H2PING")
+	}
+	alias := c.AliasService != "" || c.AliasNode != ""
+	if alias {
+		kinds++
+		for _, f := range []struct{ name, value string }{{"AliasService", c.AliasService}, {"AliasNode", c.AliasNode}} {
+			if f.value == "" {
+				continue
+			}
+			if err := ValidateID(prefix+f.name, f.value); err != nil {
+				return err
+			}
+		}
+	}
+	if kinds != 1 {
+		return invalid(prefix[:len(prefix)-1], "exactly one of HTTP, TCP, TTL, GRPC, H2PING and alias (AliasService/AliasNode) must be set, got %d", kinds)
+	}
+	switch {
+	case c.TTL != 0:
+		if c.Interval != 0 || c.Timeout != 0 {
+			return invalid(prefix+"Interval", "a TTL check takes no interval or timeout")
+		}
+	case alias:
+		// Consul follows the aliased health as it changes: there is
+		// nothing to run on a schedule.
+		if c.Interval != 0 || c.Timeout != 0 {
+			return invalid(prefix+"Interval", "an alias check takes no interval or timeout")
+		}
+	default:
 		if c.Interval < MinCheckInterval {
 			return invalid(prefix+"Interval", "%v, must be at least %v", c.Interval, MinCheckInterval)
 		}
 		if c.Timeout < 0 {
 			return invalid(prefix+"Timeout", "%v is negative", c.Timeout)
 		}
-	} else if c.Interval != 0 || c.Timeout != 0 {
-		return invalid(prefix+"Interval", "a TTL check takes no interval or timeout")
+	}
+	if !speaksTLS {
+		// Consul would ignore them: a check that looks verified, or
+		// verified against a name, would not be.
+		if c.TLSSkipVerify {
+			return invalid(prefix+"TLSSkipVerify", "set on a check that does not use TLS (an https HTTP check, GRPC with GRPCUseTLS or H2PING with H2PingUseTLS)")
+		}
+		if c.TLSServerName != "" {
+			return invalid(prefix+"TLSServerName", "set on a check that does not use TLS (an https HTTP check, GRPC with GRPCUseTLS or H2PING with H2PingUseTLS)")
+		}
+	} else if c.TLSServerName != "" {
+		if err := validateAddress(prefix+"TLSServerName", c.TLSServerName); err != nil {
+			return err
+		}
 	}
 	if c.DeregisterCriticalAfter != 0 && c.DeregisterCriticalAfter < MinDeregisterCritical {
 		return invalid(prefix+"DeregisterCriticalAfter", "%v, must be zero or at least %v (Consul's minimum)", c.DeregisterCriticalAfter, MinDeregisterCritical)
@@ -300,6 +361,19 @@ func (c Check) validate(prefix string) error {
 		return invalid(prefix+"InitialStatus", "%q is not passing, warning or critical", c.InitialStatus)
 	}
 	return validateText(prefix+"Notes", c.Notes)
+}
+
+// validateHostPort accepts host:port with a non-empty host and a port of
+// 1–65535, as the agent dials it.
+func validateHostPort(field, s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return invalid(field, "%q is not host:port", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return invalid(field, "%q: port must be 1–65535", s)
+	}
+	return nil
 }
 
 // ValidateDatacenter accepts what Consul accepts as a datacenter name:

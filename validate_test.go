@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,11 @@ func validRegistration() beacon.Registration {
 		Meta:    map[string]string{"version": "1"},
 		Checks:  []beacon.Check{{HTTP: "http://127.0.0.1:8080/health", Interval: 5 * time.Second}},
 	}
+}
+
+// oneCheck replaces a registration's checks with c.
+func oneCheck(c beacon.Check) func(*beacon.Registration) {
+	return func(r *beacon.Registration) { r.Checks = []beacon.Check{c} }
 }
 
 func manyMeta(n int) map[string]string {
@@ -102,6 +109,48 @@ func TestRegistrationValidate(t *testing.T) {
 		{"duplicate check ids", func(r *beacon.Registration) {
 			r.Checks = []beacon.Check{{ID: "c", TTL: time.Second}, {ID: "c", TTL: time.Second}}
 		}, "Checks[1].ID"},
+		// gRPC, H2PING and alias checks.
+		{"grpc check", oneCheck(beacon.Check{GRPC: "127.0.0.1:9090", Interval: time.Second}), ""},
+		{"grpc check with service", oneCheck(beacon.Check{GRPC: "127.0.0.1:9090/pkg.Greeter", Interval: time.Second, Timeout: time.Second}), ""},
+		{"grpc check host name and tls", oneCheck(beacon.Check{GRPC: "api.internal:443", GRPCUseTLS: true, TLSServerName: "api.example", TLSSkipVerify: true, Interval: time.Second}), ""},
+		{"grpc check ipv6", oneCheck(beacon.Check{GRPC: "[::1]:9090/svc", Interval: time.Second}), ""},
+		{"grpc check no port", oneCheck(beacon.Check{GRPC: "127.0.0.1/svc", Interval: time.Second}), "Checks[0].GRPC"},
+		{"grpc check port 0", oneCheck(beacon.Check{GRPC: "127.0.0.1:0", Interval: time.Second}), "Checks[0].GRPC"},
+		{"grpc check empty service", oneCheck(beacon.Check{GRPC: "127.0.0.1:9090/", Interval: time.Second}), "Checks[0].GRPC"},
+		{"grpc check no interval", oneCheck(beacon.Check{GRPC: "127.0.0.1:9090"}), "Checks[0].Interval"},
+		{"grpc check negative timeout", oneCheck(beacon.Check{GRPC: "127.0.0.1:9090", Interval: time.Second, Timeout: -1}), "Checks[0].Timeout"},
+		{"grpc check not utf8", oneCheck(beacon.Check{GRPC: "127.0.0.1:9090/\xff", Interval: time.Second}), "Checks[0].GRPC"},
+		{"grpc tls without grpc", func(r *beacon.Registration) { r.Checks[0].GRPCUseTLS = true }, "Checks[0].GRPCUseTLS"},
+		{"grpc and http", func(r *beacon.Registration) { r.Checks[0].GRPC = "127.0.0.1:9090" }, "Checks[0]"},
+		{"skip verify on plain grpc", oneCheck(beacon.Check{GRPC: "127.0.0.1:9090", TLSSkipVerify: true, Interval: time.Second}), "Checks[0].TLSSkipVerify"},
+		{"server name on plain http", func(r *beacon.Registration) { r.Checks[0].TLSServerName = "web" }, "Checks[0].TLSServerName"},
+		{"server name on https", func(r *beacon.Registration) {
+			r.Checks[0].HTTP, r.Checks[0].TLSServerName = "https://127.0.0.1:8443/health", "web.internal"
+		}, ""},
+		{"server name not a host name", func(r *beacon.Registration) {
+			r.Checks[0].HTTP, r.Checks[0].TLSServerName = "https://127.0.0.1:8443/health", "web internal"
+		}, "Checks[0].TLSServerName"},
+		{"skip verify on ttl", oneCheck(beacon.Check{TTL: time.Second, TLSSkipVerify: true}), "Checks[0].TLSSkipVerify"},
+		{"h2ping check", oneCheck(beacon.Check{H2PING: "127.0.0.1:8443", Interval: time.Second}), ""},
+		{"h2ping check tls", oneCheck(beacon.Check{H2PING: "localhost:8443", H2PingUseTLS: true, TLSSkipVerify: true, Interval: 2 * time.Second}), ""},
+		{"h2ping check url", oneCheck(beacon.Check{H2PING: "https://127.0.0.1:8443", Interval: time.Second}), "Checks[0].H2PING"},
+		{"h2ping check no interval", oneCheck(beacon.Check{H2PING: "127.0.0.1:8443"}), "Checks[0].Interval"},
+		{"h2ping tls without h2ping", oneCheck(beacon.Check{TTL: time.Second, H2PingUseTLS: true}), "Checks[0].H2PingUseTLS"},
+		{"skip verify on cleartext h2ping", oneCheck(beacon.Check{H2PING: "127.0.0.1:8443", TLSSkipVerify: true, Interval: time.Second}), "Checks[0].TLSSkipVerify"},
+		{"h2ping and tcp", oneCheck(beacon.Check{H2PING: "127.0.0.1:8443", TCP: "127.0.0.1:8443", Interval: time.Second}), "Checks[0]"},
+		{"alias service", oneCheck(beacon.Check{AliasService: "db-1"}), ""},
+		{"alias service on node", oneCheck(beacon.Check{AliasService: "db-1", AliasNode: "node-2"}), ""},
+		{"alias node", oneCheck(beacon.Check{AliasNode: "node-2", InitialStatus: beacon.HealthPassing}), ""},
+		{"alias of itself on another node", oneCheck(beacon.Check{AliasService: "web-1", AliasNode: "node-2"}), ""},
+		{"alias of itself", oneCheck(beacon.Check{AliasService: "web-1"}), "Checks[0].AliasService"},
+		{"alias with interval", oneCheck(beacon.Check{AliasService: "db-1", Interval: time.Second}), "Checks[0].Interval"},
+		{"alias with timeout", oneCheck(beacon.Check{AliasService: "db-1", Timeout: time.Second}), "Checks[0].Interval"},
+		{"alias with ttl", oneCheck(beacon.Check{AliasService: "db-1", TTL: time.Second}), "Checks[0]"},
+		{"alias with http", func(r *beacon.Registration) { r.Checks[0].AliasService = "db-1" }, "Checks[0]"},
+		{"alias service dot dot", oneCheck(beacon.Check{AliasService: ".."}), "Checks[0].AliasService"},
+		{"alias node control character", oneCheck(beacon.Check{AliasNode: "n\x00"}), "Checks[0].AliasNode"},
+		{"alias node too long", oneCheck(beacon.Check{AliasNode: strings.Repeat("n", beacon.MaxIDLen+1)}), "Checks[0].AliasNode"},
+		{"alias with skip verify", oneCheck(beacon.Check{AliasService: "db-1", TLSSkipVerify: true}), "Checks[0].TLSSkipVerify"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,4 +404,81 @@ func TestValidationNamesRunes(t *testing.T) {
 			t.Errorf("error = %v, want one beacon: prefix", tt.err)
 		}
 	}
+}
+
+// FuzzValidateCheck covers the check kinds: kinds' bits choose which of
+// HTTP, TCP, TTL, GRPC, H2PING, AliasService and AliasNode are set. An
+// error is a ValidationError on the check; a check that passes has exactly
+// one kind, the timing that kind needs, TLS options only where TLS is
+// spoken, addresses the agent can dial, and survives JSON.
+func FuzzValidateCheck(f *testing.F) {
+	f.Add(uint8(1<<3), "127.0.0.1:9090/pkg.Svc", "db-1", "node-2", true, true, "api.internal", int64(time.Second), int64(0), int64(0))
+	f.Add(uint8(1<<4), "localhost:8443", "", "", false, false, "", int64(10*time.Second), int64(time.Second), int64(0))
+	f.Add(uint8(1<<5), "", "db-1", "", false, false, "", int64(0), int64(0), int64(0))
+	f.Add(uint8(1<<5|1<<6), "", "web-1", "node-2", false, false, "", int64(0), int64(0), int64(0))
+	f.Add(uint8(1<<3|1<<4), "[::1]:1/", "..", "\x00", true, true, "a b", int64(-1), int64(-1), int64(time.Second))
+	f.Add(uint8(1<<0), "https://127.0.0.1:1/h", "", "", false, true, "x.example", int64(time.Second), int64(0), int64(0))
+	f.Fuzz(func(t *testing.T, kinds uint8, addr, aliasService, aliasNode string, useTLS, skipVerify bool, serverName string, interval, timeout, ttl int64) {
+		c := beacon.Check{TLSSkipVerify: skipVerify, TLSServerName: serverName, Interval: time.Duration(interval), Timeout: time.Duration(timeout)}
+		set := func(bit uint, f func()) {
+			if kinds&(1<<bit) != 0 {
+				f()
+			}
+		}
+		set(0, func() { c.HTTP = addr })
+		set(1, func() { c.TCP = addr })
+		set(2, func() { c.TTL = time.Duration(ttl) })
+		set(3, func() { c.GRPC, c.GRPCUseTLS = addr, useTLS })
+		set(4, func() { c.H2PING, c.H2PingUseTLS = addr, useTLS })
+		set(5, func() { c.AliasService = aliasService })
+		set(6, func() { c.AliasNode = aliasNode })
+		r := beacon.Registration{ID: "web-1", Service: "web", Checks: []beacon.Check{c}}
+		err := r.Validate()
+		if err != nil {
+			var ve *beacon.ValidationError
+			if !errors.Is(err, beacon.ErrInvalid) || !errors.As(err, &ve) || !strings.HasPrefix(ve.Field, "Checks[0]") {
+				t.Fatalf("Validate(%+v) = %v, want a *ValidationError on Checks[0]", c, err)
+			}
+			return
+		}
+		n := 0
+		for _, set := range []bool{c.HTTP != "", c.TCP != "", c.TTL != 0, c.GRPC != "", c.H2PING != "", c.AliasService != "" || c.AliasNode != ""} {
+			if set {
+				n++
+			}
+		}
+		alias := c.AliasService != "" || c.AliasNode != ""
+		tls := strings.HasPrefix(c.HTTP, "https:") || c.GRPCUseTLS || c.H2PingUseTLS
+		switch {
+		case n != 1:
+			t.Fatalf("Validate(%+v) = nil with %d kinds, want exactly one", c, n)
+		case c.TTL < 0:
+			t.Fatalf("Validate(%+v) = nil with a negative TTL", c)
+		case (c.TTL != 0 || alias) && (c.Interval != 0 || c.Timeout != 0):
+			t.Fatalf("Validate(%+v) = nil: a TTL or alias check with an interval or timeout", c)
+		case c.TTL == 0 && !alias && (c.Interval < beacon.MinCheckInterval || c.Timeout < 0):
+			t.Fatalf("Validate(%+v) = nil: interval %v, timeout %v", c, c.Interval, c.Timeout)
+		case !tls && (c.TLSSkipVerify || c.TLSServerName != ""):
+			t.Fatalf("Validate(%+v) = nil: TLS options on a check without TLS", c)
+		case c.AliasService == r.ID && c.AliasNode == "":
+			t.Fatalf("Validate(%+v) = nil: an alias of itself", c)
+		}
+		for _, hp := range []string{c.TCP, c.H2PING, strings.SplitN(c.GRPC, "/", 2)[0]} {
+			if hp == "" {
+				continue
+			}
+			host, port, err := net.SplitHostPort(hp)
+			if p, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
+				t.Fatalf("Validate(%+v) = nil, but %q is not a host:port the agent can dial", c, hp)
+			}
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatalf("json.Marshal(%+v) = %v", r, err)
+		}
+		var back beacon.Registration
+		if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, r) {
+			t.Fatalf("Registration %+v came back from JSON as %+v (%v)", r, back, err)
+		}
+	})
 }

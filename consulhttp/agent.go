@@ -32,12 +32,22 @@ type weightsJSON struct {
 	Warning int
 }
 
+// checkDef is one check. H2PingUseTLS is sent whenever H2PING is, false
+// included: Consul reads a missing one as true.
 type checkDef struct {
 	CheckID                        string `json:",omitempty"`
 	Name                           string `json:",omitempty"`
 	HTTP                           string `json:",omitempty"`
 	TCP                            string `json:",omitempty"`
 	TTL                            string `json:",omitempty"`
+	GRPC                           string `json:",omitempty"`
+	GRPCUseTLS                     bool   `json:",omitempty"`
+	H2PING                         string `json:",omitempty"`
+	H2PingUseTLS                   *bool  `json:",omitempty"`
+	AliasService                   string `json:",omitempty"`
+	AliasNode                      string `json:",omitempty"`
+	TLSServerName                  string `json:",omitempty"`
+	TLSSkipVerify                  bool   `json:",omitempty"`
 	Interval                       string `json:",omitempty"`
 	Timeout                        string `json:",omitempty"`
 	DeregisterCriticalServiceAfter string `json:",omitempty"`
@@ -60,12 +70,24 @@ func toServiceDef(r beacon.Registration) serviceDef {
 	}
 	ids := r.CheckIDs()
 	for i, c := range r.Checks {
+		var h2TLS *bool
+		if c.H2PING != "" {
+			h2TLS = &c.H2PingUseTLS
+		}
 		def.Checks = append(def.Checks, checkDef{
 			CheckID:                        ids[i],
 			Name:                           r.CheckName(i),
 			HTTP:                           c.HTTP,
 			TCP:                            c.TCP,
 			TTL:                            dur(c.TTL),
+			GRPC:                           c.GRPC,
+			GRPCUseTLS:                     c.GRPCUseTLS,
+			H2PING:                         c.H2PING,
+			H2PingUseTLS:                   h2TLS,
+			AliasService:                   c.AliasService,
+			AliasNode:                      c.AliasNode,
+			TLSServerName:                  c.TLSServerName,
+			TLSSkipVerify:                  c.TLSSkipVerify,
 			Interval:                       dur(c.Interval),
 			Timeout:                        dur(c.Timeout),
 			DeregisterCriticalServiceAfter: dur(c.DeregisterCriticalAfter),

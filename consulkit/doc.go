@@ -7,7 +7,10 @@
 // go-kit's client registers, deregisters and looks services up; it takes no
 // context for register and deregister (those calls are bounded by the HTTP
 // client's timeout instead), updates no TTL, cannot replace a registration's
-// checks, and filters by one tag only. consul/api fills those gaps, and
+// checks, cannot send a cleartext H2PING check (consul/api's
+// AgentServiceCheck leaves a false H2PingUseTLS out, and Consul reads a
+// missing one as true), and filters by one tag only. consul/api fills those
+// gaps (the H2PING one through its raw writer), and
 // serves prepared queries (beacon.PreparedQueries) through its PreparedQuery
 // client. The
 // Client also offers go-kit's own views, sd.Instancer and sd.Registrar, so an

@@ -112,9 +112,14 @@ func (s *Instancer) Stop() {
 // Registrar returns go-kit's own sd.Registrar for r on this client, after
 // validating r. Like every go-kit Registrar it logs errors instead of
 // returning them; Register on a beacon.Registry (or the keeper) reports them.
+// A registration with a cleartext H2PING check is refused (a
+// *beacon.ValidationError): go-kit's Registrar would send it as a TLS one.
 func (c *Client) Registrar(r beacon.Registration, logger log.Logger) (sd.Registrar, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
+	}
+	if cleartextH2PING(r) {
+		return nil, &beacon.ValidationError{Field: "Checks", Reason: "go-kit's Registrar cannot send an H2PING check without TLS (consul/api leaves a false H2PingUseTLS out); use Register"}
 	}
 	return kitconsul.NewRegistrar(c.kit, toAPIRegistration(r), logger), nil
 }

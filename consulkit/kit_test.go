@@ -142,6 +142,10 @@ func TestRegistrar(t *testing.T) {
 	if _, err := c.Registrar(beacon.Registration{ID: "x", Service: "bad\x00name"}, log.NewNopLogger()); !errors.Is(err, beacon.ErrInvalid) {
 		t.Errorf("Registrar(invalid) = %v, want ErrInvalid", err)
 	}
+	h2c := beacon.Registration{ID: "h2c", Service: "kitsvc", Checks: []beacon.Check{{H2PING: "127.0.0.1:8080", Interval: time.Second}}}
+	if _, err := c.Registrar(h2c, log.NewNopLogger()); !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("Registrar(cleartext H2PING) = %v, want ErrInvalid: go-kit would send it as TLS", err)
+	}
 	r, err := c.Registrar(ttlReg("r1", 9100), log.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)

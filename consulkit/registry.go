@@ -32,6 +32,14 @@ func toAPIRegistration(r beacon.Registration) *api.AgentServiceRegistration {
 			HTTP:                           c.HTTP,
 			TCP:                            c.TCP,
 			TTL:                            dur(c.TTL),
+			GRPC:                           c.GRPC,
+			GRPCUseTLS:                     c.GRPCUseTLS,
+			H2PING:                         c.H2PING,
+			H2PingUseTLS:                   c.H2PingUseTLS,
+			AliasService:                   c.AliasService,
+			AliasNode:                      c.AliasNode,
+			TLSServerName:                  c.TLSServerName,
+			TLSSkipVerify:                  c.TLSSkipVerify,
 			Interval:                       dur(c.Interval),
 			Timeout:                        dur(c.Timeout),
 			DeregisterCriticalServiceAfter: dur(c.DeregisterCriticalAfter),
@@ -40,6 +48,43 @@ func toAPIRegistration(r beacon.Registration) *api.AgentServiceRegistration {
 		})
 	}
 	return reg
+}
+
+// cleartextH2PING reports whether r has an H2PING check without TLS, which
+// api.AgentServiceCheck cannot carry: it leaves a false H2PingUseTLS out,
+// and Consul reads a missing one as true.
+func cleartextH2PING(r beacon.Registration) bool {
+	for _, c := range r.Checks {
+		if c.H2PING != "" && !c.H2PingUseTLS {
+			return true
+		}
+	}
+	return false
+}
+
+// rawRegistration is consul/api's registration with checks that always
+// carry H2PingUseTLS when they carry H2PING: the outer Checks field hides
+// the embedded one when encoded.
+type rawRegistration struct {
+	*api.AgentServiceRegistration
+	Checks []rawCheck `json:",omitempty"`
+}
+
+type rawCheck struct {
+	*api.AgentServiceCheck
+	H2PingUseTLS *bool `json:",omitempty"`
+}
+
+func toRawRegistration(reg *api.AgentServiceRegistration) rawRegistration {
+	raw := rawRegistration{AgentServiceRegistration: reg}
+	for _, c := range reg.Checks {
+		rc := rawCheck{AgentServiceCheck: c}
+		if c.H2PING != "" {
+			rc.H2PingUseTLS = &c.H2PingUseTLS
+		}
+		raw.Checks = append(raw.Checks, rc)
+	}
+	return raw
 }
 
 func dur(d time.Duration) string {
@@ -54,6 +99,8 @@ func dur(d time.Duration) string {
 // (consul.Config.Timeout) and ctx is only checked before it starts. go-kit
 // cannot ask the agent to replace existing checks, so checks the new
 // registration no longer lists are removed afterwards through consul/api.
+// A registration with a cleartext H2PING check (H2PingUseTLS false) goes
+// through consul/api instead, bounded by ctx: go-kit's types cannot carry it.
 func (c *Client) Register(ctx context.Context, r beacon.Registration) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("consulkit: register %q: %w", r.ID, err)
@@ -61,7 +108,17 @@ func (c *Client) Register(ctx context.Context, r beacon.Registration) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("consulkit: register %q: %w", r.ID, err)
 	}
-	if err := c.kit.Register(toAPIRegistration(r)); err != nil {
+	if cleartextH2PING(r) {
+		// go-kit's Register takes consul/api's types, which cannot say
+		// "no TLS" to an H2PING check: the same request through
+		// consul/api's raw writer, with the field spelled out.
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout())
+		_, err := c.api.Raw().Write("/v1/agent/service/register", toRawRegistration(toAPIRegistration(r)), nil, (&api.WriteOptions{}).WithContext(rctx))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("consulkit: register %q: %w", r.ID, mapError(ctx, http.MethodPut, "/v1/agent/service/register", err))
+		}
+	} else if err := c.kit.Register(toAPIRegistration(r)); err != nil {
 		return fmt.Errorf("consulkit: register %q: %w", r.ID, mapError(nil, http.MethodPut, "/v1/agent/service/register", err))
 	}
 	if err := c.removeStaleChecks(ctx, r); err != nil {

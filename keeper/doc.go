@@ -25,7 +25,12 @@
 //     per agent moved away from then asks that agent to deregister the copy
 //     left there until it answers (registrations belong to the agent that
 //     made them), without holding up the heartbeat.
-//   - Update resubmits tags, meta, weights or checks.
+//   - Update resubmits tags, meta, weights or checks. The registration's
+//     own checks (HTTP, TCP, TTL, gRPC, H2PING, alias) go to the agent as
+//     given, beside the heartbeat. An alias check names a service ID on
+//     the agent that holds the instance (unless it gives AliasNode): after
+//     a failover to another agent it mirrors that agent's service of that
+//     ID, or is critical when there is none.
 //   - Maintenance takes the instance out of passing lists and back; the
 //     keeper's own re-registrations keep it, and one an operator set on
 //     the agent (beacon maint) is read before registering there again.

@@ -42,6 +42,11 @@
 //   - Register, Deregister and UpdateTTL are visible to Instances as soon as
 //     they return (Consul's agent syncs its catalog before answering).
 //   - Deregister of an unknown ID, or of one already gone, returns nil.
+//   - Every check kind reaches the agent as asked, and the agent's verdict
+//     is what Instances reports: a gRPC check follows a real gRPC health
+//     server (SERVING passing, NOT_SERVING critical; cleartext and TLS), an
+//     H2PING check an HTTP/2 server (h2c and TLS; critical once it stops),
+//     an alias check the service or node it mirrors.
 //   - Instance IDs may hold any character Registration allows, URL delimiters
 //     such as '/', '#', '?' and '%' included.
 //   - Invalid input is refused with a *beacon.ValidationError whose Field

@@ -62,6 +62,8 @@ import (
 //     set, and never sort by distance (no near parameter).
 //   - Register leaves the agent with exactly the checks it lists, by
 //     replace-existing-checks or by removing the others.
+//   - gRPC, H2PING and alias checks reach the agent in Consul's field
+//     names, an H2PING check with H2PingUseTLS spelled out, false included.
 func RunHostile(t *testing.T, newRegistry Factory) {
 	t.Helper()
 	s := suite{newRegistry: newRegistry}
@@ -80,6 +82,7 @@ func RunHostile(t *testing.T, newRegistry Factory) {
 	t.Run("IDsOnTheWire", s.testIDsOnTheWire)
 	t.Run("PassingOnly", s.testPassingOnly)
 	t.Run("RegisterReplacesChecks", s.testRegisterReplacesChecks)
+	t.Run("CheckKindsOnTheWire", s.testCheckKindsOnTheWire)
 	t.Run("PreparedQuery", s.testPreparedQueryHostile)
 	t.Run("NodeCoordinates", s.testNodeCoordinatesHostile)
 }
@@ -638,6 +641,23 @@ func (s suite) testValidationSendsNothing(t *testing.T) {
 		{"WeightsWarningNegative", register(func(r *beacon.Registration) { r.Weights = beacon.Weights{Passing: 1, Warning: -1} }), "Weights.Warning"},
 		{"IntervalUnderSecond", register(func(r *beacon.Registration) { r.Checks[0].Interval = 500 * time.Millisecond }), "Checks[0].Interval"},
 		{"EmptyRegistrationID", register(func(r *beacon.Registration) { r.ID = "" }), "ID"},
+		// The check kinds the agent runs itself, each wrong in its own way.
+		{"CheckOfTwoKinds", register(func(r *beacon.Registration) { r.Checks[0].GRPC = "10.0.0.5:9090" }), "Checks[0]"},
+		{"GRPCWithoutPort", register(oneCheck(beacon.Check{GRPC: "10.0.0.5/svc", Interval: time.Second})), "Checks[0].GRPC"},
+		{"GRPCEmptyService", register(oneCheck(beacon.Check{GRPC: "10.0.0.5:9090/", Interval: time.Second})), "Checks[0].GRPC"},
+		{"GRPCServiceNotUTF8", register(oneCheck(beacon.Check{GRPC: "10.0.0.5:9090/\xff", Interval: time.Second})), "Checks[0].GRPC"},
+		{"GRPCWithoutInterval", register(oneCheck(beacon.Check{GRPC: "10.0.0.5:9090"})), "Checks[0].Interval"},
+		{"GRPCUseTLSWithoutGRPC", register(func(r *beacon.Registration) { r.Checks[0].GRPCUseTLS = true }), "Checks[0].GRPCUseTLS"},
+		{"H2PINGPort0", register(oneCheck(beacon.Check{H2PING: "10.0.0.5:0", Interval: time.Second})), "Checks[0].H2PING"},
+		{"H2PINGControlCharacter", register(oneCheck(beacon.Check{H2PING: "10.0.0.5\n:443", Interval: time.Second})), "Checks[0].H2PING"},
+		{"H2PINGIntervalUnderSecond", register(oneCheck(beacon.Check{H2PING: "10.0.0.5:443", Interval: time.Millisecond})), "Checks[0].Interval"},
+		{"TLSSkipVerifyOnCleartextH2PING", register(oneCheck(beacon.Check{H2PING: "10.0.0.5:443", TLSSkipVerify: true, Interval: time.Second})), "Checks[0].TLSSkipVerify"},
+		{"TLSServerNameOnPlainHTTP", register(func(r *beacon.Registration) { r.Checks[0].TLSServerName = "web.internal" }), "Checks[0].TLSServerName"},
+		{"AliasWithTTL", register(oneCheck(beacon.Check{AliasService: "db-1", TTL: time.Minute})), "Checks[0]"},
+		{"AliasWithTimeout", register(oneCheck(beacon.Check{AliasNode: "node-2", Timeout: time.Second})), "Checks[0].Interval"},
+		{"AliasOfItself", register(oneCheck(beacon.Check{AliasService: "web-1"})), "Checks[0].AliasService"},
+		{"AliasServiceDotDot", register(oneCheck(beacon.Check{AliasService: ".."})), "Checks[0].AliasService"},
+		{"AliasNodeNotUTF8", register(oneCheck(beacon.Check{AliasNode: "node\xc3"})), "Checks[0].AliasNode"},
 		{"RegistrationIDDotDot", register(func(r *beacon.Registration) { r.ID = ".." }), "ID"},
 		{"WaitTimeOver10m", instances(beacon.Query{Service: "web", WaitIndex: 5, WaitTime: beacon.MaxWaitTime + time.Second}), "WaitTime"},
 		{"QueryServiceNameWithPath", instances(beacon.Query{Service: "web/../../v1/acl"}), "Service"},

@@ -25,7 +25,7 @@ type Factory func(t *testing.T, cfg consul.Config) beacon.Registry
 // Run runs every conformance test against real Consul agents started with
 // consultest. Each group of subtests (Register, TTL, Query, Validation,
 // Concurrency, Blocking, AgentRestart, TLS, ACL, TaggedAddresses, Datacenters, NodeCoordinates,
-// PreparedQuery, PreparedQueryFailover and Maintenance) starts agents of its own and runs in parallel
+// PreparedQuery, PreparedQueryFailover, Maintenance and Checks) starts agents of its own and runs in parallel
 // with the others; a group's agents stop when the group ends. Datacenters
 // and PreparedQueryFailover start a two-datacenter federation. Datacenters
 // is skipped for a backend that is not a beacon.DatacenterLister, the
@@ -53,6 +53,7 @@ func Run(t *testing.T, newRegistry Factory) {
 	t.Run("PreparedQueryFailover", s.testPreparedQueryFailover)
 	t.Run("TaggedAddresses", s.testTaggedAddresses)
 	t.Run("Maintenance", s.testMaintenance)
+	t.Run("Checks", s.testChecks)
 }
 
 // waitLimit bounds every wait in the suite: generous, so that a loaded

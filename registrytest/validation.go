@@ -52,6 +52,26 @@ func (s suite) testValidation(t *testing.T) {
 			r.TaggedAddresses = map[string]beacon.ServiceAddress{beacon.TaggedWANIPv4: {Address: "2001:db8::1"}}
 			return r
 		}(), `TaggedAddresses["wan_ipv4"].Address`},
+		{"GRPCCheckWithoutInterval", func() beacon.Registration {
+			r := valid("inv-grpc")
+			r.Checks = []beacon.Check{{GRPC: "127.0.0.1:9090/svc"}}
+			return r
+		}(), "Checks[0].Interval"},
+		{"AliasCheckWithInterval", func() beacon.Registration {
+			r := valid("inv-alias")
+			r.Checks = []beacon.Check{{AliasService: "db-1", Interval: time.Second}}
+			return r
+		}(), "Checks[0].Interval"},
+		{"AliasOfItself", func() beacon.Registration {
+			r := valid("inv-alias-self")
+			r.Checks = []beacon.Check{{AliasService: r.ID}}
+			return r
+		}(), "Checks[0].AliasService"},
+		{"H2PINGCheckURL", func() beacon.Registration {
+			r := valid("inv-h2ping")
+			r.Checks = []beacon.Check{{H2PING: "https://127.0.0.1:8443/", Interval: time.Second}}
+			return r
+		}(), "Checks[0].H2PING"},
 		{"DeregisterCriticalAfterBelowMinute", func() beacon.Registration {
 			r := valid("inv-dereg")
 			r.Checks = []beacon.Check{{TTL: time.Minute, DeregisterCriticalAfter: 30 * time.Second}}

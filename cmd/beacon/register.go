@@ -22,6 +22,9 @@ import (
 
 type registerOptions struct {
 	name, address, id, httpURL, tcpAddr string
+	grpcTarget, h2pingAddr              string
+	aliasService, aliasNode             string
+	grpcTLS, h2pingTLS, tlsSkipVerify   bool
 	port                                int
 	tags                                listFlag
 	meta                                metaFlag
@@ -31,7 +34,7 @@ type registerOptions struct {
 }
 
 func (c *command) register(args []string) error {
-	fs := c.flagSet("register", "-name N -port P [-address A] [-id ID] [-tags t,...] [-meta k=v,...] [-ttl D | -http URL | -tcp HOST:PORT] [-- command args...]")
+	fs := c.flagSet("register", "-name N -port P [-address A] [-id ID] [-tags t,...] [-meta k=v,...] [-ttl D | -http URL | -tcp HOST:PORT | -grpc HOST:PORT[/SVC] | -h2ping HOST:PORT | -alias ID] [-- command args...]")
 	o := registerOptions{meta: metaFlag{}}
 	fs.StringVar(&o.name, "name", "", "service `name` (required; one that is not a DNS label is registered with a warning: Consul DNS cannot serve it)")
 	fs.IntVar(&o.port, "port", 0, "service `port` (required)")
@@ -42,7 +45,14 @@ func (c *command) register(args []string) error {
 	fs.DurationVar(&o.ttl, "ttl", keeper.DefaultTTL, "heartbeat `TTL`: the instance turns critical this long after beacon stops heartbeating")
 	fs.StringVar(&o.httpURL, "http", "", "also have the agent GET this `URL` as a health check")
 	fs.StringVar(&o.tcpAddr, "tcp", "", "also have the agent dial this `host:port` as a health check")
-	fs.DurationVar(&o.interval, "interval", 10*time.Second, "how often the agent runs an -http or -tcp check")
+	fs.StringVar(&o.grpcTarget, "grpc", "", "also have the agent ask the gRPC health service at `host:port[/service]` (SERVING is passing)")
+	fs.BoolVar(&o.grpcTLS, "grpc-tls", false, "the -grpc check connects with TLS")
+	fs.StringVar(&o.h2pingAddr, "h2ping", "", "also have the agent send HTTP/2 pings to this `host:port` (cleartext h2c unless -h2ping-tls)")
+	fs.BoolVar(&o.h2pingTLS, "h2ping-tls", false, "the -h2ping check speaks HTTP/2 over TLS")
+	fs.BoolVar(&o.tlsSkipVerify, "tls-skip-verify", false, "an https -http, -grpc-tls or -h2ping-tls check accepts any certificate")
+	fs.StringVar(&o.aliasService, "alias", "", "also mirror the health of the instance with this `ID` on the same agent (or on -alias-node)")
+	fs.StringVar(&o.aliasNode, "alias-node", "", "also mirror the health of this `node` (with -alias: of that instance on it)")
+	fs.DurationVar(&o.interval, "interval", 10*time.Second, "how often the agent runs an -http, -tcp, -grpc or -h2ping check")
 	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at stop, how long the instance stays registered as critical before it is removed")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 30*time.Second, "give up when the command's port or the agent does not answer within this")
 	fs.DurationVar(&o.stopTimeout, "stop-timeout", 10*time.Second, "after forwarding a signal, kill the command if it has not exited within this")
@@ -145,13 +155,16 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 		return beacon.Registration{}, usagef("register: -port %d: want 1-65535 (-port is required)", o.port)
 	}
 	n := 0
-	for _, set := range []bool{o.ttlSet, o.httpURL != "", o.tcpAddr != ""} {
+	for _, set := range []bool{o.ttlSet, o.httpURL != "", o.tcpAddr != "", o.grpcTarget != "", o.h2pingAddr != "", o.aliasService != "" || o.aliasNode != ""} {
 		if set {
 			n++
 		}
 	}
 	if n > 1 {
-		return beacon.Registration{}, usagef("register: give one of -ttl, -http and -tcp")
+		return beacon.Registration{}, usagef("register: give one of -ttl, -http, -tcp, -grpc, -h2ping and -alias/-alias-node")
+	}
+	if o.grpcTLS && o.grpcTarget == "" || o.h2pingTLS && o.h2pingAddr == "" {
+		return beacon.Registration{}, usagef("register: -grpc-tls goes with -grpc, -h2ping-tls with -h2ping")
 	}
 	if o.id == "" {
 		o.id = o.name + "-" + strconv.Itoa(o.port)
@@ -175,6 +188,19 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 			return r, usagef("register: -tcp %q: want host:port", o.tcpAddr)
 		}
 		r.Checks = []beacon.Check{{TCP: o.tcpAddr, Interval: o.interval}}
+	case o.grpcTarget != "":
+		r.Checks = []beacon.Check{{GRPC: o.grpcTarget, GRPCUseTLS: o.grpcTLS, Interval: o.interval}}
+	case o.h2pingAddr != "":
+		r.Checks = []beacon.Check{{H2PING: o.h2pingAddr, H2PingUseTLS: o.h2pingTLS, Interval: o.interval}}
+	case o.aliasService != "" || o.aliasNode != "":
+		// Consul follows the aliased health as it changes: no interval.
+		r.Checks = []beacon.Check{{AliasService: o.aliasService, AliasNode: o.aliasNode}}
+	}
+	if o.tlsSkipVerify {
+		if len(r.Checks) == 0 {
+			return r, usagef("register: -tls-skip-verify goes with an https -http, -grpc-tls or -h2ping-tls check")
+		}
+		r.Checks[0].TLSSkipVerify = true // Validate refuses it on a check without TLS
 	}
 	if err := r.Validate(); err != nil {
 		return r, usageError{err: err}
