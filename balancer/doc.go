@@ -72,8 +72,10 @@
 // does), from that time: a caller that restarts neither ramps its whole
 // fleet again nor skips the ramp of an instance that has just started. An
 // instance that leaves the Set (it failed its checks) and comes back ramps
-// again from its return; so does one that enters it for another reason
-// (a policy that serves critical instances when too few pass).
+// again from its return. One that first enters a Set built for a
+// panicking snapshot (discovery's panic threshold, which serves critical
+// instances when too few pass) does not ramp: panic wants every
+// instance's capacity at once.
 //
 // Slow start costs nothing while nothing ramps: the Set records its latest
 // ramp start, and a pick reads no clock once a pick has found the ramps

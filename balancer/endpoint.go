@@ -47,8 +47,10 @@ func (e *Endpoint) InFlight() int64 { return e.load.inflight.Load() }
 // RampStart returns when this instance's slow start ramp started, as NewSet
 // set it (see WithSlowStart): when a Set built from a previous one first
 // held it, or the start time it published if it was in the caller's first
-// Set. It is the zero Time when the instance does not ramp. Whether it is
-// still ramping depends on each balancer's window.
+// Set. It is the zero Time when the instance never ramped (a warm instance
+// of a first Set that published no start time); a start published long ago
+// is returned as it is. Whether it is still ramping depends on each
+// balancer's window.
 func (e *Endpoint) RampStart() time.Time {
 	if e.load.start == 0 {
 		return time.Time{}

@@ -37,7 +37,9 @@ import (
 // ask for every instance anyway (Query.IncludeUnhealthy) and prepared-
 // query watches have no threshold. New refuses p outside [0, 1] with a
 // *beacon.ValidationError. See the package doc for how it combines with
-// WithNoPassingPolicy and failover.
+// WithNoPassingPolicy and failover. The threshold is part of a watch's
+// identity, so a snapshot file (WithSnapshotFile) saved under one
+// threshold is not served to a watch with another after a restart.
 func WithPanicThreshold(p float64) Option { return func(o *options) { o.panic = p } }
 
 // PanicThreshold gives this watch its own panic threshold (see
@@ -100,8 +102,11 @@ func panicPolicy(p float64, insts []beacon.Instance) ([]beacon.Instance, verdict
 			v.up++
 		}
 	}
-	// Compared as counts, so 0.5 of 4 is 2 exactly.
-	v.panic = v.up > 0 && float64(v.passing) < p*float64(v.up)
+	// The share as a quotient: the division rounds the exact share to the
+	// double nearest it, as the threshold's literal was, so a share equal to
+	// the threshold (0.07 of 100 is 7) is not panic; p*up would round
+	// differently (0.07*100 is 7.000000000000001).
+	v.panic = v.up > 0 && float64(v.passing)/float64(v.up) < p
 	keep := func(in *beacon.Instance) bool { return in.Health == beacon.HealthPassing }
 	if v.panic {
 		keep = func(in *beacon.Instance) bool { return !in.Maintenance }

@@ -3,6 +3,7 @@ package discovery
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/beaconsd/beacon"
@@ -84,5 +85,32 @@ func TestPanicPolicyCountsEndpointsOnce(t *testing.T) {
 	got, v := policy(w, []beacon.Instance{stale, live, other})
 	if v.panic || v.up != 2 || len(got) != 2 || !slices.ContainsFunc(got, func(x beacon.Instance) bool { return x.Node == "n2" }) {
 		t.Errorf("policy(stale copy, live, other) = %+v, %+v; want the live copy and other, no panic, 2 up", got, v)
+	}
+}
+
+// TestPanicPolicyExactShares: a share equal to the threshold is not panic,
+// and one instance fewer is, for every threshold k/100 and up to 200
+// instances (p·n in floating point rounds past some of them).
+func TestPanicPolicyExactShares(t *testing.T) {
+	for k := 1; k < 100; k++ {
+		p := float64(k) / 100
+		for up := 100; up <= 200; up += 100 {
+			at := k * up / 100 // passing instances at exactly p
+			for _, tt := range []struct {
+				passing int
+				panic   bool
+			}{{at, false}, {at - 1, true}} {
+				insts := make([]beacon.Instance, up)
+				for i := range insts {
+					insts[i] = beacon.Instance{ID: strconv.Itoa(i), Node: "n", Health: beacon.HealthCritical}
+					if i < tt.passing {
+						insts[i].Health = beacon.HealthPassing
+					}
+				}
+				if _, v := panicPolicy(p, insts); v.panic != tt.panic {
+					t.Errorf("panicPolicy(%v) with %d of %d passing: panic %v, want %v", p, tt.passing, up, v.panic, tt.panic)
+				}
+			}
+		}
 	}
 }

@@ -99,7 +99,8 @@ func (k *Keeper) sendMaint(ctx context.Context, i int, on bool, reason string) e
 // replace-existing-checks removes its check): what agent i holds for the
 // instance wins when i holds the registration now (an operator may have
 // set or cleared it there); on another agent, one it holds is kept too. A
-// failed read leaves what the keeper knows.
+// failed read leaves what the keeper knows. Reconcile also calls it, on the
+// agent holding the registration, to learn an operator's change.
 func (k *Keeper) readMaint(ctx context.Context, i int) {
 	m, ok := k.agents[i].Client.(beacon.Maintainer)
 	if !ok {
@@ -109,6 +110,10 @@ func (k *Keeper) readMaint(ctx context.Context, i int) {
 	defer cancel()
 	on, reason, err := m.InMaintenance(rctx, k.reg.ID)
 	switch {
+	case err != nil && i == k.current && k.status.Load().Registered:
+		// The periodic reconcile's read: the next one tries again, and a
+		// lasting failure shows in the heartbeat's own errors.
+		k.log.Debug("keeper: could not read the agent's maintenance", "agent", k.agents[i].Addr, "err", err)
 	case err != nil:
 		k.log.Warn("keeper: could not read maintenance before registering", "agent", k.agents[i].Addr, "err", err)
 	case on || i == k.current:

@@ -49,9 +49,19 @@ func TestStartedMeta(t *testing.T) {
 	if s := started(); s != v {
 		t.Errorf("after Update Meta[%s] = %q, want %q", beacon.MetaStarted, s, v)
 	}
-	// A negative check has no event to wait for: give the reconcile (every
-	// 200 ms) about five rounds of comparing the agent's copy with ours.
-	time.Sleep(time.Second)
+	// A reconcile that finds the agent's copy the same as the keeper's
+	// goes on to read the agent's maintenance: an operator's maintenance
+	// showing in Status proves one ran (and found no difference, or it
+	// would have registered again, which drops the maintenance).
+	ctx := context.Background()
+	for _, on := range []bool{true, false} {
+		if err := c.Maintenance(ctx, "k-started", on, "proves a reconcile"); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, deadline, "a reconcile after the Update", func() error {
+			return testutil.Want(k.Status().Maintenance == on, "Status().Maintenance = %v", !on)
+		})
+	}
 	if strings.Contains(logs.String(), "differs") {
 		t.Errorf("the reconcile found the agent's copy different:\n%s", logs.String())
 	}

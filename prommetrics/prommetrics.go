@@ -130,10 +130,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if cache == nil {
 		return
 	}
-	seen := map[string]bool{}
+	seen, panicSeen := map[string]bool{}, map[string]bool{}
 	for _, st := range cache.Stats() {
 		if st.PreparedQuery != "" {
 			continue // its service's own watch has the series
+		}
+		// The panic gauge comes from the first watch with a threshold,
+		// which need not be the service's first watch.
+		if st.PanicThreshold > 0 && !panicSeen[st.Service] {
+			panicSeen[st.Service] = true
+			inPanic := 0.0
+			if st.Panic {
+				inPanic = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.panicking, prometheus.GaugeValue, inPanic, st.Service)
 		}
 		if seen[st.Service] {
 			continue // one series per service, from its first watch (a failover watch comes first)
@@ -148,13 +158,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, st.Service)
 		if st.Failover && st.Datacenter != "" {
 			ch <- prometheus.MustNewConstMetric(c.failedOver, prometheus.GaugeValue, 1, st.Service, st.Datacenter)
-		}
-		if st.PanicThreshold > 0 {
-			inPanic := 0.0
-			if st.Panic {
-				inPanic = 1
-			}
-			ch <- prometheus.MustNewConstMetric(c.panicking, prometheus.GaugeValue, inPanic, st.Service)
 		}
 		if st.Backend != "" {
 			ch <- prometheus.MustNewConstMetric(c.backend, prometheus.GaugeValue, 1, st.Service, string(st.Backend))

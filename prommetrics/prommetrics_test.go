@@ -135,6 +135,21 @@ func TestPanicMetrics(t *testing.T) {
 			t.Errorf("in panic, %s{service=fragile} = %v, want %v", name, got, want)
 		}
 	}
+	// A watch of the same service without a threshold, which Stats may
+	// list first: the gauge still comes from the one with a threshold.
+	plain, err := cache.Watch(beacon.Query{Service: "fragile"}, discovery.PanicThreshold(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if _, err := plain.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // Stats' order between the two is Go's map order
+		if got := value(t, reg, "beacon_discovery_panic", "fragile"); got != 1 {
+			t.Fatalf("beside a watch without a threshold, beacon_discovery_panic{service=fragile} = %v, want 1", got)
+		}
+	}
 	if err := r.UpdateTTL(ctx, "service:p1", beacon.HealthPassing, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,8 @@ func TestMaintAsOperator(t *testing.T) {
 	testutil.Eventually(t, deadline, "agent back with the maintenance", inMaint(true))
 	testutil.Eventually(t, deadline, "both heartbeating after the restart",
 		passingCond(t, c, func(ids []string) bool { return slices.Equal(ids, []string{b.id}) }))
-	// Over two TTLs the keepers heartbeat several times, and would
+	// A measurement over a span, not a wait for an event: over two TTLs
+	// the keepers heartbeat several times, and would
 	// register again had the agent lost them: the instance must stay out
 	// all along.
 	for end := time.Now().Add(2 * keeper.DefaultTTL); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
