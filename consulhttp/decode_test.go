@@ -197,3 +197,32 @@ func TestDecodeJSONErrors(t *testing.T) {
 		})
 	}
 }
+
+// nodeMetaHealthAnswer holds two instances on node a (zone a) and one on
+// node b (zone b), each node with Consul's own consul-network-segment.
+const nodeMetaHealthAnswer = `[
+{"Node":{"Node":"a","Address":"127.0.0.1","Meta":{"consul-network-segment":"","zone":"a"}},"Service":{"ID":"s1","Service":"s","Port":1}},
+{"Node":{"Node":"a","Address":"127.0.0.1","Meta":{"consul-network-segment":"","zone":"a"}},"Service":{"ID":"s2","Service":"s","Port":2}},
+{"Node":{"Node":"b","Address":"127.0.0.2","Meta":{"consul-network-segment":"","zone":"b","rack":"7"}},"Service":{"ID":"s3","Service":"s","Port":3,"Meta":{"zone":"c"}}},
+{"Node":{"Node":"c","Address":"127.0.0.3","Meta":{"consul-network-segment":""}},"Service":{"ID":"s4","Service":"s","Port":4}}
+]`
+
+func TestDecodeNodeMeta(t *testing.T) {
+	insts, _, err := decodeHealth(indexed("7"), strings.NewReader(nodeMetaHealthAnswer))
+	if err != nil || len(insts) != 4 {
+		t.Fatalf("decodeHealth(nodeMetaHealthAnswer) = %+v, %v; want 4 instances", insts, err)
+	}
+	wantMeta := []map[string]string{{"zone": "a"}, {"zone": "a"}, {"zone": "b", "rack": "7"}, nil}
+	wantZone := []string{"a", "a", "c", ""} // service meta wins over the node's
+	for i, in := range insts {
+		if !reflect.DeepEqual(in.NodeMeta, wantMeta[i]) {
+			t.Errorf("decodeHealth(nodeMetaHealthAnswer)[%d].NodeMeta = %v, want %v", i, in.NodeMeta, wantMeta[i])
+		}
+		if z := in.Zone(""); z != wantZone[i] {
+			t.Errorf("decodeHealth(nodeMetaHealthAnswer)[%d].Zone(\"\") = %q, want %q", i, z, wantZone[i])
+		}
+	}
+	if reflect.ValueOf(insts[0].NodeMeta).UnsafePointer() != reflect.ValueOf(insts[1].NodeMeta).UnsafePointer() {
+		t.Errorf("the two instances of node a carry two maps, want one shared")
+	}
+}

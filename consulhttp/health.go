@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,6 +22,7 @@ type healthEntry struct {
 		Node            string
 		Address         string
 		TaggedAddresses map[string]string
+		Meta            map[string]string
 	}
 	Service *struct {
 		ID              string
@@ -105,6 +107,7 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		return nil, beacon.QueryMeta{}, err
 	}
 	out := make([]beacon.Instance, 0, len(entries))
+	var nodeMeta metaSharer
 	for i, e := range entries {
 		if e.Node == nil || e.Service == nil || e.Service.ID == "" {
 			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: entry %d has no node or service", beacon.ErrMalformedResponse, i)
@@ -138,6 +141,7 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 			Maintenance:         maint,
 			TaggedAddresses:     svcTagged,
 			NodeTaggedAddresses: nodeTagged,
+			NodeMeta:            nodeMeta.share(e.Node.Meta),
 		})
 	}
 	return out, meta, nil
@@ -265,4 +269,29 @@ func internMeta(meta map[string]string) map[string]string {
 		m[intern(k)] = intern(v)
 	}
 	return m
+}
+
+// metaSharer hands out one interned map for equal node meta within an
+// answer: every instance of a node carries its node's meta, and most nodes
+// of a zone carry the same, so a cache holding thousands of instances keeps
+// a few maps instead of one per instance.
+type metaSharer struct{ seen []map[string]string }
+
+// share returns the canonical copy of m less Consul's own keys (see
+// beacon.CompactNodeMeta), nil for none.
+func (s *metaSharer) share(m map[string]string) map[string]string {
+	m = beacon.CompactNodeMeta(m)
+	if len(m) == 0 {
+		return nil
+	}
+	for _, c := range s.seen {
+		if maps.Equal(c, m) {
+			return c
+		}
+	}
+	c := internMeta(m)
+	if len(s.seen) < 16 { // bounded: an answer of distinct metas stays linear
+		s.seen = append(s.seen, c)
+	}
+	return c
 }
