@@ -8,13 +8,18 @@ import (
 
 // benchSets are the 3-endpoint sets the benchmarks pick from: Consul's
 // default weights for most balancers; 5, 1, 1 for Weighted, and 5001, 1000,
-// 1000 for its mutex path (a cycle too long to precompute).
+// 1000 for its mutex path (a cycle too long to precompute). The zone-aware
+// cases pick from 4 endpoints, a:1 b:3: zone-local-* with no spread of
+// callers known (every pick to zone a), zone-split-* with callers a:2 b:2
+// (half the picks spill to b, drawn at random).
 func benchCases() []struct {
 	name string
 	b    Balancer
 	s    *Set
 } {
 	plain := NewSet([]beacon.Instance{inst("a"), inst("b"), inst("c")}, nil)
+	zonedSet := NewSet(zoned("a:1", "b:3"), nil)
+	split := NewCallers(map[string]int{"a": 2, "b": 2})
 	return []struct {
 		name string
 		b    Balancer
@@ -25,6 +30,9 @@ func benchCases() []struct {
 		{"weighted", NewWeighted(), NewSet(weightedInsts(5, 1, 1), nil)},
 		{"weighted-mutex", NewWeighted(), NewSet(weightedInsts(5001, 1000, 1000), nil)},
 		{"p2c", NewP2C(), plain},
+		{"zone-local-roundrobin", NewZoneAware(NewRoundRobin(), "a"), zonedSet},
+		{"zone-split-roundrobin", NewZoneAware(NewRoundRobin(), "a", WithCallers(split)), zonedSet},
+		{"zone-split-p2c", NewZoneAware(NewP2C(), "a", WithCallers(split)), zonedSet},
 	}
 }
 
