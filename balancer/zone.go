@@ -170,6 +170,9 @@ func NewZoneAware(inner Balancer, zone string, opts ...ZoneOption) *ZoneAware {
 // Zone returns the caller's zone the ZoneAware prefers.
 func (z *ZoneAware) Zone() string { return z.local }
 
+// Key returns the meta key the ZoneAware reads instances' zones under.
+func (z *ZoneAware) Key() string { return z.key }
+
 // Pick picks an endpoint of s: a zone as the type's documentation says,
 // then an endpoint of that zone with the inner Balancer. It returns
 // beacon.ErrNoInstances for an empty Set.
