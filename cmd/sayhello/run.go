@@ -45,8 +45,11 @@ type options struct {
 	startTimeout, shutdownTimeout                    time.Duration
 	ttl, drain                                       time.Duration
 	call, snapshotFile                               string
-	n                                                int
-	interval                                         time.Duration
+	// zone is this instance's zone (-zone, default $BEACON_ZONE): meta
+	// zone=<zone> on the registration, zone-aware picks with -call.
+	zone, zoneCallers string
+	n                 int
+	interval          time.Duration
 	// failover is the discovery cache's policy (-failover,
 	// -failover-nearest, -failover-hold-down); zero without one.
 	failover discovery.Failover
@@ -87,6 +90,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.StringVar(&o.call, "call", "", "instead of serving, call `service`'s /sayHello through Beacon's RoundTripper and print who answered")
 	fs.IntVar(&o.n, "n", 10, "with -call: how many calls")
 	fs.DurationVar(&o.interval, "interval", 0, "with -call: pause between calls (Ctrl-C stops the calls early)")
+	fs.StringVar(&o.zone, "zone", beacon.ZoneFromEnv(), "this instance's `zone` (default $"+beacon.ZoneEnv+"): registered as meta "+beacon.DefaultZoneKey+"=<zone> unless -meta sets it; with -call, calls prefer instances in this zone (zone-aware picking)")
+	fs.StringVar(&o.zoneCallers, "zone-callers", "", "with -call and -zone: learn how callers spread over zones from the passing instances of `service` (the callers' own), and spill calls to other zones as Envoy's zone-aware routing does")
 	fs.StringVar(&o.snapshotFile, "snapshot-file", "", "keep discovery's last good answers in this file and use them at start if Consul is unreachable")
 	// Read after Parse: the flag package would flatten the typed error.
 	var failover []string
@@ -137,6 +142,12 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.id == "" {
 		o.id = o.name + "-" + uuid.NewString()
+	}
+	if _, set := o.meta[beacon.DefaultZoneKey]; o.zone != "" && !set {
+		o.meta[beacon.DefaultZoneKey] = o.zone
+	}
+	if o.zoneCallers != "" && o.zone == "" {
+		return o, usageError{errors.New("-zone-callers needs -zone (or $" + beacon.ZoneEnv + ")")}
 	}
 	return o, nil
 }
@@ -257,7 +268,14 @@ func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Wr
 		return err
 	}
 	defer cache.Close()
-	tr := httpclient.New(cache, httpclient.WithLogger(log))
+	topts := []httpclient.Option{httpclient.WithLogger(log)}
+	if o.zone != "" {
+		topts = append(topts, httpclient.WithZone(o.zone))
+		if o.zoneCallers != "" {
+			topts = append(topts, httpclient.WithZoneCallers(o.zoneCallers))
+		}
+	}
+	tr := httpclient.New(cache, topts...)
 	defer tr.Close()
 	// The RoundTripper's own watch of the service, shared: it says which
 	// datacenter the calls go to.
