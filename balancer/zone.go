@@ -345,7 +345,9 @@ func (z *ZoneAware) partition(s *Set) *zoneParts {
 	}
 	for i, zeps := range byZone {
 		// A sub-Set shares s's Endpoints, not copies: their load is the
-		// same, and so are the pointers an Ejection records by.
+		// same, and so are the pointers an Ejection records by. It is not
+		// built by NewSet: whatever NewSet prepares per Set beyond eps must
+		// be prepared here too (Weighted's state is built at its first pick).
 		parts.sets[i] = &Set{eps: zeps}
 	}
 	return parts
