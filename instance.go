@@ -79,6 +79,11 @@ type Instance struct {
 	// when Address is the node's (the service registered none of its own),
 	// and nil when they all restate it.
 	NodeTaggedAddresses map[string]string `json:",omitempty"`
+	// NodeMeta is the meta of the instance's node (node_meta in the
+	// agent's configuration), nil when the node has none. Backends share
+	// one map between the instances of a node within an answer: treat it
+	// as read-only. Zone reads it.
+	NodeMeta map[string]string `json:",omitempty"`
 }
 
 // InstanceKey identifies an instance across a Consul datacenter.
@@ -104,6 +109,7 @@ func (i Instance) Clone() Instance {
 	}
 	i.TaggedAddresses = maps.Clone(i.TaggedAddresses) // nil stays nil
 	i.NodeTaggedAddresses = maps.Clone(i.NodeTaggedAddresses)
+	i.NodeMeta = maps.Clone(i.NodeMeta)
 	return i
 }
 

@@ -12,7 +12,10 @@ import (
 // 1000 for its mutex path (a cycle too long to precompute); for Nearest, two
 // on the nearest node and one 30 ms away. The -slowstart cases turn slow
 // start on with nothing ramping (the steady state); the -ramping ones pick
-// while a fourth endpoint, new to the Set, ramps.
+// while a fourth endpoint, new to the Set, ramps. The zone-aware cases
+// pick from 4 endpoints, a:1 b:3: zone-local-* with no spread of callers
+// known (every pick to zone a), zone-split-* with callers a:2 b:2 (half
+// the picks spill to b, drawn at random).
 func benchCases() []struct {
 	name string
 	b    Balancer
@@ -24,6 +27,8 @@ func benchCases() []struct {
 	rtts := newSource(rttTable(map[string]float64{"na": 1, "nc": 30}))
 	ramping := NewSet(insts("a", "b", "c", "new"), plain)
 	slow := WithSlowStart(time.Hour)
+	zonedSet := NewSet(zoned("a:1", "b:3"), nil)
+	split := NewCallers(map[string]int{"a": 2, "b": 2})
 	return []struct {
 		name string
 		b    Balancer
@@ -40,6 +45,9 @@ func benchCases() []struct {
 		{"p2c-slowstart", NewP2C(slow), plain},
 		{"weighted-ramping", NewWeighted(slow), ramping},
 		{"p2c-ramping", NewP2C(slow), ramping},
+		{"zone-local-roundrobin", NewZoneAware(NewRoundRobin(), "a"), zonedSet},
+		{"zone-split-roundrobin", NewZoneAware(NewRoundRobin(), "a", WithCallers(split)), zonedSet},
+		{"zone-split-p2c", NewZoneAware(NewP2C(), "a", WithCallers(split)), zonedSet},
 	}
 }
 

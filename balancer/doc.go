@@ -42,6 +42,15 @@
 // of their own, built once per Set and RTT table, and the inner balancer
 // picks from it; without estimates, from the whole Set.
 //
+// ZoneAware wraps any of them to prefer instances in the caller's zone (an
+// instance's zone is its service or node meta, see beacon.Instance.Zone),
+// spilling to other zones as Envoy's zone-aware routing does when the
+// caller's zone has fewer instances than its share of the callers
+// (Callers, a CallerSource). Its inner balancer picks within the chosen
+// zone from a sub-Set holding the Set's own Endpoints, so in-flight counts
+// and Ejection's records stay shared. It computes the split once per Set
+// and allocates nothing per pick.
+//
 // A pick is a Picked: the Endpoint, embedded, and a Done to call exactly once
 // when the request ends. Only P2C counts requests in flight (see
 // Endpoint.InFlight), so only its picks pay for an atomic add and its Done

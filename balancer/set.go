@@ -172,6 +172,25 @@ func rampStart(in beacon.Instance, first bool) (int64, bool) {
 	return t.UnixNano(), true
 }
 
+// subset returns a Set of eps, endpoints of s, sharing them rather than
+// building new ones as NewSet does: their load, and the pointers an
+// Ejection records by, stay the same. It carries what NewSet fixes per Set
+// besides the endpoints: the panic weighting and slow start's ramps (a
+// subset's latest ramp is no later than s's, so what s found ended has).
+// Weighted's state is built at its first pick, as for any Set.
+func (s *Set) subset(eps []*Endpoint) *Set {
+	sub := &Set{eps: eps, anyHealth: s.anyHealth}
+	for _, e := range eps {
+		sub.rampLatest = max(sub.rampLatest, e.load.start)
+	}
+	if sub.rampLatest == 0 {
+		sub.settled.Store(math.MaxInt64)
+	} else {
+		sub.settled.Store(s.settled.Load())
+	}
+	return sub
+}
+
 // settle records that the ramps of s have ended for windows up to age.
 func (s *Set) settle(age int64) {
 	for {

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"sync/atomic"
@@ -364,5 +365,29 @@ func TestSlowStartNotInPanic(t *testing.T) {
 	}
 	if normal := NewSet(insts("a", "b", "new"), prev); normal.Endpoints()[2].RampStart().IsZero() {
 		t.Error("the same instance in an ordinary Set does not ramp: the test proves nothing")
+	}
+}
+
+// TestSlowStartInsideZones: a zone's sub-Set keeps its endpoints' ramps, so
+// zone-aware picking over a slow-starting balancer ramps a new instance of
+// the local zone (at t=0 its factor is the 10 % minimum: 0.1/2.1 of zone
+// a's picks), and a panicking Set's zones weight every instance as passing.
+func TestSlowStartInsideZones(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	useFakeClock(t, t0)
+	prev := NewSet(zoned("a:2", "b:2"), nil)
+	with := append(zoned("a:2", "b:2"), zoned("a:3")[2]) // a3, new in zone a
+	s := NewSet(with, prev)
+	const n = 40000
+	for _, inner := range []Balancer{NewWeighted(WithSlowStart(10 * time.Second)), NewP2C(WithSlowStart(10 * time.Second))} {
+		z := NewZoneAware(inner, "a")
+		within(t, fmt.Sprintf("%T: a3 at t=0", inner), share(t, z, s, "a3", n), n, 0.1/2.1)
+	}
+
+	panicking := newSet(zoned("a:2", "b:2"), nil, true)
+	for _, sub := range NewZoneAware(NewRoundRobin(), "a").plan(panicking).parts.sets {
+		if !sub.anyHealth {
+			t.Errorf("a zone of a panicking Set is not weighted as passing")
+		}
 	}
 }

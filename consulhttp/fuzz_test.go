@@ -41,6 +41,9 @@ func FuzzDecodeHealth(f *testing.F) {
 		{`[{"Node":{"Node":"n","TaggedAddresses":{"wan":7}},"Service":{"ID":"s"}}]`, "7"},
 		{`[{"Node":{"Node":"n"},"Service":{"ID":"s","TaggedAddresses":{"wan":{"Address":"::1","Port":1e10}}}}]`, "7"},
 		{`[{"Node":{"Node":"n","TaggedAddresses":null},"Service":{"ID":"s","TaggedAddresses":{"wan":null,"":{}}}}]`, "7"},
+		{nodeMetaHealthAnswer, "7"},
+		{`[{"Node":{"Node":"n","Meta":{"zone":7}},"Service":{"ID":"s"}}]`, "7"},
+		{`[{"Node":{"Node":"n","Meta":null},"Service":{"ID":"s"}},{"Node":{"Node":"n","Meta":{"consul-x":"1","":""}},"Service":{"ID":"t"}}]`, "7"},
 	} {
 		f.Add([]byte(seed.body), seed.index)
 	}
@@ -68,6 +71,14 @@ func FuzzDecodeHealth(f *testing.F) {
 				t.Fatalf("decodeHealth(%q, index %q)[%d].Health = %q, want passing, warning or critical", body, index, i, in.Health)
 			}
 			checkCompact(t, in)
+			if in.NodeMeta != nil && len(in.NodeMeta) == 0 {
+				t.Fatalf("decodeHealth(%q)[%d].NodeMeta is empty, not nil", body, i)
+			}
+			for k := range in.NodeMeta {
+				if strings.HasPrefix(k, "consul-") {
+					t.Fatalf("decodeHealth(%q)[%d].NodeMeta keeps Consul's own key %q", body, i, k)
+				}
+			}
 		}
 	})
 }

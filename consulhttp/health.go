@@ -1,6 +1,7 @@
 package consulhttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,9 @@ type healthEntry struct {
 		Node            string
 		Address         string
 		TaggedAddresses map[string]string
+		// Meta is decoded once per distinct value in an answer (see
+		// metaSharer): the nodes of a zone repeat the same bytes.
+		Meta json.RawMessage
 	}
 	Service *struct {
 		ID              string
@@ -105,6 +109,7 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		return nil, beacon.QueryMeta{}, err
 	}
 	out := make([]beacon.Instance, 0, len(entries))
+	var nodeMeta metaSharer
 	for i, e := range entries {
 		if e.Node == nil || e.Service == nil || e.Service.ID == "" {
 			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: entry %d has no node or service", beacon.ErrMalformedResponse, i)
@@ -124,6 +129,10 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 		if addr == "" {
 			addr = e.Node.Address
 		}
+		nm, err := nodeMeta.share(e.Node.Meta)
+		if err != nil {
+			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: entry %d: node meta: %w", beacon.ErrMalformedResponse, i, err)
+		}
 		svcTagged, nodeTagged := beacon.CompactTaggedAddresses(addr, e.Service.Port, e.Service.Address != "", e.Service.TaggedAddresses, e.Node.TaggedAddresses)
 		out = append(out, beacon.Instance{
 			ID:                  e.Service.ID,
@@ -138,6 +147,7 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 			Maintenance:         maint,
 			TaggedAddresses:     svcTagged,
 			NodeTaggedAddresses: nodeTagged,
+			NodeMeta:            nm,
 		})
 	}
 	return out, meta, nil
@@ -265,4 +275,40 @@ func internMeta(meta map[string]string) map[string]string {
 		m[intern(k)] = intern(v)
 	}
 	return m
+}
+
+// metaSharer hands out one interned map for equal node meta within an
+// answer: every instance of a node carries its node's meta, and most nodes
+// of a zone carry the same, so a cache holding thousands of instances keeps
+// a few maps instead of one per instance. Consul writes a map's keys
+// sorted, so equal meta is equal bytes: each distinct value is decoded once.
+type metaSharer struct {
+	raw  []json.RawMessage
+	maps []map[string]string
+}
+
+// share returns the canonical map for raw, a node's Meta, less Consul's
+// own keys (see beacon.CompactNodeMeta); nil for none.
+func (s *metaSharer) share(raw json.RawMessage) (map[string]string, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	for i, r := range s.raw {
+		if bytes.Equal(r, raw) {
+			return s.maps[i], nil
+		}
+	}
+	var m map[string]string
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	if m = beacon.CompactNodeMeta(m); len(m) == 0 {
+		m = nil
+	} else {
+		m = internMeta(m)
+	}
+	if len(s.raw) < 16 { // bounded: an answer of distinct metas stays linear
+		s.raw, s.maps = append(s.raw, raw), append(s.maps, m)
+	}
+	return m, nil
 }

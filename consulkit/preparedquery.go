@@ -199,12 +199,13 @@ func fromExecute(resp *api.PreparedQueryExecuteResponse, meta *api.QueryMeta) (b
 		return beacon.PreparedQueryResult{}, fmt.Errorf("%w: Failovers %d is negative", beacon.ErrMalformedResponse, resp.Failovers)
 	}
 	insts := make([]beacon.Instance, 0, len(resp.Nodes))
+	var nm nodeMetas
 	for i := range resp.Nodes {
 		e := &resp.Nodes[i]
 		if e.Node == nil || e.Service == nil || e.Service.ID == "" {
 			return beacon.PreparedQueryResult{}, fmt.Errorf("%w: entry %d has no node or service", beacon.ErrMalformedResponse, i)
 		}
-		insts = append(insts, toInstance(e))
+		insts = append(insts, toInstance(e, &nm))
 	}
 	return beacon.PreparedQueryResult{
 		Service: resp.Service, Datacenter: resp.Datacenter, Failovers: resp.Failovers,

@@ -3,6 +3,7 @@ package consulkit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -231,16 +232,17 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		return nil, beacon.QueryMeta{}, fmt.Errorf("consulkit: instances of %q: %w", q.Service, mapError(ctx, http.MethodGet, "/v1/health/service/"+q.Service, err))
 	}
 	out := make([]beacon.Instance, 0, len(entries))
+	var nm nodeMetas
 	for i, e := range entries {
 		if e == nil || e.Node == nil || e.Service == nil || e.Service.ID == "" {
 			return nil, beacon.QueryMeta{}, fmt.Errorf("consulkit: instances of %q: %w: entry %d has no node or service", q.Service, beacon.ErrMalformedResponse, i)
 		}
-		out = append(out, toInstance(e))
+		out = append(out, toInstance(e, &nm))
 	}
 	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs, Backend: beacon.ParseQueryBackend(meta.QueryBackend)}, nil
 }
 
-func toInstance(e *api.ServiceEntry) beacon.Instance {
+func toInstance(e *api.ServiceEntry, nm *nodeMetas) beacon.Instance {
 	health, maint := beacon.HealthPassing, false
 	for _, ch := range e.Checks {
 		maint = maint || beacon.IsMaintenanceCheck(ch.CheckID, e.Service.ID)
@@ -268,7 +270,31 @@ func toInstance(e *api.ServiceEntry) beacon.Instance {
 		Maintenance:         maint,
 		TaggedAddresses:     svcTagged,
 		NodeTaggedAddresses: nodeTagged,
+		NodeMeta:            nm.share(e.Node.Meta),
 	}
+}
+
+// nodeMetas hands out one map for equal node meta within an answer:
+// consul/api decodes a map per entry, and every instance of a node, most
+// nodes of a zone, carry the same one.
+type nodeMetas struct{ seen []map[string]string }
+
+// share returns the canonical copy of m less Consul's own keys (see
+// beacon.CompactNodeMeta), nil for none.
+func (s *nodeMetas) share(m map[string]string) map[string]string {
+	m = beacon.CompactNodeMeta(m)
+	if len(m) == 0 {
+		return nil
+	}
+	for _, c := range s.seen {
+		if maps.Equal(c, m) {
+			return c
+		}
+	}
+	if len(s.seen) < 16 { // bounded: an answer of distinct metas stays linear
+		s.seen = append(s.seen, m)
+	}
+	return m
 }
 
 // fromAPIAddresses converts consul/api's tagged addresses; nil for none.

@@ -208,6 +208,18 @@ func (n *Server) pickAddr(used map[string]bool) error {
 	}
 }
 
+// WithClientNodeMeta gives a Cluster's client agents node meta of their
+// own: client i (Clients[i]) gets meta[i] as its node_meta, so instances
+// registered through it carry it as beacon.Instance.NodeMeta (zones, say:
+// {"zone": "a"}). Clients beyond len(meta), and a nil entry, get none; the
+// servers get none. WithConfigJSON's node_meta, given to every node, is
+// merged with it. Consul refuses invalid meta (keys of
+// [A-Za-z0-9_-], the consul- prefix reserved), and the cluster then fails
+// to start.
+func WithClientNodeMeta(meta ...map[string]string) Option {
+	return func(o *options) { o.clientMeta = meta }
+}
+
 // Nodes returns the servers, then the clients.
 func (c *Cluster) Nodes() []*Node {
 	return append(slices.Clone(c.Servers), c.Clients...)
@@ -388,6 +400,11 @@ func (s *Server) clusterConfig(cfg *agentConfig) {
 		}
 	}
 	cfg.RetryInterval = "500ms"
+	if s.role == roleClient {
+		if i := slices.IndexFunc(s.cluster.Clients, func(n *Node) bool { return n.Server == s }); i >= 0 && i < len(s.opts.clientMeta) {
+			cfg.NodeMeta = s.opts.clientMeta[i]
+		}
+	}
 	cfg.LeaveOnTerminate, cfg.SkipLeaveOnInterrupt = &no, &yes
 	cfg.GossipLAN = &gossipConfig{ProbeInterval: "200ms", ProbeTimeout: "100ms", SuspicionMult: 3}
 }

@@ -1,6 +1,7 @@
 package consultest
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -403,5 +404,29 @@ func TestClusterPortTaken(t *testing.T) {
 	do(t, http.MethodGet, c.Clients[0].URL()+"/v1/agent/members", nil, &members)
 	if len(members) != 2 {
 		t.Errorf("client sees %d members, want 2", len(members))
+	}
+}
+
+func TestClusterClientNodeMeta(t *testing.T) {
+	t.Parallel()
+	c := NewCluster(t, 1, 3, WithClientNodeMeta(map[string]string{"zone": "a"}, map[string]string{"zone": "b"}))
+	var nodes []struct {
+		Node string
+		Meta map[string]string
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Servers[0].getJSON(ctx, "/v1/catalog/nodes", &nodes); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{c.Clients[0].Name: "a", c.Clients[1].Name: "b", c.Clients[2].Name: "", c.Servers[0].Name: ""}
+	for _, n := range nodes {
+		if z, ok := want[n.Node]; !ok || n.Meta["zone"] != z {
+			t.Errorf("node %s: meta %v, want zone %q", n.Node, n.Meta, z)
+		}
+		delete(want, n.Node)
+	}
+	if len(want) != 0 {
+		t.Errorf("nodes %v missing from the catalog", want)
 	}
 }

@@ -95,6 +95,8 @@ type options struct {
 	env       []string
 	tls       bool
 	acl       bool
+	// clientMeta[i] is the node_meta of a Cluster's client i (WithClientNodeMeta).
+	clientMeta []map[string]string
 }
 
 // Option configures NewServer.
@@ -566,6 +568,7 @@ type agentConfig struct {
 	Performance          *performanceConfig `json:"performance,omitempty"`
 	GossipLAN            *gossipConfig      `json:"gossip_lan,omitempty"`
 	Autopilot            *autopilotConfig   `json:"autopilot,omitempty"`
+	NodeMeta             map[string]string  `json:"node_meta,omitempty"`
 }
 
 // portsConfig is the "ports" stanza; -1 disables a listener.

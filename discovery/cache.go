@@ -834,7 +834,7 @@ func sameInstances(a, b []beacon.Instance) bool {
 		x, y := a[i], b[i]
 		if x.ID != y.ID || x.Node != y.Node || x.Address != y.Address || x.Port != y.Port ||
 			x.Health != y.Health || x.Maintenance != y.Maintenance || x.Weights != y.Weights || !slices.Equal(x.Tags, y.Tags) || len(x.Meta) != len(y.Meta) ||
-			!maps.Equal(x.TaggedAddresses, y.TaggedAddresses) || !maps.Equal(x.NodeTaggedAddresses, y.NodeTaggedAddresses) {
+			!maps.Equal(x.TaggedAddresses, y.TaggedAddresses) || !maps.Equal(x.NodeTaggedAddresses, y.NodeTaggedAddresses) || !maps.Equal(x.NodeMeta, y.NodeMeta) {
 			return false
 		}
 		for k, v := range x.Meta {

@@ -69,6 +69,20 @@
 // ejected: a Transport rather tries a failing instance than none. Ejected
 // reports what is being skipped.
 //
+// # Zones
+//
+// WithZone("a") makes every service's picks prefer its instances in zone a
+// (an instance's zone is its service meta "zone", else its node's), through
+// a balancer.ZoneAware per service around the balancer: all picks stay in
+// the zone while it has instances, unless the callers' spread over zones
+// (WithZoneCallers, learned from the callers' own service in Consul, or
+// balancer.WithCallers) says the zone has fewer instances than its share of
+// the callers; then only that share stays and the rest spills to zones with
+// capacity to spare, as Envoy's zone-aware routing does. Ejection filters
+// the Set before the zone is chosen, and a retry picks from the Set less
+// the instances tried, so a zone whose instances all failed is left for
+// another.
+//
 // The Transport owns no set of its own: it picks from the discovery
 // snapshot's Set (discovery.Snapshot.Set, built at the first pick), filtered
 // by a balancer.Ejection per service, and a retry filters that with

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,6 +36,9 @@ type options struct {
 	maxServices   int
 	nearest       bool // WithNearest (nearest.go)
 	nearOpts      []balancer.NearestOption
+	zone          string                // WithZone; "" is off
+	zoneOpts      []balancer.ZoneOption // WithZone
+	callersOf     string                // WithZoneCallers: the callers' service
 }
 
 // Option adjusts a Transport.
@@ -77,6 +81,26 @@ func WithEjection(failures int, d time.Duration) Option {
 // from growing the Transport, and the cache's watches, without bound.
 func WithMaxServices(n int) Option { return func(o *options) { o.maxServices = n } }
 
+// WithZone makes picks prefer instances in zone, the caller's own: each
+// service's balancer (WithBalancer's, or the default round robin) picks
+// within the zone a balancer.ZoneAware chooses, per service, following
+// Envoy's zone-aware routing (see balancer.ZoneAware; opts set its zone key
+// and the callers' spread). Zone "" leaves picking as it is. Ejection and
+// retries apply as without zones: an ejected instance is not picked, and a
+// retry picks from the Set less the instances tried, in the zone if it has
+// another instance, else in another zone.
+func WithZone(zone string, opts ...balancer.ZoneOption) Option {
+	return func(o *options) { o.zone, o.zoneOpts = zone, opts }
+}
+
+// WithZoneCallers makes WithZone learn the callers' spread over zones from
+// service, the callers' own: its passing instances counted by zone, watched
+// through the Transport's cache (discovery.Cache.WatchCallers) from the
+// first request until Close. Without it, and without balancer.WithCallers
+// among WithZone's options, every pick goes to the caller's zone while it
+// has instances.
+func WithZoneCallers(service string) Option { return func(o *options) { o.callersOf = service } }
+
 // WithLogger sets where ejections and retries are logged (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
@@ -92,8 +116,9 @@ type Transport struct {
 	services *lru.Map[string, *service]
 	mu       sync.Mutex // serialises adding a service with Close
 	closed   bool
-	rtts     *discovery.RTTWatcher // WithNearest's, from the first service on; guarded by mu
-	noRTTs   bool                  // WatchRTTs failed: nearest-first picks from every instance
+	rtts     *discovery.RTTWatcher  // WithNearest's, from the first service on; guarded by mu
+	noRTTs   bool                   // WatchRTTs failed: nearest-first picks from every instance
+	callers  *discovery.ZoneCallers // WithZoneCallers; set under mu at the first request
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -208,11 +233,15 @@ func (t *Transport) Close() error {
 	}
 	t.closed = true
 	rtts := t.rtts
+	callers := t.callers
 	t.mu.Unlock()
 	if rtts != nil {
 		rtts.Close()
 	}
 	t.services.Clear()
+	if callers != nil {
+		callers.Close()
+	}
 	t.CloseIdleConnections()
 	return nil
 }
@@ -275,6 +304,21 @@ func (t *Transport) service(r *http.Request) (*service, error) {
 	}
 	if t.o.nearest {
 		s.bal = t.nearestFor(s.bal, w)
+	}
+	if t.o.zone != "" {
+		// One ZoneAware per service: it keeps the split of one Set.
+		zopts := t.o.zoneOpts
+		if t.o.callersOf != "" {
+			if t.callers == nil {
+				key := balancer.NewZoneAware(nil, t.o.zone, zopts...).Key()
+				if t.callers, err = t.cache.WatchCallers(beacon.Query{Service: t.o.callersOf}, key); err != nil {
+					w.Close()
+					return nil, fmt.Errorf("httpclient: zone callers %q: %w", t.o.callersOf, err)
+				}
+			}
+			zopts = append(slices.Clip(zopts), balancer.WithCallers(t.callers))
+		}
+		s.bal = balancer.NewZoneAware(s.bal, t.o.zone, zopts...)
 	}
 	held, added := t.services.Add(name, s)
 	if !added {

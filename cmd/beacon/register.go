@@ -25,6 +25,7 @@ type registerOptions struct {
 	grpcTarget, h2pingAddr              string
 	aliasService, aliasNode             string
 	grpcTLS, h2pingTLS, tlsSkipVerify   bool
+	zone                                string
 	port                                int
 	tags                                listFlag
 	meta                                metaFlag
@@ -34,7 +35,7 @@ type registerOptions struct {
 }
 
 func (c *command) register(args []string) error {
-	fs := c.flagSet("register", "-name N -port P [-address A] [-id ID] [-tags t,...] [-meta k=v,...] [-ttl D | -http URL | -tcp HOST:PORT | -grpc HOST:PORT[/SVC] | -h2ping HOST:PORT | -alias ID] [-- command args...]")
+	fs := c.flagSet("register", "-name N -port P [-address A] [-id ID] [-tags t,...] [-meta k=v,...] [-zone Z] [-ttl D | -http URL | -tcp HOST:PORT | -grpc HOST:PORT[/SVC] | -h2ping HOST:PORT | -alias ID] [-- command args...]")
 	o := registerOptions{meta: metaFlag{}}
 	fs.StringVar(&o.name, "name", "", "service `name` (required; one that is not a DNS label is registered with a warning: Consul DNS cannot serve it)")
 	fs.IntVar(&o.port, "port", 0, "service `port` (required)")
@@ -42,6 +43,7 @@ func (c *command) register(args []string) error {
 	fs.StringVar(&o.id, "id", "", "instance `ID` (default NAME-PORT, or NAME-ADDRESS-PORT with -address)")
 	fs.Var(&o.tags, "tags", "`tags`, comma-separated or repeated")
 	fs.Var(o.meta, "meta", "metadata `key=value`, comma-separated or repeated")
+	fs.StringVar(&o.zone, "zone", beacon.ZoneFromEnv(), "the instance's `zone` (default $"+beacon.ZoneEnv+"), registered as meta "+beacon.DefaultZoneKey+"=ZONE unless -meta sets it")
 	fs.DurationVar(&o.ttl, "ttl", keeper.DefaultTTL, "heartbeat `TTL`: the instance turns critical this long after beacon stops heartbeating")
 	fs.StringVar(&o.httpURL, "http", "", "also have the agent GET this `URL` as a health check")
 	fs.StringVar(&o.tcpAddr, "tcp", "", "also have the agent dial this `host:port` as a health check")
@@ -173,6 +175,9 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 		}
 	}
 	r := beacon.Registration{ID: o.id, Service: o.name, Address: o.address, Port: o.port, Tags: o.tags}
+	if _, set := o.meta[beacon.DefaultZoneKey]; o.zone != "" && !set {
+		o.meta[beacon.DefaultZoneKey] = o.zone
+	}
 	if len(o.meta) > 0 {
 		r.Meta = o.meta
 	}

@@ -21,10 +21,10 @@ func TestRegisterSidecar(t *testing.T) {
 	srv := consultest.NewServer(t)
 	c := client(t, srv.Config())
 	p := beaconStart(t, nil, "register", "-consul", srv.HTTPAddr, "-name", "side", "-port", "9999", "-address", "127.0.0.1",
-		"-tags", "a,b", "-meta", "lang=python,team=x", "-ttl", "2s")
+		"-tags", "a,b", "-meta", "lang=python,team=x", "-zone", "a", "-ttl", "2s")
 	testutil.Eventually(t, deadline, "side passing", func() error {
 		in, ok := allInstances(t, c, "side")["side-127.0.0.1-9999"]
-		return testutil.Want(ok && in.Health == beacon.HealthPassing && in.Meta["lang"] == "python" && strings.Join(in.Tags, ",") == "a,b", "side-127.0.0.1-9999: %+v (registered: %v)", in, ok)
+		return testutil.Want(ok && in.Health == beacon.HealthPassing && in.Meta["lang"] == "python" && in.Meta["zone"] == "a" && strings.Join(in.Tags, ",") == "a,b", "side-127.0.0.1-9999: %+v (registered: %v)", in, ok)
 	})
 	if code := p.signal(t, syscall.SIGINT); code != 0 {
 		t.Errorf("beacon register after SIGINT: exit %d, want 0", code)

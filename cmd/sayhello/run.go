@@ -46,9 +46,12 @@ type options struct {
 	startTimeout, shutdownTimeout                    time.Duration
 	ttl, drain                                       time.Duration
 	call, snapshotFile                               string
-	n                                                int
-	interval                                         time.Duration
-	slowStart                                        time.Duration // -call's balancer: P2C with this slow start; 0: round robin
+	// zone is this instance's zone (-zone, default $BEACON_ZONE): meta
+	// zone=<zone> on the registration, zone-aware picks with -call.
+	zone, zoneCallers string
+	n                 int
+	interval          time.Duration
+	slowStart         time.Duration // -call's balancer: P2C with this slow start; 0: round robin
 	// failover is the discovery cache's policy (-failover,
 	// -failover-nearest, -failover-hold-down); zero without one.
 	failover discovery.Failover
@@ -92,6 +95,8 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.IntVar(&o.n, "n", 10, "with -call: how many calls")
 	fs.DurationVar(&o.interval, "interval", 0, "with -call: pause between calls (Ctrl-C stops the calls early)")
 	fs.DurationVar(&o.slowStart, "slow-start", 0, "with -call: pick with P2C instead of round robin, ramping up a newly started instance's share over this `duration` (0: off)")
+	fs.StringVar(&o.zone, "zone", beacon.ZoneFromEnv(), "this instance's `zone` (default $"+beacon.ZoneEnv+"): registered as meta "+beacon.DefaultZoneKey+"=<zone> unless -meta sets it; with -call, calls prefer instances in this zone (zone-aware picking)")
+	fs.StringVar(&o.zoneCallers, "zone-callers", "", "with -call and -zone: learn how callers spread over zones from the passing instances of `service` (the callers' own), and spill calls to other zones as Envoy's zone-aware routing does")
 	fs.StringVar(&o.snapshotFile, "snapshot-file", "", "keep discovery's last good answers in this file and use them at start if Consul is unreachable")
 	// Read after Parse: the flag package would flatten the typed error.
 	var failover []string
@@ -149,6 +154,12 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.id == "" {
 		o.id = o.name + "-" + uuid.NewString()
+	}
+	if _, set := o.meta[beacon.DefaultZoneKey]; o.zone != "" && !set {
+		o.meta[beacon.DefaultZoneKey] = o.zone
+	}
+	if o.zoneCallers != "" && o.zone == "" {
+		return o, usageError{errors.New("-zone-callers needs -zone (or $" + beacon.ZoneEnv + ")")}
 	}
 	return o, nil
 }
@@ -276,6 +287,12 @@ func callService(ctx context.Context, cfg consul.Config, o options, stdout io.Wr
 	topts := []httpclient.Option{httpclient.WithLogger(log)}
 	if o.slowStart > 0 {
 		topts = append(topts, httpclient.WithBalancer(balancer.NewP2C(balancer.WithSlowStart(o.slowStart))))
+	}
+	if o.zone != "" {
+		topts = append(topts, httpclient.WithZone(o.zone))
+		if o.zoneCallers != "" {
+			topts = append(topts, httpclient.WithZoneCallers(o.zoneCallers))
+		}
 	}
 	tr := httpclient.New(cache, topts...)
 	defer tr.Close()

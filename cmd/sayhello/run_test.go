@@ -158,3 +158,32 @@ func FuzzFlagValues(f *testing.F) {
 		}
 	})
 }
+
+// TestZoneFlag: -zone (default $BEACON_ZONE) adds meta zone=<zone> unless
+// -meta sets it; -zone-callers needs a zone.
+func TestZoneFlag(t *testing.T) {
+	t.Setenv(beacon.ZoneEnv, "")
+	for _, tc := range []struct {
+		env      string
+		args     []string
+		zone     string
+		wantMeta map[string]string
+	}{
+		{"", nil, "", map[string]string{}},
+		{"", []string{"-zone", "a"}, "a", map[string]string{"zone": "a"}},
+		{"b", nil, "b", map[string]string{"zone": "b"}},
+		{"b", []string{"-zone", "a"}, "a", map[string]string{"zone": "a"}},
+		{"", []string{"-meta", "zone=c", "-zone", "a"}, "a", map[string]string{"zone": "c"}},
+	} {
+		t.Setenv(beacon.ZoneEnv, tc.env)
+		o, err := parseFlags(tc.args, io.Discard)
+		if err != nil || o.zone != tc.zone || !maps.Equal(o.meta, tc.wantMeta) {
+			t.Errorf("BEACON_ZONE=%q parseFlags(%q) = zone %q, meta %v, %v; want zone %q, meta %v", tc.env, tc.args, o.zone, o.meta, err, tc.zone, tc.wantMeta)
+		}
+	}
+	t.Setenv(beacon.ZoneEnv, "")
+	var ue usageError
+	if _, err := parseFlags([]string{"-zone-callers", "web"}, io.Discard); !errors.As(err, &ue) {
+		t.Errorf("parseFlags(-zone-callers web) without a zone = %v, want a usage error", err)
+	}
+}
