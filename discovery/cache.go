@@ -170,7 +170,10 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err := validatePanic(o.panic); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 || o.rttEvery <= 0 {
+	if o.rttEvery <= 0 {
+		return nil, &beacon.ValidationError{Field: "WithRTTRefresh", Reason: fmt.Sprintf("%v: the coordinate watch's refresh must be positive", o.rttEvery)}
+	}
+	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
 	// Cap connections per agent, idle keep-alives included: the long polls

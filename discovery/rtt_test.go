@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulkit"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
@@ -185,6 +186,18 @@ func TestWatchRTTsFollowsTheAgent(t *testing.T) {
 		case <-h.Changed():
 		case <-timeout:
 			t.Fatalf("RTTs().From = %q after the first agent died, want the second's node %q (last error %v)", h.RTTs().From, a2.Name, h.Err())
+		}
+	}
+}
+
+// TestWithRTTRefreshInvalid: a refresh of zero or less is refused, and
+// the error names the option.
+func TestWithRTTRefreshInvalid(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		_, err := discovery.New(consul.Config{Addresses: []string{"127.0.0.1:1"}}, discovery.WithRTTRefresh(d))
+		var ve *beacon.ValidationError
+		if !errors.Is(err, beacon.ErrInvalid) || !errors.As(err, &ve) || ve.Field != "WithRTTRefresh" {
+			t.Errorf("New(WithRTTRefresh(%v)) = %v, want a ValidationError on WithRTTRefresh", d, err)
 		}
 	}
 }
