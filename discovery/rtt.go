@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +42,7 @@ type rttWatch struct {
 	ready chan struct{}         // closed at the first answer or error
 	once  sync.Once
 
-	subMu sync.Mutex
-	subs  []chan struct{}
+	subs subscribers // the RTTWatchers' Changed
 }
 
 // WatchRTTs starts the cache's coordinate watch, or joins it, and returns
@@ -77,9 +75,7 @@ func (c *Cache) WatchRTTs() (*RTTWatcher, error) {
 	}
 	c.rtt.refs++
 	h := &RTTWatcher{c: c, w: c.rtt, ch: make(chan struct{}, 1)}
-	c.rtt.subMu.Lock()
-	c.rtt.subs = append(c.rtt.subs, h.ch)
-	c.rtt.subMu.Unlock()
+	c.rtt.subs.add(h.ch)
 	return h, nil
 }
 
@@ -156,15 +152,7 @@ func (w *rttWatch) publish(t *beacon.NodeRTTs, err error, c *Cache) {
 	}
 	w.table.Store(t)
 	w.once.Do(func() { close(w.ready) })
-	w.subMu.Lock()
-	chans := slices.Clone(w.subs)
-	w.subMu.Unlock()
-	for _, ch := range chans {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	w.subs.notify()
 }
 
 // sameRTTs reports whether a and b hold the same times.
@@ -231,11 +219,7 @@ func (h *RTTWatcher) Close() {
 		return
 	}
 	w := h.w
-	w.subMu.Lock()
-	if i := slices.Index(w.subs, h.ch); i >= 0 {
-		w.subs = slices.Delete(w.subs, i, i+1)
-	}
-	w.subMu.Unlock()
+	w.subs.remove(h.ch)
 	c := h.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
