@@ -40,7 +40,9 @@
 // nodes with the lowest estimated round-trip time from the caller's (an
 // RTTSource, such as discovery.RTTWatcher), within a tolerance, form a Set
 // of their own, built once per Set and RTT table, and the inner balancer
-// picks from it; without estimates, from the whole Set.
+// picks from it; without estimates, or in a panicking Set, from the whole
+// Set. With a slow-starting inner balancer, ramping endpoints do not count
+// toward the group: they ramp beside the nearest warm ones.
 //
 // ZoneAware wraps any of them to prefer instances in the caller's zone (an
 // instance's zone is its service or node meta, see beacon.Instance.Zone),

@@ -71,11 +71,11 @@ func TestNearestGroups(t *testing.T) {
 	}{
 		// me is 0 away, near 0.4 ms: both within the default 1 ms.
 		{"default", nil, tab, []string{"me-1", "near-1", "near-2"}},
-		{"tolerance 0", []NearestOption{NearestTolerance(0)}, tab, []string{"me-1"}},
-		{"tolerance 2ms", []NearestOption{NearestTolerance(2 * time.Millisecond)}, tab, []string{"close-1", "me-1", "near-1", "near-2"}},
-		{"tolerance huge", []NearestOption{NearestTolerance(1 << 62)}, tab, []string{"close-1", "far-1", "me-1", "mid-1", "near-1", "near-2"}},
-		{"at least 5", []NearestOption{NearestTolerance(0), NearestAtLeast(5)}, tab, []string{"close-1", "me-1", "mid-1", "near-1", "near-2"}},
-		{"at least 7", []NearestOption{NearestAtLeast(7)}, tab, []string{"close-1", "far-1", "me-1", "mid-1", "near-1", "near-2", "x-1"}},
+		{"tolerance 0", []NearestOption{WithNearestTolerance(0)}, tab, []string{"me-1"}},
+		{"tolerance 2ms", []NearestOption{WithNearestTolerance(2 * time.Millisecond)}, tab, []string{"close-1", "me-1", "near-1", "near-2"}},
+		{"tolerance huge", []NearestOption{WithNearestTolerance(1 << 62)}, tab, []string{"close-1", "far-1", "me-1", "mid-1", "near-1", "near-2"}},
+		{"at least 5", []NearestOption{WithNearestTolerance(0), WithNearestAtLeast(5)}, tab, []string{"close-1", "me-1", "mid-1", "near-1", "near-2"}},
+		{"at least 7", []NearestOption{WithNearestAtLeast(7)}, tab, []string{"close-1", "far-1", "me-1", "mid-1", "near-1", "near-2", "x-1"}},
 		{"no table", nil, nil, []string{"close-1", "far-1", "me-1", "mid-1", "near-1", "near-2", "x-1"}},
 		{"empty table", nil, beacon.NewNodeRTTs("", 1, nil), []string{"close-1", "far-1", "me-1", "mid-1", "near-1", "near-2", "x-1"}},
 		// Instances in another coordinate space: none has an estimate.
@@ -220,6 +220,94 @@ func TestNearestConcurrent(t *testing.T) {
 			if e.InFlight() != 0 {
 				t.Errorf("InFlight(%s) = %d after every Done, want 0", e.Instance.ID, e.InFlight())
 			}
+		}
+	}
+}
+
+// TestNearestSlowStart: a new instance alone on the nearest node does not
+// take every pick at the start of its ramp: it ramps beside the next
+// nearest warm ones, and once its ramp is over the group is built again
+// and it is the nearest group alone, picked with no clock read.
+func TestNearestSlowStart(t *testing.T) {
+	const n = 4000
+	for _, bal := range []struct {
+		name string
+		new  func() Balancer
+	}{
+		{"p2c", func() Balancer { return NewP2C(WithSlowStart(testWindow)) }},
+		{"weighted", func() Balancer { return NewWeighted(WithSlowStart(testWindow)) }},
+	} {
+		t.Run(bal.name, func(t *testing.T) {
+			clock := useFakeClock(t, time.Unix(1_800_000_000, 0))
+			warm := NewSet([]beacon.Instance{onNode("a", "far"), onNode("b", "far")}, nil)
+			s := NewSet([]beacon.Instance{onNode("a", "far"), onNode("b", "far"), onNode("new", "near")}, warm)
+			b := NewNearest(bal.new(), newSource(rttTable(map[string]float64{"near": 1, "far": 20})))
+
+			// At the ramp's start: the minimum factor's share beside the two warm ones.
+			f := DefaultSlowStartMinWeight
+			within(t, "new at 0", countPicks(t, b, s, n)["new"], n, f/(2+f))
+			clock.advance(testWindow / 2)
+			within(t, "new at half", countPicks(t, b, s, n)["new"], n, 0.5/2.5)
+
+			// Ramp over: the plan is built again; new is the nearest group.
+			clock.advance(testWindow / 2)
+			if got := countPicks(t, b, s, n)["new"]; got != n {
+				t.Errorf("after the ramp: new got %d of %d picks, want all", got, n)
+			}
+			reads := clock.reads.Load()
+			countPicks(t, b, s, 100)
+			if d := clock.reads.Load() - reads; d != 0 {
+				t.Errorf("%d clock reads in 100 picks after the ramps, want 0", d)
+			}
+		})
+	}
+}
+
+// TestNearestSlowStartAtLeast: ramping endpoints within the group's reach
+// are in it but do not count toward WithNearestAtLeast, which counts warm
+// ones; while every endpoint ramps, the group is the usual one.
+func TestNearestSlowStartAtLeast(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	useFakeClock(t, t0)
+	tab := rttTable(map[string]float64{"n1": 1, "n2": 2, "n5": 5, "n9": 9})
+	warm := NewSet([]beacon.Instance{onNode("w5", "n5"), onNode("w9", "n9")}, nil)
+	s := NewSet([]beacon.Instance{onNode("w5", "n5"), onNode("w9", "n9"), onNode("r1", "n1"), onNode("r2", "n2")}, warm)
+	got := nearestGroup(s, tab, 0, 2, int64(testWindow), t0.UnixNano())
+	if ids := setIDs(got); !slices.Equal(ids, []string{"w5", "w9", "r1", "r2"}) {
+		t.Errorf("at least 2 warm: group %v, want every endpoint", ids)
+	}
+	got = nearestGroup(s, tab, 0, 1, int64(testWindow), t0.UnixNano())
+	if ids := setIDs(got); !slices.Equal(ids, []string{"w5", "r1", "r2"}) {
+		t.Errorf("at least 1 warm: group %v, want w5 and the nearer ramping ones", ids)
+	}
+	all := NewSet([]beacon.Instance{onNode("r1", "n1"), onNode("r2", "n2")}, NewSet([]beacon.Instance{onNode("x", "n9")}, nil))
+	if ids := setIDs(nearestGroup(all, tab, 0, 1, int64(testWindow), t0.UnixNano())); !slices.Equal(ids, []string{"r1"}) {
+		t.Errorf("every endpoint ramping: group %v, want the nearest, r1", ids)
+	}
+}
+
+func setIDs(s *Set) []string {
+	var ids []string
+	for _, e := range s.Endpoints() {
+		ids = append(ids, e.Instance.ID)
+	}
+	return ids
+}
+
+// TestNearestPanicking: a panicking Set is not grouped: every instance
+// takes picks, as panic asks.
+func TestNearestPanicking(t *testing.T) {
+	insts := []beacon.Instance{onNode("a", "na"), onNode("b", "nb"), onNode("c", "nc")}
+	for i := range insts {
+		insts[i].Health = beacon.HealthCritical
+	}
+	s := newSet(insts, nil, true)
+	b := NewNearest(NewRoundRobin(), newSource(rttTable(map[string]float64{"na": 1, "nb": 20, "nc": 30})))
+	got := countPicks(t, b, s, 300)
+	for _, id := range []string{"a", "b", "c"} {
+		if got[id] != 100 {
+			t.Errorf("panicking Set: picks %v, want 100 each", got)
+			break
 		}
 	}
 }

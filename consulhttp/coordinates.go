@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/beaconsd/beacon"
 )
@@ -23,32 +21,8 @@ func (c *Client) NodeCoordinates(ctx context.Context, q beacon.CoordinatesQuery)
 		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: node coordinates: %w", err)
 	}
 	req := c.newRequest(http.MethodGet, "/v1/coordinate/nodes")
-	if q.Datacenter != "" {
-		req.query.Set("dc", q.Datacenter)
-	}
-	switch q.Consistency {
-	case beacon.ConsistencyStale:
-		req.query.Set("stale", "")
-	case beacon.ConsistencyConsistent:
-		req.query.Set("consistent", "")
-	}
-	if q.WaitIndex > 0 {
-		req.query.Set("index", strconv.FormatUint(q.WaitIndex, 10))
-		if q.WaitTime > 0 {
-			req.query.Set("wait", strconv.FormatInt(int64((q.WaitTime+time.Millisecond-1)/time.Millisecond), 10)+"ms")
-		}
-		req.timeout = c.cfg.BlockingTimeout(q.WaitTime)
-	}
-	resp, err := c.do(ctx, req)
-	if err != nil {
-		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: node coordinates: %w", err)
-	}
-	defer drainClose(resp.Body)
-	out, meta, err := decodeNodeCoordinates(resp.Header, resp.Body)
-	if err != nil {
-		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: node coordinates: %w", err)
-	}
-	return out, meta, nil
+	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
+	return getDecoded(c, ctx, req, func() string { return "node coordinates" }, decodeNodeCoordinates)
 }
 
 // decodeNodeCoordinates reads GET /v1/coordinate/nodes' answer. Every

@@ -56,15 +56,6 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	for _, t := range q.Tags {
 		req.query.Add("tag", t)
 	}
-	if q.Datacenter != "" {
-		req.query.Set("dc", q.Datacenter)
-	}
-	switch q.Consistency {
-	case beacon.ConsistencyStale:
-		req.query.Set("stale", "")
-	case beacon.ConsistencyConsistent:
-		req.query.Set("consistent", "")
-	}
 	if q.Filter != "" {
 		req.query.Set("filter", q.Filter)
 	}
@@ -74,26 +65,8 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	if q.Near != "" {
 		req.query.Set("near", q.Near)
 	}
-	if q.WaitIndex > 0 {
-		req.query.Set("index", strconv.FormatUint(q.WaitIndex, 10))
-		if q.WaitTime > 0 {
-			// Round up: "0ms" would make Consul wait its default 5 minutes,
-			// far past this request's deadline.
-			ms := (q.WaitTime + time.Millisecond - 1) / time.Millisecond
-			req.query.Set("wait", strconv.FormatInt(int64(ms), 10)+"ms")
-		}
-		req.timeout = c.cfg.BlockingTimeout(q.WaitTime)
-	}
-	resp, err := c.do(ctx, req)
-	if err != nil {
-		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: instances of %q: %w", q.Service, err)
-	}
-	defer drainClose(resp.Body)
-	insts, meta, err := decodeHealth(resp.Header, resp.Body)
-	if err != nil {
-		return nil, beacon.QueryMeta{}, fmt.Errorf("consulhttp: instances of %q: %w", q.Service, err)
-	}
-	return insts, meta, nil
+	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
+	return getDecoded(c, ctx, req, func() string { return fmt.Sprintf("instances of %q", q.Service) }, decodeHealth)
 }
 
 // decodeHealth turns a health answer into instances. It never panics on

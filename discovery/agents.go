@@ -201,13 +201,20 @@ func (a *agents) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.Che
 // a 5xx ("No path to datacenter") or a timeout there is the other
 // datacenter's, and the agent's liveness is left to the watchdog.
 func call[T any](a *agents, ctx context.Context, remote bool, do func(context.Context, beacon.Lookup) (T, beacon.QueryMeta, error)) (T, beacon.QueryMeta, error) {
+	return callAt(a, ctx, remote, func(ctx context.Context, _ int, reg beacon.Lookup) (T, beacon.QueryMeta, error) { return do(ctx, reg) })
+}
+
+// callAt is call, telling do which agent (its index) it asks: a caller
+// that asks one agent several questions whose answers must go together
+// (the RTT watch: the node name and the coordinates) can tell a move.
+func callAt[T any](a *agents, ctx context.Context, remote bool, do func(context.Context, int, beacon.Lookup) (T, beacon.QueryMeta, error)) (T, beacon.QueryMeta, error) {
 	i, err := a.pick(ctx)
 	if err != nil {
 		var zero T
 		return zero, beacon.QueryMeta{}, err
 	}
 	rctx, done := a.bind(ctx, i)
-	v, meta, err := do(rctx, a.regs[i])
+	v, meta, err := do(rctx, i, a.regs[i])
 	if killed := done(); killed != nil && ctx.Err() == nil {
 		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, killed)
 	}

@@ -170,7 +170,10 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err := validatePanic(o.panic); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
-	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 || o.rttEvery <= 0 {
+	if o.rttEvery <= 0 {
+		return nil, &beacon.ValidationError{Field: "WithRTTRefresh", Reason: fmt.Sprintf("%v: the coordinate watch's refresh must be positive", o.rttEvery)}
+	}
+	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
 	// Cap connections per agent, idle keep-alives included: the long polls
@@ -427,8 +430,7 @@ type watch struct {
 	ready  chan struct{} // closed at the first answer or error
 	once   sync.Once
 
-	subMu sync.Mutex
-	subs  []chan struct{} // a slice, not a map: most watches have one or two
+	subs subscribers
 
 	// The stale guard's (stale.go).
 	backend    atomic.Value  // beacon.QueryBackend of the last answer
@@ -848,33 +850,15 @@ func sameInstances(a, b []beacon.Instance) bool {
 
 func (w *watch) subscribe() chan struct{} {
 	ch := make(chan struct{}, 1)
-	w.subMu.Lock()
-	w.subs = append(w.subs, ch)
-	w.subMu.Unlock()
+	w.subs.add(ch)
 	return ch
 }
 
-func (w *watch) unsubscribe(ch chan struct{}) {
-	w.subMu.Lock()
-	if i := slices.Index(w.subs, ch); i >= 0 {
-		w.subs = slices.Delete(w.subs, i, i+1)
-	}
-	w.subMu.Unlock()
-}
+func (w *watch) unsubscribe(ch chan struct{}) { w.subs.remove(ch) }
 
 // notify wakes every subscriber without blocking: each channel holds at
 // most one pending wake-up, and a reader always loads the newest snapshot.
-func (w *watch) notify() {
-	w.subMu.Lock()
-	chans := slices.Clone(w.subs)
-	w.subMu.Unlock()
-	for _, ch := range chans {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (w *watch) notify() { w.subs.notify() }
 
 // Watcher is one caller's handle on a shared watch.
 type Watcher struct {
@@ -905,8 +889,4 @@ func (w *Watcher) Close() {
 }
 
 // addSub subscribes ch, owned by the caller, to w's changes.
-func (w *watch) addSub(ch chan struct{}) {
-	w.subMu.Lock()
-	w.subs = append(w.subs, ch)
-	w.subMu.Unlock()
-}
+func (w *watch) addSub(ch chan struct{}) { w.subs.add(ch) }

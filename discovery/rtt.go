@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,16 +42,17 @@ type rttWatch struct {
 	ready chan struct{}         // closed at the first answer or error
 	once  sync.Once
 
-	subMu sync.Mutex
-	subs  []chan struct{}
+	subs subscribers // the RTTWatchers' Changed
 }
 
 // WatchRTTs starts the cache's coordinate watch, or joins it, and returns
 // a handle whose RTTs are the estimated round-trip times from the node of
-// the agent the cache reads from (GET /v1/agent/self, asked again whenever
-// the watch starts over, as after a move to another agent) to every node
-// of the local datacenter with a coordinate. Close releases the handle;
-// the watch stops with the last one, or with the cache.
+// the agent the cache reads from to every node of the local datacenter
+// with a coordinate. The node's name (GET /v1/agent/self) is asked of the
+// agent that lists the coordinates, in the same call, again whenever the
+// watch starts over or that agent is not the one that answered last (the
+// cache moved to another agent). Close releases the handle; the watch
+// stops with the last one, or with the cache.
 //
 // The watch holds a long-poll slot of the cache's budget
 // (WithMaxLongPolls) like a service watch with a loop of its own, reads
@@ -75,9 +75,7 @@ func (c *Cache) WatchRTTs() (*RTTWatcher, error) {
 	}
 	c.rtt.refs++
 	h := &RTTWatcher{c: c, w: c.rtt, ch: make(chan struct{}, 1)}
-	c.rtt.subMu.Lock()
-	c.rtt.subs = append(c.rtt.subs, h.ch)
-	c.rtt.subMu.Unlock()
+	c.rtt.subs.add(h.ch)
 	return h, nil
 }
 
@@ -92,24 +90,34 @@ func (c *Cache) startRTTs() *rttWatch {
 	w.cancel = func() { cancel(); c.ownLoops-- } // called with c.mu held
 	l := c.loops
 	l.every, l.burst = c.o.rttEvery, 2 // the first answer, then the first blocking query, at once
-	from := ""
+	// The table is from the node of the agent that answered the
+	// coordinates: the name and the coordinates are asked of one agent in
+	// one call, and when that agent is not the one that answered last (the
+	// cache moved, even while this loop waited on its rate limit), the
+	// name is asked again and the query starts over from index 0.
+	from, fromAgent := "", -1
 	fetch := func(ctx context.Context, index uint64) (*beacon.NodeRTTs, beacon.QueryMeta, error) {
-		if index == 0 || from == "" {
-			// Asked again at every start from 0: after an error the cache
-			// may read from another agent, on another node.
-			rctx, cancel := context.WithTimeout(ctx, c.timeout)
-			name, err := c.agents.localNode(rctx)
-			cancel()
-			if err != nil {
-				return nil, beacon.QueryMeta{}, fmt.Errorf("discovery: the local node's name: %w", err)
+		return callAt(c.agents, ctx, false, func(ctx context.Context, i int, reg beacon.Lookup) (*beacon.NodeRTTs, beacon.QueryMeta, error) {
+			l, ok := reg.(beacon.NodeCoordinateLister)
+			if !ok {
+				return nil, beacon.QueryMeta{}, errNoCoordinates
 			}
-			from = name
-		}
-		coords, meta, err := c.agents.NodeCoordinates(ctx, beacon.CoordinatesQuery{Consistency: beacon.ConsistencyStale, WaitIndex: index, WaitTime: c.loops.wait})
-		if err != nil {
-			return nil, meta, err
-		}
-		return beacon.NewNodeRTTs(from, meta.LastIndex, coords), meta, nil
+			if index == 0 || i != fromAgent {
+				index, fromAgent = 0, -1
+				rctx, cancel := context.WithTimeout(ctx, c.timeout)
+				name, err := l.LocalNode(rctx)
+				cancel()
+				if err != nil {
+					return nil, beacon.QueryMeta{}, fmt.Errorf("discovery: the local node's name: %w", err)
+				}
+				from, fromAgent = name, i
+			}
+			coords, meta, err := l.NodeCoordinates(ctx, beacon.CoordinatesQuery{Consistency: beacon.ConsistencyStale, WaitIndex: index, WaitTime: c.loops.wait})
+			if err != nil {
+				return nil, meta, err
+			}
+			return beacon.NewNodeRTTs(from, meta.LastIndex, coords), meta, nil
+		})
 	}
 	c.spawn(func() {
 		run(ctx, l, "", fetch, nil, func(t *beacon.NodeRTTs, _ beacon.QueryMeta, err error) error {
@@ -144,15 +152,7 @@ func (w *rttWatch) publish(t *beacon.NodeRTTs, err error, c *Cache) {
 	}
 	w.table.Store(t)
 	w.once.Do(func() { close(w.ready) })
-	w.subMu.Lock()
-	chans := slices.Clone(w.subs)
-	w.subMu.Unlock()
-	for _, ch := range chans {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	w.subs.notify()
 }
 
 // sameRTTs reports whether a and b hold the same times.
@@ -219,11 +219,7 @@ func (h *RTTWatcher) Close() {
 		return
 	}
 	w := h.w
-	w.subMu.Lock()
-	if i := slices.Index(w.subs, h.ch); i >= 0 {
-		w.subs = slices.Delete(w.subs, i, i+1)
-	}
-	w.subMu.Unlock()
+	w.subs.remove(h.ch)
 	c := h.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -233,31 +229,6 @@ func (h *RTTWatcher) Close() {
 			c.rtt = nil
 		}
 	}
-}
-
-// NodeCoordinates lists the node coordinates through the current agent,
-// when its client can (beacon.NodeCoordinateLister).
-func (a *agents) NodeCoordinates(ctx context.Context, q beacon.CoordinatesQuery) ([]beacon.NodeCoordinate, beacon.QueryMeta, error) {
-	return call(a, ctx, q.Datacenter != "", func(ctx context.Context, reg beacon.Lookup) ([]beacon.NodeCoordinate, beacon.QueryMeta, error) {
-		l, ok := reg.(beacon.NodeCoordinateLister)
-		if !ok {
-			return nil, beacon.QueryMeta{}, errNoCoordinates
-		}
-		return l.NodeCoordinates(ctx, q)
-	})
-}
-
-// localNode asks the current agent for its node name.
-func (a *agents) localNode(ctx context.Context) (string, error) {
-	name, _, err := call(a, ctx, false, func(ctx context.Context, reg beacon.Lookup) (string, beacon.QueryMeta, error) {
-		l, ok := reg.(beacon.NodeCoordinateLister)
-		if !ok {
-			return "", beacon.QueryMeta{}, errNoCoordinates
-		}
-		name, err := l.LocalNode(ctx)
-		return name, beacon.QueryMeta{}, err
-	})
-	return name, err
 }
 
 // hasCoordinates reports whether every agent's client can list node

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulkit"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
@@ -137,5 +138,66 @@ func TestWatchRTTsDisabled(t *testing.T) {
 	var se *beacon.StatusError
 	if !errors.As(err, &se) || se.StatusCode != 401 || tab != nil || h.RTTs() != nil {
 		t.Errorf("Wait() with coordinates disabled = %v, %v; want no table and a *beacon.StatusError 401", tab, err)
+	}
+}
+
+// TestWatchRTTsFollowsTheAgent: the table is always from the node of the
+// agent that lists the coordinates. The first agent dies while the
+// coordinate watch waits on its rate limit; a service watch moves the
+// cache to the second agent meanwhile, so the coordinate watch's next
+// query goes there with an index: it must ask that agent's name, not keep
+// the first one's.
+func TestWatchRTTsFollowsTheAgent(t *testing.T) {
+	t.Parallel()
+	cl := consultest.NewCluster(t, 1, 2)
+	srv, a1, a2 := cl.Servers[0], cl.Clients[0], cl.Clients[1]
+	srv.RegisterExternal(t, "node-x", "127.0.0.1", consultest.ExternalInstance{ID: "x-1", Service: "x", Port: 9001})
+	srv.SetCoordinate(t, a1.Name, origin8...)
+	srv.SetCoordinate(t, a2.Name, origin8...)
+	srv.SetCoordinate(t, "node-x", at(5)...)
+	// A refresh long enough that the watch's third query waits on it.
+	c := newCache(t, cl.Config(a1, a2), discovery.WithRTTRefresh(20*time.Second))
+	svc, err := c.Watch(beacon.Query{Service: "consul"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	h, err := c.WatchRTTs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	tab := waitRTT(t, h, "node-x", func(d time.Duration, ok bool) bool { return ok })
+	if tab.From != a1.Name {
+		t.Fatalf("RTTs().From = %q, want the first agent's node %q", tab.From, a1.Name)
+	}
+	// The second query (a blocking one) returns with this change; the
+	// third waits on the rate limit.
+	srv.SetCoordinate(t, "node-x", at(40)...)
+	waitRTT(t, h, "node-x", func(d time.Duration, ok bool) bool { return ok && d > 30*time.Millisecond })
+
+	a1.Kill()
+	timeout := time.After(deadline + 20*time.Second)
+	for {
+		if tab := h.RTTs(); tab.From == a2.Name {
+			return
+		}
+		select {
+		case <-h.Changed():
+		case <-timeout:
+			t.Fatalf("RTTs().From = %q after the first agent died, want the second's node %q (last error %v)", h.RTTs().From, a2.Name, h.Err())
+		}
+	}
+}
+
+// TestWithRTTRefreshInvalid: a refresh of zero or less is refused, and
+// the error names the option.
+func TestWithRTTRefreshInvalid(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		_, err := discovery.New(consul.Config{Addresses: []string{"127.0.0.1:1"}}, discovery.WithRTTRefresh(d))
+		var ve *beacon.ValidationError
+		if !errors.Is(err, beacon.ErrInvalid) || !errors.As(err, &ve) || ve.Field != "WithRTTRefresh" {
+			t.Errorf("New(WithRTTRefresh(%v)) = %v, want a ValidationError on WithRTTRefresh", d, err)
+		}
 	}
 }

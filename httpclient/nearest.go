@@ -20,7 +20,10 @@ import (
 //
 // It composes with ejection and retries: an ejected nearest instance
 // leaves the group to the next nearest ones, and a retry goes to the
-// nearest instance not tried yet.
+// nearest instance not tried yet. With a slow-starting balancer
+// (balancer.WithSlowStart), a new instance ramps up beside the nearest
+// warm ones rather than taking the nearest group alone; in panic
+// (discovery.WithPanicThreshold), every instance is picked from.
 func WithNearest(opts ...balancer.NearestOption) Option {
 	return func(o *options) { o.nearest, o.nearOpts = true, opts }
 }

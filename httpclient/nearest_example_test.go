@@ -26,7 +26,7 @@ func ExampleWithNearest() {
 	defer cache.Close()
 	tr := httpclient.New(cache,
 		httpclient.WithBalancer(balancer.NewP2C()),
-		httpclient.WithNearest(balancer.NearestTolerance(2*time.Millisecond), balancer.NearestAtLeast(3)))
+		httpclient.WithNearest(balancer.WithNearestTolerance(2*time.Millisecond), balancer.WithNearestAtLeast(3)))
 	defer tr.Close()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	resp, err := client.Get("http://hello/greeting")
