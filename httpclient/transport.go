@@ -88,7 +88,9 @@ func WithMaxServices(n int) Option { return func(o *options) { o.maxServices = n
 // and the callers' spread). Zone "" leaves picking as it is. Ejection and
 // retries apply as without zones: an ejected instance is not picked, and a
 // retry picks from the Set less the instances tried, in the zone if it has
-// another instance, else in another zone.
+// another instance, else in another zone. With WithNearest too, the zone is
+// chosen first and the nearest instances within it are picked. For the
+// zone from the environment, pass beacon.ZoneFromEnv().
 func WithZone(zone string, opts ...balancer.ZoneOption) Option {
 	return func(o *options) { o.zone, o.zoneOpts = zone, opts }
 }
