@@ -78,7 +78,9 @@ func TestWatchStartedWhileAllDownPublishesItsError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	s := next(t, second)
+	// The error may be published before Changed is first read: wait on
+	// the snapshot itself.
+	s := until(t, second, "the second watch's error", func(s *discovery.Snapshot) bool { return s.Err != nil })
 	if s == nil || s.Source != discovery.SourceNone || !errors.Is(s.Err, beacon.ErrUnavailable) {
 		t.Fatalf("second watch's first snapshot = %+v, want SourceNone with an error matching ErrUnavailable", s)
 	}
