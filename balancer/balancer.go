@@ -182,21 +182,13 @@ func (p2c) Pick(s *Set) (Picked, error) {
 type slowP2C struct{ r ramp }
 
 func (p *slowP2C) Pick(s *Set) (Picked, error) {
-	n := s.Len()
-	switch n {
-	case 0:
-		return Picked{}, beacon.ErrNoInstances
-	case 1:
-		return s.eps[0].count(), nil
-	}
-	if p.r.window > s.settled.Load() { // something may ramp: see ramping
+	if s.Len() > 1 && p.r.window > s.settled.Load() { // something may ramp: see ramping
 		if now, ok := p.r.ramping(s); ok {
 			i, j := p.r.drawRamped(s, now), p.r.drawRamped(s, now)
 			return lessLoaded(s.eps[i], s.eps[j]).count(), nil
 		}
 	}
-	i, j := twoOf(n)
-	return lessLoaded(s.eps[i], s.eps[j]).count(), nil
+	return p2c{}.Pick(s) // nothing ramps: P2C as without slow start
 }
 
 // lessLoaded returns whichever of a and b has fewer requests in flight; a
