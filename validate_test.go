@@ -448,7 +448,8 @@ func FuzzValidateCheck(f *testing.F) {
 			}
 		}
 		alias := c.AliasService != "" || c.AliasNode != ""
-		tls := strings.HasPrefix(c.HTTP, "https:") || c.GRPCUseTLS || c.H2PingUseTLS
+		// URL schemes are case-insensitive: HTTPS:// speaks TLS too.
+		tls := strings.HasPrefix(strings.ToLower(c.HTTP), "https:") || c.GRPCUseTLS || c.H2PingUseTLS
 		switch {
 		case n != 1:
 			t.Fatalf("Validate(%+v) = nil with %d kinds, want exactly one", c, n)
