@@ -308,8 +308,11 @@ func watchMany(b *testing.B, srv *consultest.Server, pop *consultest.Population,
 		defer cancel()
 		for i, w := range ws {
 			s, err := w.Wait(wctx)
-			if err != nil || len(s.Instances) != pop.Passing(i) {
-				b.Fatalf("watch %d: %d instances, %v", i, len(s.Instances), err)
+			if err != nil {
+				b.Fatalf("watch %d (%s): %v", i, services[i], err)
+			}
+			if len(s.Instances) != pop.Passing(i) {
+				b.Fatalf("watch %d (%s): %d instances, want %d", i, services[i], len(s.Instances), pop.Passing(i))
 			}
 		}
 		requests = counter.n.Load

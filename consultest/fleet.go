@@ -470,7 +470,10 @@ func (p *Population) change(ctx context.Context, k Change) error {
 		}
 	}
 	p.mu.Unlock()
-	if err := p.txn(ctx, ops); err != nil {
+	// A write once sent is not cancelled (the client's timeout bounds it):
+	// one cancelled after the servers applied it would leave the record
+	// wrong.
+	if err := p.txn(context.WithoutCancel(ctx), ops); err != nil {
 		return fmt.Errorf("churn %v: %w", k, err)
 	}
 	p.mu.Lock()
