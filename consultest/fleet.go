@@ -150,6 +150,9 @@ send:
 	default:
 	}
 	p.Loaded = time.Since(start)
+	// The load's keep-alives would count as connections to the agent in
+	// whatever the test measures next.
+	p.client.CloseIdleConnections()
 	return p, nil
 }
 
@@ -405,6 +408,8 @@ func (p *Population) Churn(ctx context.Context, rate float64, dur time.Duration,
 			break
 		}
 		c.stats.Elapsed = time.Since(start)
+		// As after the load: no keep-alive outlives the churn.
+		p.client.CloseIdleConnections()
 	}()
 	p.registerChurner(c)
 	return c, nil

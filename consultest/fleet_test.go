@@ -2,6 +2,8 @@ package consultest
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"testing"
@@ -162,4 +164,17 @@ func TestPopulateScale(t *testing.T) {
 	if got := len(healthOf(t, srv, "fleet0", true)); got != 10 {
 		t.Fatalf("fleet0: %d passing, want 10", got)
 	}
+	// What a query over every check costs at this size (discovery's feed
+	// makes one at each change): bytes and time of one answer.
+	start := time.Now()
+	resp, err := http.Get(srv.URL() + "/v1/health/state/any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("/v1/health/state/any: %d bytes in %v", size, time.Since(start))
 }
