@@ -114,7 +114,8 @@ func (s watchManySize) String() string {
 // services of 10) and 1,000 services of one instance; "full", also 10,000
 // and 100,000 instances (1,000 and 10,000 services of 10) and 10,000
 // services of one; or a comma-separated list of watched instance counts
-// (services of 10) such as "1000,10000".
+// (services of 10) and single=n (n services of one), such as
+// "1000,10000,single=10000".
 func watchManySizes(b *testing.B) []watchManySize {
 	v := os.Getenv("BEACON_SCALE")
 	switch v {
@@ -125,7 +126,16 @@ func watchManySizes(b *testing.B) []watchManySize {
 	}
 	var out []watchManySize
 	for _, f := range strings.Split(v, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
+		f = strings.TrimSpace(f)
+		if rest, ok := strings.CutPrefix(f, "single="); ok {
+			n, err := strconv.Atoi(rest)
+			if err != nil || n < 1 {
+				b.Fatalf("BEACON_SCALE=%q: single=%q is not a count of services", v, rest)
+			}
+			out = append(out, watchManySize{n, 1})
+			continue
+		}
+		n, err := strconv.Atoi(f)
 		if err != nil || n < 10 {
 			b.Fatalf("BEACON_SCALE=%q: want full or instance counts of at least 10", v)
 		}
