@@ -8,7 +8,7 @@ PATH_CONSUL := $(shell command -v consul 2>/dev/null)
 CONSUL_BIN  ?= $(if $(PATH_CONSUL),$(PATH_CONSUL),$(CURDIR)/bin/consul)
 export CONSUL_BIN
 
-.PHONY: all test vet fuzz faults faults-stress consul demo demo-federation build clean
+.PHONY: all test vet fuzz faults faults-stress bench-scale consul demo demo-federation build clean
 
 all: build
 
@@ -91,6 +91,21 @@ faults-stress: consul
 		$(GO) test -race -count=1 -timeout 30m -v -run '^Test' ./faults > bin/faults-stress.log 2>&1 || rc=$$?; \
 	grep -E '^(--- |ok|FAIL|PASS)|^\s+(faults|harness|dup)_test.go:[0-9]+:|^\||^Run of|^goleak|^faults report|^duplicate windows' bin/faults-stress.log | grep -v 'timeline'; \
 	if [ $$rc -ne 0 ]; then echo "make faults-stress: failed; the full log (agent logs and timelines included) is in bin/faults-stress.log"; fi; \
+	exit $$rc
+
+# The fleet-scale benchmarks at full size (BEACON_SCALE=full: 1,000, 10,000
+# and 100,000 watched instances, 1,000 and 10,000 services of one; a 60 s
+# idle window each), then the time the scale fixture takes to load 100,000
+# instances: several minutes to half an hour. The whole output is in
+# bin/bench-scale.log, heap profiles in bin/watchmany-*.pprof (go tool
+# pprof -top); the benchmark lines and the load time are printed.
+bench-scale: consul
+	@mkdir -p bin; rc=0; \
+	BEACON_SCALE=full BEACON_IDLE=$(or $(BEACON_IDLE),60s) BEACON_HEAPPROFILE=$(CURDIR)/bin/watchmany \
+		$(GO) test -count=1 -run '^$$' -bench 'WatchMany|LargeService|Fleet' -benchtime 1x -timeout 90m ./bench/ > bin/bench-scale.log 2>&1 || rc=$$?; \
+	BEACON_SCALE=full $(GO) test -count=1 -v -run '^TestPopulateScale$$' -timeout 15m ./consultest >> bin/bench-scale.log 2>&1 || rc=$$?; \
+	grep -E '^(Benchmark|ok|FAIL|PASS|--- )|loaded [0-9]+ instances' bin/bench-scale.log; \
+	if [ $$rc -ne 0 ]; then echo "make bench-scale: failed; the full log is in bin/bench-scale.log"; fi; \
 	exit $$rc
 
 demo: consul

@@ -84,6 +84,18 @@
 //	// ... ?dc=dc2 reads through dc1 time out; each side works alone ...
 //	p.Heal(t)
 //
+// Populate fills an agent's catalog with a synthetic fleet for scale tests:
+// services of many instances, each instance on an external node of its own
+// with a loopback address, a passing check, tags and meta, written by the
+// servers through /v1/txn (42 instances a transaction), so the agent's
+// anti-entropy never sees them. Churn then changes the fleet at a rate,
+// bounded in count and time, and stops by itself (or at Stop, or when the
+// test ends):
+//
+//	p := consultest.Populate(t, srv, consultest.Fleet{Services: 1000, Instances: 10})
+//	c, _ := p.Churn(ctx, 10, 30*time.Second, consultest.FlipHealth, consultest.AddInstance, consultest.RemoveInstance)
+//	stats, err := c.Wait() // about 300 changes
+//
 // Every agent is killed when its test ends. On Linux agents also run in a
 // process group of their own and are killed by the kernel when the test
 // binary dies (a -timeout panic, SIGKILL), so none outlives the test run.
