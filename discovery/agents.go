@@ -25,7 +25,7 @@ type agents struct {
 	addrs []string
 	log   *slog.Logger
 	probe time.Duration
-	life  *lifetime // the watchdog and probers end with it
+	life  *lifetime   // the watchdog and probers end with it
 	limit *requestCap // WithMaxRequestRate's, nil for none; set before any call
 
 	mu      sync.Mutex

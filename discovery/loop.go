@@ -93,9 +93,9 @@ type slots chan struct{}
 // loops is what every blocking loop of a cache shares: the wait, the rate
 // limit, the long-poll slots and where requests are counted.
 type loops struct {
-	wait    time.Duration
-	every   time.Duration
-	burst   int
+	wait  time.Duration
+	every time.Duration
+	burst int
 	// hotEvery and hotBurst are the pace followed at once
 	// (WithHotThreshold); hotEvery 0: every query waits on every/burst.
 	hotEvery time.Duration
