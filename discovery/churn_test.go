@@ -28,7 +28,7 @@ type countingProxy struct {
 	hits func(prefix string) int64 // requests whose path starts with prefix
 	// blocking counts those that carried an index (blocking queries)
 	blocking func(prefix string) int64
-	cfg  consul.Config
+	cfg      consul.Config
 }
 
 func newCountingProxy(t *testing.T, srv *consultest.Server) *countingProxy {
