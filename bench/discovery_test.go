@@ -189,4 +189,3 @@ func BenchmarkPickParallel(b *testing.B) {
 		})
 	})
 }
-
