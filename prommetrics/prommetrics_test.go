@@ -182,7 +182,8 @@ func unlabelled(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 // TestPacingMetrics: a watch whose every query waits on its ceiling (the
 // hot threshold off) counts them in rate_limited_total, and a cache-wide
-// cap of 2 requests a second after 1 counts the requests it delayed.
+// cap of 20 requests a second after 1 counts the requests it delayed (the
+// watch, the change feed and the stale guard start at once).
 func TestPacingMetrics(t *testing.T) {
 	srv := consultest.NewServer(t)
 	r, _ := consulhttp.New(srv.Config())
@@ -198,7 +199,7 @@ func TestPacingMetrics(t *testing.T) {
 	register("q1")
 	m := prommetrics.New()
 	cache, err := discovery.New(srv.Config(), discovery.WithMetrics(m), discovery.WithHotThreshold(0, 0),
-		discovery.WithRateLimit(100*time.Millisecond, 1), discovery.WithMaxRequestRate(2, 1))
+		discovery.WithRateLimit(time.Second, 1), discovery.WithMaxRequestRate(20, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
