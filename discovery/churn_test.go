@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -310,5 +312,38 @@ func TestBackToBackChangesAreFollowed(t *testing.T) {
 	}
 	if len(seen) < changes/2 {
 		t.Errorf("saw %d of %d versions, want at least %d (each change followed at once)", len(seen), changes, changes/2)
+	}
+}
+
+// Bad pacing options are refused before anything is sent.
+func TestPacingOptionsValidated(t *testing.T) {
+	cfg := consul.Config{Addresses: []string{"127.0.0.1:1"}}
+	for _, tc := range []struct {
+		name string
+		opt  discovery.Option
+	}{
+		{"negative hot every", discovery.WithHotThreshold(-time.Millisecond, 5)},
+		{"hot burst 0", discovery.WithHotThreshold(time.Millisecond, 0)},
+		{"negative cap", discovery.WithMaxRequestRate(-1, 5)},
+		{"cap burst 0", discovery.WithMaxRequestRate(10, 0)},
+		{"infinite cap", discovery.WithMaxRequestRate(math.Inf(1), 5)},
+		{"NaN cap", discovery.WithMaxRequestRate(math.NaN(), 5)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := discovery.New(cfg, tc.opt)
+			if !errors.Is(err, beacon.ErrInvalid) {
+				t.Errorf("New(%s) = %v, want ErrInvalid", tc.name, err)
+			}
+			if c != nil {
+				c.Close()
+			}
+		})
+	}
+	for _, opt := range []discovery.Option{discovery.WithHotThreshold(0, 0), discovery.WithMaxRequestRate(0, 0)} {
+		c, err := discovery.New(cfg, opt)
+		if err != nil {
+			t.Fatalf("New(off) = %v, want a cache", err)
+		}
+		c.Close()
 	}
 }
