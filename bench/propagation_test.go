@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"os"
 	"slices"
 	"strconv"
@@ -13,7 +15,6 @@ import (
 	"github.com/go-kit/kit/sd"
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/consul/api/watch"
-	"github.com/hashicorp/go-hclog"
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
@@ -217,7 +218,7 @@ func BenchmarkPropagation(b *testing.B) {
 		b.Fatal(err)
 	}
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = plan.RunWithClientAndHclog(client, hclog.NewNullLogger()) }()
+	go func() { defer wg.Done(); _ = plan.RunWithClientAndLogger(client, log.New(io.Discard, "", 0)) }()
 	defer plan.Stop()
 
 	for _, n := range names {
