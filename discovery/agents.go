@@ -25,7 +25,8 @@ type agents struct {
 	addrs []string
 	log   *slog.Logger
 	probe time.Duration
-	life  *lifetime // the watchdog and probers end with it
+	life  *lifetime   // the watchdog and probers end with it
+	limit *requestCap // WithMaxRequestRate's, nil for none; set before any call
 
 	mu      sync.Mutex
 	current int
@@ -208,7 +209,13 @@ func call[T any](a *agents, ctx context.Context, remote bool, do func(context.Co
 // that asks one agent several questions whose answers must go together
 // (the RTT watch: the node name and the coordinates) can tell a move.
 func callAt[T any](a *agents, ctx context.Context, remote bool, do func(context.Context, int, beacon.Lookup) (T, beacon.QueryMeta, error)) (T, beacon.QueryMeta, error) {
-	i, err := a.pick(ctx)
+	// The cache-wide cap before the agent is picked: the agent may change
+	// while the request waits.
+	err := a.limit.wait(ctx)
+	var i int
+	if err == nil {
+		i, err = a.pick(ctx)
+	}
 	if err != nil {
 		var zero T
 		return zero, beacon.QueryMeta{}, err
@@ -281,7 +288,11 @@ func connFailed(err error) bool {
 // ProbeACLs implements beacon.ACLProber: it asks the current agent about
 // ACLs, when its client can.
 func (a *agents) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {
-	i, err := a.pick(ctx)
+	err := a.limit.wait(ctx)
+	var i int
+	if err == nil {
+		i, err = a.pick(ctx)
+	}
 	if err != nil {
 		return beacon.ACLsUnknown, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,10 @@ type options struct {
 	wait         time.Duration
 	every        time.Duration
 	burst        int
+	hotEvery     time.Duration // WithHotThreshold
+	hotBurst     int
+	maxRate      float64 // WithMaxRequestRate; 0: no cap
+	maxBurst     int
 	maxPolls     int
 	probe        time.Duration
 	noPassing    NoPassingPolicy
@@ -64,10 +69,50 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithWaitTime sets each blocking query's wait (default 5 min, at most 10).
 func WithWaitTime(d time.Duration) Option { return func(o *options) { o.wait = d } }
 
-// WithRateLimit spaces each watch's queries: a burst, then one per every
-// (default burst 2, then one a second), so churn degrades to polling.
+// WithRateLimit is each watch's ceiling: a watch whose index moves faster
+// than WithHotThreshold allows degrades to polling, a burst and then one
+// query per every (default burst 2, then one a second), until its index
+// stands still again (see WithHotThreshold). With WithHotThreshold(0, 0)
+// every query of a watch waits on it, as before issue 15.
 func WithRateLimit(every time.Duration, burst int) Option {
 	return func(o *options) { o.every, o.burst = every, burst }
+}
+
+// DefaultHotEvery and DefaultHotBurst are WithHotThreshold's defaults: a
+// watch follows changes at once while they come no faster than 50 a
+// second, in bursts of up to 25.
+const (
+	DefaultHotEvery = 20 * time.Millisecond
+	DefaultHotBurst = 25
+)
+
+// WithHotThreshold sets how fast a watch's index may move and still be
+// followed at once: each query takes a token from a bucket of burst
+// tokens refilled one per every (default 25, one per 20 ms: 50 a
+// second). While the bucket has a token the query goes out at once,
+// without waiting on the ceiling (WithRateLimit), so a rolling deploy's
+// changes, even back to back, are seen as fast as Consul publishes them.
+// The first query that finds the bucket empty makes the watch hot: it
+// then polls at the ceiling (WatchStats.Hot) until one of its blocking
+// queries waits at least 50 ms for an answer, which shows its index
+// standing still. An index that moves 1,000 times a second thus costs
+// the burst once and then the ceiling's rate. every 0 turns the fast path
+// off: every query waits on the ceiling. The service watches' own loops
+// use it; the change feed's checks query and the coordinate watch always
+// poll at their own pace.
+func WithHotThreshold(every time.Duration, burst int) Option {
+	return func(o *options) { o.hotEvery, o.hotBurst = every, burst }
+}
+
+// WithMaxRequestRate caps the requests the whole cache sends, every watch
+// and every part of it together, at perSecond after a burst of burst: one
+// token bucket all of them share, so an operator bounds what a host, and
+// a fleet of them, costs Consul whatever the services do. A request that
+// has to wait for a token waits before it is sent (a blocking query
+// holding its long-poll slot); RequestCap reports how many waited and for
+// how long. perSecond 0 (the default) means no cap.
+func WithMaxRequestRate(perSecond float64, burst int) Option {
+	return func(o *options) { o.maxRate, o.maxBurst = perSecond, burst }
 }
 
 // WithMaxLongPolls caps the blocking queries in flight at once (default 64,
@@ -150,7 +195,7 @@ type Cache struct {
 // New returns a cache reading from the agents in cfg.Addresses, in order of
 // preference. Nothing is sent until a service is watched.
 func New(cfg consul.Config, opts ...Option) (*Cache, error) {
-	o := options{queryPoll: DefaultQueryPoll, wait: 5 * time.Minute, every: time.Second, burst: 2, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second, rttEvery: DefaultRTTRefresh}
+	o := options{queryPoll: DefaultQueryPoll, wait: 5 * time.Minute, every: time.Second, burst: 2, hotEvery: DefaultHotEvery, hotBurst: DefaultHotBurst, maxPolls: 64, probe: 500 * time.Millisecond, maxPinned: 1024, staleBound: 10 * time.Second, rttEvery: DefaultRTTRefresh}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -176,6 +221,12 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if o.wait <= 0 || o.wait > beacon.MaxWaitTime || o.queryPoll <= 0 || o.every <= 0 || o.burst < 1 || o.maxPolls < 1 || o.maxPinned < 1 {
 		return nil, &beacon.ValidationError{Field: "options", Reason: "wait must be in (0, 10m], rate and burst positive, max long polls at least 1"}
 	}
+	if o.hotEvery < 0 || (o.hotEvery > 0 && o.hotBurst < 1) {
+		return nil, &beacon.ValidationError{Field: "WithHotThreshold", Reason: fmt.Sprintf("%v, %d: every must be 0 (off) or positive with a burst of at least 1", o.hotEvery, o.hotBurst)}
+	}
+	if !(o.maxRate >= 0) || math.IsInf(o.maxRate, 1) || (o.maxRate > 0 && o.maxBurst < 1) {
+		return nil, &beacon.ValidationError{Field: "WithMaxRequestRate", Reason: fmt.Sprintf("%v, %d: the rate must be 0 (no cap) or a finite positive number with a burst of at least 1", o.maxRate, o.maxBurst)}
+	}
 	// Cap connections per agent, idle keep-alives included: the long polls
 	// plus room for the feed's fetches and the prober, so a short read never
 	// waits behind long polls.
@@ -190,11 +241,14 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	c := &Cache{o: o, watches: map[string]*watch{}, timeout: cfg.RequestTimeout()}
-	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, slots: make(slots, o.maxPolls), metrics: o.metrics}
+	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, hotEvery: o.hotEvery, hotBurst: o.hotBurst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
 	c.clients = clients
 	c.begin()
 	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
+	if o.maxRate > 0 {
+		c.agents.limit = newRequestCap(o.maxRate, o.maxBurst)
+	}
 	c.guard = newStaleGuard(&c.lifetime, c.agents, c.publish, o.staleBound, o.wait, o.metrics, o.logger)
 	c.feed = c.newFeed("")
 	c.feeds = map[string]*feed{}
@@ -331,6 +385,16 @@ type WatchStats struct {
 	Panic          bool
 	Panics         int64
 	PanicSince     time.Time
+	// Hot: the watch's index moved faster than WithHotThreshold follows,
+	// and it polls at its ceiling (WithRateLimit) until the index stands
+	// still; HotSpells counts the times it became hot. RateLimited counts
+	// its queries that waited on the ceiling, and RateLimitWait is how
+	// long they waited in all. All four stay zero for a watch driven by
+	// the change feed (beyond WithMaxLongPolls) or a prepared query's.
+	Hot           bool
+	HotSpells     int64
+	RateLimited   int64
+	RateLimitWait time.Duration
 }
 
 // Stats describes every running watch, for metrics and status pages.
@@ -343,7 +407,8 @@ func (c *Cache) Stats() []WatchStats {
 	c.mu.Unlock()
 	out := make([]WatchStats, 0, len(ws))
 	for _, w := range ws {
-		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared}
+		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared,
+			Hot: w.pace.hot.Load(), HotSpells: w.pace.spells.Load(), RateLimited: w.pace.limited.Load(), RateLimitWait: time.Duration(w.pace.waitedNs.Load())}
 		if f := w.fo; f != nil {
 			st.Failover, st.Failovers, st.Datacenter = true, f.failovers.Load(), *f.serving.Load()
 			if ns := f.since.Load(); ns != 0 {
@@ -444,6 +509,7 @@ type watch struct {
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
 
+	pace     pacing         // its own loop's rate limit (loop.go)
 	fo       *failoverState // a failover watch's (failover.go); nil for others
 	prepared string         // a prepared-query watch's query (prepared.go)
 }
@@ -489,7 +555,7 @@ func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64) *watch {
 	q.WaitTime = c.loops.wait
 	c.spawn(func() {
 		fetch, skip := c.fetchFor(w, q)
-		run(ctx, c.loops, q.Service, fetch, skip, func(f fetched, meta beacon.QueryMeta, err error) error {
+		run(ctx, c.loops, q.Service, fetch, skip, &w.pace, func(f fetched, meta beacon.QueryMeta, err error) error {
 			if errors.Is(err, errMovedOff) {
 				return nil // not an error: the loop asks again from index 0
 			}

@@ -280,15 +280,16 @@ func TestNewRefusesTooFewConns(t *testing.T) {
 
 // A service draining to none is followed at once, whatever the rate
 // limit: an answer that lost passing instances lets the next query skip
-// the limiter (here one query an hour past a burst of 2). Failover waits
-// on that last answer.
+// the limiter (here one query an hour past a burst of 2, with the hot
+// threshold off so that every query would wait on it). Failover waits on
+// that last answer.
 func TestDrainIsNotRateLimited(t *testing.T) {
 	srv := consultest.NewServer(t)
 	r := registry(t, srv.Config())
 	for _, id := range []string{"d-1", "d-2", "d-3"} {
 		register(t, r, id, "drain", beacon.HealthPassing)
 	}
-	c := newCache(t, srv.Config(), discovery.WithRateLimit(time.Hour, 2), discovery.WithStaleBound(0)) // the guard would repair a watch held back this long
+	c := newCache(t, srv.Config(), discovery.WithRateLimit(time.Hour, 2), discovery.WithHotThreshold(0, 0), discovery.WithStaleBound(0)) // the guard would repair a watch held back this long
 	w, err := c.Watch(beacon.Query{Service: "drain"})
 	if err != nil {
 		t.Fatal(err)

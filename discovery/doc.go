@@ -51,6 +51,17 @@
 // has a passing instance the local one is served, in panic. See panic.go
 // and docs/architecture.md.
 //
+// Rate limits (issue 15): a watch follows its service's changes at once
+// while they come no faster than the hot threshold (WithHotThreshold:
+// bursts of 25, 50 a second), so a rolling deploy is seen without lag.
+// An index that moves faster makes the watch hot: it then polls at its
+// ceiling (WithRateLimit: a burst of 2, then one query a second), as
+// Consul's documentation asks of a client facing a busy index, until one
+// of its blocking queries waits 50 ms for an answer. A cache-wide cap
+// (WithMaxRequestRate, off by default) bounds every request the cache
+// sends with one shared token bucket. WatchStats (Hot, HotSpells,
+// RateLimited, RateLimitWait) and Cache.RequestCap show both.
+//
 // WatchRTTs estimates round-trip times from the agent's node to every node
 // of the local datacenter, from Consul's network coordinates: one blocking
 // watch of /v1/coordinate/nodes per cache, started with the first handle

@@ -277,7 +277,9 @@ func sweepEvenly(ctx context.Context, mu *sync.Mutex, set map[*watch]struct{}, p
 // changed.
 func (f *feed) watchChecks() {
 	q := beacon.ChecksQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
-	run(f.life.ctx, f.loop, "", blocking.Checks(f.src, q), nil, func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
+	l := f.loop
+	l.hotEvery = 0 // one answer is the datacenter's every check: poll it at the ceiling
+	run(f.life.ctx, l, "", blocking.Checks(f.src, q), nil, nil, func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
 		if err != nil {
 			f.loop.metrics.WatchError("")
 			f.log.Warn("discovery: change feed error", "datacenter", dcName(f.dc), "err", err)

@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -92,11 +93,23 @@ type slots chan struct{}
 // loops is what every blocking loop of a cache shares: the wait, the rate
 // limit, the long-poll slots and where requests are counted.
 type loops struct {
-	wait    time.Duration
-	every   time.Duration
-	burst   int
-	slots   slots
-	metrics Metrics
+	wait  time.Duration
+	every time.Duration
+	burst int
+	// hotEvery and hotBurst are the pace followed at once
+	// (WithHotThreshold); hotEvery 0: every query waits on every/burst.
+	hotEvery time.Duration
+	hotBurst int
+	slots    slots
+	metrics  Metrics
+}
+
+// pacing is what a watch's loop reports of its rate limit, for Stats.
+type pacing struct {
+	hot      atomic.Bool  // polling at the ceiling now
+	spells   atomic.Int64 // times it became hot
+	limited  atomic.Int64 // queries that waited on the ceiling
+	waitedNs atomic.Int64 // and how long, in all
 }
 
 // run runs fetch in the one blocking loop until ctx ends, counting its
@@ -104,8 +117,9 @@ type loops struct {
 // blocking query holds a long-poll slot while it waits; a query from
 // index 0 answers at once and holds none.
 //
-// skip, when not nil, is blocking.Options.Skip.
-func run[T any](ctx context.Context, l loops, service string, fetch blocking.Fetch[T], skip func() bool, emit func(T, beacon.QueryMeta, error) error) {
+// skip, when not nil, is blocking.Options.Skip; p, when not nil, is
+// where the loop reports its pacing.
+func run[T any](ctx context.Context, l loops, service string, fetch blocking.Fetch[T], skip func() bool, p *pacing, emit func(T, beacon.QueryMeta, error) error) {
 	held := func(ctx context.Context, index uint64) (T, beacon.QueryMeta, error) {
 		if index > 0 && l.slots != nil {
 			select {
@@ -118,10 +132,26 @@ func run[T any](ctx context.Context, l loops, service string, fetch blocking.Fet
 		}
 		return fetch(ctx, index)
 	}
-	blocking.Run(ctx, held, blocking.Options{
+	o := blocking.Options{
 		Limiter:      rate.NewLimiter(rate.Every(l.every), l.burst),
 		OnRequest:    func() { l.metrics.Request(service) },
 		OnIndexReset: func() { l.metrics.IndexReset(service) },
 		Skip:         skip,
-	}, emit)
+	}
+	if l.hotEvery > 0 {
+		o.Hot = rate.NewLimiter(rate.Every(l.hotEvery), l.hotBurst)
+	}
+	if p != nil {
+		o.OnLimited = func(d time.Duration) {
+			p.limited.Add(1)
+			p.waitedNs.Add(int64(d))
+		}
+		o.OnHot = func(h bool) {
+			p.hot.Store(h)
+			if h {
+				p.spells.Add(1)
+			}
+		}
+	}
+	blocking.Run(ctx, held, o, emit)
 }

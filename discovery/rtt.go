@@ -90,6 +90,7 @@ func (c *Cache) startRTTs() *rttWatch {
 	w.cancel = func() { cancel(); c.ownLoops-- } // called with c.mu held
 	l := c.loops
 	l.every, l.burst = c.o.rttEvery, 2 // the first answer, then the first blocking query, at once
+	l.hotEvery = 0                     // a refresh, spaced whatever the coordinates do
 	// The table is from the node of the agent that answered the
 	// coordinates: the name and the coordinates are asked of one agent in
 	// one call, and when that agent is not the one that answered last (the
@@ -120,7 +121,7 @@ func (c *Cache) startRTTs() *rttWatch {
 		})
 	}
 	c.spawn(func() {
-		run(ctx, l, "", fetch, nil, func(t *beacon.NodeRTTs, _ beacon.QueryMeta, err error) error {
+		run(ctx, l, "", fetch, nil, nil, func(t *beacon.NodeRTTs, _ beacon.QueryMeta, err error) error {
 			w.publish(t, err, c)
 			return nil
 		})

@@ -23,6 +23,8 @@ type Collector struct {
 	failovers, panics                                          *prometheus.CounterVec
 
 	age, instances, stale, backend, failedOver, panicking *prometheus.Desc
+	hot, hotSpells, rateLimited, rateLimitWait            *prometheus.Desc
+	capRequests, capDelayed, capWait                      *prometheus.Desc
 	cache                                                 atomic.Pointer[discovery.Cache]
 }
 
@@ -53,11 +55,21 @@ func New() *Collector {
 			Help: "Moves of a failover watch off the local datacenter, by the datacenter it moved to."}, []string{"service", "datacenter"}),
 		failedOver: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "failed_over"),
 			"1 while a failover watch serves another datacenter than the local one, labelled with that datacenter.", []string{"service", "datacenter"}, nil),
-		panics:    counter("panics_total", "Times a watch with a panic threshold entered panic: too few instances passed, so every one not in maintenance was published."),
-		panicking: desc("panic", "For a watch with a panic threshold: 1 while it publishes in panic (every instance not in maintenance, whatever its health), else 0."),
-		age:       desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
-		instances: desc("instances", "Instances in the current snapshot."),
-		stale:     desc("stale", "1 while the snapshot is served despite an error."),
+		panics:        counter("panics_total", "Times a watch with a panic threshold entered panic: too few instances passed, so every one not in maintenance was published."),
+		panicking:     desc("panic", "For a watch with a panic threshold: 1 while it publishes in panic (every instance not in maintenance, whatever its health), else 0."),
+		age:           desc("snapshot_age_seconds", "Seconds since Consul last answered the watch."),
+		instances:     desc("instances", "Instances in the current snapshot."),
+		stale:         desc("stale", "1 while the snapshot is served despite an error."),
+		hot:           desc("hot", "1 while the watch's index moves faster than WithHotThreshold follows and the watch polls at its ceiling (WithRateLimit), else 0."),
+		hotSpells:     desc("hot_spells_total", "Times the watch became hot (WatchStats.HotSpells)."),
+		rateLimited:   desc("rate_limited_total", "Queries of the watch that waited on its ceiling (WatchStats.RateLimited)."),
+		rateLimitWait: desc("rate_limit_wait_seconds_total", "Seconds the watch's queries waited on its ceiling, in all (WatchStats.RateLimitWait)."),
+		capRequests: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "request_cap_requests_total"),
+			"Requests that passed the cache-wide cap (WithMaxRequestRate); absent without a cap.", nil, nil),
+		capDelayed: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "request_cap_delayed_total"),
+			"Requests that waited for the cache-wide cap (WithMaxRequestRate).", nil, nil),
+		capWait: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "request_cap_wait_seconds_total"),
+			"Seconds requests waited for the cache-wide cap, in all.", nil, nil),
 		backend: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "query_backend"),
 			"1 for the agent backend that served the watch's last answer (X-Consul-Query-Backend: streaming or blocking-query).", []string{"service", "backend"}, nil),
 	}
@@ -114,6 +126,13 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.instances
 	ch <- c.stale
 	ch <- c.backend
+	ch <- c.hot
+	ch <- c.hotSpells
+	ch <- c.rateLimited
+	ch <- c.rateLimitWait
+	ch <- c.capRequests
+	ch <- c.capDelayed
+	ch <- c.capWait
 }
 
 // Collect implements prometheus.Collector.
@@ -129,6 +148,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	cache := c.cache.Load()
 	if cache == nil {
 		return
+	}
+	if rc := cache.RequestCap(); rc.PerSecond > 0 {
+		ch <- prometheus.MustNewConstMetric(c.capRequests, prometheus.CounterValue, float64(rc.Requests))
+		ch <- prometheus.MustNewConstMetric(c.capDelayed, prometheus.CounterValue, float64(rc.Delayed))
+		ch <- prometheus.MustNewConstMetric(c.capWait, prometheus.CounterValue, rc.Waited.Seconds())
 	}
 	seen, panicSeen := map[string]bool{}, map[string]bool{}
 	for _, st := range cache.Stats() {
@@ -156,6 +180,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, st.Age.Seconds(), st.Service)
 		ch <- prometheus.MustNewConstMetric(c.instances, prometheus.GaugeValue, float64(st.Instances), st.Service)
 		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, st.Service)
+		hot := 0.0
+		if st.Hot {
+			hot = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.hot, prometheus.GaugeValue, hot, st.Service)
+		ch <- prometheus.MustNewConstMetric(c.hotSpells, prometheus.CounterValue, float64(st.HotSpells), st.Service)
+		ch <- prometheus.MustNewConstMetric(c.rateLimited, prometheus.CounterValue, float64(st.RateLimited), st.Service)
+		ch <- prometheus.MustNewConstMetric(c.rateLimitWait, prometheus.CounterValue, st.RateLimitWait.Seconds(), st.Service)
 		if st.Failover && st.Datacenter != "" {
 			ch <- prometheus.MustNewConstMetric(c.failedOver, prometheus.GaugeValue, 1, st.Service, st.Datacenter)
 		}

@@ -164,3 +164,65 @@ func TestPanicMetrics(t *testing.T) {
 		t.Errorf("panics_total after leaving panic = %v, want 1", got)
 	}
 }
+
+// unlabelled returns the gathered value of a metric without labels, or -1.
+func unlabelled(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return -1
+}
+
+// TestPacingMetrics: a watch whose every query waits on its ceiling (the
+// hot threshold off) counts them in rate_limited_total, and a cache-wide
+// cap of 20 requests a second after 1 counts the requests it delayed (the
+// watch, the change feed and the stale guard start at once).
+func TestPacingMetrics(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r, _ := consulhttp.New(srv.Config())
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	register := func(id string) {
+		if err := r.Register(ctx, beacon.Registration{ID: id, Service: "paced", Address: "127.0.0.1", Port: 9200 + len(id),
+			Checks: []beacon.Check{{TTL: time.Hour, InitialStatus: beacon.HealthPassing}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register("q1")
+	m := prommetrics.New()
+	cache, err := discovery.New(srv.Config(), discovery.WithMetrics(m), discovery.WithHotThreshold(0, 0),
+		discovery.WithRateLimit(time.Second, 1), discovery.WithMaxRequestRate(20, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	m.Observe(cache)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m)
+	if _, err := cache.Instances(ctx, "paced"); err != nil {
+		t.Fatal(err)
+	}
+	register("q22") // wakes the blocking query; the next waits on both limits
+	end := time.Now().Add(30 * time.Second)
+	for value(t, reg, "beacon_discovery_rate_limited_total", "paced") < 1 || unlabelled(t, reg, "beacon_discovery_request_cap_delayed_total") < 1 {
+		if time.Now().After(end) {
+			t.Fatalf("rate_limited_total = %v, request_cap_delayed_total = %v; want both at least 1",
+				value(t, reg, "beacon_discovery_rate_limited_total", "paced"), unlabelled(t, reg, "beacon_discovery_request_cap_delayed_total"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := value(t, reg, "beacon_discovery_hot", "paced"); got != 0 {
+		t.Errorf("hot{service=paced} = %v, want 0 (the hot threshold is off)", got)
+	}
+	if got := unlabelled(t, reg, "beacon_discovery_request_cap_wait_seconds_total"); got <= 0 {
+		t.Errorf("request_cap_wait_seconds_total = %v, want more than 0", got)
+	}
+}

@@ -26,13 +26,32 @@ type Fetch[T any] func(ctx context.Context, index uint64) (T, beacon.QueryMeta, 
 type Options struct {
 	// Limiter spaces queries so churn degrades to polling; nil means a
 	// burst of 2 and then one query per second. Each Run needs its own.
+	// With Hot set, it is the ceiling of a hot loop: only queries sent
+	// while the loop is hot wait on it.
 	Limiter *rate.Limiter
+	// Hot, when set, is the pace at which the data may change and still
+	// be followed at once: while a query can take one of its tokens the
+	// query goes out without waiting on Limiter. The first query that
+	// finds it empty makes the loop hot: from then on every query waits on
+	// Limiter (polling at its rate, as Consul's documentation asks of a
+	// client whose index moves faster than it should follow), until a
+	// blocking query waits at least Still for its answer, which shows the
+	// index standing still, and the loop is cool again. Nil: every query
+	// waits on Limiter. Each Run needs its own.
+	Hot *rate.Limiter
+	// Still is how long a blocking query must wait for its answer for a
+	// hot loop to cool; zero means 50 ms.
+	Still time.Duration
 	// Backoff is the jittered, capped wait after an error; its zero value
 	// means 100 ms doubling to 10 s.
 	Backoff backoff.Backoff
 	// OnRequest and OnIndexReset, when set, are called for every query
 	// sent and every index that went backwards (for metrics).
 	OnRequest, OnIndexReset func()
+	// OnLimited, when set, is called with the delay of every query that
+	// waited on Limiter; OnHot with each change of the loop's heat.
+	OnLimited func(wait time.Duration)
+	OnHot     func(hot bool)
 	// Skip, when set, is asked before each query; when it returns true the
 	// query goes out without waiting for (or taking) a Limiter token.
 	// discovery skips once after an answer that lost passing instances,
@@ -57,21 +76,47 @@ func Run[T any](ctx context.Context, fetch Fetch[T], o Options, emit func(T, bea
 	if o.Limiter == nil {
 		o.Limiter = rate.NewLimiter(rate.Every(time.Second), 2)
 	}
+	if o.Still <= 0 {
+		o.Still = 50 * time.Millisecond
+	}
 	var index uint64
+	hot := false
+	setHot := func(h bool) {
+		hot = h
+		if o.OnHot != nil {
+			o.OnHot(h)
+		}
+	}
 	for {
-		if o.Skip != nil && o.Skip() {
+		switch {
+		case o.Skip != nil && o.Skip():
 			if ctx.Err() != nil {
 				return
 			}
-		} else if err := o.Limiter.Wait(ctx); err != nil {
-			return // ctx ended
+		case o.Hot != nil && !hot && o.Hot.Allow():
+			// Cool: the data changes no faster than Hot allows; follow it.
+		default:
+			if o.Hot != nil && !hot {
+				setHot(true)
+			}
+			d, err := wait(ctx, o.Limiter)
+			if err != nil {
+				return // ctx ended
+			}
+			if d > 0 && o.OnLimited != nil {
+				o.OnLimited(d)
+			}
 		}
 		if o.OnRequest != nil {
 			o.OnRequest()
 		}
+		sent := time.Now()
 		v, meta, err := fetch(ctx, index)
 		if ctx.Err() != nil {
 			return
+		}
+		if hot && err == nil && index > 0 && time.Since(sent) >= o.Still {
+			setHot(false) // the index stood still for a while: cool again
 		}
 		if err == nil {
 			// An index below 1 is treated as 1 before it is compared: an
@@ -101,6 +146,25 @@ func Run[T any](ctx context.Context, fetch Fetch[T], o Options, emit func(T, bea
 		if !o.Backoff.Wait(ctx) {
 			return
 		}
+	}
+}
+
+// wait takes one of l's tokens, waiting for it until ctx ends, and says
+// how long it waited.
+func wait(ctx context.Context, l *rate.Limiter) (time.Duration, error) {
+	r := l.Reserve()
+	d := r.Delay()
+	if d == 0 {
+		return 0, nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return d, nil
+	case <-ctx.Done():
+		r.Cancel()
+		return 0, ctx.Err()
 	}
 }
 

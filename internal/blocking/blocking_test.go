@@ -186,3 +186,105 @@ func TestSkipBypassesTheLimiter(t *testing.T) {
 	cancel()
 	<-stopped
 }
+
+// hotLoop runs Run over a fetch that answers after delay with an index one
+// higher each time, with the given Hot limiter and a ceiling of one query
+// per 100 ms after a burst of 1, for window; it returns the queries sent,
+// the OnHot calls and the queries that waited on the ceiling.
+func hotLoop(t *testing.T, hot *rate.Limiter, delay, window time.Duration) (queries int64, heat []bool, limited int64) {
+	t.Helper()
+	var n atomic.Int64
+	var mu sync.Mutex
+	fetch := func(ctx context.Context, index uint64) (int, beacon.QueryMeta, error) {
+		i := n.Add(1)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return 0, beacon.QueryMeta{}, ctx.Err()
+		}
+		return 0, beacon.QueryMeta{LastIndex: uint64(i)}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	o := Options{Limiter: rate.NewLimiter(rate.Every(100*time.Millisecond), 1), Hot: hot, Still: 20 * time.Millisecond,
+		OnHot:     func(h bool) { mu.Lock(); heat = append(heat, h); mu.Unlock() },
+		OnLimited: func(time.Duration) { mu.Lock(); limited++; mu.Unlock() },
+	}
+	Run(ctx, fetch, o, func(int, beacon.QueryMeta, error) error { return nil })
+	mu.Lock()
+	defer mu.Unlock()
+	return n.Load(), heat, limited
+}
+
+// An index that moves at every query (answers at once) makes the loop hot
+// after the Hot burst: then it polls at the ceiling. Without the switch
+// (a Hot limiter that never runs dry) it would send a query per
+// millisecond or so.
+func TestHotLoopPollsAtTheCeiling(t *testing.T) {
+	q, heat, limited := hotLoop(t, rate.NewLimiter(rate.Every(100*time.Millisecond), 5), time.Millisecond, time.Second)
+	// 5 from Hot (and one it refills), 1 from the ceiling's burst, then one per 100 ms.
+	if q > 5+1+1+10+1 || q < 8 {
+		t.Errorf("a hot loop sent %d queries in 1 s, want about 17 (5 + 1 + 1 + 10)", q)
+	}
+	if len(heat) != 1 || !heat[0] || limited < 5 {
+		t.Errorf("OnHot calls = %v, limited = %d; want [true] and at least 5", heat, limited)
+	}
+}
+
+// Answers that each wait for the data (a blocking query held at least
+// Still) never make the loop hot, however slow the ceiling: each query
+// takes a Hot token, which the wait refills.
+func TestBlockingAnswersStayCool(t *testing.T) {
+	q, heat, limited := hotLoop(t, rate.NewLimiter(rate.Every(20*time.Millisecond), 3), 30*time.Millisecond, 600*time.Millisecond)
+	if q < 10 {
+		t.Errorf("a cool loop sent %d queries in 600 ms, want about 20 (one per answer)", q)
+	}
+	if len(heat) != 0 || limited != 0 {
+		t.Errorf("OnHot calls = %v, limited = %d; want none", heat, limited)
+	}
+}
+
+// A hot loop cools when a blocking query waits at least Still: the next
+// queries go out without the ceiling again.
+func TestHotLoopCools(t *testing.T) {
+	var n atomic.Int64
+	var heat []bool
+	fetch := func(ctx context.Context, index uint64) (int, beacon.QueryMeta, error) {
+		i := n.Add(1)
+		delay := time.Millisecond
+		if i == 6 {
+			delay = 50 * time.Millisecond // the index stands still once
+		}
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return 0, beacon.QueryMeta{}, ctx.Err()
+		}
+		return 0, beacon.QueryMeta{LastIndex: uint64(i)}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o := Options{Limiter: rate.NewLimiter(rate.Every(10*time.Millisecond), 1), Hot: rate.NewLimiter(rate.Every(time.Hour), 3), Still: 20 * time.Millisecond,
+		OnHot: func(h bool) {
+			heat = append(heat, h)
+			if len(heat) == 2 {
+				cancel()
+			}
+		},
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, fetch, o, func(int, beacon.QueryMeta, error) error { return nil })
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("the loop never cooled")
+	}
+	// (The Hot bucket is dry: the query after cooling may find the loop hot again.)
+	if len(heat) < 2 || !heat[0] || heat[1] {
+		t.Errorf("OnHot calls = %v, want [true false ...]", heat)
+	}
+}
