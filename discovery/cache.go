@@ -50,6 +50,7 @@ type options struct {
 	addrPolicy   beacon.AddressPolicy
 	rttEvery     time.Duration // the coordinate watch's spacing (rtt.go)
 	panic        float64       // WithPanicThreshold (panic.go)
+	readPath     ReadPath      // WithReadPath (readpath.go)
 }
 
 // Option adjusts a Cache.
@@ -135,6 +136,7 @@ type Cache struct {
 	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
 	dirty atomic.Bool              // a snapshot changed since the file was written
 
+	readPath atomic.Uint32          // the ReadPath of watches without their own (readpath.go)
 	timeout  time.Duration          // of one short request (consul.Config.RequestTimeout)
 	local    atomic.Pointer[string] // the local datacenter's name, once learned (failover.go)
 	learning atomic.Bool            // a goroutine is learning it
@@ -170,6 +172,9 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err := validatePanic(o.panic); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
+	if err := o.readPath.Validate(); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
 	if o.rttEvery <= 0 {
 		return nil, &beacon.ValidationError{Field: "WithRTTRefresh", Reason: fmt.Sprintf("%v: the coordinate watch's refresh must be positive", o.rttEvery)}
 	}
@@ -190,6 +195,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	c := &Cache{o: o, watches: map[string]*watch{}, timeout: cfg.RequestTimeout()}
+	c.readPath.Store(uint32(o.readPath))
 	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
 	c.clients = clients
@@ -246,6 +252,9 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 	if err := validatePanic(wo.panic); err != nil {
 		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
 	}
+	if err := wo.readPath.Validate(); err != nil {
+		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
+	}
 	if q.IncludeUnhealthy {
 		wo.panic = 0 // every instance is published anyway
 	}
@@ -275,6 +284,9 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 		q.Datacenter = "" // the local datacenter, named: one watch, its own addresses
 	}
 	key := watchKey(q) + panicKey(wo.panic)
+	if wo.pinPath {
+		key += "\x00path=" + wo.readPath.String()
+	}
 	fo := q.Datacenter == "" && wo.failover.enabled()
 	if fo {
 		key += wo.failover.key()
@@ -282,9 +294,9 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 	w := c.watches[key]
 	if w == nil {
 		if fo {
-			w = c.startFailover(key, q, wo.failover, wo.panic)
+			w = c.startFailover(key, q, wo.failover, wo.panic, wo)
 		} else {
-			w = c.startWatch(key, q, wo.panic)
+			w = c.startWatch(key, q, wo.panic, wo)
 		}
 		c.watches[key] = w
 	}
@@ -302,6 +314,14 @@ type WatchStats struct {
 	// Backend served the last answer (X-Consul-Query-Backend): streaming,
 	// blocking-query, or "" when the agent did not say.
 	Backend beacon.QueryBackend
+	// ReadPath is the path the watch's last query took (see WithReadPath);
+	// ReadPinned: it was chosen for this watch (UseReadPath), not by the
+	// cache. AgentCache is the last answer's X-Cache ("HIT", "MISS", or ""
+	// when not a ?cached answer) and CacheAge its Age.
+	ReadPath   ReadPath
+	ReadPinned bool
+	AgentCache string
+	CacheAge   time.Duration
 	// StaleViews counts the stale streaming views this watch was found
 	// serving and repaired (see WithStaleBound).
 	StaleViews int64
@@ -351,6 +371,10 @@ func (c *Cache) Stats() []WatchStats {
 		}
 		if b, ok := w.backend.Load().(beacon.QueryBackend); ok {
 			st.Backend = b
+		}
+		st.ReadPath, st.ReadPinned = ReadPath(w.path.Load()), w.pinPath
+		if ac := w.agentCache.Load(); ac != nil {
+			st.AgentCache, st.CacheAge = ac.status, ac.age
 		}
 		s := w.snap.Load()
 		panicStats(&st, w, s)
@@ -443,6 +467,13 @@ type watch struct {
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
 
+	// The read path's (readpath.go): the pin (UseReadPath), the path the
+	// last query took, and the agent cache's word on the last answer.
+	readPath   ReadPath
+	pinPath    bool
+	path       atomic.Uint32
+	agentCache atomic.Pointer[cacheStatus]
+
 	fo       *failoverState // a failover watch's (failover.go); nil for others
 	prepared string         // a prepared-query watch's query (prepared.go)
 }
@@ -456,9 +487,11 @@ type asking struct {
 
 // startWatch starts a loop for a new watch, or hands it to the change feed
 // once the long-poll budget is spent. Caller holds c.mu.
-func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64) *watch {
+func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64, wo watchOptions) *watch {
 	w := &watch{key: key, q: q, ready: make(chan struct{}), panicAt: panicAt,
-		fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0}
+		fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0,
+		readPath: wo.readPath, pinPath: wo.pinPath}
+	w.path.Store(uint32(c.pathOf(w)))
 	if panicAt > 0 {
 		w.pst.Store(&panicState{})
 	}
@@ -546,9 +579,13 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], fun
 				return fetched{}, beacon.QueryMeta{}, err
 			}
 		}
-		q := q // this call's copy
+		path := c.pathOf(w)
+		w.path.Store(uint32(path))
+		q := onPath(q, path) // this call's copy
 		q.WaitIndex = index
 		switch {
+		case path != ReadStreaming:
+			// No streaming view to leave or to verify.
 		case off:
 			q.Near = nearAgent
 		case index == 0:
@@ -577,6 +614,7 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], fun
 			return fetched{}, meta, err
 		}
 		w.backend.Store(meta.Backend)
+		w.setCacheStatus(meta)
 		if index > 0 && meta.LastIndex < index && meta.Backend == beacon.QueryBackendStreaming {
 			if pi, pm, stale := c.guard.behind(w, index, insts, meta); stale {
 				// The plain read's index is the blocking-query backend's, as
@@ -585,7 +623,7 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], fun
 				return fetched{insts: pi, gen: last}, pm, nil
 			}
 		}
-		if off {
+		if off && path == ReadStreaming {
 			insts = sortedByKey(insts) // near= sorts by distance; keep snapshots in key order
 		}
 		n := countPassing(insts)
@@ -628,6 +666,7 @@ func (c *Cache) newFeed(dc string) *feed {
 		f.workers = 2 // four such feeds stay within the short-read connections
 	}
 	f.answered = c.guard.answered
+	f.pathOf = c.pathOf
 	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
 	f.changed = func(services map[string]bool) { c.changed(dc, services) }
 	return f

@@ -23,6 +23,7 @@ type Collector struct {
 	failovers, panics                                          *prometheus.CounterVec
 
 	age, instances, stale, backend, failedOver, panicking *prometheus.Desc
+	readPath                                              *prometheus.Desc
 	cache                                                 atomic.Pointer[discovery.Cache]
 }
 
@@ -60,6 +61,8 @@ func New() *Collector {
 		stale:     desc("stale", "1 while the snapshot is served despite an error."),
 		backend: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "query_backend"),
 			"1 for the agent backend that served the watch's last answer (X-Consul-Query-Backend: streaming or blocking-query).", []string{"service", "backend"}, nil),
+		readPath: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "read_path"),
+			"1 for the read path the watch's last query took (streaming, blocking or cached: discovery.WithReadPath, BEACON_READ_PATH); agent_cache is the answer's X-Cache (HIT, MISS, or empty when not a ?cached answer).", []string{"service", "path", "agent_cache"}, nil),
 	}
 }
 
@@ -114,6 +117,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.instances
 	ch <- c.stale
 	ch <- c.backend
+	ch <- c.readPath
 }
 
 // Collect implements prometheus.Collector.
@@ -162,5 +166,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if st.Backend != "" {
 			ch <- prometheus.MustNewConstMetric(c.backend, prometheus.GaugeValue, 1, st.Service, string(st.Backend))
 		}
+		ch <- prometheus.MustNewConstMetric(c.readPath, prometheus.GaugeValue, 1, st.Service, st.ReadPath.String(), st.AgentCache)
 	}
 }
