@@ -51,6 +51,8 @@ type options struct {
 	rttEvery     time.Duration // the coordinate watch's spacing (rtt.go)
 	panic        float64       // WithPanicThreshold (panic.go)
 	readPath     ReadPath      // WithReadPath (readpath.go)
+	pathFile     string        // WithReadPathFile
+	pathEvery    time.Duration
 }
 
 // Option adjusts a Cache.
@@ -172,6 +174,19 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err := validatePanic(o.panic); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
+	if o.pathFile != "" {
+		if o.pathEvery < 0 {
+			return nil, &beacon.ValidationError{Field: "WithReadPathFile", Reason: fmt.Sprintf("%v: the period must be positive", o.pathEvery)}
+		}
+		if o.pathEvery == 0 {
+			o.pathEvery = 10 * time.Second
+		}
+		p, _, err := ReadPathFromFile(o.pathFile)
+		if err != nil {
+			return nil, err
+		}
+		o.readPath = p
+	}
 	if err := o.readPath.Validate(); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
@@ -205,6 +220,9 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.feed = c.newFeed("")
 	c.feeds = map[string]*feed{}
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
+	if o.pathFile != "" {
+		c.spawn(func() { c.followPathFile(o.pathEvery) })
+	}
 	if o.snapshotFile != "" {
 		var err error
 		if c.saved, err = loadSnapshots(o.snapshotFile); err != nil {

@@ -122,6 +122,54 @@ func ReadPathFromFile(name string) (p ReadPath, ok bool, err error) {
 // own (UseReadPath); default ReadStreaming. SetReadPath changes it later.
 func WithReadPath(p ReadPath) Option { return func(o *options) { o.readPath = p } }
 
+// WithReadPathFile has the cache follow a file holding a read path
+// (streaming, blocking or cached, on its first line): it is read at New,
+// which fails if it cannot be read or parsed, then again every every
+// (default 10 s when zero), and each new value is applied with
+// SetReadPath. An operator switches a running fleet off streaming by
+// writing one word, without restarting anything. Later failures to read
+// it are logged and leave the path as it was; an empty file means
+// ReadStreaming. It overrides WithReadPath.
+func WithReadPathFile(name string, every time.Duration) Option {
+	return func(o *options) { o.pathFile, o.pathEvery = name, every }
+}
+
+// ChooseReadPath is the read path a program's -read-path flag resolves
+// to: the flag when set, else ReadPathFromEnv, else ReadStreaming. A file
+// named by BEACON_READ_PATH_FILE is also returned, for WithReadPathFile
+// (the flag and BEACON_READ_PATH win over it).
+func ChooseReadPath(flag string) (p ReadPath, file string, err error) {
+	if flag != "" {
+		p, err = ParseReadPath(flag)
+		return p, "", err
+	}
+	if os.Getenv(ReadPathEnv) == "" {
+		file = os.Getenv(ReadPathFileEnv)
+	}
+	p, _, err = ReadPathFromEnv()
+	return p, file, err
+}
+
+// followPathFile re-reads the read-path file every period until the cache
+// closes.
+func (c *Cache) followPathFile(every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p, _, err := ReadPathFromFile(c.o.pathFile)
+		if err != nil {
+			c.o.logger.Warn("discovery: read path file; keeping the path in use", "path", c.ReadPath().String(), "err", err)
+			continue
+		}
+		_ = c.SetReadPath(p) // valid: parsed
+	}
+}
+
 // UseReadPath pins this watch to a read path whatever the cache's
 // (WithReadPath, SetReadPath). Watches of the same query with different
 // pins are separate watches.

@@ -188,3 +188,37 @@ func TestReadPathFromEnv(t *testing.T) {
 	}
 }
 
+// TestReadPathFile: a running cache follows the file an operator writes.
+func TestReadPathFile(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	register(t, r, "a", "web", beacon.HealthPassing)
+	file := filepath.Join(t.TempDir(), "read-path")
+	if err := os.WriteFile(file, []byte("blocking\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := newCache(t, srv.Config(), discovery.WithWaitTime(time.Second), discovery.WithReadPathFile(file, 50*time.Millisecond))
+	if got := c.ReadPath(); got != discovery.ReadBlocking {
+		t.Fatalf("ReadPath() at New = %v, want blocking (from the file)", got)
+	}
+	w, err := c.Watch(beacon.Query{Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	pathStats(t, c, "web", false, "blocking from the file", func(st discovery.WatchStats) bool {
+		return st.ReadPath == discovery.ReadBlocking && st.Backend == beacon.QueryBackendBlockingQuery
+	})
+	if err := os.WriteFile(file, []byte("streaming\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pathStats(t, c, "web", false, "streaming after the file changed", func(st discovery.WatchStats) bool {
+		return st.ReadPath == discovery.ReadStreaming && st.Backend == beacon.QueryBackendStreaming
+	})
+	if err := os.WriteFile(file, []byte("nonsense\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := discovery.New(srv.Config(), discovery.WithReadPathFile(file, 0)); !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("New(WithReadPathFile(nonsense)) = %v, want ErrInvalid", err)
+	}
+}
