@@ -310,7 +310,8 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 		key += wo.failover.key()
 	}
 	w := c.watches[key]
-	if w == nil {
+	created := w == nil
+	if created {
 		if fo {
 			w = c.startFailover(key, q, wo.failover, wo.panic, wo)
 		} else {
@@ -319,7 +320,7 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 		c.watches[key] = w
 	}
 	w.refs++
-	return &Watcher{c: c, w: w, ch: w.subscribe()}, nil
+	return &Watcher{c: c, w: w, ch: w.subscribeNew(created)}, nil
 }
 
 // WatchStats describes one running watch.
@@ -908,6 +909,21 @@ func sameInstances(a, b []beacon.Instance) bool {
 func (w *watch) subscribe() chan struct{} {
 	ch := make(chan struct{}, 1)
 	w.subs.add(ch)
+	return ch
+}
+
+// subscribeNew subscribes the Watcher a Watch call returns. When that call
+// started the watch, the watch may already have published (an agent
+// marked down makes it publish its error at once) before the Watcher
+// subscribed: then the channel starts with the wake-up it missed.
+func (w *watch) subscribeNew(started bool) chan struct{} {
+	ch := w.subscribe()
+	if started && w.snap.Load() != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 	return ch
 }
 

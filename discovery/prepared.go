@@ -55,12 +55,13 @@ func (c *Cache) WatchPrepared(ref string) (*Watcher, error) {
 		return nil, ErrClosed
 	}
 	w := c.watches[key]
-	if w == nil {
+	created := w == nil
+	if created {
 		w = c.startPrepared(key, ref)
 		c.watches[key] = w
 	}
 	w.refs++
-	return &Watcher{c: c, w: w, ch: w.subscribe()}, nil
+	return &Watcher{c: c, w: w, ch: w.subscribeNew(created)}, nil
 }
 
 // QuerySuffix marks a host name that names a prepared query rather than a
