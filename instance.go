@@ -274,6 +274,14 @@ type Query struct {
 	// streaming backend (see QueryBackend): discovery uses it to leave a
 	// stale streaming view.
 	Near string
+	// NoStreaming keeps the agent off its streaming backend: the query is
+	// answered as a plain blocking query, or with Cached from the agent's
+	// own cache (X-Cache HIT or MISS). Backends send
+	// ?merge-central-config, which Consul 1.14 always serves without
+	// streaming and which changes nothing in the answer for services that
+	// are not sidecar proxies or gateways; unlike Near it neither sorts nor
+	// needs coordinates.
+	NoStreaming bool
 }
 
 // QueryBackend is the agent backend that served a query, from
@@ -311,6 +319,13 @@ type QueryMeta struct {
 	// Backend is the agent backend that answered (X-Consul-Query-Backend),
 	// or "" when the answer did not say.
 	Backend QueryBackend
+	// AgentCache is the agent cache's X-Cache for a Cached query: "HIT" or
+	// "MISS"; "" when the answer did not carry one (not a ?cached query).
+	// A ?cached answer from the streaming backend says HIT too.
+	AgentCache string
+	// CacheAge is the Age of a cached answer: how long ago the agent's
+	// cache last refreshed it (whole seconds, as Consul sends it).
+	CacheAge time.Duration
 }
 
 // Registrar is the writing half of a backend: what a keeper needs to keep

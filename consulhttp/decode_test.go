@@ -43,7 +43,7 @@ func TestDecodeMeta(t *testing.T) {
 	for _, tc := range []struct {
 		name                             string
 		index, leader, contact, filtered string
-		backend                          string
+		backend, cache, age              string
 		want                             beacon.QueryMeta
 		wantErr                          bool
 	}{
@@ -55,6 +55,10 @@ func TestDecodeMeta(t *testing.T) {
 		{name: "streaming", index: "7", backend: "streaming", want: beacon.QueryMeta{LastIndex: 7, Backend: beacon.QueryBackendStreaming}},
 		{name: "blocking-query", index: "7", backend: "blocking-query", want: beacon.QueryMeta{LastIndex: 7, Backend: beacon.QueryBackendBlockingQuery}},
 		{name: "unknown backend", index: "7", backend: "carrier-pigeon", want: beacon.QueryMeta{LastIndex: 7}},
+		{name: "cache hit", index: "7", cache: "HIT", age: "12", want: beacon.QueryMeta{LastIndex: 7, AgentCache: "HIT", CacheAge: 12 * time.Second}},
+		{name: "cache miss", index: "7", cache: "MISS", want: beacon.QueryMeta{LastIndex: 7, AgentCache: "MISS"}},
+		{name: "garbage age ignored", index: "7", cache: "HIT", age: "old", want: beacon.QueryMeta{LastIndex: 7, AgentCache: "HIT"}},
+		{name: "unknown X-Cache", index: "7", cache: "MAYBE", age: "3", want: beacon.QueryMeta{LastIndex: 7}},
 		{name: "no index", wantErr: true},
 		{name: "garbage index", index: "12a", wantErr: true},
 		{name: "negative index", index: "-1", wantErr: true},
@@ -65,7 +69,8 @@ func TestDecodeMeta(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.Header{}
 			for k, v := range map[string]string{"X-Consul-Index": tc.index, "X-Consul-KnownLeader": tc.leader,
-				"X-Consul-LastContact": tc.contact, "X-Consul-Results-Filtered-By-ACLs": tc.filtered, "X-Consul-Query-Backend": tc.backend} {
+				"X-Consul-LastContact": tc.contact, "X-Consul-Results-Filtered-By-ACLs": tc.filtered, "X-Consul-Query-Backend": tc.backend,
+				"X-Cache": tc.cache, "Age": tc.age} {
 				if v != "" {
 					h.Set(k, v)
 				}

@@ -65,6 +65,10 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	if q.Near != "" {
 		req.query.Set("near", q.Near)
 	}
+	if q.NoStreaming {
+		// Consul 1.14 serves a merge-central-config read without streaming.
+		req.query.Set("merge-central-config", "")
+	}
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
 	return getDecoded(c, ctx, req, func() string { return fmt.Sprintf("instances of %q", q.Service) }, decodeHealth)
 }
@@ -149,6 +153,14 @@ func decodeMeta(h http.Header) (beacon.QueryMeta, error) {
 			return beacon.QueryMeta{}, fmt.Errorf("%w: X-Consul-LastContact %.40q is not a number", beacon.ErrMalformedResponse, lc)
 		}
 		m.LastContact = time.Duration(ms) * time.Millisecond
+	}
+	switch xc := h.Get("X-Cache"); xc {
+	case "HIT", "MISS":
+		m.AgentCache = xc
+		// Age is informative only: a malformed one is ignored, not fatal.
+		if age, err := strconv.ParseUint(h.Get("Age"), 10, 32); err == nil {
+			m.CacheAge = time.Duration(age) * time.Second
+		}
 	}
 	return m, nil
 }

@@ -49,6 +49,11 @@ type AgentInfo struct {
 	Datacenter string
 	Version    string
 	Server     bool
+	// UseStreamingBackend and HTTPUseCache are the agent's
+	// use_streaming_backend and http_config.use_cache, from the
+	// DebugConfig it reports; nil when it did not say.
+	UseStreamingBackend *bool
+	HTTPUseCache        *bool
 }
 
 // Self describes the agent (GET /v1/agent/self; needs agent:read).
@@ -72,12 +77,16 @@ func decodeSelf(body io.Reader) (AgentInfo, error) {
 			NodeName, Datacenter, Version string
 			Server                        bool
 		}
+		DebugConfig struct {
+			UseStreamingBackend, HTTPUseCache *bool
+		}
 	}
 	if err := decodeJSON(body, &self); err != nil {
 		return AgentInfo{}, err
 	}
 	cfg := self.Config
-	return AgentInfo{Node: cfg.NodeName, Datacenter: cfg.Datacenter, Version: cfg.Version, Server: cfg.Server}, nil
+	return AgentInfo{Node: cfg.NodeName, Datacenter: cfg.Datacenter, Version: cfg.Version, Server: cfg.Server,
+		UseStreamingBackend: self.DebugConfig.UseStreamingBackend, HTTPUseCache: self.DebugConfig.HTTPUseCache}, nil
 }
 
 // TokenInfo describes the ACL token in use. It never holds the secret.

@@ -204,6 +204,8 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		Filter:            q.Filter,
 		UseCache:          q.Cached,
 		Near:              q.Near,
+		// Consul 1.14 serves a merge-central-config read without streaming.
+		MergeCentralConfig: q.NoStreaming,
 	}
 	if q.WaitIndex > 0 {
 		opts.WaitIndex = q.WaitIndex
@@ -239,7 +241,20 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		}
 		out = append(out, toInstance(e, &nm))
 	}
-	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs, Backend: beacon.ParseQueryBackend(meta.QueryBackend)}, nil
+	return out, beacon.QueryMeta{LastIndex: meta.LastIndex, KnownLeader: meta.KnownLeader, LastContact: meta.LastContact, FilteredByACLs: meta.ResultsFilteredByACLs, Backend: beacon.ParseQueryBackend(meta.QueryBackend), AgentCache: agentCache(opts.UseCache, meta), CacheAge: meta.CacheAge}, nil
+}
+
+// agentCache is QueryMeta.AgentCache from consul/api's meta, which parses
+// X-Cache only into a bool.
+func agentCache(cached bool, meta *api.QueryMeta) string {
+	switch {
+	case !cached:
+		return ""
+	case meta.CacheHit:
+		return "HIT"
+	default:
+		return "MISS"
+	}
 }
 
 func toInstance(e *api.ServiceEntry, nm *nodeMetas) beacon.Instance {

@@ -55,6 +55,9 @@ type options struct {
 	addrPolicy   beacon.AddressPolicy
 	rttEvery     time.Duration // the coordinate watch's spacing (rtt.go)
 	panic        float64       // WithPanicThreshold (panic.go)
+	readPath     ReadPath      // WithReadPath (readpath.go)
+	pathFile     string        // WithReadPathFile
+	pathEvery    time.Duration
 }
 
 // Option adjusts a Cache.
@@ -180,6 +183,7 @@ type Cache struct {
 	saved map[string]savedSnapshot // from WithSnapshotFile, read at New
 	dirty atomic.Bool              // a snapshot changed since the file was written
 
+	readPath atomic.Uint32          // the ReadPath of watches without their own (readpath.go)
 	timeout  time.Duration          // of one short request (consul.Config.RequestTimeout)
 	local    atomic.Pointer[string] // the local datacenter's name, once learned (failover.go)
 	learning atomic.Bool            // a goroutine is learning it
@@ -215,6 +219,22 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if err := validatePanic(o.panic); err != nil {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
+	if o.pathFile != "" {
+		if o.pathEvery < 0 {
+			return nil, &beacon.ValidationError{Field: "WithReadPathFile", Reason: fmt.Sprintf("%v: the period must be positive", o.pathEvery)}
+		}
+		if o.pathEvery == 0 {
+			o.pathEvery = 10 * time.Second
+		}
+		p, _, err := ReadPathFromFile(o.pathFile)
+		if err != nil {
+			return nil, err
+		}
+		o.readPath = p
+	}
+	if err := o.readPath.Validate(); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
+	}
 	if o.rttEvery <= 0 {
 		return nil, &beacon.ValidationError{Field: "WithRTTRefresh", Reason: fmt.Sprintf("%v: the coordinate watch's refresh must be positive", o.rttEvery)}
 	}
@@ -241,6 +261,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	c := &Cache{o: o, watches: map[string]*watch{}, timeout: cfg.RequestTimeout()}
+	c.readPath.Store(uint32(o.readPath))
 	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, hotEvery: o.hotEvery, hotBurst: o.hotBurst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
 	c.clients = clients
@@ -253,6 +274,9 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.feed = c.newFeed("")
 	c.feeds = map[string]*feed{}
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
+	if o.pathFile != "" {
+		c.spawn(func() { c.followPathFile(o.pathEvery) })
+	}
 	if o.snapshotFile != "" {
 		var err error
 		if c.saved, err = loadSnapshots(o.snapshotFile); err != nil {
@@ -300,6 +324,9 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 	if err := validatePanic(wo.panic); err != nil {
 		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
 	}
+	if err := wo.readPath.Validate(); err != nil {
+		return nil, fmt.Errorf("discovery: watch %q: %w", q.Service, err)
+	}
 	if q.IncludeUnhealthy {
 		wo.panic = 0 // every instance is published anyway
 	}
@@ -329,6 +356,9 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 		q.Datacenter = "" // the local datacenter, named: one watch, its own addresses
 	}
 	key := watchKey(q) + panicKey(wo.panic)
+	if wo.pinPath {
+		key += "\x00path=" + wo.readPath.String()
+	}
 	fo := q.Datacenter == "" && wo.failover.enabled()
 	if fo {
 		key += wo.failover.key()
@@ -337,9 +367,9 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 	created := w == nil
 	if created {
 		if fo {
-			w = c.startFailover(key, q, wo.failover, wo.panic)
+			w = c.startFailover(key, q, wo.failover, wo.panic, wo)
 		} else {
-			w = c.startWatch(key, q, wo.panic)
+			w = c.startWatch(key, q, wo.panic, wo)
 		}
 		c.watches[key] = w
 	}
@@ -357,6 +387,14 @@ type WatchStats struct {
 	// Backend served the last answer (X-Consul-Query-Backend): streaming,
 	// blocking-query, or "" when the agent did not say.
 	Backend beacon.QueryBackend
+	// ReadPath is the path the watch's last query took (see WithReadPath);
+	// ReadPinned: it was chosen for this watch (UseReadPath), not by the
+	// cache. AgentCache is the last answer's X-Cache ("HIT", "MISS", or ""
+	// when not a ?cached answer) and CacheAge its Age.
+	ReadPath   ReadPath
+	ReadPinned bool
+	AgentCache string
+	CacheAge   time.Duration
 	// StaleViews counts the stale streaming views this watch was found
 	// serving and repaired (see WithStaleBound).
 	StaleViews int64
@@ -417,6 +455,10 @@ func (c *Cache) Stats() []WatchStats {
 		}
 		if b, ok := w.backend.Load().(beacon.QueryBackend); ok {
 			st.Backend = b
+		}
+		st.ReadPath, st.ReadPinned = ReadPath(w.path.Load()), w.pinPath
+		if ac := w.agentCache.Load(); ac != nil {
+			st.AgentCache, st.CacheAge = ac.status, ac.age
 		}
 		s := w.snap.Load()
 		panicStats(&st, w, s)
@@ -509,7 +551,14 @@ type watch struct {
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
 
-	pace     pacing         // its own loop's rate limit (loop.go)
+	pace pacing // its own loop's rate limit (loop.go)
+	// The read path's (readpath.go): the pin (UseReadPath), the path the
+	// last query took, and the agent cache's word on the last answer.
+	readPath   ReadPath
+	pinPath    bool
+	path       atomic.Uint32
+	agentCache atomic.Pointer[cacheStatus]
+
 	fo       *failoverState // a failover watch's (failover.go); nil for others
 	prepared string         // a prepared-query watch's query (prepared.go)
 }
@@ -523,9 +572,11 @@ type asking struct {
 
 // startWatch starts a loop for a new watch, or hands it to the change feed
 // once the long-poll budget is spent. Caller holds c.mu.
-func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64) *watch {
+func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64, wo watchOptions) *watch {
 	w := &watch{key: key, q: q, ready: make(chan struct{}), panicAt: panicAt,
-		fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0}
+		fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0,
+		readPath: wo.readPath, pinPath: wo.pinPath}
+	w.path.Store(uint32(c.pathOf(w)))
 	if panicAt > 0 {
 		w.pst.Store(&panicState{})
 	}
@@ -613,9 +664,13 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], fun
 				return fetched{}, beacon.QueryMeta{}, err
 			}
 		}
-		q := q // this call's copy
+		path := c.pathOf(w)
+		w.path.Store(uint32(path))
+		q := onPath(q, path) // this call's copy
 		q.WaitIndex = index
 		switch {
+		case path != ReadStreaming:
+			// No streaming view to leave or to verify.
 		case off:
 			q.Near = nearAgent
 		case index == 0:
@@ -644,6 +699,7 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], fun
 			return fetched{}, meta, err
 		}
 		w.backend.Store(meta.Backend)
+		w.setCacheStatus(meta)
 		if index > 0 && meta.LastIndex < index && meta.Backend == beacon.QueryBackendStreaming {
 			if pi, pm, stale := c.guard.behind(w, index, insts, meta); stale {
 				// The plain read's index is the blocking-query backend's, as
@@ -652,7 +708,7 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], fun
 				return fetched{insts: pi, gen: last}, pm, nil
 			}
 		}
-		if off {
+		if off && path == ReadStreaming {
 			insts = sortedByKey(insts) // near= sorts by distance; keep snapshots in key order
 		}
 		n := countPassing(insts)
@@ -695,6 +751,7 @@ func (c *Cache) newFeed(dc string) *feed {
 		f.workers = 2 // four such feeds stay within the short-read connections
 	}
 	f.answered = c.guard.answered
+	f.pathOf = c.pathOf
 	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
 	f.changed = func(services map[string]bool) { c.changed(dc, services) }
 	return f

@@ -36,6 +36,22 @@
 // Each stale view found is logged with both indexes and counted
 // (WatchStats.StaleViews, StaleViewCounter).
 //
+// The read path is a switch (readpath.go): ReadStreaming (the default)
+// leaves it to the agent, which serves blocking health queries from its
+// streaming backend when use_streaming_backend is on; ReadBlocking keeps
+// every query a plain blocking query (?merge-central-config, which Consul
+// 1.14 never streams and which changes nothing for services that are not
+// sidecar proxies or gateways); ReadCached reads the agent's own cache
+// (?cached without streaming: X-Cache HIT or MISS, Age). WithReadPath sets
+// it per cache, UseReadPath pins one watch, Cache.SetReadPath switches a
+// running cache (each watch's request in flight is ended and asked again
+// from index 0 on the new path), and WithReadPathFile follows a file an
+// operator writes. Programs read BEACON_READ_PATH or BEACON_READ_PATH_FILE
+// (ReadPathFromEnv, ChooseReadPath): an operator who hits a streaming
+// problem turns it off without a code change. WatchStats.ReadPath,
+// Backend (X-Consul-Query-Backend) and AgentCache say what answered. The
+// stale guard has no view to look for off streaming, and stays idle there.
+//
 // A panic threshold (WithPanicThreshold, PanicThreshold; off by default)
 // keeps a partial outage from flattening the few survivors: a watch with
 // threshold p asks Consul for every instance and, while fewer than p of

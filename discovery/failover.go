@@ -98,7 +98,9 @@ type WatchOption func(*watchOptions)
 type watchOptions struct {
 	failover    Failover
 	setFailover bool
-	panic       float64 // panic.go
+	panic       float64  // panic.go
+	readPath    ReadPath // readpath.go
+	pinPath     bool
 }
 
 // FailOver gives this watch its own failover policy.
@@ -129,8 +131,9 @@ type failoverState struct {
 // startFailover starts a failover watch: a controller that follows the
 // local watch of q and, when needed, watches of the policy's datacenters,
 // and publishes one of them. Caller holds c.mu.
-func (c *Cache) startFailover(key string, q beacon.Query, p Failover, panicAt float64) *watch {
-	w := &watch{key: key, q: q, ready: make(chan struct{}), fo: &failoverState{}, panicAt: panicAt}
+func (c *Cache) startFailover(key string, q beacon.Query, p Failover, panicAt float64, wo watchOptions) *watch {
+	w := &watch{key: key, q: q, ready: make(chan struct{}), fo: &failoverState{}, panicAt: panicAt,
+		readPath: wo.readPath, pinPath: wo.pinPath}
 	local := ""
 	w.fo.serving.Store(&local)
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -161,9 +164,19 @@ type failoverRun struct {
 	noLister     bool      // NearestN without a lister was logged
 }
 
+// childOpts are the options of the watches a failover watch serves from:
+// its panic threshold and its read path, if pinned.
+func (f *failoverRun) childOpts() []WatchOption {
+	opts := []WatchOption{NoFailover(), PanicThreshold(f.w.panicAt)}
+	if f.w.pinPath {
+		opts = append(opts, UseReadPath(f.w.readPath))
+	}
+	return opts
+}
+
 func (f *failoverRun) run(ctx context.Context) {
 	q := f.w.q
-	local, err := f.c.Watch(q, NoFailover(), PanicThreshold(f.w.panicAt))
+	local, err := f.c.Watch(q, f.childOpts()...)
 	if err != nil {
 		return // the cache is closing
 	}
@@ -335,7 +348,7 @@ func (f *failoverRun) openRemotes(ctx context.Context) {
 		}
 		q := f.w.q
 		q.Datacenter = dc
-		r, err := f.c.Watch(q, NoFailover(), PanicThreshold(f.w.panicAt))
+		r, err := f.c.Watch(q, f.childOpts()...)
 		if err != nil {
 			return // the cache is closing
 		}
@@ -448,6 +461,8 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 		child = f.remotes[dc]
 	}
 	w.pst.Store(child.w.pst.Load()) // Stats shows the panic state of the datacenter served
+	w.path.Store(child.w.path.Load())
+	w.agentCache.Store(child.w.agentCache.Load())
 	if b, ok := child.w.backend.Load().(beacon.QueryBackend); ok {
 		w.backend.Store(b) // Stats shows the read path of the datacenter served
 	}

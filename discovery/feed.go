@@ -45,6 +45,9 @@ type feed struct {
 	// unreachable returns the error of a service asked for while every
 	// agent is marked down, else nil.
 	unreachable func(service string) error
+	// pathOf is the read path of a watch's next read (readpath.go); nil:
+	// the query as it is.
+	pathOf func(w *watch) ReadPath
 
 	mu       sync.Mutex
 	started  bool
@@ -176,7 +179,12 @@ func (f *feed) work() {
 		f.loop.metrics.Request(w.q.Service)
 		q := w.q
 		gen, off := w.mode()
-		if off {
+		if f.pathOf != nil {
+			path := f.pathOf(w)
+			w.path.Store(uint32(path))
+			q = onPath(q, path)
+		}
+		if off && !q.NoStreaming {
 			q.Cached = false // the stale guard moved w off the agent's (streaming) cache
 		}
 		var insts []beacon.Instance

@@ -148,7 +148,8 @@ func (g *staleGuard) remove(w *watch) {
 // check themselves, at their first blocking query (fetchFor).
 func (g *staleGuard) answered(w *watch, meta beacon.QueryMeta, fresh bool) {
 	w.backend.Store(meta.Backend)
-	if g != nil && fresh && meta.Backend != beacon.QueryBackendBlockingQuery && !w.offStream() {
+	w.setCacheStatus(meta)
+	if g != nil && fresh && meta.Backend != beacon.QueryBackendBlockingQuery && !w.offStream() && w.streams() {
 		g.check(w, "first answer")
 	}
 }
@@ -159,7 +160,7 @@ func (g *staleGuard) changed(ws []*watch) {
 		return
 	}
 	for _, w := range ws {
-		if guarded(w) && !w.offStream() {
+		if guarded(w) && !w.offStream() && w.streams() {
 			g.check(w, "change feed")
 		}
 	}
@@ -194,7 +195,7 @@ func (g *staleGuard) check(w *watch, why string) {
 // sweep is the backstop: every guarded watch once per backstop, spread evenly.
 func (g *staleGuard) sweep() {
 	sweepEvenly(g.life.ctx, &g.mu, g.watches, g.backstop, func(w *watch) {
-		if w.ctx.Err() == nil && !w.offStream() {
+		if w.ctx.Err() == nil && !w.offStream() && w.streams() {
 			g.check(w, "backstop")
 		}
 	})

@@ -25,6 +25,7 @@ type Collector struct {
 	age, instances, stale, backend, failedOver, panicking *prometheus.Desc
 	hot, hotSpells, rateLimited, rateLimitWait            *prometheus.Desc
 	capRequests, capDelayed, capWait                      *prometheus.Desc
+	readPath                                              *prometheus.Desc
 	cache                                                 atomic.Pointer[discovery.Cache]
 }
 
@@ -72,6 +73,8 @@ func New() *Collector {
 			"Seconds requests waited for the cache-wide cap, in all.", nil, nil),
 		backend: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "query_backend"),
 			"1 for the agent backend that served the watch's last answer (X-Consul-Query-Backend: streaming or blocking-query).", []string{"service", "backend"}, nil),
+		readPath: prometheus.NewDesc(prometheus.BuildFQName("beacon", "discovery", "read_path"),
+			"1 for the read path the watch's last query took (streaming, blocking or cached: discovery.WithReadPath, BEACON_READ_PATH); agent_cache is the answer's X-Cache (HIT, MISS, or empty when not a ?cached answer).", []string{"service", "path", "agent_cache"}, nil),
 	}
 }
 
@@ -133,6 +136,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.capRequests
 	ch <- c.capDelayed
 	ch <- c.capWait
+	ch <- c.readPath
 }
 
 // Collect implements prometheus.Collector.
@@ -194,5 +198,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if st.Backend != "" {
 			ch <- prometheus.MustNewConstMetric(c.backend, prometheus.GaugeValue, 1, st.Service, string(st.Backend))
 		}
+		ch <- prometheus.MustNewConstMetric(c.readPath, prometheus.GaugeValue, 1, st.Service, st.ReadPath.String(), st.AgentCache)
 	}
 }

@@ -61,6 +61,39 @@ func (s suite) testBlocking(t *testing.T) {
 		}
 	})
 
+	// The read paths discovery switches between (discovery.ReadPath): a
+	// blocking query reaches the agent's streaming backend unless
+	// NoStreaming keeps it off; Cached answers carry the agent cache's
+	// X-Cache. A consultest agent has streaming and the HTTP cache on.
+	t.Run("ReadPaths", func(t *testing.T) {
+		t.Parallel()
+		ctx := testContext(t)
+		mustRegister(t, ctx, r, ttlRegistration("paths-1", "paths"))
+		for _, tc := range []struct {
+			name                string
+			noStreaming, cached bool
+			backend             beacon.QueryBackend
+		}{
+			{"streaming", false, false, beacon.QueryBackendStreaming},
+			{"blocking", true, false, beacon.QueryBackendBlockingQuery},
+			{"agent cache", true, true, beacon.QueryBackendBlockingQuery},
+			{"streaming cache", false, true, beacon.QueryBackendStreaming},
+		} {
+			// Index 1 is below any real index: the agent answers at once.
+			q := beacon.Query{Service: "paths", WaitIndex: 1, WaitTime: time.Second, NoStreaming: tc.noStreaming, Cached: tc.cached}
+			insts, meta := lookup(t, ctx, r, q)
+			if !slices.Equal(ids(insts), []string{"paths-1"}) {
+				t.Errorf("%s: Instances(%s) = IDs %q, want [paths-1]", tc.name, describe(q), ids(insts))
+			}
+			if meta.Backend != tc.backend {
+				t.Errorf("%s: Instances(%s) backend = %q, want %q", tc.name, describe(q), meta.Backend, tc.backend)
+			}
+			if hit := meta.AgentCache == "HIT" || meta.AgentCache == "MISS"; hit != tc.cached {
+				t.Errorf("%s: Instances(%s) AgentCache = %q, want HIT or MISS only for a cached query", tc.name, describe(q), meta.AgentCache)
+			}
+		}
+	})
+
 	t.Run("ReturnsAfterWait", func(t *testing.T) {
 		t.Parallel()
 		ctx := testContext(t)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/discovery"
 )
 
 // Check outcomes. Only fail makes doctor exit non-zero: a warning works,
@@ -75,7 +77,7 @@ func (c *command) doctor(args []string) error {
 // checkOrder names doctor's checks after "agent", in the order they run;
 // a check that cannot run because an earlier one failed is skipped, with
 // every check after it.
-var checkOrder = []string{"tls", "leader", "token", "acl", "streaming"}
+var checkOrder = []string{"tls", "leader", "token", "acl", "streaming", "read-path"}
 
 // diagnose runs the checks against one agent, in order. noPort says the
 // address gave no port, so the scheme's default port is dialled.
@@ -115,7 +117,7 @@ func diagnose(ctx context.Context, cfg consul.Config, ep consul.Endpoint, noPort
 	if tokenF.status == statusFail {
 		return skipFrom("acl", "the token is not accepted")
 	}
-	out = append(out, checkCatalogRead(ctx, cl, aclsOn), checkStreaming(ctx, cl))
+	out = append(out, checkCatalogRead(ctx, cl, aclsOn), checkStreaming(ctx, cl), checkReadPath(ctx, cl))
 	return out
 }
 
@@ -390,7 +392,7 @@ func checkStreaming(ctx context.Context, cl *consulhttp.Client) finding {
 		}
 		f.detail += ": before 1.16 a service's first streaming subscriber can miss a change and keep serving a stale view until something about that instance changes again (hashicorp/consul#16871); " +
 			"Beacon bounds it: discovery verifies each new watch with a plain read and repairs stale views within WithStaleBound (default 10 s)"
-		f.fix = "upgrade the agents to Consul 1.16 or later, or set use_streaming_backend = false in the config of the agents you run (each watcher then costs the servers a blocking query)"
+		f.fix = "upgrade the agents to Consul 1.16 or later, or set use_streaming_backend = false in the config of the agents you run (each watcher then costs the servers a blocking query), or run Beacon programs with " + discovery.ReadPathEnv + "=blocking (no agent change; see the read-path line)"
 	case backend == "streaming":
 		f.status, f.detail = statusOK, "health queries use the streaming backend (X-Consul-Query-Backend: streaming)"
 	case backend == "":
@@ -404,6 +406,76 @@ func checkStreaming(ctx context.Context, cl *consulhttp.Client) finding {
 		f.fix = "set use_streaming_backend = true on the agent and rpc.enable_streaming = true on the servers"
 	}
 	return f
+}
+
+// checkReadPath reports what the agent serves on each of discovery's read
+// paths (discovery.ReadPath), asked as a watch would with a one-shot
+// blocking query on the consul service, its own configuration when
+// readable, and the path this environment chooses.
+func checkReadPath(ctx context.Context, cl *consulhttp.Client) finding {
+	f := finding{check: "read-path", status: statusOK}
+	probe := func(p discovery.ReadPath) (beacon.QueryMeta, error) {
+		q := beacon.Query{Service: "consul", IncludeUnhealthy: true, WaitIndex: 1, WaitTime: 100 * time.Millisecond}
+		switch p {
+		case discovery.ReadBlocking:
+			q.NoStreaming = true
+		case discovery.ReadCached:
+			q.NoStreaming, q.Cached = true, true
+		}
+		_, meta, err := cl.Instances(ctx, q)
+		return meta, err
+	}
+	var parts []string
+	for _, p := range []discovery.ReadPath{discovery.ReadStreaming, discovery.ReadBlocking, discovery.ReadCached} {
+		meta, err := probe(p)
+		if err != nil {
+			f.status, f.fix = statusFail, "check the agent's log"
+			parts = append(parts, p.String()+": "+err.Error())
+			continue
+		}
+		got := cmp.Or(string(meta.Backend), "no X-Consul-Query-Backend")
+		if meta.AgentCache != "" {
+			got += ", X-Cache " + meta.AgentCache
+		}
+		parts = append(parts, p.String()+" -> "+got)
+		switch {
+		case p == discovery.ReadBlocking && meta.Backend == beacon.QueryBackendStreaming:
+			f.status = cmp.Or(statusFailIf(f.status), statusWarn)
+			f.fix = "this agent streams even merge-central-config reads: set use_streaming_backend = false on it to keep watches off streaming"
+		case p == discovery.ReadCached && meta.AgentCache == "":
+			f.status = cmp.Or(statusFailIf(f.status), statusWarn)
+			f.fix = "the agent's HTTP cache is off (http_config.use_cache = false): the cached path reads the servers directly"
+		}
+	}
+	if self, err := cl.Self(ctx); err == nil {
+		if b := self.UseStreamingBackend; b != nil {
+			parts = append(parts, "use_streaming_backend = "+strconv.FormatBool(*b))
+		}
+		if b := self.HTTPUseCache; b != nil {
+			parts = append(parts, "http_config.use_cache = "+strconv.FormatBool(*b))
+		}
+	}
+	chosen := "streaming (default)"
+	if p, file, err := discovery.ChooseReadPath(""); err != nil {
+		chosen = "invalid: " + err.Error()
+		f.status = cmp.Or(statusFailIf(f.status), statusWarn)
+		f.fix = "set " + discovery.ReadPathEnv + " to streaming, blocking or cached"
+	} else if file != "" {
+		chosen = p.String() + " (from " + file + ")"
+	} else if os.Getenv(discovery.ReadPathEnv) != "" {
+		chosen = p.String() + " (" + discovery.ReadPathEnv + ")"
+	}
+	parts = append(parts, "this environment reads "+chosen)
+	f.detail = strings.Join(parts, "; ")
+	return f
+}
+
+// statusFailIf keeps a failure a failure: "" unless status is statusFail.
+func statusFailIf(status string) string {
+	if status == statusFail {
+		return status
+	}
+	return ""
 }
 
 // streamingRace reports whether Consul version v publishes a change event

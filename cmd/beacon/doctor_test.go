@@ -44,7 +44,12 @@ node_prefix "" { policy = "read" }`)
 			"token":  `^ok .* ACLs are disabled`,
 			"acl":    `^ok .* ACLs off`,
 			// 1.14.8 with streaming on: hashicorp/consul#16871 (TestDoctorStreamingRace).
-			"streaming": `^warn .* Consul 1\.14\.8 with the streaming backend on`,
+			"streaming": `^warn .* Consul 1\.14\.8 with the streaming backend on.*or run Beacon programs with BEACON_READ_PATH=blocking`,
+			// What each of discovery's read paths gets from this agent.
+			"read-path": `^ok .*streaming -> streaming; blocking -> blocking-query; cached -> blocking-query, X-Cache (HIT|MISS); use_streaming_backend = true; http_config.use_cache = true; this environment reads streaming \(default\)$`,
+		}},
+		{"read path from the environment", []string{"BEACON_READ_PATH=blocking"}, []string{"-consul", plain.HTTPAddr}, 0, map[string]string{
+			"read-path": `^ok .*this environment reads blocking \(BEACON_READ_PATH\)$`,
 		}},
 		{"wrong address", nil, []string{"-consul", "127.0.0.1:1"}, 1, map[string]string{
 			"agent":  `^FAIL .*http://127\.0\.0\.1:1: .*connection refused; fix: start the Consul agent`,
@@ -99,8 +104,8 @@ node_prefix "" { policy = "read" }`)
 					t.Errorf("beacon doctor printed a token")
 				}
 			}
-			if n := strings.Count(r.stdout, "\n"); tc.code == 0 && n != 7 {
-				t.Errorf("beacon doctor printed %d lines, want 6 checks and a summary", n)
+			if n := strings.Count(r.stdout, "\n"); tc.code == 0 && n != 8 {
+				t.Errorf("beacon doctor printed %d lines, want 7 checks and a summary", n)
 			}
 		})
 	}

@@ -28,6 +28,7 @@ func (c *command) watch(args []string) error {
 	fs.Var(&tags, "tag", "only instances with all these `tags` (comma-separated or repeated)")
 	dc := fs.String("dc", "", dcFlagHelp)
 	plain := fs.Bool("plain", false, "print changes line by line even on a terminal")
+	readPath := fs.String("read-path", "", "how to read Consul: streaming (the agent's streaming backend, when it has it), blocking (plain blocking queries) or cached (the agent's cache); default $"+discovery.ReadPathEnv+", else the file $"+discovery.ReadPathFileEnv+" names (followed while running), else streaming")
 	pos, err := c.parseArgs(fs, args, 1, "one service NAME")
 	if err != nil {
 		return err
@@ -36,6 +37,10 @@ func (c *command) watch(args []string) error {
 	q := beacon.Query{Service: pos[0], Tags: tags, IncludeUnhealthy: true, Datacenter: *dc}
 	if err := q.Validate(); err != nil {
 		return usageError{err: err}
+	}
+	path, pathFile, err := discovery.ChooseReadPath(*readPath)
+	if err != nil {
+		return usageError{err: fmt.Errorf("-read-path: %w", err)}
 	}
 	cfg, err := c.config()
 	if err != nil {
@@ -51,7 +56,11 @@ func (c *command) watch(args []string) error {
 	}
 	// One watcher, one person: a tighter rate limit than a service's
 	// cache, so a burst of changes is shown as it happens.
-	cache, err := discovery.New(cfg, discovery.WithRateLimit(100*time.Millisecond, 5))
+	opts := []discovery.Option{discovery.WithRateLimit(100*time.Millisecond, 5), discovery.WithReadPath(path)}
+	if pathFile != "" {
+		opts = append(opts, discovery.WithReadPathFile(pathFile, 0))
+	}
+	cache, err := discovery.New(cfg, opts...)
 	if err != nil {
 		return err
 	}
@@ -76,8 +85,10 @@ func (c *command) watch(args []string) error {
 			return nil
 		case <-w.Changed():
 			v.update(w.Snapshot(), time.Now())
+			v.served(cache, time.Now())
 		case now := <-tick.C:
 			v.update(w.Snapshot(), now)
+			v.served(cache, now)
 			v.tick(now)
 		}
 	}
@@ -92,6 +103,7 @@ type watchView struct {
 	agents  string
 	live    bool
 
+	backend   string              // the read path and backend last shown (served)
 	last      *discovery.Snapshot // last snapshot shown
 	shown     bool                // a successful answer has been shown
 	staleNote time.Time           // when plain output last said Consul is unreachable
@@ -104,6 +116,25 @@ func (v *watchView) start(now time.Time) {
 		where = " in " + v.dc
 	}
 	v.emit(now, fmt.Sprintf("watching %q%s through %s; Ctrl-C to stop", v.service, where, v.agents))
+}
+
+// served says which read path and agent backend answer the watch, each
+// time that changes (X-Consul-Query-Backend; X-Cache on the agent cache).
+func (v *watchView) served(cache *discovery.Cache, now time.Time) {
+	for _, st := range cache.Stats() {
+		if st.Service != v.service || st.Backend == "" {
+			continue
+		}
+		b := fmt.Sprintf("read path %s, answered by %s", st.ReadPath, st.Backend)
+		if st.AgentCache != "" {
+			b += " (agent cache)"
+		}
+		if b != v.backend {
+			v.backend = b
+			v.emit(now, b)
+		}
+		return
+	}
 }
 
 func (v *watchView) stop(now time.Time) {

@@ -232,3 +232,40 @@ func TestWatchNewInstanceMatchesTutorial(t *testing.T) {
 		t.Errorf("beacon watch printed %q; the tutorial's instance should arrive passing and stay so", l)
 	}
 }
+
+// TestWatchReadPathFromEnv: BEACON_READ_PATH=blocking, read by the process,
+// keeps its watch off the agent's streaming backend; without it, the
+// same change is answered by streaming.
+func TestWatchReadPathFromEnv(t *testing.T) {
+	srv := consultest.NewServer(t)
+	c := client(t, srv.Config())
+	for i, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{discovery.ReadPathEnv + "=blocking"}, "read path blocking, answered by blocking-query"},
+		{nil, "read path streaming, answered by streaming"},
+	} {
+		svc := fmt.Sprintf("rp%d", i)
+		register(t, c, beacon.Registration{ID: svc + "-1", Service: svc, Address: "127.0.0.1", Port: 8080, Checks: ttlCheck(beacon.HealthPassing)})
+		p := beaconStart(t, tc.env, "watch", svc, "-plain", "-consul", srv.HTTPAddr)
+		testutil.Eventually(t, deadline, "the first answer", func() error {
+			return testutil.Want(strings.Contains(p.stdout.String(), "present "+svc+"-1"), "output %q", p.stdout.String())
+		})
+		// A change: the answer to the watch's blocking query names its backend.
+		register(t, c, beacon.Registration{ID: svc + "-2", Service: svc, Address: "127.0.0.1", Port: 8081, Checks: ttlCheck(beacon.HealthPassing)})
+		testutil.Eventually(t, deadline, tc.want, func() error {
+			return testutil.Want(strings.Contains(p.stdout.String(), tc.want), "output %q", p.stdout.String())
+		})
+		if code := p.signal(t, syscall.SIGINT); code != 0 {
+			t.Errorf("beacon watch after SIGINT: exit %d, want 0", code)
+		}
+		if tc.env != nil && strings.Contains(p.stdout.String(), "answered by streaming") {
+			t.Errorf("with %v the watch was answered by streaming:\n%s", tc.env, p.stdout.String())
+		}
+	}
+	p := beaconStart(t, []string{discovery.ReadPathEnv + "=sometimes"}, "watch", "web", "-consul", srv.HTTPAddr)
+	if code := p.wait(t); code != 2 {
+		t.Errorf("beacon watch with %s=sometimes: exit %d, want 2 (usage)", discovery.ReadPathEnv, code)
+	}
+}

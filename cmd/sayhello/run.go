@@ -57,6 +57,10 @@ type options struct {
 	failover discovery.Failover
 	// panicThreshold is the discovery cache's (-panic-threshold); 0 off.
 	panicThreshold float64
+	// readPath and pathFile are the discovery cache's read path
+	// (-read-path, $BEACON_READ_PATH, $BEACON_READ_PATH_FILE).
+	readPath discovery.ReadPath
+	pathFile string
 }
 
 // parseFlags reads the command line. -h prints the usage on stdout and
@@ -106,6 +110,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	})
 	fs.IntVar(&o.failover.NearestN, "failover-nearest", 0, "fail over also to the `N` datacenters nearest by WAN round-trip time, after -failover's")
 	fs.DurationVar(&o.failover.HoldDown, "failover-hold-down", 0, "how long this datacenter must have passing instances again before calls come back (default "+discovery.DefaultHoldDown.String()+")")
+	readPath := fs.String("read-path", "", "how discovery reads Consul: streaming (the agent's streaming backend, when it has it), blocking (plain blocking queries) or cached (the agent's cache); default $"+discovery.ReadPathEnv+", else the first line of the file $"+discovery.ReadPathFileEnv+" names (followed while running), else streaming")
 	fs.Float64Var(&o.panicThreshold, "panic-threshold", 0, "`share` in (0, 1]: when fewer of a service's instances pass, /discovery and -call use every one not in maintenance, whatever its health (0: off)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -140,6 +145,10 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	}
 	if o.slowStart < 0 {
 		return o, usageError{fmt.Errorf("-slow-start %v: want 0 or more", o.slowStart)}
+	}
+	var err error
+	if o.readPath, o.pathFile, err = discovery.ChooseReadPath(*readPath); err != nil {
+		return o, usageError{fmt.Errorf("-read-path: %w", err)}
 	}
 	if backends[o.backend] == nil {
 		return o, usageError{fmt.Errorf("-backend %q: this build has %s", o.backend, backendNames())}
@@ -231,6 +240,10 @@ func cacheOptions(o options, log *slog.Logger) []discovery.Option {
 	}
 	if o.panicThreshold > 0 {
 		opts = append(opts, discovery.WithPanicThreshold(o.panicThreshold))
+	}
+	opts = append(opts, discovery.WithReadPath(o.readPath))
+	if o.pathFile != "" {
+		opts = append(opts, discovery.WithReadPathFile(o.pathFile, 0))
 	}
 	return opts
 }

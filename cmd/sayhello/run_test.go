@@ -187,3 +187,30 @@ func TestZoneFlag(t *testing.T) {
 		t.Errorf("parseFlags(-zone-callers web) without a zone = %v, want a usage error", err)
 	}
 }
+
+// TestReadPathFlag: -read-path, else $BEACON_READ_PATH, chooses how
+// discovery reads Consul; a word it does not know is a usage error.
+func TestReadPathFlag(t *testing.T) {
+	t.Setenv(discovery.ReadPathFileEnv, "")
+	for _, tc := range []struct {
+		env  string
+		args []string
+		want discovery.ReadPath
+	}{
+		{"", nil, discovery.ReadStreaming},
+		{"blocking", nil, discovery.ReadBlocking},
+		{"blocking", []string{"-read-path", "cached"}, discovery.ReadCached},
+		{"", []string{"-read-path", "blocking"}, discovery.ReadBlocking},
+	} {
+		t.Setenv(discovery.ReadPathEnv, tc.env)
+		o, err := parseFlags(tc.args, io.Discard)
+		if err != nil || o.readPath != tc.want {
+			t.Errorf("%s=%q parseFlags(%q) = %v, %v; want %v", discovery.ReadPathEnv, tc.env, tc.args, o.readPath, err, tc.want)
+		}
+	}
+	t.Setenv(discovery.ReadPathEnv, "sometimes")
+	var ue usageError
+	if _, err := parseFlags(nil, io.Discard); !errors.As(err, &ue) || !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("%s=sometimes parseFlags() = %v, want a usage error wrapping ErrInvalid", discovery.ReadPathEnv, err)
+	}
+}
