@@ -73,7 +73,7 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
 	prev := c.reuse.take(key)
 	return getDecoded(c, ctx, req, func() string { return fmt.Sprintf("instances of %q", q.Service) }, func(h http.Header, body io.Reader) ([]beacon.Instance, beacon.QueryMeta, error) {
-		insts, meta, next, err := decodeHealthReusing(h, body, c.reuse.seed, prev)
+		insts, meta, next, err := decodeHealthReusing(h, body, c.reuse.seed, prev, reuseMin)
 		switch {
 		case err == nil && next != nil:
 			c.reuse.put(key, next)

@@ -88,8 +88,8 @@ func (r *reuseCache) put(key string, m *answerMemo) {
 
 // decodeHealthReusing is decodeHealth, reusing prev's instances for
 // entries byte-identical to its. It returns the memo of this answer (nil
-// when the answer is too small to keep or did not split).
-func decodeHealthReusing(h http.Header, body io.Reader, seed maphash.Seed, prev *answerMemo) ([]beacon.Instance, beacon.QueryMeta, *answerMemo, error) {
+// when it has fewer than keepMin entries or did not split).
+func decodeHealthReusing(h http.Header, body io.Reader, seed maphash.Seed, prev *answerMemo, keepMin int) ([]beacon.Instance, beacon.QueryMeta, *answerMemo, error) {
 	meta, err := decodeMeta(h)
 	if err != nil {
 		return nil, beacon.QueryMeta{}, nil, err
@@ -109,7 +109,7 @@ func decodeHealthReusing(h http.Header, body io.Reader, seed maphash.Seed, prev 
 	}
 	out := make([]beacon.Instance, len(entries))
 	var next *answerMemo
-	if len(entries) >= reuseMin {
+	if len(entries) >= keepMin {
 		next = &answerMemo{at: make(map[entrySum]int32, len(entries))}
 	}
 	var nodeMeta metaSharer
@@ -202,16 +202,20 @@ func objectEnd(b []byte, start int) (int, bool) {
 	for i := start; i < len(b); i++ {
 		switch b[i] {
 		case '"':
-			// Skip the string: a backslash escapes the next byte.
-			for i++; ; i++ {
-				if i >= len(b) {
+			// Skip the string: to the next quote not escaped by an odd
+			// run of backslashes (IndexByte is vectorised: entries are
+			// mostly strings).
+			for {
+				j := bytes.IndexByte(b[i+1:], '"')
+				if j < 0 {
 					return 0, false
 				}
-				if b[i] == '\\' {
-					i++
-					continue
+				i += 1 + j
+				k := i - 1
+				for k > start && b[k] == '\\' {
+					k--
 				}
-				if b[i] == '"' {
+				if (i-1-k)%2 == 0 {
 					break
 				}
 			}
