@@ -2,6 +2,7 @@ package consulhttp
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,7 +20,24 @@ func (c *Client) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.Che
 	}
 	req := c.newRequest(http.MethodGet, "/v1/health/state/any")
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
-	return getDecoded(c, ctx, req, func() string { return "checks" }, decodeChecks)
+	return getReusing(c, ctx, req, reuseKey("checks", req), func() string { return "checks" }, decodeCheckEntry, decodeChecks)
+}
+
+// decodeCheckEntry decodes entry i of a /v1/health/state/any answer.
+func decodeCheckEntry(e []byte, i int) (beacon.CheckState, error) {
+	var r checkEntry
+	if err := json.Unmarshal(e, &r); err != nil {
+		return beacon.CheckState{}, fmt.Errorf("%w: check %d: %w", beacon.ErrMalformedResponse, i, err)
+	}
+	return r.state(), nil
+}
+
+func (r checkEntry) state() beacon.CheckState {
+	st := beacon.Health(r.Status)
+	if !st.Valid() {
+		st = beacon.HealthCritical
+	}
+	return beacon.CheckState{Node: r.Node, CheckID: r.CheckID, ServiceID: r.ServiceID, ServiceName: r.ServiceName, Status: st, ModifyIndex: r.ModifyIndex}
 }
 
 // checkEntry is one element of GET /v1/health/state/any.
@@ -42,11 +60,7 @@ func decodeChecks(h http.Header, body io.Reader) ([]beacon.CheckState, beacon.Qu
 	}
 	out := make([]beacon.CheckState, len(raw))
 	for i, r := range raw {
-		st := beacon.Health(r.Status)
-		if !st.Valid() {
-			st = beacon.HealthCritical
-		}
-		out[i] = beacon.CheckState{Node: r.Node, CheckID: r.CheckID, ServiceID: r.ServiceID, ServiceName: r.ServiceName, Status: st, ModifyIndex: r.ModifyIndex}
+		out[i] = r.state()
 	}
 	return out, meta, nil
 }

@@ -65,23 +65,10 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 	if q.Near != "" {
 		req.query.Set("near", q.Near)
 	}
-	// The key is the query less its index and wait: a watch's next
-	// answer, and a plain read of the same query, reuse its last one
-	// (reuse.go). Reuse is by the entries' bytes, so a key shared by
-	// other callers costs hits, never correctness.
-	key := req.path + "?" + req.query.Encode()
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
-	prev := c.reuse.take(key)
-	return getDecoded(c, ctx, req, func() string { return fmt.Sprintf("instances of %q", q.Service) }, func(h http.Header, body io.Reader) ([]beacon.Instance, beacon.QueryMeta, error) {
-		insts, meta, next, err := decodeHealthReusing(h, body, c.reuse.seed, prev, reuseMin)
-		switch {
-		case err == nil && next != nil:
-			c.reuse.put(key, next)
-		case err != nil && prev != nil:
-			c.reuse.put(key, prev) // a failed answer does not cost the last good one
-		}
-		return insts, meta, err
-	})
+	var nodeMeta metaSharer // per answer: getReusing decodes one at a time
+	return getReusing(c, ctx, req, reuseKey("health", req), func() string { return fmt.Sprintf("instances of %q", q.Service) },
+		func(e []byte, i int) (beacon.Instance, error) { return decodeHealthEntry(e, i, &nodeMeta) }, decodeHealth)
 }
 
 // decodeHealth turns a health answer into instances. It never panics on

@@ -2,11 +2,14 @@ package consulhttp
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 
 	"github.com/beaconsd/beacon"
@@ -45,36 +48,37 @@ type entrySum struct {
 	n int
 }
 
-// answerMemo is the last answer to one query: each entry's sum and what
-// it decoded to (a copy the caller never sees, so callers may change
-// their slice).
-type answerMemo struct {
-	at    map[entrySum]int32
-	insts []beacon.Instance
+// memo is the last answer to one query: each entry's sum and what it
+// decoded to (a copy the caller never sees, so callers may change their
+// slice).
+type memo[T any] struct {
+	at   map[entrySum]int32
+	vals []T
 }
 
 type reuseCache struct {
 	mu    sync.Mutex
 	seed  maphash.Seed
-	memos map[string]*answerMemo
+	memos map[string]any // *memo[T] by query key
+	bufs  sync.Pool      // *bytes.Buffer, for reading answers
 }
 
 func newReuseCache() *reuseCache {
-	return &reuseCache{seed: maphash.MakeSeed(), memos: make(map[string]*answerMemo)}
+	return &reuseCache{seed: maphash.MakeSeed(), memos: make(map[string]any)}
 }
 
 // take removes and returns key's memo (nil for none): the caller owns it
 // while it decodes, and concurrent queries of one key decode in full.
-func (r *reuseCache) take(key string) *answerMemo {
+func take[T any](r *reuseCache, key string) *memo[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m := r.memos[key]
+	m, _ := r.memos[key].(*memo[T])
 	delete(r.memos, key)
 	return m
 }
 
 // put stores m as key's memo, evicting another key's when full.
-func (r *reuseCache) put(key string, m *answerMemo) {
+func (r *reuseCache) put(key string, m any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.memos[key]; !ok && len(r.memos) >= reuseKeys {
@@ -86,73 +90,165 @@ func (r *reuseCache) put(key string, m *answerMemo) {
 	r.memos[key] = m
 }
 
-// decodeHealthReusing is decodeHealth, reusing prev's instances for
-// entries byte-identical to its. It returns the memo of this answer (nil
-// when it has fewer than keepMin entries or did not split).
-func decodeHealthReusing(h http.Header, body io.Reader, seed maphash.Seed, prev *answerMemo, keepMin int) ([]beacon.Instance, beacon.QueryMeta, *answerMemo, error) {
-	meta, err := decodeMeta(h)
-	if err != nil {
-		return nil, beacon.QueryMeta{}, nil, err
+// reuseKey names req's query for reuse: its path and parameters less the
+// blocking index and wait, so a watch's next answer, and a plain read of
+// the same query, reuse its last one. Reuse is by the entries' bytes, so
+// a key shared by other callers costs hits, never correctness.
+func reuseKey(kind string, req *request) string {
+	q := make(url.Values, len(req.query))
+	for k, v := range req.query {
+		if k != "index" && k != "wait" {
+			q[k] = v
+		}
 	}
-	raw, err := readBody(body)
-	if err != nil {
-		return nil, beacon.QueryMeta{}, nil, err
-	}
+	return kind + " " + req.path + "?" + q.Encode()
+}
+
+// getReusing sends req and decodes its answer, a JSON array of objects,
+// entry by entry with decode, reusing key's last answer for entries whose
+// bytes did not change; full decodes the whole answer when it does not
+// split (full says what is wrong with it, or decodes what Consul never
+// writes but JSON allows).
+func getReusing[T any](c *Client, ctx context.Context, req *request, key string, what func() string,
+	decode func(entry []byte, i int) (T, error), full func(http.Header, io.Reader) ([]T, beacon.QueryMeta, error)) ([]T, beacon.QueryMeta, error) {
+	prev := take[T](c.reuse, key)
+	return getDecoded(c, ctx, req, what, func(h http.Header, body io.Reader) ([]T, beacon.QueryMeta, error) {
+		meta, err := decodeMeta(h)
+		if err != nil {
+			return nil, beacon.QueryMeta{}, err
+		}
+		buf, _ := c.reuse.bufs.Get().(*bytes.Buffer)
+		if buf == nil {
+			buf = new(bytes.Buffer)
+		}
+		defer func() {
+			if buf.Cap() <= 16<<20 { // a rare huge answer is not kept
+				buf.Reset()
+				c.reuse.bufs.Put(buf)
+			}
+		}()
+		if err := readBody(buf, body); err != nil {
+			if prev != nil {
+				c.reuse.put(key, prev) // a failed answer does not cost the last good one
+			}
+			return nil, beacon.QueryMeta{}, err
+		}
+		out, next, ok, err := decodeEntries(buf.Bytes(), c.reuse.seed, prev, reuseMin, decode)
+		if !ok {
+			out, _, err = full(h, bytes.NewReader(buf.Bytes()))
+		}
+		switch {
+		case err == nil && next != nil:
+			c.reuse.put(key, next)
+		case err != nil && prev != nil:
+			c.reuse.put(key, prev)
+		}
+		if err != nil {
+			return nil, beacon.QueryMeta{}, err
+		}
+		return out, meta, nil
+	})
+}
+
+// decodeEntries decodes raw, a JSON array of objects, with decode,
+// reusing prev's values for entries byte-identical to its. It returns the
+// memo of this answer (nil when it has fewer than keepMin entries), and
+// false when raw does not split (see splitEntries). Nothing returned
+// refers to raw.
+func decodeEntries[T any](raw []byte, seed maphash.Seed, prev *memo[T], keepMin int, decode func([]byte, int) (T, error)) ([]T, *memo[T], bool, error) {
 	entries, ok := splitEntries(raw)
 	if !ok {
-		// Not the framing Consul writes: the full decoder says what is wrong.
-		insts, _, err := decodeHealth(h, bytes.NewReader(raw))
-		if err != nil {
-			return nil, beacon.QueryMeta{}, nil, err
-		}
-		return insts, meta, nil, nil
+		return nil, nil, false, nil
 	}
-	out := make([]beacon.Instance, len(entries))
-	var next *answerMemo
+	out := make([]T, len(entries))
+	var next *memo[T]
 	if len(entries) >= keepMin {
-		next = &answerMemo{at: make(map[entrySum]int32, len(entries))}
+		next = &memo[T]{at: make(map[entrySum]int32, len(entries))}
 	}
-	var nodeMeta metaSharer
 	for i, e := range entries {
 		sum := entrySum{h: maphash.Bytes(seed, e), n: len(e)}
-		if prev != nil {
-			if j, ok := prev.at[sum]; ok {
-				out[i] = prev.insts[j]
-				if next != nil {
-					next.at[sum] = int32(i)
-				}
-				continue
+		if j, ok := prev.lookup(sum); ok {
+			out[i] = j
+		} else {
+			v, err := decode(e, i)
+			if err != nil {
+				return nil, nil, true, err
 			}
-		}
-		var he healthEntry
-		if err := json.Unmarshal(e, &he); err != nil {
-			return nil, beacon.QueryMeta{}, nil, fmt.Errorf("%w: entry %d: %w", beacon.ErrMalformedResponse, i, err)
-		}
-		if out[i], err = he.instance(i, &nodeMeta); err != nil {
-			return nil, beacon.QueryMeta{}, nil, err
+			out[i] = v
 		}
 		if next != nil {
 			next.at[sum] = int32(i)
 		}
 	}
 	if next != nil {
-		next.insts = append([]beacon.Instance(nil), out...)
+		next.vals = append([]T(nil), out...)
+	}
+	return out, next, true, nil
+}
+
+func (m *memo[T]) lookup(sum entrySum) (T, bool) {
+	if m == nil {
+		var zero T
+		return zero, false
+	}
+	j, ok := m.at[sum]
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return m.vals[j], true
+}
+
+// decodeHealthReusing is decodeHealth, reusing prev's instances for
+// entries byte-identical to its, for the fuzz target: it returns this
+// answer's memo (nil when it has fewer than keepMin entries or did not
+// split).
+func decodeHealthReusing(h http.Header, body io.Reader, seed maphash.Seed, prev *memo[beacon.Instance], keepMin int) ([]beacon.Instance, beacon.QueryMeta, *memo[beacon.Instance], error) {
+	meta, err := decodeMeta(h)
+	if err != nil {
+		return nil, beacon.QueryMeta{}, nil, err
+	}
+	var buf bytes.Buffer
+	if err := readBody(&buf, body); err != nil {
+		return nil, beacon.QueryMeta{}, nil, err
+	}
+	var nodeMeta metaSharer
+	out, next, ok, err := decodeEntries(buf.Bytes(), seed, prev, keepMin, func(e []byte, i int) (beacon.Instance, error) {
+		return decodeHealthEntry(e, i, &nodeMeta)
+	})
+	if !ok {
+		out, _, err = decodeHealth(h, bytes.NewReader(buf.Bytes()))
+	}
+	if err != nil {
+		return nil, beacon.QueryMeta{}, nil, err
 	}
 	return out, meta, next, nil
 }
 
-// readBody reads all of body, with decodeJSON's errors: a connection
-// that fails mid-answer is ErrUnavailable, the size cap ErrMalformedResponse.
-func readBody(body io.Reader) ([]byte, error) {
-	rec := &readRecorder{r: body}
-	raw, err := io.ReadAll(rec)
-	if err != nil {
-		if rec.transportErr() != nil {
-			return nil, fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, err)
-		}
-		return nil, err // the size cap, already ErrMalformedResponse
+// decodeHealthEntry decodes entry i of a health answer.
+func decodeHealthEntry(e []byte, i int, nodeMeta *metaSharer) (beacon.Instance, error) {
+	var he healthEntry
+	if err := json.Unmarshal(e, &he); err != nil {
+		return beacon.Instance{}, fmt.Errorf("%w: entry %d: %w", beacon.ErrMalformedResponse, i, err)
 	}
-	return raw, nil
+	return he.instance(i, nodeMeta)
+}
+
+// readBody reads all of body into buf, with decodeJSON's errors: a
+// connection that fails mid-answer is ErrUnavailable, the size cap
+// ErrMalformedResponse.
+func readBody(buf *bytes.Buffer, body io.Reader) error {
+	rec := &readRecorder{r: body}
+	if _, err := buf.ReadFrom(rec); err != nil {
+		if rec.transportErr() != nil {
+			return fmt.Errorf("%w: reading the answer: %w", beacon.ErrUnavailable, err)
+		}
+		if errors.Is(err, beacon.ErrMalformedResponse) {
+			return err // the size cap
+		}
+		return fmt.Errorf("%w: %w", beacon.ErrMalformedResponse, err)
+	}
+	return nil
 }
 
 // splitEntries splits a JSON array of objects into the objects' bytes,
