@@ -67,13 +67,12 @@ func newReuseCache() *reuseCache {
 	return &reuseCache{seed: maphash.MakeSeed(), memos: make(map[string]any)}
 }
 
-// take removes and returns key's memo (nil for none): the caller owns it
-// while it decodes, and concurrent queries of one key decode in full.
-func take[T any](r *reuseCache, key string) *memo[T] {
+// last returns key's memo, nil for none. A memo is never changed once
+// stored, so concurrent queries of one key may share it.
+func last[T any](r *reuseCache, key string) *memo[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m, _ := r.memos[key].(*memo[T])
-	delete(r.memos, key)
 	return m
 }
 
@@ -111,7 +110,7 @@ func reuseKey(kind string, req *request) string {
 // writes but JSON allows).
 func getReusing[T any](c *Client, ctx context.Context, req *request, key string, what func() string,
 	decode func(entry []byte, i int) (T, error), full func(http.Header, io.Reader) ([]T, beacon.QueryMeta, error)) ([]T, beacon.QueryMeta, error) {
-	prev := take[T](c.reuse, key)
+	prev := last[T](c.reuse, key)
 	return getDecoded(c, ctx, req, what, func(h http.Header, body io.Reader) ([]T, beacon.QueryMeta, error) {
 		meta, err := decodeMeta(h)
 		if err != nil {
@@ -128,23 +127,17 @@ func getReusing[T any](c *Client, ctx context.Context, req *request, key string,
 			}
 		}()
 		if err := readBody(buf, body); err != nil {
-			if prev != nil {
-				c.reuse.put(key, prev) // a failed answer does not cost the last good one
-			}
 			return nil, beacon.QueryMeta{}, err
 		}
 		out, next, ok, err := decodeEntries(buf.Bytes(), c.reuse.seed, prev, reuseMin, decode)
 		if !ok {
 			out, _, err = full(h, bytes.NewReader(buf.Bytes()))
 		}
-		switch {
-		case err == nil && next != nil:
-			c.reuse.put(key, next)
-		case err != nil && prev != nil:
-			c.reuse.put(key, prev)
-		}
 		if err != nil {
-			return nil, beacon.QueryMeta{}, err
+			return nil, beacon.QueryMeta{}, err // the last good memo stays
+		}
+		if next != nil {
+			c.reuse.put(key, next)
 		}
 		return out, meta, nil
 	})
@@ -296,28 +289,25 @@ func splitEntries(b []byte) ([][]byte, bool) {
 func objectEnd(b []byte, start int) (int, bool) {
 	depth := 0
 	for i := start; i < len(b); i++ {
-		switch b[i] {
+		switch structural[b[i]] {
+		case 0:
+			continue
 		case '"':
-			// Skip the string: to the next quote not escaped by an odd
-			// run of backslashes (IndexByte is vectorised: entries are
-			// mostly strings).
-			for {
-				j := bytes.IndexByte(b[i+1:], '"')
-				if j < 0 {
-					return 0, false
-				}
-				i += 1 + j
-				k := i - 1
-				for k > start && b[k] == '\\' {
-					k--
-				}
-				if (i-1-k)%2 == 0 {
+			// Skip the string, to the first quote no backslash escapes;
+			// a byte loop over a table: most strings are short.
+			for i++; i < len(b); i++ {
+				if c := b[i]; c == '\\' {
+					i++
+				} else if c == '"' {
 					break
 				}
 			}
-		case '{', '[':
+			if i >= len(b) {
+				return 0, false
+			}
+		case '{':
 			depth++
-		case '}', ']':
+		case '}':
 			depth--
 			if depth == 0 {
 				return i + 1, true
@@ -326,6 +316,10 @@ func objectEnd(b []byte, start int) (int, bool) {
 	}
 	return 0, false
 }
+
+// structural marks the bytes objectEnd acts on: quotes and brackets ('['
+// counts as '{', ']' as '}': a valid entry balances both).
+var structural = [256]byte{'"': '"', '{': '{', '[': '{', '}': '}', ']': '}'}
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
