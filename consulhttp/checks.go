@@ -2,7 +2,6 @@ package consulhttp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,16 +19,10 @@ func (c *Client) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.Che
 	}
 	req := c.newRequest(http.MethodGet, "/v1/health/state/any")
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
-	return getReusing(c, ctx, req, reuseKey("checks", req), func() string { return "checks" }, decodeCheckEntry, decodeChecks)
-}
-
-// decodeCheckEntry decodes entry i of a /v1/health/state/any answer.
-func decodeCheckEntry(e []byte, i int) (beacon.CheckState, error) {
-	var r checkEntry
-	if err := json.Unmarshal(e, &r); err != nil {
-		return beacon.CheckState{}, fmt.Errorf("%w: check %d: %w", beacon.ErrMalformedResponse, i, err)
-	}
-	return r.state(), nil
+	// Not reused (reuse.go): the feed keeps only digests of this answer,
+	// and a memo of every check in the datacenter would cost a watching
+	// cache more heap per instance than all it keeps now.
+	return getDecoded(c, ctx, req, func() string { return "checks" }, decodeChecks)
 }
 
 func (r checkEntry) state() beacon.CheckState {

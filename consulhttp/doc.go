@@ -8,8 +8,8 @@
 // Besides beacon.Registry it implements the optional roles (ChangeFeed,
 // ACLProber, AgentServiceWatcher, PreparedQueries) and a few operator calls.
 //
-// Consul answers a health or checks query with the whole list every time.
-// For answers of 64 entries or more, a Client keeps the last answer per
+// Consul answers a health query with the whole list every time. For
+// answers of 64 entries or more, a Client keeps the last answer per
 // query (less its index and wait; at most 256 queries) and hands out the
 // previous instance again for every entry whose bytes did not change,
 // decoding only the entries that did: a change to one instance of 2,000
