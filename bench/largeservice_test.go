@@ -54,9 +54,10 @@ func cpuTime(b *testing.B) time.Duration {
 // with Beacon (consulhttp through discovery.Cache) and with go-kit's
 // sd/consul Instancer, one after the other on the same agent, and changes
 // one instance's meta at a time: each change is sent once the watcher has
-// seen the previous one, paced BEACON_LARGE_GAP apart (default 100 ms;
-// 1s is the one change per second, a slower run),
-// BEACON_LARGE_CHANGES times (default 30), whatever b.N. Every change is
+// seen the previous one, paced BEACON_LARGE_GAP apart (default 1s: one
+// change a second; a shorter gap lets Beacon's rate-limited feed and
+// stale-view guard cover several changes with one read),
+// BEACON_LARGE_CHANGES times (default 20), whatever b.N. Every change is
 // one instance leaving or coming back (go-kit publishes only when its
 // address list changes). It reports the process's CPU time (getrusage:
 // user plus system) and the bytes allocated per change (cpu-ms/change,
@@ -64,8 +65,8 @@ func cpuTime(b *testing.B) time.Duration {
 // (writer-cpu-ms/change, measured first).
 func BenchmarkLargeService(b *testing.B) {
 	n := envInt(b, "BEACON_LARGE_N", 2000)
-	changes := envInt(b, "BEACON_LARGE_CHANGES", 30)
-	gap := 100 * time.Millisecond
+	changes := envInt(b, "BEACON_LARGE_CHANGES", 20)
+	gap := time.Second
 	if s := os.Getenv("BEACON_LARGE_GAP"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
