@@ -44,6 +44,7 @@ test: consul vet
 FUZZ = $(GO) test -run '^$$' -fuzztime $(or $(FUZZTIME),$(2)) -fuzz '^$(1)$$' $(3)
 fuzz:
 	$(call FUZZ,FuzzDecodeHealth,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeHealthReusing,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeMeta,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeChecks,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeAgentService,10000x,./consulhttp)

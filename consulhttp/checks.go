@@ -19,7 +19,18 @@ func (c *Client) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.Che
 	}
 	req := c.newRequest(http.MethodGet, "/v1/health/state/any")
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
+	// Not reused (reuse.go): the feed keeps only digests of this answer,
+	// and a memo of every check in the datacenter would cost a watching
+	// cache more heap per instance than all it keeps now.
 	return getDecoded(c, ctx, req, func() string { return "checks" }, decodeChecks)
+}
+
+func (r checkEntry) state() beacon.CheckState {
+	st := beacon.Health(r.Status)
+	if !st.Valid() {
+		st = beacon.HealthCritical
+	}
+	return beacon.CheckState{Node: r.Node, CheckID: r.CheckID, ServiceID: r.ServiceID, ServiceName: r.ServiceName, Status: st, ModifyIndex: r.ModifyIndex}
 }
 
 // checkEntry is one element of GET /v1/health/state/any.
@@ -42,11 +53,7 @@ func decodeChecks(h http.Header, body io.Reader) ([]beacon.CheckState, beacon.Qu
 	}
 	out := make([]beacon.CheckState, len(raw))
 	for i, r := range raw {
-		st := beacon.Health(r.Status)
-		if !st.Valid() {
-			st = beacon.HealthCritical
-		}
-		out[i] = beacon.CheckState{Node: r.Node, CheckID: r.CheckID, ServiceID: r.ServiceID, ServiceName: r.ServiceName, Status: st, ModifyIndex: r.ModifyIndex}
+		out[i] = r.state()
 	}
 	return out, meta, nil
 }

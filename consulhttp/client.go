@@ -32,6 +32,8 @@ type Client struct {
 	hc       *http.Client
 	tokens   *consul.TokenSource
 	maxBody  int64
+	// reuse keeps the last large health answer per query (reuse.go).
+	reuse *reuseCache
 }
 
 var _ beacon.Registry = (*Client)(nil)
@@ -61,7 +63,7 @@ func New(cfg consul.Config, opts ...Option) (*Client, error) {
 	// The agent API never redirects, and net/http would forward the
 	// X-Consul-Token header to wherever a redirect points: refuse them, so a
 	// 3xx comes back as a *beacon.StatusError instead.
-	c := &Client{cfg: cfg, endpoint: ep, base: ep.URL(), hc: hc, tokens: cfg.NewTokenSource(), maxBody: DefaultMaxBodyBytes}
+	c := &Client{cfg: cfg, endpoint: ep, base: ep.URL(), hc: hc, tokens: cfg.NewTokenSource(), maxBody: DefaultMaxBodyBytes, reuse: newReuseCache()}
 	for _, o := range opts {
 		o(c)
 	}

@@ -3,7 +3,9 @@ package consulhttp
 import (
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -330,6 +332,49 @@ func FuzzDecodeOperator(f *testing.F) {
 		}
 		if err == nil && (tok.AccessorID != rawTok.AccessorID || len(tok.Policies) != len(rawTok.Policies) || len(tok.Roles) != len(rawTok.Roles)) {
 			t.Fatalf("decodeTokenSelf(%q) = %+v; json.Unmarshal: %+v", body, tok, rawTok)
+		}
+	})
+}
+
+// FuzzDecodeHealthReusing: decoding body after prev, reusing prev's
+// instances for entries whose bytes did not change, gives exactly what
+// decoding body alone gives, errors included, and never panics.
+func FuzzDecodeHealthReusing(f *testing.F) {
+	two := `[` + realHealthAnswer[1:len(realHealthAnswer)-1] + `,` + healthAnswer[1:len(healthAnswer)-1] + `]`
+	for _, seed := range []struct{ prev, body string }{
+		{healthAnswer, healthAnswer},
+		{two, healthAnswer},
+		{healthAnswer, two},
+		{two, strings.Replace(two, `"passing"`, `"critical"`, 1)},
+		{two, strings.Replace(two, `"web-1"`, `"web-2"`, 1)},
+		{healthAnswer, healthAnswer[:len(healthAnswer)-1]},
+		{healthAnswer, healthAnswer + " x"},
+		{healthAnswer, `[` + healthAnswer[1:len(healthAnswer)-1] + `,null]`},
+		{healthAnswer, `[` + healthAnswer[1:len(healthAnswer)-1] + `,` + healthAnswer[1:len(healthAnswer)-1] + `]`},
+		{`[{"a":"\\\""}]`, `[{"a":"\\\""},{"a":"]}"}]`},
+		{"[]", "[ ]"},
+		{taggedHealthAnswer, nodeMetaHealthAnswer},
+	} {
+		f.Add([]byte(seed.prev), []byte(seed.body))
+	}
+	seed := maphash.MakeSeed()
+	f.Fuzz(func(t *testing.T, prevBody, body []byte) {
+		h := http.Header{}
+		h.Set("X-Consul-Index", "7")
+		_, _, prev, _ := decodeHealthReusing(h, strings.NewReader(string(prevBody)), seed, nil, 1)
+		got, gotMeta, _, err := decodeHealthReusing(h, strings.NewReader(string(body)), seed, prev, 1)
+		want, wantMeta, wantErr := decodeHealth(h, strings.NewReader(string(body)))
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("after %q, decodeHealthReusing(%q) error = %v, decodeHealth's = %v", prevBody, body, err, wantErr)
+		}
+		if err != nil {
+			if !errors.Is(err, beacon.ErrMalformedResponse) {
+				t.Fatalf("decodeHealthReusing(%q) = %v, want an error matching beacon.ErrMalformedResponse", body, err)
+			}
+			return
+		}
+		if gotMeta != wantMeta || !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %q, decodeHealthReusing(%q) = %+v, %+v; decodeHealth's = %+v, %+v", prevBody, body, got, gotMeta, want, wantMeta)
 		}
 	})
 }

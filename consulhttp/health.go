@@ -70,7 +70,9 @@ func (c *Client) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 		req.query.Set("merge-central-config", "")
 	}
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
-	return getDecoded(c, ctx, req, func() string { return fmt.Sprintf("instances of %q", q.Service) }, decodeHealth)
+	var nodeMeta metaSharer // per answer: getReusing decodes one at a time
+	return getReusing(c, ctx, req, reuseKey("health", req), func() string { return fmt.Sprintf("instances of %q", q.Service) },
+		func(e []byte, i int) (beacon.Instance, error) { return decodeHealthEntry(e, i, &nodeMeta) }, decodeHealth)
 }
 
 // decodeHealth turns a health answer into instances. It never panics on
@@ -87,47 +89,57 @@ func decodeHealth(h http.Header, body io.Reader) ([]beacon.Instance, beacon.Quer
 	}
 	out := make([]beacon.Instance, 0, len(entries))
 	var nodeMeta metaSharer
-	for i, e := range entries {
-		if e.Node == nil || e.Service == nil || e.Service.ID == "" {
-			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: entry %d has no node or service", beacon.ErrMalformedResponse, i)
-		}
-		health, maint := beacon.HealthPassing, false
-		for _, ch := range e.Checks {
-			maint = maint || beacon.IsMaintenanceCheck(ch.CheckID, e.Service.ID)
-			st := beacon.Health(ch.Status)
-			if !st.Valid() {
-				// Nothing unrecognised looks healthy, and Instance.Health
-				// stays one of the three states.
-				st = beacon.HealthCritical
-			}
-			health = health.Worse(st)
-		}
-		addr := e.Service.Address
-		if addr == "" {
-			addr = e.Node.Address
-		}
-		nm, err := nodeMeta.share(e.Node.Meta)
+	for i := range entries {
+		in, err := entries[i].instance(i, &nodeMeta)
 		if err != nil {
-			return nil, beacon.QueryMeta{}, fmt.Errorf("%w: entry %d: node meta: %w", beacon.ErrMalformedResponse, i, err)
+			return nil, beacon.QueryMeta{}, err
 		}
-		svcTagged, nodeTagged := beacon.CompactTaggedAddresses(addr, e.Service.Port, e.Service.Address != "", e.Service.TaggedAddresses, e.Node.TaggedAddresses)
-		out = append(out, beacon.Instance{
-			ID:                  e.Service.ID,
-			Service:             intern(e.Service.Service),
-			Node:                intern(e.Node.Node),
-			Address:             intern(addr),
-			Port:                e.Service.Port,
-			Tags:                internTags(e.Service.Tags),
-			Meta:                internMeta(e.Service.Meta),
-			Weights:             beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
-			Health:              health,
-			Maintenance:         maint,
-			TaggedAddresses:     svcTagged,
-			NodeTaggedAddresses: nodeTagged,
-			NodeMeta:            nm,
-		})
+		out = append(out, in)
 	}
 	return out, meta, nil
+}
+
+// instance is entry i of an answer as an instance; nodeMeta shares node
+// meta within the answer.
+func (e *healthEntry) instance(i int, nodeMeta *metaSharer) (beacon.Instance, error) {
+	if e.Node == nil || e.Service == nil || e.Service.ID == "" {
+		return beacon.Instance{}, fmt.Errorf("%w: entry %d has no node or service", beacon.ErrMalformedResponse, i)
+	}
+	health, maint := beacon.HealthPassing, false
+	for _, ch := range e.Checks {
+		maint = maint || beacon.IsMaintenanceCheck(ch.CheckID, e.Service.ID)
+		st := beacon.Health(ch.Status)
+		if !st.Valid() {
+			// Nothing unrecognised looks healthy, and Instance.Health
+			// stays one of the three states.
+			st = beacon.HealthCritical
+		}
+		health = health.Worse(st)
+	}
+	addr := e.Service.Address
+	if addr == "" {
+		addr = e.Node.Address
+	}
+	nm, err := nodeMeta.share(e.Node.Meta)
+	if err != nil {
+		return beacon.Instance{}, fmt.Errorf("%w: entry %d: node meta: %w", beacon.ErrMalformedResponse, i, err)
+	}
+	svcTagged, nodeTagged := beacon.CompactTaggedAddresses(addr, e.Service.Port, e.Service.Address != "", e.Service.TaggedAddresses, e.Node.TaggedAddresses)
+	return beacon.Instance{
+		ID:                  e.Service.ID,
+		Service:             intern(e.Service.Service),
+		Node:                intern(e.Node.Node),
+		Address:             intern(addr),
+		Port:                e.Service.Port,
+		Tags:                internTags(e.Service.Tags),
+		Meta:                internMeta(e.Service.Meta),
+		Weights:             beacon.Weights{Passing: e.Service.Weights.Passing, Warning: e.Service.Weights.Warning},
+		Health:              health,
+		Maintenance:         maint,
+		TaggedAddresses:     svcTagged,
+		NodeTaggedAddresses: nodeTagged,
+		NodeMeta:            nm,
+	}, nil
 }
 
 // decodeMeta reads the X-Consul-* headers. X-Consul-Index is required: a
