@@ -96,7 +96,7 @@ func TestFailoverFlags(t *testing.T) {
 	if !slices.Equal(o.failover.Datacenters, want.Datacenters) || o.failover.NearestN != want.NearestN || o.failover.HoldDown != want.HoldDown {
 		t.Errorf("parseFlags(-failover ...).failover = %+v, want %+v", o.failover, want)
 	}
-	if o, err := parseFlags(nil, io.Discard); err != nil || o.failover.Datacenters != nil || o.failover.NearestN != 0 || len(cacheOptions(o, nil)) != 2 {
+	if o, err := parseFlags(nil, io.Discard); err != nil || o.failover.Datacenters != nil || o.failover.NearestN != 0 || len(cacheOptions(o, nil)) != 3 { // backend, logger, read path: no failover
 		t.Errorf("parseFlags() = %+v, %v; want no failover policy", o.failover, err)
 	}
 	for _, args := range [][]string{
