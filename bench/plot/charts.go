@@ -220,7 +220,7 @@ func herdFigure(groups []herdSeries) Figure {
 	}
 	fig := Figure{
 		Title:    "Requests after a restart, per 500 ms",
-		Subtitle: "BenchmarkFleet: every cache's requests to the agent from the moment it answers again",
+		Subtitle: "BenchmarkFleet: every cache's requests to the agent, in 500 ms bins, from the moment the restarted part answers again",
 		Height:   400,
 	}
 	var yhi float64
@@ -230,9 +230,13 @@ func herdFigure(groups []herdSeries) Figure {
 		}
 	}
 	for _, r := range restarts {
+		xl := "seconds after the agent answers again"
+		if r == "servers" {
+			xl = "seconds after the servers answer again"
+		}
 		p := Panel{
 			Title:  restartTitle(r),
-			XLabel: "seconds after the agent answers again", YLabel: "requests per 500 ms",
+			XLabel: xl, YLabel: "requests per 500 ms",
 			YMin: 0, YMax: yhi,
 		}
 		for _, g := range groups {

@@ -50,6 +50,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	imgDir := fl.String("img", "docs/img", "directory the SVG charts are written to")
 	date := fl.String("date", time.Now().UTC().Format("2006-01-02"), "date the report gives")
 	consulBin := fl.String("consul", os.Getenv("CONSUL_BIN"), "consul binary whose version the report gives")
+	note := fl.String("note", "", "a sentence the section shows under its source line (e.g. that the data are a sample)")
 	if err := fl.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -68,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	in := Inputs{Date: *date, BenchPath: *benchPath, Bench: bench, HerdPath: *herdPath}
+	in := Inputs{Date: *date, BenchPath: *benchPath, Bench: bench, HerdPath: *herdPath, Note: *note}
 	switch hf, err := os.Open(*herdPath); {
 	case *herdPath == "":
 		in.HerdNote = "none given"

@@ -146,14 +146,6 @@ func ParseBench(r io.Reader) (*BenchLog, error) {
 			out.LoadAvgs = append(out.LoadAvgs, m[1]+": "+strings.TrimSpace(m[2]))
 			continue
 		}
-		if m := loadedRe.FindStringSubmatch(line); m != nil {
-			n, err1 := strconv.Atoi(m[1])
-			d, err2 := time.ParseDuration(m[2])
-			if err1 == nil && err2 == nil && n > 0 && d > 0 {
-				out.Loads = append(out.Loads, Load{Instances: n, Took: d})
-			}
-			continue
-		}
 		fields := strings.Fields(line)
 		if len(fields) == 0 {
 			continue
@@ -176,6 +168,14 @@ func ParseBench(r io.Reader) (*BenchLog, error) {
 				res.Name, res.Procs = pending, pendProcs
 				out.Results = append(out.Results, res)
 				pending = ""
+				continue
+			}
+		}
+		if m := loadedRe.FindStringSubmatch(line); m != nil {
+			n, err1 := strconv.Atoi(m[1])
+			d, err2 := time.ParseDuration(m[2])
+			if err1 == nil && err2 == nil && n > 0 && d > 0 {
+				out.Loads = append(out.Loads, Load{Instances: n, Took: d})
 			}
 		}
 	}

@@ -110,6 +110,7 @@ type Inputs struct {
 	HerdPath  string
 	Herd      []herdSeries // nil: no timeline
 	HerdNote  string       // why there is none, or what was skipped
+	Note      string       // shown under the source line, if any
 	ImgRel    string       // the charts' directory relative to the document
 	Charts    []string     // files written, by name
 }
@@ -140,6 +141,9 @@ func Markdown(in Inputs) string {
 		w(" Load average %s.", strings.Join(loads, "; "))
 	}
 	w(" Edit `bench/plot`, not this section: the next run rewrites it.\n\n")
+	if in.Note != "" {
+		w("%s\n\n", strings.TrimSpace(in.Note))
+	}
 
 	l := in.Bench
 	if l == nil {
@@ -203,7 +207,7 @@ func Markdown(in Inputs) string {
 			}
 			w("| %s | %s | %s | %s |\n", lib.name,
 				vals(l, name, "cpu-ms/change", 1, " ms"),
-				vals(l, name, "B/change", 1, " B"),
+				vals(l, name, "B/change", 1e-6, " MB"),
 				vals(l, name, "writer-cpu-ms/change", 1, " ms"))
 		}
 		w("\n")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -238,6 +239,11 @@ func niceBelow(v float64) float64 {
 	return p
 }
 
+// finite reports whether v is a number a chart can place (not NaN, not
+// infinite, and far enough from the float64 limits for the scale's
+// padding).
+func finite(v float64) bool { return !math.IsNaN(v) && math.Abs(v) < 1e300 }
+
 func containsF(xs []float64, v float64) bool {
 	for _, x := range xs {
 		if x == v {
@@ -385,11 +391,41 @@ func drawPanel(w *svgWriter, p Panel, x0, y0, x1, y1 float64) {
 	px0, px1 := x0+72, x1-8
 	py0, py1 := y0+8, y1-44
 
+	// A value the axes cannot show is missing, not clamped: a point
+	// missing for any reason keeps only its x, for its note.
+	{
+		series := make([]Series, len(p.Series))
+		for i, s := range p.Series {
+			s.Points = slices.Clone(s.Points)
+			for j, pt := range s.Points {
+				switch {
+				case !finite(pt.X):
+					s.Points[j] = Point{X: math.NaN(), Missing: "no value"}
+				case pt.Missing != "":
+				case !finite(pt.Y):
+					s.Points[j].Missing = "no value"
+				case p.LogY && pt.Y <= 0 || p.LogX && pt.X <= 0:
+					s.Points[j].Missing = "≤ 0, off the log scale"
+				}
+			}
+			series[i] = s
+		}
+		p.Series = series
+	}
+	if p.LogX {
+		p.XTicks = slices.DeleteFunc(slices.Clone(p.XTicks), func(v float64) bool { return v <= 0 })
+	}
+	p.XTicks = slices.DeleteFunc(slices.Clone(p.XTicks), func(v float64) bool { return !finite(v) })
+	p.Targets = slices.DeleteFunc(slices.Clone(p.Targets), func(t Target) bool { return !finite(t.Y) || p.LogY && t.Y <= 0 })
+
 	// Domains from the values present (targets included, so their line
 	// shows).
 	xlo, xhi, ylo, yhi := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range p.Series {
 		for _, pt := range s.Points {
+			if math.IsNaN(pt.X) || p.LogX && pt.X <= 0 {
+				continue // its note goes at the left edge
+			}
 			xlo, xhi = math.Min(xlo, pt.X), math.Max(xhi, pt.X)
 			if s.Step {
 				xhi = math.Max(xhi, pt.X+s.StepW)
@@ -534,7 +570,11 @@ func drawPanel(w *svgWriter, p Panel, x0, y0, x1, y1 float64) {
 		flush()
 		for _, pt := range s.Points {
 			if pt.Missing != "" {
-				xx := xs.px(pt.X)
+				xx := px0
+				onAxis := finite(pt.X) && !(p.LogX && pt.X <= 0)
+				if onAxis {
+					xx = xs.px(pt.X)
+				}
 				yy := notesTop + 12 + float64(notes)*15
 				notes++
 				note := "× " + s.Name + ": " + pt.Missing
@@ -547,7 +587,7 @@ func drawPanel(w *svgWriter, p Panel, x0, y0, x1, y1 float64) {
 					anchor, xx = "start", px0+4
 				}
 				w.f(`<g class="missing">`)
-				if !marked[pt.X] && !hasData[pt.X] {
+				if onAxis && !marked[pt.X] && !hasData[pt.X] {
 					marked[pt.X] = true
 					w.f(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1" stroke-dasharray="1 3"/>`+"\n",
 						num(xs.px(pt.X)), num(py0), num(xs.px(pt.X)), num(py1), colorMuted)
