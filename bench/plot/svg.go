@@ -610,6 +610,7 @@ type BarChart struct {
 	XLabel          string
 	Width           int
 	Bars            []Bar
+	Targets         []Target // vertical reference lines, at Y on the value axis
 }
 
 // Bar is one bar; Missing replaces the bar with a note.
@@ -628,9 +629,9 @@ func (c BarChart) SVG() []byte {
 		width = 760
 	}
 	rowH := 34.0
-	top := 62.0
+	top := 76.0 // room for a target's label above the bars
 	if c.Subtitle == "" {
-		top = 46
+		top = 60
 	}
 	height := int(top + rowH*float64(len(c.Bars)) + 58)
 	w.header(width, height, c.Title)
@@ -647,6 +648,11 @@ func (c BarChart) SVG() []byte {
 	for _, b := range c.Bars {
 		if b.Missing == "" {
 			hi = math.Max(hi, b.Value)
+		}
+	}
+	for _, t := range c.Targets {
+		if finite(t.Y) {
+			hi = math.Max(hi, t.Y)
 		}
 	}
 	xs := linearScale(0, hi, px0, px1, true)
@@ -669,6 +675,16 @@ func (c BarChart) SVG() []byte {
 			w.f(`<rect x="%s" y="%s" width="%s" height="%s" fill="%s"/>`+"\n", num(px0), num(yy+6), num(math.Max(x1-px0, 1)), num(rowH-12), b.Color)
 			w.text(x1+6, yy+rowH/2+4, 12, "start", colorText, "", fmtNum(b.Value))
 		}
+		w.f("</g>\n")
+	}
+	for _, t := range c.Targets {
+		if !finite(t.Y) || t.Y < 0 {
+			continue
+		}
+		xx := xs.px(t.Y)
+		w.f(`<g class="target"><line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="1.4" stroke-dasharray="2 3"/>`+"\n",
+			num(xx), num(py0-4), num(xx), num(py1), colorText)
+		w.text(xx+4, py0-6, 11, "start", colorMuted, "", t.Label)
 		w.f("</g>\n")
 	}
 	w.f("</svg>\n")
