@@ -320,30 +320,29 @@ func (fig Figure) SVG() []byte {
 	}
 
 	// Legend: one entry per series name, in order of first appearance.
-	type entry struct{ s Series }
-	var legend []entry
+	var legend []Series
 	seen := map[string]bool{}
 	for _, p := range fig.Panels {
 		for _, s := range p.Series {
 			if !seen[s.Name] {
 				seen[s.Name] = true
-				legend = append(legend, entry{s})
+				legend = append(legend, s)
 			}
 		}
 	}
 	lx, ly := 16.0, y+22
 	w.f("<g class=\"legend\">\n")
-	for _, e := range legend {
-		ew := 34 + textWidth(e.s.Name, 12.5) + 18
+	for _, s := range legend {
+		ew := 34 + textWidth(s.Name, 12.5) + 18
 		if lx+ew > float64(width)-10 && lx > 16 {
 			lx, ly = 16, ly+18
 		}
 		w.f(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="2.2"%s/>`+"\n",
-			num(lx), num(ly-4), num(lx+26), num(ly-4), e.s.Color, dashAttr(e.s.Dash))
-		if !e.s.Step {
-			marker(w, lx+13, ly-4, e.s)
+			num(lx), num(ly-4), num(lx+26), num(ly-4), s.Color, dashAttr(s.Dash))
+		if !s.Step {
+			marker(w, lx+13, ly-4, s)
 		}
-		w.text(lx+32, ly, 12.5, "start", colorText, "", e.s.Name)
+		w.text(lx+32, ly, 12.5, "start", colorText, "", s.Name)
 		lx += ew
 	}
 	w.f("</g>\n")
