@@ -70,6 +70,8 @@ fuzz:
 	$(call FUZZ,FuzzFlagValues,8000x,./cmd/sayhello)
 	$(call FUZZ,FuzzFlagValues,20000x,./cmd/beacon)
 	$(call FUZZ,FuzzQueryFile,10000x,./cmd/beacon)
+	$(call FUZZ,FuzzParseBench,10000x,./bench/plot)
+	$(call FUZZ,FuzzParseHerd,10000x,./bench/plot)
 
 # The fault suite (faults/) with 30-second outages on real clusters: prints
 # the table of figures and writes it into docs/reliability.md with the
@@ -99,13 +101,19 @@ faults-stress: consul
 # idle window each), then the time the scale fixture takes to load 100,000
 # instances: several minutes to half an hour. The whole output is in
 # bin/bench-scale.log, heap profiles in bin/watchmany-*.pprof (go tool
-# pprof -top); the benchmark lines and the load time are printed.
+# pprof -top), the fleet's herd timeline in bin/herd.tsv; the benchmark
+# lines and the load time are printed. Then bench/plot draws the charts
+# (docs/img/*.svg) and rewrites the generated section of
+# docs/performance.md, failed sizes shown as failed.
 bench-scale: consul
-	@mkdir -p bin; rc=0; \
-	BEACON_SCALE=full BEACON_IDLE=$(or $(BEACON_IDLE),60s) BEACON_HEAPPROFILE=$(CURDIR)/bin/watchmany \
-		$(GO) test -count=1 -run '^$$' -bench 'WatchMany|LargeService|Fleet' -benchtime 1x -timeout 90m ./bench/ > bin/bench-scale.log 2>&1 || rc=$$?; \
+	@mkdir -p bin; rc=0; rm -f bin/herd.tsv; \
+	echo "loadavg before: $$(cat /proc/loadavg 2>/dev/null)" > bin/bench-scale.log; \
+	BEACON_SCALE=full BEACON_IDLE=$(or $(BEACON_IDLE),60s) BEACON_HEAPPROFILE=$(CURDIR)/bin/watchmany BEACON_BENCH_DIR=$(CURDIR)/bin \
+		$(GO) test -count=1 -run '^$$' -bench 'WatchMany|LargeService|Fleet' -benchtime 1x -timeout 90m ./bench/ >> bin/bench-scale.log 2>&1 || rc=$$?; \
 	BEACON_SCALE=full $(GO) test -count=1 -v -run '^TestPopulateScale$$' -timeout 15m ./consultest >> bin/bench-scale.log 2>&1 || rc=$$?; \
+	echo "loadavg after: $$(cat /proc/loadavg 2>/dev/null)" >> bin/bench-scale.log; \
 	grep -E '^(Benchmark|ok|FAIL|PASS|--- )|loaded [0-9]+ instances' bin/bench-scale.log; \
+	$(GO) run ./bench/plot -bench bin/bench-scale.log -herd bin/herd.tsv -doc docs/performance.md -img docs/img || rc=$$?; \
 	if [ $$rc -ne 0 ]; then echo "make bench-scale: failed; the full log is in bin/bench-scale.log"; fi; \
 	exit $$rc
 

@@ -4,4 +4,8 @@
 // in docs/comparison.md.
 //
 //	go test -run '^$' -bench . -benchmem ./bench/
+//
+// The fleet-scale benchmarks (WatchMany, LargeService, Fleet) are drawn as
+// charts in docs/performance.md by bench/plot, which make bench-scale runs
+// after them.
 package bench
