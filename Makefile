@@ -100,8 +100,11 @@ faults-stress: consul
 # instances: several minutes to half an hour. The whole output is in
 # bin/bench-scale.log, heap profiles in bin/watchmany-*.pprof (go tool
 # pprof -top); the benchmark lines and the load time are printed.
+# BenchmarkFleet (200 hosts, BEACON_FLEET_CACHES) writes its herd
+# histogram to bin/herd.tsv (BEACON_BENCH_DIR).
 bench-scale: consul
 	@mkdir -p bin; rc=0; \
+	BEACON_BENCH_DIR=$(or $(BEACON_BENCH_DIR),$(CURDIR)/bin) \
 	BEACON_SCALE=full BEACON_IDLE=$(or $(BEACON_IDLE),60s) BEACON_HEAPPROFILE=$(CURDIR)/bin/watchmany \
 		$(GO) test -count=1 -run '^$$' -bench 'WatchMany|LargeService|Fleet' -benchtime 1x -timeout 90m ./bench/ > bin/bench-scale.log 2>&1 || rc=$$?; \
 	BEACON_SCALE=full $(GO) test -count=1 -v -run '^TestPopulateScale$$' -timeout 15m ./consultest >> bin/bench-scale.log 2>&1 || rc=$$?; \
