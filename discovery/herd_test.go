@@ -1,10 +1,13 @@
 package discovery_test
 
 import (
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,5 +102,62 @@ func TestRecoverySpread(t *testing.T) {
 	t.Logf("the first queries of %d watches after the restart span %v", services, span.Round(time.Millisecond))
 	if span < time.Second {
 		t.Errorf("the first queries of %d watches after the restart span %v, want at least 1s: the watches herd", services, span)
+	}
+}
+
+// TestSlowAgentNotMarkedDown: an overloaded agent (a fleet's herd makes
+// one) answers, but late. Here a fake agent answers the watch's blocking
+// queries every 200 ms, each at a new index, and the watchdog's liveness
+// question (a stale read of "consul") only after 3 s, past its 2-s
+// deadline. An agent that answers is alive: the watch must never see an
+// error. Before, the watchdog asked twice, 5 s after the watch started,
+// marked the agent down after the two misses and cut the long poll in
+// flight (an error published within about 10 s); a real agent cannot be
+// made this slow for one question only, hence the fake.
+func TestSlowAgentNotMarkedDown(t *testing.T) {
+	var index, webAnswers atomic.Int64
+	index.Store(10)
+	srv, _ := fakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		service, _ := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
+		delay := 200 * time.Millisecond
+		if service == "consul" {
+			delay = 3 * time.Second
+		} else if r.URL.Query().Get("index") == "" {
+			delay = 0
+		}
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done(): // the client gave up, or the server closes
+			return
+		}
+		w.Header().Set("X-Consul-Index", strconv.FormatInt(index.Add(1), 10))
+		w.Header().Set("X-Consul-KnownLeader", "true")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, healthAnswer(service, []string{"a"}))
+		if service != "consul" {
+			webAnswers.Add(1)
+		}
+	})
+	c := newCache(t, fakeConfig(srv))
+	w, _ := waitFirst(t, c, "web")
+	// 100 answers take about 17 s: past the watchdog's rounds at 5, 10 and
+	// 15 s (before, the first round cut the poll after about 53 answers).
+	// Equal answers wake no subscriber, so the snapshot is looked at on a
+	// tick.
+	end := time.After(deadline + 30*time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for webAnswers.Load() < 100 {
+		if s := w.Snapshot(); s.Err != nil {
+			t.Fatalf("after %d answers the watch has error %v, want none: an agent that answers was taken for dead", webAnswers.Load(), s.Err)
+		}
+		select {
+		case <-tick.C:
+		case <-end:
+			t.Fatalf("only %d answers to the watch within %v", webAnswers.Load(), deadline+30*time.Second)
+		}
+	}
+	if s := w.Snapshot(); s.Err != nil {
+		t.Fatalf("after %d answers the watch has error %v, want none", webAnswers.Load(), s.Err)
 	}
 }
