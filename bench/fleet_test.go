@@ -180,8 +180,9 @@ type fleetLibrary interface {
 	close()
 }
 
-// beaconFleet is one discovery.Cache per host.
+// beaconFleet is one discovery.Cache per host, with opts.
 type beaconFleet struct {
+	opts   []discovery.Option
 	mu     sync.Mutex
 	caches []*discovery.Cache
 }
@@ -195,7 +196,7 @@ func (f *beaconFleet) start(cfg consul.Config, rt func(http.RoundTripper) http.R
 		hc.Transport = rt(hc.Transport)
 		return consulhttp.New(c, consulhttp.WithHTTPClient(hc))
 	}
-	cache, err := discovery.New(cfg, discovery.WithBackend(backend))
+	cache, err := discovery.New(cfg, append([]discovery.Option{discovery.WithBackend(backend)}, f.opts...)...)
 	if err != nil {
 		return err
 	}
@@ -344,6 +345,10 @@ func writeHerd(b *testing.B, library, restart string, bins []int) {
 //     for its service after that moment, at most BEACON_FLEET_FRESH, 30 s)
 //     and unfresh (watches without one by then).
 //
+// BEACON_FLEET_STALE_BOUND sets Beacon's discovery.WithStaleBound (0s
+// turns the stale-view guard off, as Consul 1.16 and later allow), to see
+// what the guard costs a fleet.
+//
 // With BEACON_BENCH_DIR set, the herd's requests in 500 ms bins go to
 // $BEACON_BENCH_DIR/herd.tsv: library, restart, t_ms (start of the bin
 // after the agent answers again), requests.
@@ -365,6 +370,9 @@ func BenchmarkFleet(b *testing.B) {
 	for _, lib := range []string{"beacon", "gokit"} {
 		b.Run(lib, func(b *testing.B) {
 			var f fleetLibrary = &beaconFleet{}
+			if v := os.Getenv("BEACON_FLEET_STALE_BOUND"); v != "" {
+				f = &beaconFleet{opts: []discovery.Option{discovery.WithStaleBound(envDuration(b, "BEACON_FLEET_STALE_BOUND", 0))}}
+			}
 			if lib == "gokit" {
 				f = &kitFleet{}
 			}
