@@ -101,14 +101,15 @@ faults-stress: consul
 # idle window each), then the time the scale fixture takes to load 100,000
 # instances: several minutes to half an hour. The whole output is in
 # bin/bench-scale.log, heap profiles in bin/watchmany-*.pprof (go tool
-# pprof -top), the fleet's herd timeline in bin/herd.tsv; the benchmark
+# pprof -top), BenchmarkFleet's herd histogram (200 hosts, BEACON_FLEET_CACHES)
+# in bin/herd.tsv (BEACON_BENCH_DIR); the benchmark
 # lines and the load time are printed. Then bench/plot draws the charts
 # (docs/img/*.svg) and rewrites the generated section of
 # docs/performance.md, failed sizes shown as failed.
 bench-scale: consul
 	@mkdir -p bin; rc=0; rm -f bin/herd.tsv; \
 	echo "loadavg before: $$(cat /proc/loadavg 2>/dev/null)" > bin/bench-scale.log; \
-	BEACON_SCALE=full BEACON_IDLE=$(or $(BEACON_IDLE),60s) BEACON_HEAPPROFILE=$(CURDIR)/bin/watchmany BEACON_BENCH_DIR=$(CURDIR)/bin \
+	BEACON_SCALE=full BEACON_IDLE=$(or $(BEACON_IDLE),60s) BEACON_HEAPPROFILE=$(CURDIR)/bin/watchmany BEACON_BENCH_DIR=$(or $(BEACON_BENCH_DIR),$(CURDIR)/bin) \
 		$(GO) test -count=1 -run '^$$' -bench 'WatchMany|LargeService|Fleet' -benchtime 1x -timeout 90m ./bench/ >> bin/bench-scale.log 2>&1 || rc=$$?; \
 	BEACON_SCALE=full $(GO) test -count=1 -v -run '^TestPopulateScale$$' -timeout 15m ./consultest >> bin/bench-scale.log 2>&1 || rc=$$?; \
 	echo "loadavg after: $$(cat /proc/loadavg 2>/dev/null)" >> bin/bench-scale.log; \

@@ -52,6 +52,16 @@ type Config struct {
 	// client IP (limits.http_max_conns_per_client), so a process with many
 	// long polls needs a cap below that.
 	MaxConns int
+
+	// SourceAddr is the local IP address connections to the agent are
+	// dialled from ("" lets the kernel choose). A multi-homed host uses it
+	// to reach its agent from a chosen interface; a fleet test gives each
+	// client a loopback address of its own (127.0.0.2, 127.0.0.3, ...) so
+	// that each is a host to the agent, whose connection limit
+	// (limits.http_max_conns_per_client) counts per source IP. It must
+	// parse as an IPv4 or IPv6 address (no port, no zone); it does not
+	// apply to unix sockets.
+	SourceAddr string
 }
 
 // BasicAuth is a user name and password for HTTP basic auth.
@@ -291,6 +301,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConns < 0 {
 		return configErrorf("negative connection cap %d", c.MaxConns)
+	}
+	if c.SourceAddr != "" {
+		if ip, err := netip.ParseAddr(c.SourceAddr); err != nil || ip.Zone() != "" {
+			return configErrorf("source address %q is not an IP address", c.SourceAddr)
+		}
 	}
 	if p := tokenProblem(c.Token); p != "" {
 		return configErrorf("token %s", p)

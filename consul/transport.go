@@ -84,6 +84,10 @@ func (c Config) NewHTTPClient() (*http.Client, Endpoint, error) {
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if c.SourceAddr != "" && ep.Scheme != "unix" {
+		// Validate parsed it; port 0 lets the kernel pick the source port.
+		dialer.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.SourceAddr)}
+	}
 	tr := &http.Transport{
 		Proxy:                 nil, // an agent is local infrastructure; never route it through a proxy
 		DialContext:           dialer.DialContext,

@@ -268,6 +268,9 @@ func TestNewHTTPClientInvalid(t *testing.T) {
 		{Addresses: []string{"ftp://x"}},
 		{Timeout: -1},
 		{MaxConns: -1},
+		{SourceAddr: "not-an-ip"},
+		{SourceAddr: "127.0.0.2:80"},
+		{SourceAddr: "fe80::1%eth0"},
 		{TLS: consul.TLSConfig{CertFile: "c.pem"}},
 	} {
 		if _, _, err := c.NewHTTPClient(); !errors.Is(err, consul.ErrConfig) {

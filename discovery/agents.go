@@ -13,6 +13,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/internal/backoff"
 )
 
 // agents spreads lookups over the configured agents: all watches use the
@@ -44,6 +45,9 @@ type agents struct {
 	live     []context.Context
 	kill     []context.CancelCauseFunc // with what marked the agent down
 	inflight []atomic.Int64            // requests in flight per agent, for the watchdog
+	// answered[i] is when agent i last answered a request (any status),
+	// in Unix nanoseconds: proof of life the watchdog need not ask for.
+	answered []atomic.Int64
 }
 
 // Watchdog timing: while requests are in flight to the current agent, it is
@@ -54,6 +58,15 @@ const (
 	livenessTimeout = 2 * time.Second
 	livenessMisses  = 2
 )
+
+// recoverySpread is the most a request that waited for an agent to come
+// back waits more, each a random share of it. Every cache of a fleet
+// probes a restarted agent on the same beat (they all marked it down when
+// it died), so without it every watch of every host asks within one
+// round trip of the first probe answered: the herd BenchmarkFleet
+// measures. Spread uniformly over 3 s, the middle 90% of them spread over
+// 2.7 s; a watch keeps serving its last good snapshot meanwhile.
+const recoverySpread = 3 * time.Second
 
 var (
 	_ beacon.Lookup     = (*agents)(nil)
@@ -68,7 +81,7 @@ func newAgents(life *lifetime, clients []consul.Agent, probe time.Duration, log 
 		regs[i], addrs[i] = c.Client, c.Addr
 	}
 	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
-		live: make([]context.Context, len(regs)), kill: make([]context.CancelCauseFunc, len(regs)), inflight: make([]atomic.Int64, len(regs))}
+		live: make([]context.Context, len(regs)), kill: make([]context.CancelCauseFunc, len(regs)), inflight: make([]atomic.Int64, len(regs)), answered: make([]atomic.Int64, len(regs))}
 	for i := range regs {
 		a.live[i], a.kill[i] = context.WithCancelCause(life.ctx)
 	}
@@ -123,13 +136,26 @@ func (a *agents) watchdog() bool {
 	if down || a.inflight[i].Load() == 0 {
 		return true
 	}
+	// An agent that answered anything lately is alive, if slow: asking
+	// costs it (and the servers: the question is a stale read) one more
+	// request, and an overloaded agent, which a fleet's herd makes, would
+	// miss the question's deadline, be marked down and have every long
+	// poll cut, each then asked again: more load, not less.
+	began := time.Now()
+	if began.UnixNano()-a.answered[i].Load() < int64(livenessEvery) {
+		return true
+	}
 	// A miss is asked again at once: a slow answer is forgiven, a paused
-	// agent is found within livenessEvery + misses × timeout.
+	// agent is found within livenessEvery + misses × timeout (2 ×
+	// livenessEvery + misses × timeout after its last answer).
 	answered := false
 	for range livenessMisses {
 		if answered = a.answers(i, livenessTimeout); answered || a.life.ctx.Err() != nil {
 			break
 		}
+	}
+	if !answered && a.answered[i].Load() >= began.UnixNano() {
+		answered = true // another request was answered meanwhile
 	}
 	if !answered && a.life.ctx.Err() == nil {
 		a.markDown(i, fmt.Errorf("%w: %d liveness probes of %v unanswered", errStoppedAnswering, livenessMisses, livenessTimeout))
@@ -151,9 +177,16 @@ func (a *agents) answers(i int, timeout time.Duration) bool {
 	return err == nil || errors.As(err, &se)
 }
 
-// pick returns the agent to use, waiting while all are down.
+// pick returns the agent to use, waiting while all are down, and then a
+// random share of recoverySpread more.
 func (a *agents) pick(ctx context.Context) (int, error) {
-	for {
+	for woken := false; ; {
+		if woken {
+			if !backoff.Sleep(ctx, backoff.UpTo(recoverySpread)) {
+				return 0, ctx.Err()
+			}
+			woken = false // and look again: the agent may be down again
+		}
 		a.mu.Lock()
 		for n := range len(a.regs) {
 			i := (a.current + n) % len(a.regs)
@@ -172,6 +205,7 @@ func (a *agents) pick(ctx context.Context) (int, error) {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-up:
+			woken = true
 		}
 	}
 }
@@ -222,6 +256,9 @@ func callAt[T any](a *agents, ctx context.Context, remote bool, do func(context.
 	}
 	rctx, done := a.bind(ctx, i)
 	v, meta, err := do(rctx, i, a.regs[i])
+	if se := (*beacon.StatusError)(nil); err == nil || errors.As(err, &se) {
+		a.answered[i].Store(time.Now().UnixNano())
+	}
 	if killed := done(); killed != nil && ctx.Err() == nil {
 		err = fmt.Errorf("agent %s: %w: %w", a.addrs[i], beacon.ErrUnavailable, killed)
 	}
