@@ -298,10 +298,21 @@ func (c *Cache) closeRegs() { consul.CloseAgents(c.clients) }
 var ErrClosed = errors.New("discovery: cache closed")
 
 func watchKey(q beacon.Query) string {
+	// Sized up front: the key lives as long as the watch, in one allocation.
+	n := len(q.Service) + len(q.Datacenter) + len(q.Filter) + len(q.Tags) + 24
+	for _, t := range q.Tags {
+		n += len(t)
+	}
 	var b strings.Builder
+	b.Grow(n)
 	b.WriteString(q.Service)
 	b.WriteByte(0)
-	b.WriteString(strings.Join(q.Tags, "\x01"))
+	for i, t := range q.Tags {
+		if i > 0 {
+			b.WriteByte(1)
+		}
+		b.WriteString(t)
+	}
 	b.WriteByte(0)
 	b.WriteString(q.Datacenter)
 	b.WriteByte(0)
@@ -518,16 +529,31 @@ func (c *Cache) Close() error {
 }
 
 // watch is one shared blocking-query loop and its latest snapshot.
+//
+// A cache holds one per watched query, most of them driven by the change
+// feed: its fields are ordered to leave no padding, and what only some
+// watches use (pacing, failover state, a context's Done channel) is a
+// pointer, or made on demand. TestWatchHeapCeiling pins the total.
 type watch struct {
-	key  string
-	q    beacon.Query
-	refs int // guarded by Cache.mu
+	key string
+	q   beacon.Query
 
+	refs int32 // guarded by Cache.mu
 	// fallback: the watch queries every instance and publishes the passing
 	// ones, or the warning ones when none passes.
 	fallback bool
-	// ownLoop: the watch has a long poll of its own (else the feed drives it).
+	// ownLoop: the watch has a long poll of its own; fed: the change feed
+	// of its datacenter drives it. A failover or prepared-query watch has
+	// neither.
 	ownLoop bool
+	fed     bool
+	// The read path's (readpath.go): the pin (UseReadPath), the path the
+	// last query took, and the agent cache's word on the last answer.
+	readPath   ReadPath
+	pinPath    bool
+	path       atomic.Uint32
+	agentCache atomic.Pointer[cacheStatus]
+
 	// panicAt is the panic threshold (panic.go), 0 for none: then the
 	// watch queries every instance and publishes the passing ones, or in
 	// panic every one not in maintenance.
@@ -536,42 +562,40 @@ type watch struct {
 	// failover watch that of the watch it serves; nil without one.
 	pst atomic.Pointer[panicState]
 
-	// ctx ends when the watch stops: &life for a service watch, which
-	// stopWatch ends; a failover or prepared-query watch has a context of
-	// its own, and cancel.
-	ctx    context.Context
-	cancel context.CancelFunc
-	life   watchLife
-	// feed drives the watch when it has no long poll of its own.
-	feed *feed
-	snap   atomic.Pointer[Snapshot]
-	pubMu  sync.Mutex    // one publish at a time: the loop or feed, and the stale guard
-	ready  chan struct{} // closed at the first answer or error
-	once   sync.Once
-
-	subs subscribers
+	// ctx is &life, as a context.Context: it ends when stopWatch stops
+	// the watch, or when the cache closes (watchctx.go).
+	ctx   context.Context
+	life  watchLife
+	snap  atomic.Pointer[Snapshot]
+	pubMu sync.Mutex    // one publish at a time: the loop or feed, and the stale guard
+	ready chan struct{} // closed at the first answer or error
+	once  sync.Once
 
 	// The stale guard's (stale.go).
+	verifying  atomic.Bool   // a verification is pending
+	reverify   atomic.Bool   // and must go round again
 	backend    atomic.Value  // beacon.QueryBackend of the last answer
 	staleViews atomic.Int64  // stale views found and repaired
 	offUntil   atomic.Int64  // unix ns until which queries avoid streaming; 0: they don't
 	gen        atomic.Uint64 // bumped at each move off or back on a view
-	verifying  atomic.Bool   // a verification is pending
-	reverify   atomic.Bool   // and must go round again
 	abortMu    sync.Mutex
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
 
-	pace *pacing // its own loop's rate limit (loop.go); nil when the feed drives it
-	// The read path's (readpath.go): the pin (UseReadPath), the path the
-	// last query took, and the agent cache's word on the last answer.
-	readPath   ReadPath
-	pinPath    bool
-	path       atomic.Uint32
-	agentCache atomic.Pointer[cacheStatus]
+	subs subscribers
 
+	pace     *pacing        // its own loop's rate limit (loop.go); nil for others
 	fo       *failoverState // a failover watch's (failover.go); nil for others
 	prepared string         // a prepared-query watch's query (prepared.go)
+}
+
+// newWatch returns a watch of q under key, with its lifetime tied to the
+// cache's. Caller holds c.mu.
+func (c *Cache) newWatch(key string, q beacon.Query) *watch {
+	w := &watch{key: key, q: q, ready: make(chan struct{})}
+	w.life.parent = &c.lifetime
+	w.ctx = &w.life
+	return w
 }
 
 // asking is a blocking query a watch's loop has in flight: the index it
@@ -584,9 +608,10 @@ type asking struct {
 // startWatch starts a loop for a new watch, or hands it to the change feed
 // once the long-poll budget is spent. Caller holds c.mu.
 func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64, wo watchOptions) *watch {
-	w := &watch{key: key, q: q, ready: make(chan struct{}), panicAt: panicAt,
-		fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0,
-		readPath: wo.readPath, pinPath: wo.pinPath}
+	w := c.newWatch(key, q)
+	w.panicAt = panicAt
+	w.fallback = c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0
+	w.readPath, w.pinPath = wo.readPath, wo.pinPath
 	w.path.Store(uint32(c.pathOf(w)))
 	if panicAt > 0 {
 		w.pst.Store(&panicState{})
@@ -594,14 +619,11 @@ func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64, wo watch
 	if w.fallback || panicAt > 0 {
 		w.q.IncludeUnhealthy = true // filtered in publish
 	}
-	// Its lifetime is part of it (watchctx.go), and stopWatch ends it.
-	w.life.parent = &c.lifetime
-	w.ctx = &w.life
 	// Each datacenter has a feed of its own, up to maxRemoteFeeds besides
 	// the local one; watches of a datacenter beyond that queue for a slot.
 	if c.ownLoops >= c.o.maxPolls-1 && c.agents.hasFeed() {
 		if f := c.feedFor(q.Datacenter); f != nil {
-			w.feed = f
+			w.fed = true
 			f.add(w)
 			c.guard.add(w)
 			return w
@@ -632,14 +654,21 @@ func (c *Cache) ownLoop(w *watch) {
 	w.once.Do(func() { close(w.ready) }) // stopped before any answer
 }
 
-// stopWatch stops w, whose last handle was closed. Caller holds c.mu.
+// stopWatch stops w, whose last handle was closed: its context ends,
+// which ends its goroutine if it has one, and it leaves the feed driving
+// it and the stale guard. Caller holds c.mu.
 func (c *Cache) stopWatch(w *watch) {
-	if w.cancel != nil { // a failover or prepared-query watch
-		w.cancel()
-		return
-	}
 	w.life.stop()
-	if f := w.feed; f != nil {
+	if w.fed {
+		// The feed that drives it: it runs while it drives a watch.
+		f := c.feed
+		if dc := w.q.Datacenter; dc != "" {
+			f = c.feeds[dc]
+		}
+		if f == nil { // never: a feed runs while it drives a watch
+			c.guard.remove(w)
+			return
+		}
 		f.remove(w)
 		c.guard.remove(w)
 		c.dropFeed(w.q.Datacenter, f)
@@ -1003,14 +1032,14 @@ func (w *watch) notify() { w.subs.notify() }
 
 // Watcher is one caller's handle on a shared watch.
 type Watcher struct {
-	c      *Cache
-	w      *watch
-	ch     atomic.Value // chan struct{}, made at the first Changed
-	closed atomic.Bool
+	c  *Cache
+	w  *watch
+	ch atomic.Value // chan struct{}, made at the first Changed
 	// sent is the watch's count of wake-ups when the handle was made, and
 	// missed says the handle starts with one due: the channel made at the
 	// first Changed starts with one if either says so.
 	sent   uint64
+	closed atomic.Bool
 	missed bool
 }
 

@@ -81,12 +81,11 @@ func PreparedQueryName(host string) (string, bool) {
 
 // startPrepared starts a prepared-query watch. Caller holds c.mu.
 func (c *Cache) startPrepared(key, ref string) *watch {
-	w := &watch{key: key, q: beacon.Query{Service: ref}, ready: make(chan struct{}), prepared: ref}
-	ctx, cancel := context.WithCancel(c.ctx)
-	w.ctx, w.cancel = ctx, cancel
+	w := c.newWatch(key, beacon.Query{Service: ref})
+	w.prepared = ref
 	c.spawn(func() {
 		p := &preparedRun{c: c, w: w, ref: ref, wake: make(chan struct{}, 1)}
-		p.run(ctx)
+		p.run(w.ctx)
 		w.once.Do(func() { close(w.ready) }) // stopped before any answer
 	})
 	return w

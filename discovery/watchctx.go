@@ -4,26 +4,27 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // watchLife is a watch's lifetime as a context.Context: it ends when the
 // watch stops (stop) or the cache closes, whichever comes first. It lives
-// inside the watch, so a watch costs no context.WithCancel of its own (a
-// cancelCtx, an entry in the cache context's children map and a cancel
-// closure: about 300 bytes, most of a watch the change feed drives). Its
-// Done channel is made at the first call, and only then is it tied to the
-// cache's context: most feed-driven watches never need one. It carries no
-// values and no deadline, as the cache's context carries none.
+// inside the watch, in three words, so a watch costs no
+// context.WithCancel of its own (a cancelCtx, an entry in the cache
+// context's children map and a cancel closure: about 300 bytes, a
+// quarter of what a watch the change feed drives costs). Its Done channel
+// is made at the first call, and only then is it tied to the cache's
+// context: most feed-driven watches never need one. It carries no values
+// and no deadline, as the cache's context carries none.
 //
 // Contexts derived from it (context.WithTimeout and the like) end with it
-// without a goroutine each: it implements the AfterFunc method the context
-// package looks for.
+// without a goroutine each: it has the AfterFunc method the context
+// package looks for on a parent.
 type watchLife struct {
 	parent *lifetime // the cache's
-	mu     sync.Mutex
-	ended  uint8       // lifeLive, lifeStopped or lifeParent
-	links  *watchLinks // made at the first Done or AfterFunc
+	links  atomic.Pointer[watchLinks]
+	ended  atomic.Uint32 // lifeLive, lifeStopped or lifeParent
 }
 
 const (
@@ -34,7 +35,9 @@ const (
 
 // watchLinks is what a watchLife needs once something waits on it.
 type watchLinks struct {
+	mu     sync.Mutex
 	done   chan struct{}
+	closed bool          // done is closed
 	unlink func() bool   // undoes context.AfterFunc on the parent
 	afters []*afterEntry // derived contexts to end with it
 }
@@ -52,46 +55,49 @@ func (l *watchLife) Value(any) any { return nil }
 // Err is context.Canceled once the watch stopped, or the cache's
 // context's error once it ended; nil before.
 func (l *watchLife) Err() error {
-	l.mu.Lock()
-	ended := l.ended
-	l.mu.Unlock()
-	switch ended {
-	case lifeStopped:
-		return context.Canceled
-	case lifeParent:
-		return l.parent.ctx.Err()
-	}
-	if l.parent.ctx.Err() != nil {
-		// The cache closed; Done closes now, not when AfterFunc gets to it,
-		// so that Err and Done always agree.
+	why := l.ended.Load()
+	if why == lifeLive {
+		if l.parent.ctx.Err() == nil {
+			return nil
+		}
+		// The cache closed: end now, not when AfterFunc gets to it.
 		l.end(lifeParent)
-		return l.Err()
+		why = l.ended.Load()
 	}
-	return nil
+	// Done closes before Err reports the end, as a cancelCtx's does.
+	if k := l.links.Load(); k != nil {
+		k.shut()
+	}
+	if why == lifeStopped {
+		return context.Canceled
+	}
+	return l.parent.ctx.Err()
 }
 
 // Done returns a channel closed when the watch stops or the cache closes.
-func (l *watchLife) Done() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.linkLocked().done
-}
+func (l *watchLife) Done() <-chan struct{} { return l.link().done }
 
-// linkLocked makes l.links, tied to the parent, if it is not yet. Caller
-// holds l.mu.
-func (l *watchLife) linkLocked() *watchLinks {
-	if l.links != nil {
-		return l.links
+// link returns l's links, made and tied to the parent at the first call.
+func (l *watchLife) link() *watchLinks {
+	if k := l.links.Load(); k != nil {
+		return k
 	}
-	l.links = &watchLinks{done: make(chan struct{})}
-	if l.ended != lifeLive {
-		close(l.links.done)
-		return l.links
+	k := &watchLinks{done: make(chan struct{})}
+	if !l.links.CompareAndSwap(nil, k) {
+		return l.links.Load()
 	}
-	// On a goroutine of its own if the parent has already ended, so never
-	// while l.mu is held.
-	l.links.unlink = context.AfterFunc(l.parent.ctx, func() { l.end(lifeParent) })
-	return l.links
+	k.mu.Lock()
+	if l.ended.Load() == lifeLive {
+		// An end from now on finds k (end loads links after setting
+		// ended), and shuts it once this lock is released. If the parent
+		// has already ended, f runs on a goroutine of its own.
+		k.unlink = context.AfterFunc(l.parent.ctx, func() { l.end(lifeParent) })
+		k.mu.Unlock()
+		return k
+	}
+	k.mu.Unlock()
+	k.shut() // ended before k was there to be shut
+	return k
 }
 
 // AfterFunc arranges for f to run once l ends, and returns a function that
@@ -100,24 +106,24 @@ func (l *watchLife) linkLocked() *watchLinks {
 // l has already ended: the context package calls AfterFunc holding the
 // derived context's lock, which f takes.
 func (l *watchLife) AfterFunc(f func()) func() bool {
-	l.mu.Lock()
-	links := l.linkLocked()
-	if l.ended != lifeLive {
-		l.mu.Unlock()
+	k := l.link()
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
 		go f()
 		return func() bool { return false }
 	}
 	e := &afterEntry{f: f}
-	links.afters = append(links.afters, e)
-	l.mu.Unlock()
+	k.afters = append(k.afters, e)
+	k.mu.Unlock()
 	return func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		i := slices.Index(l.links.afters, e)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		i := slices.Index(k.afters, e)
 		if i < 0 {
 			return false
 		}
-		l.links.afters = slices.Delete(l.links.afters, i, i+1)
+		k.afters = slices.Delete(k.afters, i, i+1)
 		return true
 	}
 }
@@ -125,24 +131,29 @@ func (l *watchLife) AfterFunc(f func()) func() bool {
 // stop ends l because the watch stopped. It is safe to call more than once.
 func (l *watchLife) stop() { l.end(lifeStopped) }
 
-// end ends l for why (lifeStopped or lifeParent), once: it closes Done,
-// unties l from the parent and runs the derived contexts' AfterFuncs, in
-// that order and without l.mu held.
-func (l *watchLife) end(why uint8) {
-	l.mu.Lock()
-	if l.ended != lifeLive {
-		l.mu.Unlock()
+// end ends l for why (lifeStopped or lifeParent), once.
+func (l *watchLife) end(why uint32) {
+	if !l.ended.CompareAndSwap(lifeLive, why) {
 		return
 	}
-	l.ended = why
-	var unlink func() bool
-	var afters []*afterEntry
-	if links := l.links; links != nil {
-		close(links.done)
-		unlink, afters = links.unlink, links.afters
-		links.afters = nil
+	if k := l.links.Load(); k != nil {
+		k.shut()
 	}
-	l.mu.Unlock()
+}
+
+// shut closes done, once, then unties l from the parent and runs the
+// derived contexts' AfterFuncs, without k.mu held.
+func (k *watchLinks) shut() {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return
+	}
+	k.closed = true
+	close(k.done)
+	unlink, afters := k.unlink, k.afters
+	k.unlink, k.afters = nil, nil
+	k.mu.Unlock()
 	if unlink != nil {
 		unlink()
 	}

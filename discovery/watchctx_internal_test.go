@@ -103,7 +103,7 @@ func TestWatchLifeDerived(t *testing.T) {
 	l, _ := newTestLife(t)
 	early, cancelEarly := context.WithCancel(l)
 	cancelEarly()
-	if n := len(l.links.afters); n != 0 {
+	if n := len(l.links.Load().afters); n != 0 {
 		t.Errorf("%d AfterFuncs kept for a cancelled child, want 0", n)
 	}
 	child, cancel := context.WithTimeout(l, time.Hour)
