@@ -44,11 +44,27 @@ func (s *shared) instances(insts []beacon.Instance) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Neighbours mostly carry equal values: comparing with the last one
+	// shared costs less than hashing.
+	var meta, nodeMeta map[string]string
+	var tags []string
 	for i := range insts {
 		in := &insts[i]
-		in.Meta = s.meta(in.Meta)
-		in.NodeMeta = s.meta(in.NodeMeta)
-		in.Tags = s.tagList(in.Tags)
+		if len(in.Meta) > 0 && maps.Equal(in.Meta, meta) {
+			in.Meta = meta
+		} else if in.Meta = s.meta(in.Meta); len(in.Meta) > 0 {
+			meta = in.Meta
+		}
+		if len(in.NodeMeta) > 0 && maps.Equal(in.NodeMeta, nodeMeta) {
+			in.NodeMeta = nodeMeta
+		} else if in.NodeMeta = s.meta(in.NodeMeta); len(in.NodeMeta) > 0 {
+			nodeMeta = in.NodeMeta
+		}
+		if len(in.Tags) > 0 && slices.Equal(in.Tags, tags) {
+			in.Tags = tags
+		} else if in.Tags = s.tagList(in.Tags); len(in.Tags) > 0 {
+			tags = in.Tags
+		}
 	}
 }
 
@@ -57,11 +73,7 @@ func (s *shared) meta(m map[string]string) map[string]string {
 	if len(m) == 0 {
 		return m // nil and empty stay as they are
 	}
-	// Order-independent: the sum of each pair's hash.
-	h := uint64(len(m))
-	for k, v := range m {
-		h += maphash.String(s.seed, k) ^ maphash.String(s.seed, v)*0x9e3779b97f4a7c15
-	}
+	h := s.metaHash(m)
 	if have, ok := s.metas[h]; ok {
 		if maps.Equal(have, m) {
 			return have
@@ -80,10 +92,7 @@ func (s *shared) tagList(tags []string) []string {
 	if len(tags) == 0 {
 		return tags
 	}
-	h := uint64(len(tags))
-	for _, t := range tags {
-		h = h*31 + maphash.String(s.seed, t)
-	}
+	h := s.tagsHash(tags)
 	if have, ok := s.tags[h]; ok {
 		if slices.Equal(have, tags) {
 			return have
@@ -97,4 +106,21 @@ func (s *shared) tagList(tags []string) []string {
 	tags = slices.Clip(tags)
 	s.tags[h] = tags
 	return tags
+}
+
+// metaHash hashes m's content, whatever the order its pairs are visited in.
+func (s *shared) metaHash(m map[string]string) uint64 {
+	h := uint64(len(m))
+	for k, v := range m {
+		h += maphash.String(s.seed, k) ^ maphash.String(s.seed, v)*0x9e3779b97f4a7c15
+	}
+	return h
+}
+
+func (s *shared) tagsHash(tags []string) uint64 {
+	h := uint64(len(tags))
+	for _, t := range tags {
+		h = h*31 + maphash.String(s.seed, t)
+	}
+	return h
 }
