@@ -99,8 +99,11 @@ func (c Config) NewHTTPClient() (*http.Client, Endpoint, error) {
 		ExpectContinueTimeout: time.Second,
 		MaxConnsPerHost:       c.MaxConns,
 		// Requests to an agent are small; the default 4 KiB write buffer
-		// per connection is mostly idle memory with many long polls.
+		// per connection is mostly idle memory with many long polls. So is
+		// the read buffer: an answer's headers fit in 1 KiB, and a body
+		// read into a larger buffer bypasses it.
 		WriteBufferSize: 1024,
+		ReadBufferSize:  1024,
 	}
 	if c.MaxConns > 0 && c.MaxConns < tr.MaxIdleConnsPerHost {
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = c.MaxConns, c.MaxConns

@@ -194,6 +194,8 @@ type Cache struct {
 	closed   bool
 	// pinned holds the watches opened by Instances and Pick (pinned.go).
 	pinned *lru.Map[string, *Watcher]
+	// shared holds one copy of equal metas and tags across snapshots (share.go).
+	shared *shared
 }
 
 // New returns a cache reading from the agents in cfg.Addresses, in order of
@@ -264,6 +266,7 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.readPath.Store(uint32(o.readPath))
 	c.loops = loops{wait: o.wait, every: o.every, burst: o.burst, hotEvery: o.hotEvery, hotBurst: o.hotBurst, slots: make(slots, o.maxPolls), metrics: o.metrics}
 	c.pinned = newPinned(o.maxPinned)
+	c.shared = newShared()
 	c.clients = clients
 	c.begin()
 	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
@@ -295,10 +298,21 @@ func (c *Cache) closeRegs() { consul.CloseAgents(c.clients) }
 var ErrClosed = errors.New("discovery: cache closed")
 
 func watchKey(q beacon.Query) string {
+	// Sized up front: the key lives as long as the watch, in one allocation.
+	n := len(q.Service) + len(q.Datacenter) + len(q.Filter) + len(q.Tags) + 24
+	for _, t := range q.Tags {
+		n += len(t)
+	}
 	var b strings.Builder
+	b.Grow(n)
 	b.WriteString(q.Service)
 	b.WriteByte(0)
-	b.WriteString(strings.Join(q.Tags, "\x01"))
+	for i, t := range q.Tags {
+		if i > 0 {
+			b.WriteByte(1)
+		}
+		b.WriteString(t)
+	}
 	b.WriteByte(0)
 	b.WriteString(q.Datacenter)
 	b.WriteByte(0)
@@ -374,7 +388,7 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 		c.watches[key] = w
 	}
 	w.refs++
-	return &Watcher{c: c, w: w, ch: w.subscribeNew(created)}, nil
+	return c.newWatcher(w, created), nil
 }
 
 // WatchStats describes one running watch.
@@ -445,8 +459,10 @@ func (c *Cache) Stats() []WatchStats {
 	c.mu.Unlock()
 	out := make([]WatchStats, 0, len(ws))
 	for _, w := range ws {
-		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared,
-			Hot: w.pace.hot.Load(), HotSpells: w.pace.spells.Load(), RateLimited: w.pace.limited.Load(), RateLimitWait: time.Duration(w.pace.waitedNs.Load())}
+		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared}
+		if p := w.pace; p != nil {
+			st.Hot, st.HotSpells, st.RateLimited, st.RateLimitWait = p.hot.Load(), p.spells.Load(), p.limited.Load(), time.Duration(p.waitedNs.Load())
+		}
 		if f := w.fo; f != nil {
 			st.Failover, st.Failovers, st.Datacenter = true, f.failovers.Load(), *f.serving.Load()
 			if ns := f.since.Load(); ns != 0 {
@@ -513,16 +529,31 @@ func (c *Cache) Close() error {
 }
 
 // watch is one shared blocking-query loop and its latest snapshot.
+//
+// A cache holds one per watched query, most of them driven by the change
+// feed: its fields are ordered to leave no padding, and what only some
+// watches use (pacing, failover state, a context's Done channel) is a
+// pointer, or made on demand. TestWatchHeapCeiling pins the total.
 type watch struct {
-	key  string
-	q    beacon.Query
-	refs int // guarded by Cache.mu
+	key string
+	q   beacon.Query
 
+	refs int32 // guarded by Cache.mu
 	// fallback: the watch queries every instance and publishes the passing
 	// ones, or the warning ones when none passes.
 	fallback bool
-	// ownLoop: the watch has a long poll of its own (else the feed drives it).
+	// ownLoop: the watch has a long poll of its own; fed: the change feed
+	// of its datacenter drives it. A failover or prepared-query watch has
+	// neither.
 	ownLoop bool
+	fed     bool
+	// The read path's (readpath.go): the pin (UseReadPath), the path the
+	// last query took, and the agent cache's word on the last answer.
+	readPath   ReadPath
+	pinPath    bool
+	path       atomic.Uint32
+	agentCache atomic.Pointer[cacheStatus]
+
 	// panicAt is the panic threshold (panic.go), 0 for none: then the
 	// watch queries every instance and publishes the passing ones, or in
 	// panic every one not in maintenance.
@@ -531,36 +562,40 @@ type watch struct {
 	// failover watch that of the watch it serves; nil without one.
 	pst atomic.Pointer[panicState]
 
-	ctx    context.Context // ends when the watch stops
-	cancel context.CancelFunc
-	snap   atomic.Pointer[Snapshot]
-	pubMu  sync.Mutex    // one publish at a time: the loop or feed, and the stale guard
-	ready  chan struct{} // closed at the first answer or error
-	once   sync.Once
-
-	subs subscribers
+	// ctx is &life, as a context.Context: it ends when stopWatch stops
+	// the watch, or when the cache closes (watchctx.go).
+	ctx   context.Context
+	life  watchLife
+	snap  atomic.Pointer[Snapshot]
+	pubMu sync.Mutex    // one publish at a time: the loop or feed, and the stale guard
+	ready chan struct{} // closed at the first answer or error
+	once  sync.Once
 
 	// The stale guard's (stale.go).
+	verifying  atomic.Bool   // a verification is pending
+	reverify   atomic.Bool   // and must go round again
 	backend    atomic.Value  // beacon.QueryBackend of the last answer
 	staleViews atomic.Int64  // stale views found and repaired
 	offUntil   atomic.Int64  // unix ns until which queries avoid streaming; 0: they don't
 	gen        atomic.Uint64 // bumped at each move off or back on a view
-	verifying  atomic.Bool   // a verification is pending
-	reverify   atomic.Bool   // and must go round again
 	abortMu    sync.Mutex
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
 
-	pace pacing // its own loop's rate limit (loop.go)
-	// The read path's (readpath.go): the pin (UseReadPath), the path the
-	// last query took, and the agent cache's word on the last answer.
-	readPath   ReadPath
-	pinPath    bool
-	path       atomic.Uint32
-	agentCache atomic.Pointer[cacheStatus]
+	subs subscribers
 
+	pace     *pacing        // its own loop's rate limit (loop.go); nil for others
 	fo       *failoverState // a failover watch's (failover.go); nil for others
 	prepared string         // a prepared-query watch's query (prepared.go)
+}
+
+// newWatch returns a watch of q under key, with its lifetime tied to the
+// cache's. Caller holds c.mu.
+func (c *Cache) newWatch(key string, q beacon.Query) *watch {
+	w := &watch{key: key, q: q, ready: make(chan struct{})}
+	w.life.parent = &c.lifetime
+	w.ctx = &w.life
+	return w
 }
 
 // asking is a blocking query a watch's loop has in flight: the index it
@@ -573,9 +608,10 @@ type asking struct {
 // startWatch starts a loop for a new watch, or hands it to the change feed
 // once the long-poll budget is spent. Caller holds c.mu.
 func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64, wo watchOptions) *watch {
-	w := &watch{key: key, q: q, ready: make(chan struct{}), panicAt: panicAt,
-		fallback: c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0,
-		readPath: wo.readPath, pinPath: wo.pinPath}
+	w := c.newWatch(key, q)
+	w.panicAt = panicAt
+	w.fallback = c.o.noPassing == FallBackToWarning && !q.IncludeUnhealthy && panicAt == 0
+	w.readPath, w.pinPath = wo.readPath, wo.pinPath
 	w.path.Store(uint32(c.pathOf(w)))
 	if panicAt > 0 {
 		w.pst.Store(&panicState{})
@@ -583,13 +619,11 @@ func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64, wo watch
 	if w.fallback || panicAt > 0 {
 		w.q.IncludeUnhealthy = true // filtered in publish
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	w.ctx = ctx
 	// Each datacenter has a feed of its own, up to maxRemoteFeeds besides
 	// the local one; watches of a datacenter beyond that queue for a slot.
 	if c.ownLoops >= c.o.maxPolls-1 && c.agents.hasFeed() {
 		if f := c.feedFor(q.Datacenter); f != nil {
-			w.cancel = func() { cancel(); f.remove(w); c.guard.remove(w); c.dropFeed(q.Datacenter, f) }
+			w.fed = true
 			f.add(w)
 			c.guard.add(w)
 			return w
@@ -597,24 +631,50 @@ func (c *Cache) startWatch(key string, q beacon.Query, panicAt float64, wo watch
 	}
 	c.ownLoops++
 	w.ownLoop = true
-	w.cancel = func() { cancel(); c.guard.remove(w) }
+	w.pace = &pacing{}
 	c.guard.add(w)
 	if c.guard != nil && q.Datacenter == "" && c.agents.hasFeed() {
 		c.feed.startChecks() // the stale guard's tripwire
 	}
-	q = w.q
-	q.WaitTime = c.loops.wait
-	c.spawn(func() {
-		fetch, skip := c.fetchFor(w, q)
-		run(ctx, c.loops, q.Service, fetch, skip, &w.pace, func(f fetched, meta beacon.QueryMeta, err error) error {
-			if errors.Is(err, errMovedOff) {
-				return nil // not an error: the loop asks again from index 0
-			}
-			return c.publish(w, result{Instances: f.insts, Meta: meta, Err: err, gen: f.gen, checkGen: err == nil})
-		})
-		w.once.Do(func() { close(w.ready) }) // stopped before any answer
-	})
+	c.spawn(func() { c.ownLoop(w) })
 	return w
+}
+
+// ownLoop is the blocking loop of a watch with a long poll of its own.
+func (c *Cache) ownLoop(w *watch) {
+	q := w.q
+	q.WaitTime = c.loops.wait
+	fetch, skip := c.fetchFor(w, q)
+	run(w.ctx, c.loops, q.Service, fetch, skip, w.pace, func(f fetched, meta beacon.QueryMeta, err error) error {
+		if errors.Is(err, errMovedOff) {
+			return nil // not an error: the loop asks again from index 0
+		}
+		return c.publish(w, result{Instances: f.insts, Meta: meta, Err: err, gen: f.gen, checkGen: err == nil})
+	})
+	w.once.Do(func() { close(w.ready) }) // stopped before any answer
+}
+
+// stopWatch stops w, whose last handle was closed: its context ends,
+// which ends its goroutine if it has one, and it leaves the feed driving
+// it and the stale guard. Caller holds c.mu.
+func (c *Cache) stopWatch(w *watch) {
+	w.life.stop()
+	if w.fed {
+		// The feed that drives it: it runs while it drives a watch.
+		f := c.feed
+		if dc := w.q.Datacenter; dc != "" {
+			f = c.feeds[dc]
+		}
+		if f == nil { // never: a feed runs while it drives a watch
+			c.guard.remove(w)
+			return
+		}
+		f.remove(w)
+		c.guard.remove(w)
+		c.dropFeed(w.q.Datacenter, f)
+		return
+	}
+	c.guard.remove(w)
 }
 
 // fetched is one answer of a watch's own loop and the watch's generation
@@ -855,13 +915,13 @@ func (c *Cache) publish(w *watch, r result) error {
 	} else {
 		// dedupe.go: one entry per endpoint, before the policy counts them.
 		insts, v := policy(w, dedupe(c.translate(r.Instances, w.q.Datacenter != "")))
-		shareMeta(insts)
 		c.notePanic(w, v)
 		if prev != nil && prev.Err == nil && prev.Panic == v.panic && sameInstances(prev.Instances, insts) {
 			w.snap.Store(prev.refreshed(r.Meta.LastIndex, time.Now())) // fresher, unchanged: nobody is woken
 			w.once.Do(func() { close(w.ready) })
 			return nil
 		}
+		c.shared.instances(insts) // share.go
 		next = newSnapshot(w.q.Service, SourceConsul, insts, prev, r.Meta.LastIndex, time.Now())
 		next.Datacenter = w.q.Datacenter
 		if v.panic {
@@ -928,30 +988,6 @@ func fallbackPolicy(w *watch, insts []beacon.Instance) []beacon.Instance {
 	return warning
 }
 
-// shareMeta makes instances with equal meta share one map. Snapshots are
-// immutable, most instances of a service carry the same meta, and a small
-// Go map costs about 300 bytes: with thousands of instances watched, this
-// is most of the cache's memory.
-func shareMeta(insts []beacon.Instance) {
-	var seen []map[string]string
-	for i := range insts {
-		m := insts[i].Meta
-		if len(m) == 0 {
-			continue
-		}
-		shared := false
-		for _, s := range seen {
-			if maps.Equal(s, m) {
-				insts[i].Meta, shared = s, true
-				break
-			}
-		}
-		if !shared && len(seen) < 8 { // bounded: distinct meta per instance stays linear
-			seen = append(seen, m)
-		}
-	}
-}
-
 func sameInstances(a, b []beacon.Instance) bool {
 	if len(a) != len(b) {
 		return false
@@ -972,25 +1008,20 @@ func sameInstances(a, b []beacon.Instance) bool {
 	return true
 }
 
-func (w *watch) subscribe() chan struct{} {
-	ch := make(chan struct{}, 1)
-	w.subs.add(ch)
-	return ch
-}
-
-// subscribeNew subscribes the Watcher a Watch call returns. When that call
-// started the watch, the watch may already have published (an agent
-// marked down makes it publish its error at once) before the Watcher
-// subscribed: then the channel starts with the wake-up it missed.
-func (w *watch) subscribeNew(started bool) chan struct{} {
-	ch := w.subscribe()
-	if started && w.snap.Load() != nil {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-	return ch
+// newWatcher returns a handle on w for a Watch call; started: that call
+// started w. The handle's channel is made at its first Changed, which
+// many callers never make (those that Pick or read Snapshot): it then
+// holds the wake-up of any change since this call. When this call started
+// the watch, the watch may already have published (an agent marked down
+// makes it publish its error at once): then the channel starts with a
+// wake-up too.
+func (c *Cache) newWatcher(w *watch, started bool) *Watcher {
+	h := &Watcher{c: c, w: w}
+	w.subs.mu.Lock()
+	h.sent = w.subs.sent
+	w.subs.mu.Unlock()
+	h.missed = started && w.snap.Load() != nil
+	return h
 }
 
 func (w *watch) unsubscribe(ch chan struct{}) { w.subs.remove(ch) }
@@ -1001,10 +1032,15 @@ func (w *watch) notify() { w.subs.notify() }
 
 // Watcher is one caller's handle on a shared watch.
 type Watcher struct {
-	c      *Cache
-	w      *watch
-	ch     chan struct{}
+	c  *Cache
+	w  *watch
+	ch atomic.Value // chan struct{}, made at the first Changed
+	// sent is the watch's count of wake-ups when the handle was made, and
+	// missed says the handle starts with one due: the channel made at the
+	// first Changed starts with one if either says so.
+	sent   uint64
 	closed atomic.Bool
+	missed bool
 }
 
 // Close releases the handle; the watch stops with its last handle. It is
@@ -1013,7 +1049,16 @@ func (w *Watcher) Close() {
 	if w.closed.Swap(true) {
 		return
 	}
-	w.w.unsubscribe(w.ch)
+	// Under the lock that makes the channel: a Changed racing with Close
+	// either subscribed its channel before (removed here) or sees closed.
+	s := &w.w.subs
+	s.mu.Lock()
+	if ch, ok := w.ch.Load().(chan struct{}); ok {
+		if i := slices.Index(s.chs, ch); i >= 0 {
+			s.chs = slices.Delete(s.chs, i, i+1)
+		}
+	}
+	s.mu.Unlock()
 	c := w.c
 	c.mu.Lock()
 	w.w.refs--
@@ -1022,7 +1067,7 @@ func (w *Watcher) Close() {
 		if w.w.ownLoop {
 			c.ownLoops--
 		}
-		w.w.cancel()
+		c.stopWatch(w.w)
 	}
 	c.mu.Unlock()
 }

@@ -132,15 +132,14 @@ type failoverState struct {
 // local watch of q and, when needed, watches of the policy's datacenters,
 // and publishes one of them. Caller holds c.mu.
 func (c *Cache) startFailover(key string, q beacon.Query, p Failover, panicAt float64, wo watchOptions) *watch {
-	w := &watch{key: key, q: q, ready: make(chan struct{}), fo: &failoverState{}, panicAt: panicAt,
-		readPath: wo.readPath, pinPath: wo.pinPath}
+	w := c.newWatch(key, q)
+	w.fo, w.panicAt = &failoverState{}, panicAt
+	w.readPath, w.pinPath = wo.readPath, wo.pinPath
 	local := ""
 	w.fo.serving.Store(&local)
-	ctx, cancel := context.WithCancel(c.ctx)
-	w.ctx, w.cancel = ctx, cancel
 	c.spawn(func() {
 		f := &failoverRun{c: c, w: w, p: p, wake: make(chan struct{}, 1), remotes: map[string]*Watcher{}}
-		f.run(ctx)
+		f.run(w.ctx)
 		w.once.Do(func() { close(w.ready) }) // stopped before any answer
 	})
 	return w

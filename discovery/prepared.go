@@ -61,7 +61,7 @@ func (c *Cache) WatchPrepared(ref string) (*Watcher, error) {
 		c.watches[key] = w
 	}
 	w.refs++
-	return &Watcher{c: c, w: w, ch: w.subscribeNew(created)}, nil
+	return c.newWatcher(w, created), nil
 }
 
 // QuerySuffix marks a host name that names a prepared query rather than a
@@ -81,12 +81,11 @@ func PreparedQueryName(host string) (string, bool) {
 
 // startPrepared starts a prepared-query watch. Caller holds c.mu.
 func (c *Cache) startPrepared(key, ref string) *watch {
-	w := &watch{key: key, q: beacon.Query{Service: ref}, ready: make(chan struct{}), prepared: ref}
-	ctx, cancel := context.WithCancel(c.ctx)
-	w.ctx, w.cancel = ctx, cancel
+	w := c.newWatch(key, beacon.Query{Service: ref})
+	w.prepared = ref
 	c.spawn(func() {
 		p := &preparedRun{c: c, w: w, ref: ref, wake: make(chan struct{}, 1)}
-		p.run(ctx)
+		p.run(w.ctx)
 		w.once.Do(func() { close(w.ready) }) // stopped before any answer
 	})
 	return w
@@ -209,12 +208,12 @@ func (p *preparedRun) publish(res beacon.PreparedQueryResult, err error) {
 			dc = res.Datacenter
 		}
 		insts := dedupe(p.c.translate(sortedByKey(res.Instances), dc != "")) // Consul shuffles them
-		shareMeta(insts)
 		if prev != nil && prev.Err == nil && prev.Datacenter == dc && sameInstances(prev.Instances, insts) {
 			w.snap.Store(prev.refreshed(prev.Index, time.Now()))
 			w.once.Do(func() { close(w.ready) })
 			return
 		}
+		p.c.shared.instances(insts) // share.go
 		if prev != nil && prev.Datacenter != dc {
 			p.c.o.logger.Info("discovery: prepared query answered from another datacenter", "query", p.ref, "from", dcName(prev.Datacenter), "to", dcName(dc))
 		}

@@ -196,7 +196,32 @@ func pick(s *Snapshot, b balancer.Balancer) (balancer.Picked, error) {
 }
 
 // Changed receives a value after the snapshot changed; load it with Snapshot.
-func (w *Watcher) Changed() <-chan struct{} { return w.ch }
+func (w *Watcher) Changed() <-chan struct{} {
+	if ch, ok := w.ch.Load().(chan struct{}); ok {
+		return ch
+	}
+	return w.makeChanged()
+}
+
+// makeChanged makes the handle's channel at the first Changed, with the
+// wake-up of any change since the handle was made (see newWatcher).
+func (w *Watcher) makeChanged() chan struct{} {
+	s := &w.w.subs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := w.ch.Load().(chan struct{}); ok {
+		return ch // made meanwhile
+	}
+	ch := make(chan struct{}, 1)
+	if w.missed || s.sent != w.sent {
+		ch <- struct{}{}
+	}
+	if !w.closed.Load() {
+		s.chs = append(s.chs, ch)
+	}
+	w.ch.Store(ch)
+	return ch
+}
 
 // Wait returns the first snapshot with instances to serve (Source is not
 // SourceNone), waiting for it as long as ctx allows. When the first attempt

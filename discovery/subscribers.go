@@ -12,6 +12,9 @@ import (
 type subscribers struct {
 	mu  sync.Mutex
 	chs []chan struct{} // a slice, not a map: most watches have one or two
+	// sent counts notify calls, so that a Watcher making its channel only
+	// at its first Changed knows whether it missed a wake-up.
+	sent uint64
 }
 
 // add subscribes ch, owned by the caller.
@@ -33,6 +36,7 @@ func (s *subscribers) remove(ch chan struct{}) {
 // notify wakes every subscriber without blocking.
 func (s *subscribers) notify() {
 	s.mu.Lock()
+	s.sent++
 	chans := slices.Clone(s.chs)
 	s.mu.Unlock()
 	for _, ch := range chans {

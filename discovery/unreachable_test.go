@@ -79,7 +79,7 @@ func TestWatchStartedWhileAllDownPublishesItsError(t *testing.T) {
 	}
 	defer second.Close()
 	// The error may be published before the Watcher subscribed: Changed
-	// must still say so (subscribeNew).
+	// must still say so (newWatcher).
 	s := next(t, second)
 	if s == nil || s.Source != discovery.SourceNone || !errors.Is(s.Err, beacon.ErrUnavailable) {
 		t.Fatalf("second watch's first snapshot = %+v, want SourceNone with an error matching ErrUnavailable", s)
