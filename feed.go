@@ -64,7 +64,7 @@ func (q ServicesQuery) Validate() error {
 // ServiceSummary is what a datacenter's service summary says of one
 // service: counts and a digest, not its instances. The counts are Consul's:
 // Instances registered, and checks passing, warning and critical, a node's
-// checks counted once for every instance on the node.
+// checks (serfHealth) counted once for each service on the node.
 type ServiceSummary struct {
 	Name                       string
 	Instances                  int

@@ -54,6 +54,7 @@ func Run(t *testing.T, newRegistry Factory) {
 	t.Run("TaggedAddresses", s.testTaggedAddresses)
 	t.Run("Maintenance", s.testMaintenance)
 	t.Run("Checks", s.testChecks)
+	t.Run("ServiceSummaries", s.testServiceSummaries)
 }
 
 // waitLimit bounds every wait in the suite: generous, so that a loaded
