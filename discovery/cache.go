@@ -547,6 +547,7 @@ type watch struct {
 	gen        atomic.Uint64 // bumped at each move off or back on a view
 	verifying  atomic.Bool   // a verification is pending
 	reverify   atomic.Bool   // and must go round again
+	tripAt     atomic.Uint64 // what the next round must verify (stale.go's checkAt)
 	abortMu    sync.Mutex
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
@@ -753,7 +754,7 @@ func (c *Cache) newFeed(dc string) *feed {
 	f.answered = c.guard.answered
 	f.pathOf = c.pathOf
 	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
-	f.changed = func(services map[string]bool) { c.changed(dc, services) }
+	f.changed = func(services map[string]bool, index uint64) { c.changed(dc, services, index) }
 	return f
 }
 
@@ -788,9 +789,9 @@ func (c *Cache) dropFeed(dc string, f *feed) {
 	f.life.cancel()
 }
 
-// changed is a change feed's tripwire: these services' checks changed in
-// datacenter dc.
-func (c *Cache) changed(dc string, services map[string]bool) {
+// changed is a change feed's tripwire: these services changed in
+// datacenter dc, as the feed's answer at index says.
+func (c *Cache) changed(dc string, services map[string]bool, index uint64) {
 	if c.guard == nil {
 		return
 	}
@@ -802,7 +803,7 @@ func (c *Cache) changed(dc string, services map[string]bool) {
 		}
 	}
 	c.mu.Unlock()
-	c.guard.changed(ws)
+	c.guard.changed(ws, index)
 }
 
 // publish turns a loop result into a snapshot. Errors keep the last good
