@@ -123,8 +123,8 @@ func WithMaxRequestRate(perSecond float64, burst int) Option {
 // n-1 watches get a long poll each; beyond that, watches are driven by one
 // shared change feed (see docs/architecture.md), so any number of services
 // can be watched within the budget. The feed needs a backend that
-// implements beacon.ChangeFeed (consulhttp does; consulkit does not) and
-// serves the local datacenter; other watches beyond the budget queue for a
+// implements beacon.ServiceSummaries or beacon.ChangeFeed (consulhttp
+// both, consulkit the first) and serves the local datacenter; other watches beyond the budget queue for a
 // long-poll slot, and their freshness suffers. Connections to each agent,
 // idle ones included, are capped at n+12 (consul.Config.MaxConns, when
 // set, must allow at least that).

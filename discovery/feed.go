@@ -302,7 +302,17 @@ func (f *feed) watchChecks() {
 	q := beacon.ChecksQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
 	l := f.loop
 	l.hotEvery = 0 // one answer is the datacenter's every check: poll it at the ceiling
-	run(f.life.ctx, l, "", blocking.Checks(f.src, q), nil, nil, func(checks []beacon.CheckState, meta beacon.QueryMeta, err error) error {
+	ctx, stop := context.WithCancel(f.life.ctx)
+	defer stop()
+	run(ctx, l, "", blocking.Checks(f.src, q), nil, nil, func(checks []beacon.CheckState, meta beacon.QueryMeta, err error) error {
+		if errors.Is(err, errNoFeed) {
+			// A client that can summarise services but not list checks
+			// (consulkit), on an agent without summaries: the sweep alone
+			// keeps feed watches fresh, once per wait period.
+			f.log.Warn("discovery: the change feed has nothing to follow; feed-driven watches are fetched once per wait period", "datacenter", dcName(f.dc))
+			stop()
+			return nil
+		}
 		if err != nil {
 			f.feedError(err)
 			return nil
