@@ -299,6 +299,12 @@ func (f *feed) watchChecks() {
 	}
 	f.log.Info("discovery: the agent serves no service summaries; the change feed reads every check instead",
 		"datacenter", dcName(f.dc))
+	// The checks' digests are not the summaries': the first answer is a
+	// first again, refetching every feed watch rather than calling every
+	// service changed.
+	f.mu.Lock()
+	f.services, f.nodes = nil, nil
+	f.mu.Unlock()
 	q := beacon.ChecksQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
 	l := f.loop
 	l.hotEvery = 0 // one answer is the datacenter's every check: poll it at the ceiling
