@@ -78,7 +78,7 @@ type ServiceSummary struct {
 // ServiceSummaries is implemented by backends that can summarise every
 // service of a datacenter in one answer, with a blocking form that wakes
 // on any catalog change (a registration, a deregistration, a check's
-// status), as ChangeFeed does, at about a tenth of its size: one entry per
+// status), as ChangeFeed does, at about a sixth of its size: one entry per
 // service, not per check. discovery's change feed prefers it.
 //
 // Consul serves it at GET /v1/internal/ui/services, an endpoint internal

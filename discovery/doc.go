@@ -77,7 +77,7 @@
 // checks, and a digest of node names and tags), whose changed services'
 // watches are fetched at once; an agent that answers it 404 or 405 (the
 // endpoint is internal to Consul) gets /v1/health/state/any instead
-// (beacon.ChangeFeed, every check: about ten times the bytes, 50 MB at
+// (beacon.ChangeFeed, every check: about six times the bytes, 50 MB at
 // 100,000 instances). Summaries do not show changes that keep a service's
 // counts (two opposite flips or a swap of health within one service in
 // one blocking round) nor meta-only changes (which the checks never

@@ -23,7 +23,7 @@ import (
 //     service, whose counts and digest move with registrations,
 //     deregistrations and health changes, node checks included) or, from
 //     an agent that does not serve it, /v1/health/state/any
-//     (beacon.ChangeFeed: every check, about ten times the bytes: 50 MB at
+//     (beacon.ChangeFeed: every check, about six times the bytes: 50 MB at
 //     100,000 instances);
 //   - every feed watch is also fetched once per wait period, spread evenly,
 //     which catches what the query does not show (a meta-only change; with
@@ -292,7 +292,7 @@ func sweepEvenly(ctx context.Context, mu *sync.Mutex, set map[*watch]struct{}, p
 // and queues the watches of the services it says changed: the service
 // summaries (beacon.ServiceSummaries, one entry per service) when the
 // agent serves them, else every check of the datacenter (beacon.ChangeFeed,
-// one entry per check: about ten times the bytes).
+// one entry per check: about six times the bytes).
 func (f *feed) watchChecks() {
 	if f.watchSummaries() {
 		return // the cache closed
