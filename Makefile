@@ -47,6 +47,7 @@ fuzz:
 	$(call FUZZ,FuzzDecodeHealthReusing,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeMeta,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeChecks,10000x,./consulhttp)
+	$(call FUZZ,FuzzDecodeSummaries,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeAgentService,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeServices,10000x,./consulhttp)
 	$(call FUZZ,FuzzDecodeOperator,10000x,./consulhttp)

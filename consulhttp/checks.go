@@ -22,7 +22,7 @@ func (c *Client) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.Che
 	// Not reused (reuse.go): the feed keeps only digests of this answer,
 	// and a memo of every check in the datacenter would cost a watching
 	// cache more heap per instance than all it keeps now.
-	return getDecoded(c, ctx, req, func() string { return "checks" }, decodeChecks)
+	return getFeed(c, ctx, req, &c.feedSizes[feedChecks], func() string { return "checks" }, decodeChecks)
 }
 
 func (r checkEntry) state() beacon.CheckState {

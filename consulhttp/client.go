@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -34,6 +35,9 @@ type Client struct {
 	maxBody  int64
 	// reuse keeps the last large health answer per query (reuse.go).
 	reuse *reuseCache
+	// feedSizes is the largest answer of each change-feed query so far,
+	// which their body cap grows with (services.go).
+	feedSizes [2]atomic.Int64
 }
 
 var _ beacon.Registry = (*Client)(nil)
@@ -47,7 +51,9 @@ type Option func(*Client)
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithMaxBodyBytes caps how much of an answer is read; larger answers fail
-// with beacon.ErrMalformedResponse.
+// with beacon.ErrMalformedResponse. The change feed's queries, whose
+// answers grow with the datacenter (ServiceSummaries, Checks), get a
+// multiple of it that also grows with their largest answer (services.go).
 func WithMaxBodyBytes(n int64) Option { return func(c *Client) { c.maxBody = n } }
 
 // New returns a client for the first agent in cfg.Addresses.
@@ -92,6 +98,7 @@ type request struct {
 	query   url.Values
 	body    any
 	timeout time.Duration
+	maxBody int64 // the body cap; 0: the client's
 }
 
 func (c *Client) newRequest(method, rawPath string) *request {
@@ -167,7 +174,11 @@ func (c *Client) do(ctx context.Context, r *request) (*http.Response, error) {
 		}
 		return nil, fmt.Errorf("%s %s: %w: %w", r.method, r.path, beacon.ErrUnavailable, err)
 	}
-	resp.Body = &cappedBody{r: io.LimitReader(resp.Body, c.maxBody+1), c: resp.Body, cancel: cancel, limit: c.maxBody}
+	limit := c.maxBody
+	if r.maxBody > 0 {
+		limit = r.maxBody
+	}
+	resp.Body = &cappedBody{r: io.LimitReader(resp.Body, limit+1), c: resp.Body, cancel: cancel, limit: limit}
 	if resp.StatusCode/100 != 2 {
 		defer drainClose(resp.Body)
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	kitconsul "github.com/go-kit/kit/sd/consul"
 	"github.com/hashicorp/consul/api"
@@ -40,6 +41,9 @@ type Client struct {
 	// httpClient carries every request, kit's too (they share its
 	// transport); Close releases its idle connections.
 	httpClient *http.Client
+	// summariesSize is the largest service-summaries answer so far, which
+	// their body cap grows with (services.go).
+	summariesSize atomic.Int64
 }
 
 var _ beacon.Registry = (*Client)(nil)
@@ -131,7 +135,11 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = &cappedBody{ReadCloser: resp.Body, left: t.maxBody}
+	limit := t.maxBody
+	if n, ok := r.Context().Value(bodyCapKey{}).(int64); ok && n > 0 {
+		limit = n
+	}
+	resp.Body = &cappedBody{ReadCloser: resp.Body, left: limit}
 	if r.Method == http.MethodGet && resp.StatusCode/100 == 2 {
 		if err := checkAnswer(r, resp); err != nil {
 			return nil, err
@@ -172,7 +180,7 @@ func checkAnswer(r *http.Request, resp *http.Response) error {
 	if !json.Valid(bytes.TrimRight(body, " \t\r\n")) {
 		return fmt.Errorf("%w: the answer is not one JSON document", errMalformed)
 	}
-	if p := r.URL.Path; strings.HasPrefix(p, "/v1/health/") || strings.HasPrefix(p, "/v1/query/") && strings.HasSuffix(p, "/execute") || p == "/v1/coordinate/nodes" {
+	if p := r.URL.Path; strings.HasPrefix(p, "/v1/health/") || strings.HasPrefix(p, "/v1/query/") && strings.HasSuffix(p, "/execute") || p == "/v1/coordinate/nodes" || p == summariesPath {
 		if err := checkQueryMeta(resp.Header); err != nil {
 			return err
 		}

@@ -19,8 +19,8 @@ import (
 // agents spreads lookups over the configured agents: all watches use the
 // current one; when it fails they move to the next that is up; an agent
 // marked down is probed by one goroutine until it answers. It is the
-// cache's one source: a beacon.Lookup, and a beacon.ChangeFeed and
-// beacon.ACLProber when the agents' clients are.
+// cache's one source: a beacon.Lookup, and a beacon.ChangeFeed,
+// beacon.ServiceSummaries and beacon.ACLProber when the agents' clients are.
 type agents struct {
 	regs  []beacon.Lookup
 	addrs []string
@@ -69,9 +69,10 @@ const (
 const recoverySpread = 3 * time.Second
 
 var (
-	_ beacon.Lookup     = (*agents)(nil)
-	_ beacon.ChangeFeed = (*agents)(nil)
-	_ beacon.ACLProber  = (*agents)(nil)
+	_ beacon.Lookup           = (*agents)(nil)
+	_ beacon.ChangeFeed       = (*agents)(nil)
+	_ beacon.ServiceSummaries = (*agents)(nil)
+	_ beacon.ACLProber        = (*agents)(nil)
 )
 
 func newAgents(life *lifetime, clients []consul.Agent, probe time.Duration, log *slog.Logger) *agents {
@@ -219,13 +220,33 @@ func (a *agents) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instan
 
 // Checks implements beacon.ChangeFeed over the agents; it fails with
 // errNoFeed when the current agent's client cannot list checks.
+//
+// Like every change-feed query, it marks the agent down only when its
+// connection fails, as a remote request does: its answer is the whole
+// datacenter's and may take long to come (at 100,000 instances, 50 MB that
+// did not arrive within the request's deadline while 10,000 watches made
+// their first reads), and an agent that answers everything else is not
+// down for that. Whether it answers at all is the watchdog's to judge.
 func (a *agents) Checks(ctx context.Context, q beacon.ChecksQuery) ([]beacon.CheckState, beacon.QueryMeta, error) {
-	return call(a, ctx, q.Datacenter != "", func(ctx context.Context, reg beacon.Lookup) ([]beacon.CheckState, beacon.QueryMeta, error) {
+	return call(a, ctx, true, func(ctx context.Context, reg beacon.Lookup) ([]beacon.CheckState, beacon.QueryMeta, error) {
 		f, ok := reg.(beacon.ChangeFeed)
 		if !ok {
 			return nil, beacon.QueryMeta{}, errNoFeed
 		}
 		return f.Checks(ctx, q)
+	})
+}
+
+// ServiceSummaries implements beacon.ServiceSummaries over the agents; it
+// fails with errNoFeed when the current agent's client cannot summarise
+// services. An agent is marked down by it as by Checks.
+func (a *agents) ServiceSummaries(ctx context.Context, q beacon.ServicesQuery) ([]beacon.ServiceSummary, beacon.QueryMeta, error) {
+	return call(a, ctx, true, func(ctx context.Context, reg beacon.Lookup) ([]beacon.ServiceSummary, beacon.QueryMeta, error) {
+		f, ok := reg.(beacon.ServiceSummaries)
+		if !ok {
+			return nil, beacon.QueryMeta{}, errNoFeed
+		}
+		return f.ServiceSummaries(ctx, q)
 	})
 }
 
@@ -405,10 +426,13 @@ func (a *agents) whenAllDown() <-chan struct{} {
 	return a.allDown
 }
 
-// hasFeed reports whether every agent's client can list checks.
+// hasFeed reports whether every agent's client can list checks or
+// summarise services, what the change feed asks.
 func (a *agents) hasFeed() bool {
 	for _, r := range a.regs {
-		if _, ok := r.(beacon.ChangeFeed); !ok {
+		_, checks := r.(beacon.ChangeFeed)
+		_, summaries := r.(beacon.ServiceSummaries)
+		if !checks && !summaries {
 			return false
 		}
 	}

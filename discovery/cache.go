@@ -123,8 +123,8 @@ func WithMaxRequestRate(perSecond float64, burst int) Option {
 // n-1 watches get a long poll each; beyond that, watches are driven by one
 // shared change feed (see docs/architecture.md), so any number of services
 // can be watched within the budget. The feed needs a backend that
-// implements beacon.ChangeFeed (consulhttp does; consulkit does not) and
-// serves the local datacenter; other watches beyond the budget queue for a
+// implements beacon.ServiceSummaries or beacon.ChangeFeed (consulhttp
+// both, consulkit the first) and serves the local datacenter; other watches beyond the budget queue for a
 // long-poll slot, and their freshness suffers. Connections to each agent,
 // idle ones included, are capped at n+12 (consul.Config.MaxConns, when
 // set, must allow at least that).
@@ -578,6 +578,7 @@ type watch struct {
 	staleViews atomic.Int64  // stale views found and repaired
 	offUntil   atomic.Int64  // unix ns until which queries avoid streaming; 0: they don't
 	gen        atomic.Uint64 // bumped at each move off or back on a view
+	tripAt     atomic.Uint64 // what the next round must verify (stale.go's checkAt)
 	abortMu    sync.Mutex
 	abort      context.CancelCauseFunc // ends the request in flight
 	asking     atomic.Pointer[asking]  // the blocking query in flight, if any
@@ -813,7 +814,7 @@ func (c *Cache) newFeed(dc string) *feed {
 	f.answered = c.guard.answered
 	f.pathOf = c.pathOf
 	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
-	f.changed = func(services map[string]bool) { c.changed(dc, services) }
+	f.changed = func(services map[string]bool, index uint64) { c.changed(dc, services, index) }
 	return f
 }
 
@@ -848,9 +849,9 @@ func (c *Cache) dropFeed(dc string, f *feed) {
 	f.life.cancel()
 }
 
-// changed is a change feed's tripwire: these services' checks changed in
-// datacenter dc.
-func (c *Cache) changed(dc string, services map[string]bool) {
+// changed is a change feed's tripwire: these services changed in
+// datacenter dc, as the feed's answer at index says.
+func (c *Cache) changed(dc string, services map[string]bool, index uint64) {
 	if c.guard == nil {
 		return
 	}
@@ -862,7 +863,7 @@ func (c *Cache) changed(dc string, services map[string]bool) {
 		}
 	}
 	c.mu.Unlock()
-	c.guard.changed(ws)
+	c.guard.changed(ws, index)
 }
 
 // publish turns a loop result into a snapshot. Errors keep the last good

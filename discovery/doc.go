@@ -24,15 +24,18 @@
 // view that lost a change, and keeps serving it (hashicorp/consul#16871).
 // A stale guard (stale.go) checks each watch against a plain read, which
 // bypasses the view, after its first blocking query, when the change feed
-// reports a change to its service, and once in ten wait periods; a watch
-// found stale publishes the plain read and blocks with near=_agent until
-// the agent has dropped the view. With a backend that has a change feed
-// (consulhttp), no watch of the local datacenter serves a lost change to
-// a check, or to the registration or deregistration of an instance with a
-// check, longer than WithStaleBound (default 10 s) beyond Consul's own
-// propagation; the rest (meta- or tag-only changes, instances without
-// checks, which the feed's check query does not list, other datacenters,
-// consulkit) within ten wait periods.
+// reports a change to its service (unless the watch has by then answered
+// at or past the index of the feed's answer: its view is at least as new),
+// and once in ten wait periods; a watch found stale publishes the plain
+// read and blocks with near=_agent until the agent has dropped the view.
+// With a backend that has a change feed (consulhttp, consulkit), a lost
+// change that the feed shows (a health change, node checks included; a
+// registration or deregistration) is served no longer than WithStaleBound
+// (default 10 s) beyond Consul's own propagation; the rest (meta-only
+// changes, changes that leave a service's summary counts as they were
+// within one feed round, a view that lost a change and got a later one of
+// the same service before its verification, other datacenters) within ten
+// wait periods.
 // Each stale view found is logged with both indexes and counted
 // (WatchStats.StaleViews, StaleViewCounter).
 //
@@ -67,6 +70,21 @@
 // has a passing instance the local one is served, in panic. See panic.go
 // and docs/architecture.md.
 //
+// The change feed (feed.go) drives the watches beyond WithMaxLongPolls with
+// one blocking query for the whole datacenter: GET
+// /v1/internal/ui/services (beacon.ServiceSummaries, one summary per
+// service: counts of instances and of passing, warning and critical
+// checks, and a digest of node names and tags), whose changed services'
+// watches are fetched at once; an agent that answers it 404 or 405 (the
+// endpoint is internal to Consul) gets /v1/health/state/any instead
+// (beacon.ChangeFeed, every check: about six times the bytes, 50 MB at
+// 100,000 instances). Summaries do not show changes that keep a service's
+// counts (two opposite flips or a swap of health within one service in
+// one blocking round) nor meta-only changes (which the checks never
+// showed either): a sweep fetches every feed watch once per wait period
+// and catches them then. The feed's query never marks an agent down
+// unless its connection fails: a slow answer is not a dead agent.
+//
 // Rate limits (issue 15): a watch follows its service's changes at once
 // while they come no faster than the hot threshold (WithHotThreshold:
 // bursts of 25, 50 a second), so a rolling deploy is seen without lag.
@@ -87,7 +105,7 @@
 //
 // Inside, the Cache owns its parts and hands each only what it uses: the
 // agents (agents.go) are the one source, a beacon.Lookup that is also a
-// beacon.ChangeFeed and beacon.ACLProber; every watch's long poll and the
+// beacon.ChangeFeed, beacon.ServiceSummaries and beacon.ACLProber; every watch's long poll and the
 // change feed's (feed.go) run internal/blocking's one loop through run
 // (loop.go), which adds the long-poll slots, rate limit and metrics they
 // share; the feed and the ACL guard (acl.go) get the source, a publish

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -16,12 +17,17 @@ import (
 // feed drives the watches beyond the long-poll budget, so one process can
 // watch thousands of services through a handful of connections:
 //
-//   - one blocking query on /v1/health/state/any (it wakes on any check
-//     change, registrations and deregistrations of checked services
-//     included) tells which services' checks changed, and only those are
-//     fetched, at once, by a few workers;
+//   - one blocking query tells which services changed, and only those are
+//     fetched, at once, by a few workers. It is GET
+//     /v1/internal/ui/services (beacon.ServiceSummaries: one summary per
+//     service, whose counts and digest move with registrations,
+//     deregistrations and health changes, node checks included) or, from
+//     an agent that does not serve it, /v1/health/state/any
+//     (beacon.ChangeFeed: every check, about six times the bytes: 50 MB at
+//     100,000 instances);
 //   - every feed watch is also fetched once per wait period, spread evenly,
-//     which catches what touches no check (a meta- or tag-only change) and
+//     which catches what the query does not show (a meta-only change; with
+//     summaries, changes that leave a service's counts as they were) and
 //     costs about one request per service per wait period while idle, as
 //     a per-service long poll would.
 //
@@ -38,10 +44,11 @@ type feed struct {
 	log         *slog.Logger
 	workers     int
 	// answered is told of each answer published for a watch (fresh: its
-	// first), and changed of the services whose checks changed: the stale
-	// guard's hooks (stale.go); the feed's checks query is its tripwire.
+	// first), and changed of the services the feed saw change, with the
+	// index of the feed's answer: the stale guard's hooks (stale.go); the
+	// feed's query is its tripwire.
 	answered func(w *watch, meta beacon.QueryMeta, fresh bool)
-	changed  func(services map[string]bool)
+	changed  func(services map[string]bool, index uint64)
 	// unreachable returns the error of a service asked for while every
 	// agent is marked down, else nil.
 	unreachable func(service string) error
@@ -67,6 +74,7 @@ type feed struct {
 type feedSource interface {
 	beacon.Lookup
 	beacon.ChangeFeed
+	beacon.ServiceSummaries
 }
 
 func newFeed(life *lifetime, src feedSource, publish func(*watch, result) error, loop loops, consistency beacon.Consistency, log *slog.Logger) *feed {
@@ -90,8 +98,8 @@ func (f *feed) add(w *watch) {
 	f.enqueue(w)
 }
 
-// startChecks starts the blocking query on every check, if it is not
-// running: for the watches the feed drives, or as the stale guard's tripwire.
+// startChecks starts the feed's blocking query, if it is not running: for
+// the watches the feed drives, or as the stale guard's tripwire.
 func (f *feed) startChecks() {
 	f.mu.Lock()
 	f.startChecksLocked()
@@ -280,27 +288,127 @@ func sweepEvenly(ctx context.Context, mu *sync.Mutex, set map[*watch]struct{}, p
 	}
 }
 
-// watchChecks runs the blocking query on every check of the datacenter, in
-// the one blocking loop, and queues the watches whose service's checks
-// changed.
+// watchChecks runs the feed's blocking query, in the one blocking loop,
+// and queues the watches of the services it says changed: the service
+// summaries (beacon.ServiceSummaries, one entry per service) when the
+// agent serves them, else every check of the datacenter (beacon.ChangeFeed,
+// one entry per check: about six times the bytes).
 func (f *feed) watchChecks() {
+	if f.watchSummaries() {
+		return // the cache closed
+	}
+	f.log.Info("discovery: the agent serves no service summaries; the change feed reads every check instead",
+		"datacenter", dcName(f.dc))
+	// The checks' digests are not the summaries': the first answer is a
+	// first again, refetching every feed watch rather than calling every
+	// service changed.
+	f.mu.Lock()
+	f.services, f.nodes = nil, nil
+	f.mu.Unlock()
 	q := beacon.ChecksQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
 	l := f.loop
 	l.hotEvery = 0 // one answer is the datacenter's every check: poll it at the ceiling
-	run(f.life.ctx, l, "", blocking.Checks(f.src, q), nil, nil, func(checks []beacon.CheckState, _ beacon.QueryMeta, err error) error {
-		if err != nil {
-			f.loop.metrics.WatchError("")
-			f.log.Warn("discovery: change feed error", "datacenter", dcName(f.dc), "err", err)
+	ctx, stop := context.WithCancel(f.life.ctx)
+	defer stop()
+	run(ctx, l, "", blocking.Checks(f.src, q), nil, nil, func(checks []beacon.CheckState, meta beacon.QueryMeta, err error) error {
+		if errors.Is(err, errNoFeed) {
+			// A client that can summarise services but not list checks
+			// (consulkit), on an agent without summaries: the sweep alone
+			// keeps feed watches fresh, once per wait period.
+			f.log.Warn("discovery: the change feed has nothing to follow; feed-driven watches are fetched once per wait period", "datacenter", dcName(f.dc))
+			stop()
 			return nil
 		}
-		f.diff(checks)
+		if err != nil {
+			f.feedError(err)
+			return nil
+		}
+		f.diff(checks, meta.LastIndex)
 		return nil
 	})
 }
 
+// watchSummaries follows the service summaries until the cache closes
+// (true) or the agent turns out not to serve them (false): it answers 404
+// or 405 (an older or another kind of agent: the endpoint is internal to
+// Consul), or its client cannot ask. Once fallen back, the feed stays on
+// every check for its life.
+func (f *feed) watchSummaries() bool {
+	ctx, stop := context.WithCancel(f.life.ctx)
+	defer stop()
+	missing := false
+	q := beacon.ServicesQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
+	l := f.loop
+	l.hotEvery = 0 // one answer is every service of the datacenter: poll it at the ceiling
+	fetch := func(ctx context.Context, index uint64) ([]beacon.ServiceSummary, beacon.QueryMeta, error) {
+		q.WaitIndex = index
+		return f.src.ServiceSummaries(ctx, q)
+	}
+	run(ctx, l, "", fetch, nil, nil, func(list []beacon.ServiceSummary, meta beacon.QueryMeta, err error) error {
+		if err != nil {
+			if noSummaries(err) {
+				missing = true
+				stop()
+				return nil
+			}
+			f.feedError(err)
+			return nil
+		}
+		f.diffSummaries(list, meta.LastIndex)
+		return nil
+	})
+	return !missing
+}
+
+// noSummaries reports whether err says the agent does not serve service
+// summaries at all, rather than failing to now.
+func noSummaries(err error) bool {
+	var se *beacon.StatusError
+	if errors.As(err, &se) {
+		return se.StatusCode == http.StatusNotFound || se.StatusCode == http.StatusMethodNotAllowed
+	}
+	return errors.Is(err, errNoFeed)
+}
+
+func (f *feed) feedError(err error) {
+	f.loop.metrics.WatchError("")
+	f.log.Warn("discovery: change feed error", "datacenter", dcName(f.dc), "err", err)
+}
+
+// diffSummaries compares a digest of each service's summary with the last
+// and queues the watches of the services whose digest changed, appeared or
+// went. A summary holds counts (instances; checks passing, warning,
+// critical, a node's checks counted once for each service on the node)
+// and a digest of node names and tags, so what it catches is what changes
+// those: a registration, a deregistration, a health change of a service
+// check or of a node check (every service on the node changes), a node or
+// tag more or less. What it misses (documented in docs/architecture.md):
+// changes that leave every count as it was within one blocking round (two
+// opposite flips, a swap of health between two instances of a service, an
+// instance replaced by another on the same node) and meta-only changes,
+// which neither this nor the checks feed ever showed; the sweep fetches
+// every feed watch once per wait period and catches them then.
+func (f *feed) diffSummaries(list []beacon.ServiceSummary, index uint64) {
+	services := make(map[string]uint64, len(list))
+	for _, s := range list {
+		// FNV-1a of the five figures, inline: no hasher per service.
+		h := uint64(14695981039346656037)
+		for _, v := range [5]uint64{uint64(s.Instances), uint64(s.Passing), uint64(s.Warning), uint64(s.Critical), s.Digest} {
+			for j := range 8 {
+				h ^= uint64(byte(v >> (8 * j)))
+				h *= 1099511628211
+			}
+		}
+		// A sum: a name listed twice (a service of the same name from a
+		// peer) counts both, in any order.
+		services[s.Name] += h
+	}
+	f.apply(services, nil, nil, index)
+}
+
 // diff compares per-service and per-node digests of the checks with the
 // last ones and queues the watches they concern.
-func (f *feed) diff(checks []beacon.CheckState) {
+func (f *feed) diff(checks []beacon.CheckState, index uint64) {
 	services, nodes := map[string]uint64{}, map[string]uint64{}
 	onNode := map[string]map[string]bool{} // node → services with checks there
 	for _, ch := range checks {
@@ -327,6 +435,13 @@ func (f *feed) diff(checks []beacon.CheckState) {
 			onNode[ch.Node][ch.ServiceName] = true
 		}
 	}
+	f.apply(services, nodes, onNode, index)
+}
+
+// apply takes new per-service digests (and, from the checks, per-node
+// digests and the services on each node), queues the watches of what
+// changed, and tells the stale guard, with index, the feed answer's.
+func (f *feed) apply(services, nodes map[string]uint64, onNode map[string]map[string]bool, index uint64) {
 	f.mu.Lock()
 	first := f.services == nil
 	changed := map[string]bool{}
@@ -342,7 +457,8 @@ func (f *feed) diff(checks []beacon.CheckState) {
 	}
 	// A node check change (serfHealth) changes the health of every service
 	// on the node, though not their own checks: those services count as
-	// changed, whether or not the last snapshot held them.
+	// changed, whether or not the last snapshot held them. (Summaries
+	// count node checks in each service's figures: no nodes here.)
 	changedNodes := map[string]bool{}
 	for n, d := range nodes {
 		if f.nodes[n] != d {
@@ -372,7 +488,7 @@ func (f *feed) diff(checks []beacon.CheckState) {
 	}
 	f.mu.Unlock()
 	if !first && len(changed) > 0 && f.changed != nil {
-		f.changed(changed) // the stale guard's tripwire; outside f.mu, as it takes the cache's lock
+		f.changed(changed, index) // the stale guard's tripwire; outside f.mu, as it takes the cache's lock
 	}
 	f.enqueue(todo...)
 }
@@ -394,5 +510,5 @@ func onNodes(w *watch, nodes map[string]bool) bool {
 	return false
 }
 
-// errNoFeed: the agent's client cannot list checks.
+// errNoFeed: the agent's client cannot list checks (or summarise services).
 var errNoFeed = errors.New("discovery: backend has no change feed")

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -30,9 +32,11 @@ import (
 //     first ?cached answer not from the blocking-query backend (a feed
 //     watch), and again after every restart of its loop from index 0 (an
 //     error, an index reset, a move to another agent);
-//   - the change feed's blocking query on every check (feed.go) is the
-//     tripwire for the rest of a watch's life: when it says a service's
-//     checks changed, that service's watches are verified settle later;
+//   - the change feed's blocking query (feed.go: the service summaries, or
+//     every check) is the tripwire for the rest of a watch's life: when it
+//     says a service changed, that service's watches are verified settle
+//     later, unless by then a watch has answered at or past the index of
+//     the feed's answer (its view is at least as new: checkAt);
 //   - a backstop verifies every guarded watch once per backstopPeriods wait
 //     periods, spread evenly, for what touches no check (tags, meta) and
 //     for other datacenters, which the feed does not see.
@@ -154,23 +158,40 @@ func (g *staleGuard) answered(w *watch, meta beacon.QueryMeta, fresh bool) {
 	}
 }
 
-// changed is the tripwire: the change feed saw these services' checks change.
-func (g *staleGuard) changed(ws []*watch) {
+// changed is the tripwire: the change feed saw these services change in
+// its answer at index.
+func (g *staleGuard) changed(ws []*watch, index uint64) {
 	if g == nil {
 		return
 	}
 	for _, w := range ws {
 		if guarded(w) && !w.offStream() && w.streams() {
-			g.check(w, "change feed")
+			g.checkAt(w, "change feed", max(index, 1))
 		}
 	}
 }
 
-// check verifies w settle from now, unless a verification is already
+// mustRead, as a watch's tripAt, asks its next verification to read
+// whatever the watch's index: the verification was asked for by something
+// other than the tripwire (a first answer, the backstop, a round that
+// found the service still changing).
+const mustRead = math.MaxUint64
+
+// check verifies w settle from now with a plain read.
+func (g *staleGuard) check(w *watch, why string) { g.checkAt(w, why, mustRead) }
+
+// checkAt verifies w settle from now, unless a verification is already
 // pending: then that one goes round again, so no event is lost and at
 // most one verification per watch is in flight (under churn, one per
-// settle).
-func (g *staleGuard) check(w *watch, why string) {
+// settle). index is the change feed's answer that asked for it (mustRead
+// for any other reason; 0 adds no reason): when the round comes and every
+// reason pending is the tripwire's, and the watch has already answered at
+// or past the highest such index, its view is at least as new as the
+// feed's and the plain read is skipped. (A view that lost a change and
+// then got a later change of the same service before the round is at such
+// an index too: the backstop finds it; see docs/architecture.md.)
+func (g *staleGuard) checkAt(w *watch, why string, index uint64) {
+	raise(&w.tripAt, index)
 	w.reverify.Store(true)
 	if !w.verifying.CompareAndSwap(false, true) {
 		return
@@ -181,15 +202,36 @@ func (g *staleGuard) check(w *watch, why string) {
 			if !backoff.Sleep(w.ctx, g.settle) {
 				break
 			}
+			if at := w.tripAt.Swap(0); at != mustRead && answeredPast(w, at) {
+				continue
+			}
 			if g.verify(w, why) && rounds < maxRounds {
+				raise(&w.tripAt, mustRead)
 				w.reverify.Store(true)
 			}
 		}
 		w.verifying.Store(false)
 		if w.reverify.Load() && w.ctx.Err() == nil { // asked between the last round and now
-			g.check(w, why)
+			g.checkAt(w, why, 0) // its reasons are in tripAt already
 		}
 	})
+}
+
+// answeredPast reports whether w's snapshot is an answer from Consul at
+// index or later.
+func answeredPast(w *watch, index uint64) bool {
+	s := w.snap.Load()
+	return s != nil && s.Err == nil && s.Source == SourceConsul && s.Index >= index
+}
+
+// raise sets a to v if v is higher.
+func raise(a *atomic.Uint64, v uint64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
 }
 
 // sweep is the backstop: every guarded watch once per backstop, spread evenly.

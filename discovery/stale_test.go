@@ -8,6 +8,7 @@ package discovery_test
 // race is made to happen in stalerace_test.go.
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -37,12 +38,15 @@ type staleAgent struct {
 	srv  *httptest.Server
 	quit chan struct{}
 
-	mu          sync.Mutex
-	truth, view state
-	changed     chan struct{} // closed and replaced at every change
-	plain       int           // plain reads of web
-	viewReads   int           // reads of web served from the view
-	nearBlocked chan struct{} // closed at the first blocking near=_agent read
+	mu            sync.Mutex
+	truth, view   state
+	changed       chan struct{} // closed and replaced at every change
+	plain         int           // plain reads of web
+	summaries     int           // requests for service summaries, answered summaryStatus (404 if 0)
+	checks        int           // requests for every check
+	summaryStatus int
+	viewReads     int           // reads of web served from the view
+	nearBlocked   chan struct{} // closed at the first blocking near=_agent read
 }
 
 func newStaleAgent(t *testing.T, truth, view state) *staleAgent {
@@ -76,7 +80,22 @@ func (a *staleAgent) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		wait = 5 * time.Minute
 	}
+	if r.URL.Path == "/v1/internal/ui/services" {
+		// An agent that does not serve summaries (an older Consul): the
+		// change feed falls back to every check.
+		a.mu.Lock()
+		a.summaries++
+		st := a.summaryStatus
+		a.mu.Unlock()
+		http.Error(w, "no such endpoint", cmp.Or(st, http.StatusNotFound))
+		return
+	}
 	checks := r.URL.Path == "/v1/health/state/any"
+	if checks {
+		a.mu.Lock()
+		a.checks++
+		a.mu.Unlock()
+	}
 	service, ok := strings.CutPrefix(r.URL.Path, "/v1/health/service/")
 	if r.Method != http.MethodGet || (!ok && !checks) {
 		http.NotFound(w, r)
@@ -357,5 +376,42 @@ func TestStaleViewFeedCached(t *testing.T) {
 	t.Logf("feed watch's stale view repaired %v after its first answer", repaired.Sub(start).Round(time.Millisecond))
 	if st := statsOf(t, c, "web"); st.StaleViews != 1 || !st.OffStream {
 		t.Errorf("Stats() = StaleViews %d, OffStream %v; want 1, true", st.StaleViews, st.OffStream)
+	}
+}
+
+// TestStaleViewTripwireSkipsWatchAhead: when the change feed reports a
+// change the watch has already answered (its view moved to the feed
+// answer's index with it), the tripwire's plain read is skipped: the
+// watch's view is at least as new. When the next change reaches the truth
+// and not the view, the same tripwire reads and repairs, so the skip in
+// the first half is the guard's choice, not a dead tripwire.
+//
+// This test can fail: without the index comparison (checkAt) the first
+// change costs a plain read settle later.
+func TestStaleViewTripwireSkipsWatchAhead(t *testing.T) {
+	const bound = 7 * time.Second // settle 1 s, grace 700 ms
+	fake := newStaleAgent(t, state{10, []string{"a"}}, state{10, []string{"a"}})
+	c := newCache(t, fake.config(), discovery.WithWaitTime(time.Minute), discovery.WithStaleBound(bound))
+	w, _ := waitFirst(t, c, "web")
+	// The loop's first read is plain too: the verification is the second.
+	testutil.Eventually(t, deadline, "the first blocking query verified", func() error {
+		plain, _ := fake.counts()
+		return testutil.Want(plain > 1, "no verification yet")
+	})
+	before, _ := fake.counts()
+
+	// The view moves with the truth: the watch answers at the feed's index.
+	fake.set(state{30, []string{"a", "b"}}, state{30, []string{"a", "b"}})
+	waitFor(t, w, []string{"a", "b"}, bound)
+	time.Sleep(bound/7 + bound/10 + time.Second) // the window being checked, not a synchronisation
+	if plain, _ := fake.counts(); plain != before {
+		t.Errorf("plain reads after a change the watch already had: %d, want 0", plain-before)
+	}
+
+	// The next change is lost to the view: the tripwire reads and repairs.
+	fake.set(state{40, []string{"a", "b", "c"}}, state{30, []string{"a", "b"}})
+	waitFor(t, w, []string{"a", "b", "c"}, bound+deadline/2)
+	if st := statsOf(t, c, "web"); st.StaleViews != 1 {
+		t.Errorf("Stats().StaleViews = %d, want 1", st.StaleViews)
 	}
 }

@@ -25,12 +25,13 @@ type Factory func(t *testing.T, cfg consul.Config) beacon.Registry
 // Run runs every conformance test against real Consul agents started with
 // consultest. Each group of subtests (Register, TTL, Query, Validation,
 // Concurrency, Blocking, AgentRestart, TLS, ACL, TaggedAddresses, Datacenters, NodeCoordinates,
-// PreparedQuery, PreparedQueryFailover, Maintenance and Checks) starts agents of its own and runs in parallel
+// PreparedQuery, PreparedQueryFailover, Maintenance, Checks and ServiceSummaries) starts agents of its own and runs in parallel
 // with the others; a group's agents stop when the group ends. Datacenters
 // and PreparedQueryFailover start a two-datacenter federation. Datacenters
 // is skipped for a backend that is not a beacon.DatacenterLister, the
 // prepared query groups for one that does not implement
-// beacon.PreparedQueries.
+// beacon.PreparedQueries, ServiceSummaries for one that does not implement
+// beacon.ServiceSummaries.
 //
 // Because the groups are parallel subtests, they run after the test
 // function that called Run has returned: release what the factory needs with
@@ -54,6 +55,7 @@ func Run(t *testing.T, newRegistry Factory) {
 	t.Run("TaggedAddresses", s.testTaggedAddresses)
 	t.Run("Maintenance", s.testMaintenance)
 	t.Run("Checks", s.testChecks)
+	t.Run("ServiceSummaries", s.testServiceSummaries)
 }
 
 // waitLimit bounds every wait in the suite: generous, so that a loaded
