@@ -206,25 +206,28 @@ func TestRequestCapHolds(t *testing.T) {
 
 // TestHotIndexPollsAtCeiling: a service rewritten back to back (as fast as
 // the agent takes writes, up to 3,000 writes or 3 s) makes its watch hot:
-// after the hot threshold's burst it polls at its ceiling (here 5 a
-// second, WithRateLimit), and the agent receives no more blocking queries
-// for it than that burst and what its bucket refills while it is spent
-// (allowed twice the burst: at a loop of 130 queries a second, as here
-// under -race, it refills about 15), the ceiling's burst and rate, and 2
-// of slack. Without the hot threshold's
-// switch to polling the watch would follow the index: hundreds of queries
-// a second. The stale guard's plain reads of the service (at most one per
-// answer of the change feed, which polls at the ceiling too) are counted
-// apart and logged. Once the writes stop, the last one is seen.
+// after the hot threshold's burst (here 5, refilled 10 a second) it polls
+// at its ceiling (here 5 a second, WithRateLimit). A query that goes out
+// at once takes a token of the hot bucket and one that waits takes a
+// token of the ceiling's, so whatever the loop's speed on a loaded
+// machine, and however often the watch cools and heats again, the agent
+// receives at most what the two buckets hold and refill in the time, and
+// 2 of slack: about 54 in 3 s. Without the switch to polling the watch
+// would follow the index: over 100 writes in 3 s (the test's floor) and
+// hundreds a second on a calm machine. The stale guard's plain reads of
+// the service are counted apart and logged. Once the writes stop, the
+// last one is seen.
 func TestHotIndexPollsAtCeiling(t *testing.T) {
 	const (
-		every = 200 * time.Millisecond
-		burst = 2
+		every    = 200 * time.Millisecond
+		burst    = 2
+		hotEvery = 100 * time.Millisecond
+		hotBurst = 5
 	)
 	srv := consultest.NewServer(t)
 	proxy := newCountingProxy(t, srv)
 	ch := newChurner(t, srv, "hot")
-	c := newCache(t, proxy.cfg, discovery.WithRateLimit(every, burst))
+	c := newCache(t, proxy.cfg, discovery.WithRateLimit(every, burst), discovery.WithHotThreshold(hotEvery, hotBurst))
 	w, err := c.Watch(beacon.Query{Service: "hot"})
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +250,7 @@ func TestHotIndexPollsAtCeiling(t *testing.T) {
 			st = s
 		}
 	}
-	limit := int64(3*discovery.DefaultHotBurst+burst+2) + int64(elapsed/every)
+	limit := int64(hotBurst+burst+2) + int64(elapsed/hotEvery) + int64(elapsed/every)
 	t.Logf("%d writes in %v (%.0f/s): the watch sent %d blocking queries (limit %d), and %d plain reads; stats hot=%v spells=%d limited=%d waited=%v",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), got, limit, plain, st.Hot, st.HotSpells, st.RateLimited, st.RateLimitWait)
 	if n < 100 {
