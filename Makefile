@@ -60,6 +60,7 @@ fuzz:
 	$(call FUZZ,FuzzValidateCheck,20000x,.)
 	$(call FUZZ,FuzzValidateQuery,10000x,.)
 	$(call FUZZ,FuzzValidatePreparedQuery,10000x,.)
+	$(call FUZZ,FuzzServicesQueryFilter,10000x,.)
 	$(call FUZZ,FuzzValidateMaintenance,10000x,.)
 	$(call FUZZ,FuzzValidateTaggedAddresses,10000x,.)
 	$(call FUZZ,FuzzStartedAt,10000x,.)

@@ -2,6 +2,7 @@ package beacon
 
 import (
 	"context"
+	"strings"
 	"time"
 )
 
@@ -54,11 +55,57 @@ type ServicesQuery struct {
 	Consistency Consistency
 	WaitIndex   uint64
 	WaitTime    time.Duration
+	// Services, when not empty, limits the answer to these services
+	// (Consul's ?filter, evaluated by the servers): a host watching a few
+	// services of a large datacenter reads their summaries, not the whole
+	// datacenter's, each time anything in it changes. At most
+	// MaxSummaryServices names, each a valid service name without '"' or
+	// '\' (FilterableServiceName).
+	Services []string
+}
+
+// MaxSummaryServices bounds ServicesQuery.Services: the filter travels in
+// the URL, and the servers evaluate every term for every instance.
+const MaxSummaryServices = 256
+
+// FilterableServiceName reports whether name can be named in
+// ServicesQuery.Services: a valid service name with no character that
+// Consul's filter language would read as the end of its string.
+func FilterableServiceName(name string) bool {
+	return ValidateServiceName(name) == nil && !strings.ContainsAny(name, "\"\\")
 }
 
 // Validate checks q before it is sent.
 func (q ServicesQuery) Validate() error {
-	return ChecksQuery(q).Validate()
+	if len(q.Services) > MaxSummaryServices {
+		return invalid("Services", "%d names, more than %d", len(q.Services), MaxSummaryServices)
+	}
+	for _, name := range q.Services {
+		if !FilterableServiceName(name) {
+			return invalid("Services", "%.80q cannot be named in a filter", name)
+		}
+	}
+	return ChecksQuery{Datacenter: q.Datacenter, Consistency: q.Consistency, WaitIndex: q.WaitIndex, WaitTime: q.WaitTime}.Validate()
+}
+
+// Filter is the filter expression (Consul's ?filter) that limits the
+// summaries to q.Services, or "" without them. Call it on a validated q.
+func (q ServicesQuery) Filter() string {
+	if len(q.Services) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i, name := range q.Services {
+		if i > 0 {
+			b.WriteString(" or ")
+		}
+		// The summaries are built from instances: the selector is the
+		// instance's service name.
+		b.WriteString(`Service.Service == "`)
+		b.WriteString(name)
+		b.WriteByte('"')
+	}
+	return b.String()
 }
 
 // ServiceSummary is what a datacenter's service summary says of one

@@ -28,6 +28,9 @@ func (c *Client) ServiceSummaries(ctx context.Context, q beacon.ServicesQuery) (
 	}
 	req := c.newRequest(http.MethodGet, "/v1/internal/ui/services")
 	c.setRead(req, q.Datacenter, q.Consistency, q.WaitIndex, q.WaitTime)
+	if f := q.Filter(); f != "" {
+		req.query.Set("filter", f)
+	}
 	return getFeed(c, ctx, req, &c.feedSizes[feedSummaries], func() string { return "service summaries" }, decodeSummaries)
 }
 

@@ -31,6 +31,7 @@ func (c *Client) ServiceSummaries(ctx context.Context, q beacon.ServicesQuery) (
 		Datacenter:        q.Datacenter,
 		AllowStale:        q.Consistency == beacon.ConsistencyStale,
 		RequireConsistent: q.Consistency == beacon.ConsistencyConsistent,
+		Filter:            q.Filter(),
 	}
 	if q.WaitIndex > 0 {
 		opts.WaitIndex, opts.WaitTime = q.WaitIndex, q.WaitTime

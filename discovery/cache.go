@@ -815,7 +815,31 @@ func (c *Cache) newFeed(dc string) *feed {
 	f.pathOf = c.pathOf
 	f.unreachable = func(service string) error { return c.unreachable(service, nil) }
 	f.changed = func(services map[string]bool, index uint64) { c.changed(dc, services, index) }
+	f.names = func() []string { return c.watchedNames(dc) }
 	return f
+}
+
+// watchedNames returns the names of the services watched in datacenter dc,
+// sorted, for the change feed's filter; nil when there are none, more than
+// beacon.MaxSummaryServices, or one that a filter cannot name: then the
+// feed reads the whole datacenter's summaries.
+func (c *Cache) watchedNames(dc string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := map[string]bool{}
+	for _, w := range c.watches {
+		if w.q.Datacenter != dc || seen[w.q.Service] {
+			continue
+		}
+		if len(seen) == beacon.MaxSummaryServices || !beacon.FilterableServiceName(w.q.Service) {
+			return nil
+		}
+		seen[w.q.Service] = true
+	}
+	if len(seen) == 0 {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // maxRemoteFeeds bounds the feeds of other datacenters running at once.

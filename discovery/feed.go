@@ -52,6 +52,10 @@ type feed struct {
 	// unreachable returns the error of a service asked for while every
 	// agent is marked down, else nil.
 	unreachable func(service string) error
+	// names lists the services the cache watches in the feed's
+	// datacenter, for the summaries' filter (ServicesQuery.Services); nil
+	// from it, or a nil names: the whole datacenter's summaries.
+	names func() []string
 	// pathOf is the read path of a watch's next read (readpath.go); nil:
 	// the query as it is.
 	pathOf func(w *watch) ReadPath
@@ -342,6 +346,11 @@ func (f *feed) watchSummaries() bool {
 	l.hotEvery = 0 // one answer is every service of the datacenter: poll it at the ceiling
 	fetch := func(ctx context.Context, index uint64) ([]beacon.ServiceSummary, beacon.QueryMeta, error) {
 		q.WaitIndex = index
+		if f.names != nil {
+			// Each round asks for the services watched now; one that
+			// joined is in the next answer, new there, so counted changed.
+			q.Services = f.names()
+		}
 		return f.src.ServiceSummaries(ctx, q)
 	}
 	run(ctx, l, "", fetch, nil, nil, func(list []beacon.ServiceSummary, meta beacon.QueryMeta, err error) error {

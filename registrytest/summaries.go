@@ -14,6 +14,7 @@ import (
 // testServiceSummaries checks beacon.ServiceSummaries on one agent: a
 // service's summary counts its instances and their checks; a blocking read
 // wakes when a check's status changes, and the summary's counts show it;
+// named services limit the answer to them;
 // an agent without the endpoint answers a *beacon.StatusError 404. A
 // backend that does not implement it is skipped.
 func (s suite) testServiceSummaries(t *testing.T) {
@@ -85,6 +86,25 @@ func (s suite) testServiceSummaries(t *testing.T) {
 		got, _ := find(list)
 		return testutil.Want(got.Instances == 3 && got.Digest != first.Digest, "summary of sum = %+v, want 3 instances and another digest than %x", got, first.Digest)
 	})
+
+	// Named services: the servers filter the answer to them.
+	mustRegister(t, ctx, r, ttlRegistration("sum-other-1", "sum-other"))
+	testutil.Eventually(t, waitLimit, "the summaries filtered to sum", func() error {
+		all, _, err := ss.ServiceSummaries(ctx, beacon.ServicesQuery{})
+		if err != nil {
+			return err
+		}
+		list, _, err := ss.ServiceSummaries(ctx, beacon.ServicesQuery{Services: []string{"sum", "sum-missing"}})
+		if err != nil {
+			return err
+		}
+		got, ok := find(list)
+		return testutil.Want(len(all) >= 3 && len(list) == 1 && ok && got.Instances == 3,
+			"ServiceSummaries(Services sum, sum-missing) = %+v (of %d without a filter), want sum alone with 3 instances", list, len(all))
+	})
+	if _, _, err := ss.ServiceSummaries(ctx, beacon.ServicesQuery{Services: []string{`a"b`}}); !errors.Is(err, beacon.ErrInvalid) {
+		t.Errorf("ServiceSummaries(Services a\"b) = %v, want beacon.ErrInvalid", err)
+	}
 
 	if _, _, err := ss.ServiceSummaries(ctx, beacon.ServicesQuery{WaitTime: -time.Second}); !errors.Is(err, beacon.ErrInvalid) {
 		t.Errorf("ServiceSummaries(WaitTime -1s) = %v, want beacon.ErrInvalid", err)
