@@ -178,6 +178,20 @@ func (a *agents) answers(i int, timeout time.Duration) bool {
 	return err == nil || errors.As(err, &se)
 }
 
+// ready returns the agent a request goes to once it may be sent: an agent
+// up, then a token of the cache-wide cap (WithMaxRequestRate). The token
+// is taken only once an agent answers, so the requests an outage held back
+// do not rush out on tokens they took before it, beyond the cap.
+func (a *agents) ready(ctx context.Context) (int, error) {
+	if _, err := a.pick(ctx); err != nil {
+		return 0, err
+	}
+	if err := a.limit.wait(ctx); err != nil {
+		return 0, err
+	}
+	return a.pick(ctx) // the agent may have changed while the cap held it
+}
+
 // pick returns the agent to use, waiting while all are down, and then a
 // random share of recoverySpread more.
 func (a *agents) pick(ctx context.Context) (int, error) {
@@ -264,13 +278,7 @@ func call[T any](a *agents, ctx context.Context, remote bool, do func(context.Co
 // that asks one agent several questions whose answers must go together
 // (the RTT watch: the node name and the coordinates) can tell a move.
 func callAt[T any](a *agents, ctx context.Context, remote bool, do func(context.Context, int, beacon.Lookup) (T, beacon.QueryMeta, error)) (T, beacon.QueryMeta, error) {
-	// The cache-wide cap before the agent is picked: the agent may change
-	// while the request waits.
-	err := a.limit.wait(ctx)
-	var i int
-	if err == nil {
-		i, err = a.pick(ctx)
-	}
+	i, err := a.ready(ctx)
 	if err != nil {
 		var zero T
 		return zero, beacon.QueryMeta{}, err
@@ -346,11 +354,7 @@ func connFailed(err error) bool {
 // ProbeACLs implements beacon.ACLProber: it asks the current agent about
 // ACLs, when its client can.
 func (a *agents) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {
-	err := a.limit.wait(ctx)
-	var i int
-	if err == nil {
-		i, err = a.pick(ctx)
-	}
+	i, err := a.ready(ctx)
 	if err != nil {
 		return beacon.ACLsUnknown, err
 	}

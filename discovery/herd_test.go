@@ -161,3 +161,76 @@ func TestSlowAgentNotMarkedDown(t *testing.T) {
 		t.Fatalf("after %d answers the watch has error %v, want none", webAnswers.Load(), s.Err)
 	}
 }
+
+// TestRequestCapHoldsAfterOutage: the cache-wide cap (WithMaxRequestRate)
+// holds when a killed agent comes back. 30 watches of a cache capped at 5
+// requests a second after a burst of 5 wait through a 6-s outage, longer
+// than the bucket takes to fill and than the cap takes to hand out 30
+// tokens; in any 2 s after the agent answers again the
+// agent may receive at most what the bucket holds and refills (5 + 10)
+// and 1 of slack. Before, each waiting request took its token before
+// waiting for an agent, so all 30 held one at the restart and went out on
+// it, beyond the cap, within the recovery spread.
+func TestRequestCapHoldsAfterOutage(t *testing.T) {
+	const (
+		services  = 30
+		perSecond = 5
+		burst     = 5
+		window    = 2 * time.Second
+	)
+	srv := consultest.NewServer(t)
+	pop := consultest.Populate(t, srv, consultest.Fleet{Services: services, Instances: 1, Prefix: "capped"})
+	log := &sendLog{sent: map[string][]time.Time{}}
+	backend := func(cfg consul.Config) (beacon.Registry, error) {
+		hc, _, err := cfg.NewHTTPClient()
+		if err != nil {
+			return nil, err
+		}
+		log.base = hc.Transport
+		hc.Transport = log
+		return consulhttp.New(cfg, consulhttp.WithHTTPClient(hc))
+	}
+	c := newCache(t, srv.Config(), discovery.WithBackend(backend), discovery.WithMaxRequestRate(perSecond, burst))
+	var ws []*discovery.Watcher
+	for _, svc := range pop.Services() {
+		w, _ := waitFirst(t, c, svc)
+		ws = append(ws, w)
+	}
+
+	srv.Stop()
+	// A watch whose query waited for the cap when the agent died sees no
+	// error (it waits for an agent): one that was asking does.
+	until(t, ws[0], "the outage is visible", func(s *discovery.Snapshot) bool { return s.Err != nil })
+	// Long enough for the bucket to fill and for the cap to have handed a
+	// token to every watch waiting to retry, had they taken one first.
+	time.Sleep(6 * time.Second) // a span of outage, not a synchronisation
+	restarted := time.Now()
+	srv.Restart(t)
+	testutil.Eventually(t, deadline, "every watch asks the restarted agent", func() error {
+		return testutil.Want(len(log.firstAfter(restarted)) == services, "%d of %d watches asked", len(log.firstAfter(restarted)), services)
+	})
+	log.mu.Lock()
+	var ts []time.Time
+	for _, sent := range log.sent {
+		for _, s := range sent {
+			if !s.Before(restarted) {
+				ts = append(ts, s)
+			}
+		}
+	}
+	log.mu.Unlock()
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	most := 0
+	for i := range ts {
+		n := 0
+		for j := i; j < len(ts) && ts[j].Sub(ts[i]) < window; j++ {
+			n++
+		}
+		most = max(most, n)
+	}
+	limit := burst + perSecond*int(window/time.Second) + 1
+	t.Logf("after the restart: %d health queries, at most %d in any %v (limit %d); RequestCap = %+v", len(ts), most, window, limit, c.RequestCap())
+	if most > limit {
+		t.Errorf("%d health queries in %v after the restart, want at most %d (the cap: %d a second after %d)", most, window, limit, perSecond, burst)
+	}
+}
