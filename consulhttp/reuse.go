@@ -2,12 +2,14 @@ package consulhttp
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"sync"
@@ -35,11 +37,22 @@ import (
 // Memory: per query key, only the last answer, and only for answers of
 // at least reuseMin entries (small services gain little and a cache
 // watching thousands of them keeps nothing more), for at most reuseKeys
-// keys.
+// keys holding at most reuseEntries entries in all: a memo keeps a copy
+// of each instance (its strings shared with the answer's), so the bound
+// must be on entries, not keys (256 services of 10,000 instances would
+// otherwise keep 2.56 million copies). The least recently used keys go
+// first, whether or not their watch is still open (a closed watch's key
+// is never used again, so it drifts to the back); an answer of more than
+// reuseEntries (or fewer than reuseMin) is not memoised at all, and its
+// key's older memo is dropped.
 
 const (
 	reuseMin  = 64
 	reuseKeys = 256
+	// reuseEntries bounds the entries memoised across all keys of a
+	// client: at about 250 bytes an entry (a 168-byte beacon.Instance
+	// copy and its sum's map slot), some 25 MB at most.
+	reuseEntries = 100_000
 )
 
 // entrySum identifies an entry's bytes.
@@ -59,34 +72,93 @@ type memo[T any] struct {
 type reuseCache struct {
 	mu    sync.Mutex
 	seed  maphash.Seed
-	memos map[string]any // *memo[T] by query key
-	bufs  sync.Pool      // *bytes.Buffer, for reading answers
+	memos map[string]*list.Element // of lru, by query key
+	lru   list.List                // *memoSlot, most recently used first
+	kept  int                      // entries of every memo in lru
+	// maxKeys and maxEntries bound lru (reuseKeys and reuseEntries;
+	// smaller in tests).
+	maxKeys, maxEntries int
+	bufs                sync.Pool // *bytes.Buffer, for reading answers
+}
+
+// memoSlot is one key's memo in the LRU list.
+type memoSlot struct {
+	key     string
+	m       any // *memo[T]
+	entries int
 }
 
 func newReuseCache() *reuseCache {
-	return &reuseCache{seed: maphash.MakeSeed(), memos: make(map[string]any)}
+	return &reuseCache{seed: maphash.MakeSeed(), memos: make(map[string]*list.Element), maxKeys: reuseKeys, maxEntries: reuseEntries}
 }
 
-// last returns key's memo, nil for none. A memo is never changed once
-// stored, so concurrent queries of one key may share it.
+// last returns key's memo, nil for none, and marks it used. A memo is
+// never changed once stored, so concurrent queries of one key may share
+// it.
 func last[T any](r *reuseCache, key string) *memo[T] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	m, _ := r.memos[key].(*memo[T])
+	e := r.memos[key]
+	if e == nil {
+		return nil
+	}
+	r.lru.MoveToFront(e)
+	m, _ := e.Value.(*memoSlot).m.(*memo[T])
 	return m
 }
 
-// put stores m as key's memo, evicting another key's when full.
-func (r *reuseCache) put(key string, m any) {
+// put stores m, of entries entries, as key's memo, evicting the least
+// recently used keys until at most maxKeys keys and maxEntries entries
+// are kept. A memo of more than maxEntries is not stored, and key's last
+// one is dropped (it is of an older answer).
+func (r *reuseCache) put(key string, m any, entries int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.memos[key]; !ok && len(r.memos) >= reuseKeys {
-		for k := range r.memos { // any one: bounded, not clever
-			delete(r.memos, k)
-			break
-		}
+	if e := r.memos[key]; e != nil {
+		r.drop(e)
 	}
-	r.memos[key] = m
+	if entries > r.maxEntries {
+		return
+	}
+	r.memos[key] = r.lru.PushFront(&memoSlot{key: key, m: m, entries: entries})
+	r.kept += entries
+	for r.lru.Len() > r.maxKeys || r.kept > r.maxEntries {
+		r.drop(r.lru.Back()) // never key's: it fits alone, and is first
+	}
+}
+
+// keep stores next as key's memo after a good answer; nil (the answer
+// was too small or too large to keep, or did not split) drops key's older
+// memo, of no more use.
+func keep[T any](r *reuseCache, key string, next *memo[T]) {
+	if next == nil {
+		r.forget(key)
+		return
+	}
+	r.put(key, next, len(next.vals))
+}
+
+// forget drops key's memo, if any.
+func (r *reuseCache) forget(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e := r.memos[key]; e != nil {
+		r.drop(e)
+	}
+}
+
+// drop removes e's memo. Caller holds r.mu.
+func (r *reuseCache) drop(e *list.Element) {
+	s := r.lru.Remove(e).(*memoSlot)
+	delete(r.memos, s.key)
+	r.kept -= s.entries
+}
+
+// keptEntries is how many entries the memos hold in all, for tests.
+func (r *reuseCache) keptEntries() (keys, entries int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lru.Len(), r.kept
 }
 
 // reuseKey names req's query for reuse: its path and parameters less the
@@ -129,33 +201,31 @@ func getReusing[T any](c *Client, ctx context.Context, req *request, key string,
 		if err := readBody(buf, body); err != nil {
 			return nil, beacon.QueryMeta{}, err
 		}
-		out, next, ok, err := decodeEntries(buf.Bytes(), c.reuse.seed, prev, reuseMin, decode)
+		out, next, ok, err := decodeEntries(buf.Bytes(), c.reuse.seed, prev, reuseMin, c.reuse.maxEntries, decode)
 		if !ok {
 			out, _, err = full(h, bytes.NewReader(buf.Bytes()))
 		}
 		if err != nil {
 			return nil, beacon.QueryMeta{}, err // the last good memo stays
 		}
-		if next != nil {
-			c.reuse.put(key, next)
-		}
+		keep(c.reuse, key, next)
 		return out, meta, nil
 	})
 }
 
 // decodeEntries decodes raw, a JSON array of objects, with decode,
 // reusing prev's values for entries byte-identical to its. It returns the
-// memo of this answer (nil when it has fewer than keepMin entries), and
-// false when raw does not split (see splitEntries). Nothing returned
-// refers to raw.
-func decodeEntries[T any](raw []byte, seed maphash.Seed, prev *memo[T], keepMin int, decode func([]byte, int) (T, error)) ([]T, *memo[T], bool, error) {
+// memo of this answer (nil when it has fewer than keepMin or more than
+// keepMax entries), and false when raw does not split (see splitEntries).
+// Nothing returned refers to raw.
+func decodeEntries[T any](raw []byte, seed maphash.Seed, prev *memo[T], keepMin, keepMax int, decode func([]byte, int) (T, error)) ([]T, *memo[T], bool, error) {
 	entries, ok := splitEntries(raw)
 	if !ok {
 		return nil, nil, false, nil
 	}
 	out := make([]T, len(entries))
 	var next *memo[T]
-	if len(entries) >= keepMin {
+	if len(entries) >= keepMin && len(entries) <= keepMax {
 		next = &memo[T]{at: make(map[entrySum]int32, len(entries))}
 	}
 	for i, e := range entries {
@@ -206,7 +276,7 @@ func decodeHealthReusing(h http.Header, body io.Reader, seed maphash.Seed, prev 
 		return nil, beacon.QueryMeta{}, nil, err
 	}
 	var nodeMeta metaSharer
-	out, next, ok, err := decodeEntries(buf.Bytes(), seed, prev, keepMin, func(e []byte, i int) (beacon.Instance, error) {
+	out, next, ok, err := decodeEntries(buf.Bytes(), seed, prev, keepMin, math.MaxInt, func(e []byte, i int) (beacon.Instance, error) {
 		return decodeHealthEntry(e, i, &nodeMeta)
 	})
 	if !ok {

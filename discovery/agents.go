@@ -14,6 +14,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/internal/backoff"
+	"github.com/beaconsd/beacon/internal/blocking"
 )
 
 // agents spreads lookups over the configured agents: all watches use the
@@ -283,6 +284,10 @@ func callAt[T any](a *agents, ctx context.Context, remote bool, do func(context.
 		var zero T
 		return zero, beacon.QueryMeta{}, err
 	}
+	// What came before was local queueing (the cap, the spread after an
+	// agent came back, and the caller's long-poll slot): a hot loop must
+	// not take it for an index standing still (WithHotThreshold).
+	blocking.Sending(ctx)
 	rctx, done := a.bind(ctx, i)
 	v, meta, err := do(rctx, i, a.regs[i])
 	if se := (*beacon.StatusError)(nil); err == nil || errors.As(err, &se) {

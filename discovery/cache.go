@@ -98,7 +98,9 @@ const (
 // The first query that finds the bucket empty makes the watch hot: it
 // then polls at the ceiling (WatchStats.Hot) until one of its blocking
 // queries waits at least 50 ms for an answer, which shows its index
-// standing still. An index that moves 1,000 times a second thus costs
+// standing still. The 50 ms are timed from when the query is sent: its
+// waits in the cache before (for a long-poll slot, WithMaxRequestRate's
+// cap, an agent that came back) do not count. An index that moves 1,000 times a second thus costs
 // the burst once and then the ceiling's rate. every 0 turns the fast path
 // off: every query waits on the ceiling. The service watches' own loops
 // use it; the change feed's checks query and the coordinate watch always

@@ -91,7 +91,9 @@
 // An index that moves faster makes the watch hot: it then polls at its
 // ceiling (WithRateLimit: a burst of 2, then one query a second), as
 // Consul's documentation asks of a client facing a busy index, until one
-// of its blocking queries waits 50 ms for an answer. A cache-wide cap
+// of its blocking queries waits 50 ms for an answer (timed from when it
+// was sent: waiting for a long-poll slot or the cap is not an answer's
+// wait). A cache-wide cap
 // (WithMaxRequestRate, off by default) bounds every request the cache
 // sends with one shared token bucket. WatchStats (Hot, HotSpells,
 // RateLimited, RateLimitWait) and Cache.RequestCap show both.

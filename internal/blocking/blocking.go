@@ -8,6 +8,7 @@ package blocking
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -19,7 +20,8 @@ import (
 // Fetch asks Consul once. With index 0 it answers at once; with index > 0
 // it blocks until the data's index moves past index or its wait ends. The
 // request's deadline is the Fetch's (the backends give a blocking query
-// its wait × 17/16 plus their timeout); ctx cancels it.
+// its wait × 17/16 plus their timeout); ctx cancels it. A Fetch that may
+// queue locally before the query goes out calls Sending(ctx) when it does.
 type Fetch[T any] func(ctx context.Context, index uint64) (T, beacon.QueryMeta, error)
 
 // Options tune Run. The zero value is usable.
@@ -40,7 +42,11 @@ type Options struct {
 	// waits on Limiter. Each Run needs its own.
 	Hot *rate.Limiter
 	// Still is how long a blocking query must wait for its answer for a
-	// hot loop to cool; zero means 50 ms.
+	// hot loop to cool; zero means 50 ms. The wait is timed from when the
+	// fetch said the query left (Sending), not from when Run called it: a
+	// query that queued locally (for a long-poll slot, a request cap, an
+	// agent to come back) has not been waiting on Consul's index then.
+	// A fetch that never calls Sending is timed from the call.
 	Still time.Duration
 	// Backoff is the jittered, capped wait after an error; its zero value
 	// means 100 ms doubling to 10 s.
@@ -110,12 +116,13 @@ func Run[T any](ctx context.Context, fetch Fetch[T], o Options, emit func(T, bea
 		if o.OnRequest != nil {
 			o.OnRequest()
 		}
-		sent := time.Now()
-		v, meta, err := fetch(ctx, index)
+		called := time.Now()
+		var queued atomic.Int64 // set by Sending: how long fetch queued before the query left
+		v, meta, err := fetch(context.WithValue(ctx, sendingKey{}, &sending{called, &queued}), index)
 		if ctx.Err() != nil {
 			return
 		}
-		if hot && err == nil && index > 0 && time.Since(sent) >= o.Still {
+		if hot && err == nil && index > 0 && time.Since(called)-time.Duration(queued.Load()) >= o.Still {
 			setHot(false) // the index stood still for a while: cool again
 		}
 		if err == nil {
@@ -146,6 +153,31 @@ func Run[T any](ctx context.Context, fetch Fetch[T], o Options, emit func(T, bea
 		if !o.Backoff.Wait(ctx) {
 			return
 		}
+	}
+}
+
+// sendingKey is the context key of Run's sending cell in the context it
+// gives a Fetch.
+type sendingKey struct{}
+
+// sending is where Sending reports to Run when a query left: how long
+// after called, as a monotonic duration.
+type sending struct {
+	called time.Time
+	queued *atomic.Int64
+}
+
+// Sending tells the Run that gave ctx to its Fetch that the query is
+// leaving now: the time since Run called the Fetch was spent queueing
+// locally (a slot, a request cap, a wait for an agent), and a hot loop's
+// Still is timed from here, as net/http/httptrace's hooks ride a
+// request's context. A fetch path that queues before it sends calls it
+// just before the request goes out; called again (a fetch that asks
+// twice), the last call wins. It does nothing with a context not from
+// Run, and is safe from any goroutine.
+func Sending(ctx context.Context) {
+	if s, ok := ctx.Value(sendingKey{}).(*sending); ok {
+		s.queued.Store(int64(time.Since(s.called)))
 	}
 }
 

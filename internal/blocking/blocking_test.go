@@ -3,6 +3,7 @@ package blocking
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -286,5 +287,77 @@ func TestHotLoopCools(t *testing.T) {
 	// (The Hot bucket is dry: the query after cooling may find the loop hot again.)
 	if len(heat) < 2 || !heat[0] || heat[1] {
 		t.Errorf("OnHot calls = %v, want [true false ...]", heat)
+	}
+}
+
+// A hot loop does not cool while its queries only queue locally: time a
+// fetch spends before Sending (a long-poll slot, a request cap) is not
+// time the index stood still. The loop cools only when a query waits
+// Still after it was sent.
+//
+// This test can fail: timed from the call to fetch, every query here
+// (queued 80 ms) cools the loop, which goes hot again at the next.
+func TestQueueingDoesNotCool(t *testing.T) {
+	const (
+		still = 40 * time.Millisecond
+		queue = 2 * still // each query's local wait before it is sent
+		stood = 8         // the query whose answer waits on the agent
+		last  = 10
+	)
+	type event struct {
+		hot     bool
+		fetched int64 // fetches called when OnHot was
+	}
+	var n atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fetch := func(ctx context.Context, index uint64) (int, beacon.QueryMeta, error) {
+		i := n.Add(1)
+		if i > last {
+			cancel()
+			return 0, beacon.QueryMeta{}, ctx.Err()
+		}
+		wait := func(d time.Duration) error {
+			tm := time.NewTimer(d)
+			defer tm.Stop()
+			select {
+			case <-tm.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err := wait(queue); err != nil { // queued locally
+			return 0, beacon.QueryMeta{}, err
+		}
+		Sending(ctx)
+		if i == stood {
+			if err := wait(2 * still); err != nil { // the index stands still
+				return 0, beacon.QueryMeta{}, err
+			}
+		}
+		return 0, beacon.QueryMeta{LastIndex: uint64(i)}, nil
+	}
+	var events []event // appended on Run's goroutine only; read after it returns
+	o := Options{Limiter: rate.NewLimiter(rate.Inf, 1), Hot: rate.NewLimiter(rate.Every(time.Hour), 3), Still: still,
+		OnHot: func(h bool) { events = append(events, event{h, n.Load()}) },
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Run(ctx, fetch, o, func(int, beacon.QueryMeta, error) error { return nil })
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cancel()
+		<-done
+		t.Fatal("the loop did not end")
+	}
+	// Hot before the 4th query (3 Hot tokens), cool after the 8th answer
+	// only, hot again before the 9th (the Hot bucket is dry).
+	want := []event{{true, 3}, {false, stood}, {true, stood}}
+	if !slices.Equal(events, want) {
+		t.Errorf("OnHot calls (heat, fetches called) = %v, want %v", events, want)
 	}
 }
