@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sync/atomic"
 
@@ -87,7 +88,17 @@ const (
 // feedCap is the body cap of a feed query whose largest answer so far was
 // seen bytes.
 func (c *Client) feedCap(seen *atomic.Int64) int64 {
-	return max(c.maxBody*feedCapFactor, seen.Load()*feedGrowth)
+	return max(saturatingMul(c.maxBody, feedCapFactor), saturatingMul(seen.Load(), feedGrowth))
+}
+
+// saturatingMul is a*b for a, b ≥ 0, or math.MaxInt64 where that
+// overflows: a cap near the top of int64 (WithMaxBodyBytes) must not wrap
+// to below what the caller chose.
+func saturatingMul(a, b int64) int64 {
+	if b != 0 && a > math.MaxInt64/b {
+		return math.MaxInt64
+	}
+	return a * b
 }
 
 // getFeed is getDecoded for a feed query: its cap from feedCap, and its

@@ -747,6 +747,12 @@ func (c *Cache) fetchFor(w *watch, q beacon.Query) (blocking.Fetch[fetched], fun
 		}
 		rctx, cancel := context.WithCancelCause(ctx)
 		w.setAbort(cancel)
+		if w.gen.Load() != gen {
+			// Moved (switchPath, moveOff) after gen was read and before
+			// setAbort, so its abort found nothing to end: end it here,
+			// rather than hold a long poll on the path left.
+			cancel(errMovedOff)
+		}
 		if index > 0 {
 			w.asking.Store(&asking{index: index, since: time.Now()})
 		}

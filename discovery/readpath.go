@@ -129,7 +129,9 @@ func WithReadPath(p ReadPath) Option { return func(o *options) { o.readPath = p 
 // SetReadPath. An operator switches a running fleet off streaming by
 // writing one word, without restarting anything. Later failures to read
 // it are logged and leave the path as it was; an empty file means
-// ReadStreaming. It overrides WithReadPath.
+// ReadStreaming at New and, later, leaves the path as it was (a file read
+// between its truncation and its write must not flip a fleet to streaming
+// and back): write "streaming" to go back. It overrides WithReadPath.
 func WithReadPathFile(name string, every time.Duration) Option {
 	return func(o *options) { o.pathFile, o.pathEvery = name, every }
 }
@@ -161,10 +163,13 @@ func (c *Cache) followPathFile(every time.Duration) {
 			return
 		case <-tick.C:
 		}
-		p, _, err := ReadPathFromFile(c.o.pathFile)
+		p, ok, err := ReadPathFromFile(c.o.pathFile)
 		if err != nil {
 			c.o.logger.Warn("discovery: read path file; keeping the path in use", "path", c.ReadPath().String(), "err", err)
 			continue
+		}
+		if !ok {
+			continue // empty: perhaps read between a truncation and its write
 		}
 		_ = c.SetReadPath(p) // valid: parsed
 	}
@@ -221,8 +226,17 @@ func (c *Cache) pathOf(w *watch) ReadPath {
 }
 
 // streams reports whether w's last query could be served by a streaming
-// view: the stale guard has nothing to look for on the other paths.
-func (w *watch) streams() bool { return ReadPath(w.path.Load()) == ReadStreaming }
+// view: one on the streaming path, or one whose last answer did not say
+// blocking-query (an agent that streams even the reads asked not to, or
+// an agent cache's answer). The stale guard has nothing to look for on a
+// path the agent answered with a plain blocking query.
+func (w *watch) streams() bool {
+	if ReadPath(w.path.Load()) == ReadStreaming {
+		return true
+	}
+	b, _ := w.backend.Load().(beacon.QueryBackend)
+	return b != beacon.QueryBackendBlockingQuery
+}
 
 // onPath returns q as path p asks it.
 func onPath(q beacon.Query, p ReadPath) beacon.Query {

@@ -215,6 +215,22 @@ func TestReadPathFile(t *testing.T) {
 	pathStats(t, c, "web", false, "streaming after the file changed", func(st discovery.WatchStats) bool {
 		return st.ReadPath == discovery.ReadStreaming && st.Backend == beacon.QueryBackendStreaming
 	})
+	// Emptied (as between a truncation and its write): the path in use
+	// stays, over ten re-reads; an absence, so watched for a span.
+	if err := os.WriteFile(file, []byte("blocking\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pathStats(t, c, "web", false, "blocking again", func(st discovery.WatchStats) bool {
+		return st.ReadPath == discovery.ReadBlocking
+	})
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if got := c.ReadPath(); got != discovery.ReadBlocking {
+			t.Fatalf("ReadPath() after the file was emptied = %v, want blocking kept", got)
+		}
+	}
 	if err := os.WriteFile(file, []byte("nonsense\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
