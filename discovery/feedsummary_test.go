@@ -209,6 +209,15 @@ func TestFeedFallsBackToChecks(t *testing.T) {
 			// One long poll: the feed's; the watch is feed-driven.
 			c := newCache(t, fake.config(), discovery.WithMaxLongPolls(1), discovery.WithWaitTime(10*time.Minute), discovery.WithStaleBound(0))
 			w, _ := waitFirst(t, c, "web")
+			// The fallback's first answer refetches every watch: change
+			// the state only once its second query (the blocking one) is
+			// out, so that the change reaches the watch through the
+			// checks' diff and not through that first refetch.
+			testutil.Eventually(t, deadline, "the checks feed's blocking query", func() error {
+				fake.mu.Lock()
+				defer fake.mu.Unlock()
+				return testutil.Want(fake.checks >= 2, "%d checks queries", fake.checks)
+			})
 			fake.set(state{20, []string{"a", "b"}}, state{20, []string{"a", "b"}})
 			waitFor(t, w, []string{"a", "b"}, deadline)
 			fake.mu.Lock()
