@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -343,14 +344,28 @@ func (f *feed) watchSummaries() bool {
 	missing := false
 	q := beacon.ServicesQuery{Datacenter: f.dc, Consistency: f.consistency, WaitTime: f.loop.wait}
 	l := f.loop
-	l.hotEvery = 0 // one answer is every service of the datacenter: poll it at the ceiling
+	l.hotEvery = 0     // one answer is every service of the datacenter: poll it at the ceiling
+	var asked []string // the names the last round asked for
 	fetch := func(ctx context.Context, index uint64) ([]beacon.ServiceSummary, beacon.QueryMeta, error) {
-		q.WaitIndex = index
 		if f.names != nil {
-			// Each round asks for the services watched now; one that
-			// joined is in the next answer, new there, so counted changed.
-			q.Services = f.names()
+			// Each round asks for the services watched now. When they
+			// changed, a change to a service just watched may already be
+			// in the index the round would block on, answered to a round
+			// that did not name it: read the new names at once first, and
+			// digest that answer (a service new there counts as changed).
+			names := f.names()
+			if index > 0 && !slices.Equal(names, asked) {
+				now := q
+				now.Services, now.WaitIndex = names, 0
+				list, meta, err := f.src.ServiceSummaries(ctx, now)
+				if err != nil {
+					return nil, beacon.QueryMeta{}, err
+				}
+				f.diffSummaries(list, meta.LastIndex)
+			}
+			q.Services, asked = names, names
 		}
+		q.WaitIndex = index
 		return f.src.ServiceSummaries(ctx, q)
 	}
 	run(ctx, l, "", fetch, nil, nil, func(list []beacon.ServiceSummary, meta beacon.QueryMeta, err error) error {
