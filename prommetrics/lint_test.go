@@ -78,6 +78,17 @@ func gatheredNames(t *testing.T, g prometheus.Gatherer) []string {
 	return names
 }
 
+// minus returns the names of a not in b.
+func minus(a, b []string) []string {
+	var out []string
+	for _, n := range a {
+		if !slices.Contains(b, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func lintRegistry(t *testing.T, cfg consul.Config) *consulhttp.Client {
 	t.Helper()
 	r, err := consulhttp.New(cfg)
@@ -192,12 +203,14 @@ func TestCollectAndLint(t *testing.T) {
 	m.IndexReset("web")
 
 	if got := describedNames(m); !slices.Equal(got, families) {
-		t.Errorf("Describe() names %q,\nwant %q (add a new family to families, and to the README's table)", got, families)
+		t.Errorf("Describe() names differ from families: missing %q, extra %q (list a new family in families and in the README's table)",
+			minus(families, got), minus(got, families))
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(m)
 	if got := gatheredNames(t, reg); !slices.Equal(got, families) {
-		t.Errorf("gathered families %q,\nwant %q (every family present, so every family is linted)", got, families)
+		t.Errorf("gathered families differ from families: missing %q, extra %q (the setup must make every family present, or it goes unlinted)",
+			minus(families, got), minus(got, families))
 	}
 	problems, err := testutil.CollectAndLint(m)
 	if err != nil {
