@@ -7,6 +7,10 @@
 //	cache, _ := discovery.New(cfg, discovery.WithMetrics(m))
 //	m.Observe(cache)
 //	prometheus.MustRegister(m)
+//
+// Every family is named beacon_discovery_* and follows Prometheus' naming
+// rules: counters end in _total, durations are in seconds. A test lints
+// them all with client_golang's promlint (testutil.CollectAndLint).
 package prommetrics
 
 import (
