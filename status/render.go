@@ -1,7 +1,6 @@
 package status
 
 import (
-	"fmt"
 	"html/template"
 	"io"
 	"math"
@@ -11,23 +10,69 @@ import (
 )
 
 // RenderHTML writes rep as the status page. The page has no script and no
-// external asset; every value goes through html/template's escaping.
-func RenderHTML(w io.Writer, rep Report) error { return page.Execute(w, rep) }
+// external asset; every value goes through html/template's escaping. A
+// service's picture (its History) is drawn in the row of its first watch,
+// for the first MaxPictures services: beyond them the page would grow by
+// about half a kilobyte a service for pictures nobody scans; the JSON
+// carries every history.
+func RenderHTML(w io.Writer, rep Report) error {
+	v := view{Report: rep, Rows: make([]row, len(rep.Watches))}
+	hist := make(map[string][]int, len(rep.Services))
+	for _, h := range rep.Services {
+		hist[h.Service] = h.Passing
+	}
+	drawn := map[string]bool{}
+	for i, w := range rep.Watches {
+		v.Rows[i].Watch = w
+		p, ok := hist[w.Service]
+		if !ok || drawn[w.Service] {
+			continue
+		}
+		drawn[w.Service] = true
+		if len(drawn) > MaxPictures {
+			v.Undrawn++
+			continue
+		}
+		s := sparkOf(p, rep.SampleSeconds)
+		v.Rows[i].Spark = &s
+	}
+	v.Drawn = min(len(drawn), MaxPictures)
+	return page.Execute(w, v)
+}
 
-// Sparkline geometry, in CSS pixels.
+// MaxPictures bounds the pictures an HTML page draws.
+const MaxPictures = 1000
+
+// view is what the template reads: the report, and its watches with
+// their pictures.
+type view struct {
+	Report
+	Drawn   int
+	Rows    []row
+	Undrawn int // services with a history beyond MaxPictures
+}
+
+type row struct {
+	Watch
+	Spark *spark // nil: not the service's first row, or no history
+}
+
+// Sparkline geometry, in CSS pixels: 2 px a sample at the default 60.
 const (
-	sparkW = 120
-	sparkH = 28
+	sparkW = 124
+	sparkH = 24
 )
 
 // spark is a sparkline ready for the template.
 type spark struct {
 	W, H      int
-	Points    string // the polyline's points
+	Points    string // the polyline's points, integers
 	Last, Max int
 	Minutes   float64 // the span it covers
 }
 
+// sparkOf draws v, scaled to its maximum, with integer coordinates; a run
+// of equal samples is one segment, so a steady service costs a few bytes.
 func sparkOf(v []int, every float64) spark {
 	s := spark{W: sparkW, H: sparkH, Minutes: float64(max(len(v)-1, 0)) * every / 60}
 	if len(v) == 0 {
@@ -40,18 +85,26 @@ func sparkOf(v []int, every float64) spark {
 	if len(v) == 1 {
 		v = []int{v[0], v[0]} // one sample: a flat line across
 	}
-	var b strings.Builder
-	b.Grow(len(v) * 10)
-	step := float64(sparkW-4) / float64(len(v)-1)
-	for i, x := range v {
-		y := float64(sparkH - 3)
-		if s.Max > 0 {
-			y -= float64(x) / float64(s.Max) * float64(sparkH-6)
+	y := func(x int) int {
+		if s.Max == 0 {
+			return sparkH - 2
 		}
-		if i > 0 {
+		return sparkH - 2 - int(math.Round(float64(x)/float64(s.Max)*float64(sparkH-4)))
+	}
+	var b strings.Builder
+	b.Grow(64)
+	last := len(v) - 1
+	for i, x := range v {
+		// Drop a point between two equal neighbours: it is on their line.
+		if i > 0 && i < last && v[i-1] == x && v[i+1] == x {
+			continue
+		}
+		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		fmt.Fprintf(&b, "%.1f,%.1f", 2+float64(i)*step, y)
+		b.WriteString(strconv.Itoa(2 + i*(sparkW-4)/last))
+		b.WriteByte(',')
+		b.WriteString(strconv.Itoa(y(x)))
 	}
 	s.Points = b.String()
 	return s
@@ -110,7 +163,7 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .err{color:var(--bad);max-width:40rem;overflow-wrap:anywhere}
 .empty{color:var(--mute);font-style:italic}
 svg.spark polyline{fill:none;stroke:var(--spark);stroke-width:1.5}
-svg.spark line{stroke:var(--line)}
+svg.spark{display:block;background:var(--head);border-radius:3px}
 `
 
 // page is the status page. Columns follow Report's fields; a section with
@@ -123,25 +176,19 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 <header><h1>Beacon status</h1><span class="meta">generated <time datetime="{{stamp .Generated}}">{{stamp .Generated}}</time> · up {{ago .Generated .Started}}</span></header>
 {{$now := .Generated}}
 <section id="watches"><h2>Watches ({{.WatchCount}})</h2>
-{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Instances</th><th>Age</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
-{{range .Watches}}<tr><td><strong>{{.Service}}</strong>{{if .PreparedQuery}} <span class="meta">query</span>{{end}}</td>
+{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Instances</th><th>Passing{{if .SampleSeconds}}, every {{human .SampleSeconds}}{{end}}</th><th>Age</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
+{{range .Rows}}<tr><td><strong>{{.Service}}</strong>{{if .PreparedQuery}} <span class="meta">query</span>{{end}}</td>
 <td>{{dc .Datacenter}}{{if .Failover}} <span class="pill{{if .Failovers}} warn{{end}}" title="{{.FailoverReason}}">failover{{if .Failovers}} ×{{.Failovers}}{{end}}</span>{{end}}</td>
 <td class="n">{{.Instances}}</td>
+<td>{{with .Spark}}<svg class="spark" width="{{.W}}" height="{{.H}}" role="img" aria-label="passing over {{printf "%.0f" .Minutes}} min: now {{.Last}}, at most {{.Max}}"><polyline points="{{.Points}}"/></svg>{{end}}</td>
 <td class="n">{{if .Answered}}{{human .AgeSeconds}}{{else}}<span class="warn">no answer yet</span>{{end}}</td>
 <td>{{.ReadPath}}{{if .ReadPinned}} <span class="meta">pinned</span>{{end}}{{if .AgentCache}} <span class="meta">{{.AgentCache}}</span>{{end}}</td>
 <td><code>{{.Backend}}</code></td>
 <td>{{if .ACLHidden}}<span class="pill bad">ACL-hidden</span> {{end}}{{if .Panic}}<span class="pill bad">panic</span> {{end}}{{if .OffStream}}<span class="pill warn">off stream</span> {{end}}{{if .Hot}}<span class="pill warn">hot</span> {{end}}{{if and (not .Error) (not .Panic) .Answered}}<span class="pill ok">fresh</span>{{else if .Error}}<span class="pill warn">stale</span>{{end}}</td>
 <td class="n">{{.StaleViews}}</td>
 <td class="err">{{.Error}}</td></tr>
-{{end}}</tbody></table>{{if .Truncated}}<p class="meta">Showing the first {{len .Watches}} of {{.WatchCount}} watches.</p>{{end}}
+{{end}}</tbody></table>{{if .Truncated}}<p class="meta">Showing the first {{len .Watches}} of {{.WatchCount}} watches.</p>{{end}}{{if .Undrawn}}<p class="meta">Pictures for the first {{.Drawn}} services only; <code>?format=json</code> has every history.</p>{{end}}
 {{else}}<p class="empty">No watches.</p>{{end}}</section>
-
-<section id="services"><h2>Instances over time</h2>
-{{if .Services}}{{$every := .SampleSeconds}}<table><thead><tr><th>Service</th><th>Now</th><th>Max</th><th>Passing, one sample every {{human $every}}</th></tr></thead><tbody>
-{{range .Services}}{{$s := spark .Passing $every}}<tr><td>{{.Service}}</td><td class="n">{{$s.Last}}</td><td class="n">{{$s.Max}}</td>
-<td><svg class="spark" width="{{$s.W}}" height="{{$s.H}}" viewBox="0 0 {{$s.W}} {{$s.H}}" role="img" aria-label="{{.Service}}: passing instances over the last {{printf "%.0f" $s.Minutes}} minutes, now {{$s.Last}}"><line x1="0" y1="{{$s.H}}" x2="{{$s.W}}" y2="{{$s.H}}"/><polyline points="{{$s.Points}}"/></svg></td></tr>
-{{end}}</tbody></table>
-{{else}}<p class="empty">Nothing sampled yet.</p>{{end}}</section>
 
 <section id="agents"><h2>Agents</h2>
 {{if .Agents}}<table><thead><tr><th>Address</th><th>State</th><th>Since</th></tr></thead><tbody>
