@@ -68,13 +68,13 @@ type spark struct {
 	W, H      int
 	Points    string // the polyline's points, integers
 	Last, Max int
-	Minutes   float64 // the span it covers
+	Span      float64 // the seconds it covers
 }
 
 // sparkOf draws v, scaled to its maximum, with integer coordinates; a run
 // of equal samples is one segment, so a steady service costs a few bytes.
 func sparkOf(v []int, every float64) spark {
-	s := spark{W: sparkW, H: sparkH, Minutes: float64(max(len(v)-1, 0)) * every / 60}
+	s := spark{W: sparkW, H: sparkH, Span: float64(max(len(v)-1, 0)) * every}
 	if len(v) == 0 {
 		return s
 	}
@@ -179,8 +179,8 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 {{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Instances</th><th>Passing{{if .SampleSeconds}}, every {{human .SampleSeconds}}{{end}}</th><th>Age</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
 {{range .Rows}}<tr><td><strong>{{.Service}}</strong>{{if .PreparedQuery}} <span class="meta">query</span>{{end}}</td>
 <td>{{dc .Datacenter}}{{if .Failover}} <span class="pill{{if .Failovers}} warn{{end}}" title="{{.FailoverReason}}">failover{{if .Failovers}} ×{{.Failovers}}{{end}}</span>{{end}}</td>
-<td class="n">{{.Instances}}</td>
-<td>{{with .Spark}}<svg class="spark" width="{{.W}}" height="{{.H}}" role="img" aria-label="passing over {{printf "%.0f" .Minutes}} min: now {{.Last}}, at most {{.Max}}"><polyline points="{{.Points}}"/></svg>{{end}}</td>
+<td class="n{{if not .Instances}} bad{{end}}">{{.Instances}}</td>
+<td>{{with .Spark}}<svg class="spark" width="{{.W}}" height="{{.H}}" role="img" aria-label="passing over {{human .Span}}: now {{.Last}}, at most {{.Max}}"><polyline points="{{.Points}}"/></svg>{{end}}</td>
 <td class="n">{{if .Answered}}{{human .AgeSeconds}}{{else}}<span class="warn">no answer yet</span>{{end}}</td>
 <td>{{.ReadPath}}{{if .ReadPinned}} <span class="meta">pinned</span>{{end}}{{if .AgentCache}} <span class="meta">{{.AgentCache}}</span>{{end}}</td>
 <td><code>{{.Backend}}</code></td>
@@ -202,7 +202,7 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 <tr><th>Status</th><td><span class="pill {{if eq .Status "registered"}}ok{{else if eq .Status "failing"}}warn{{else}}bad{{end}}">{{.Status}}</span>{{if .Maintenance}} <span class="pill warn">maintenance</span>{{end}}</td></tr>
 <tr><th>Agent</th><td><code>{{.Agent}}</code>{{if .Failovers}} <span class="meta">after {{.Failovers}} failover(s)</span>{{end}}</td></tr>
 <tr><th>Last heartbeat</th><td>{{with .LastHeartbeat}}{{clock .}} ({{ago $now .}} ago){{else}}–{{end}}</td></tr>
-<tr><th>Last error</th><td class="err">{{with .LastErrorAt}}{{clock .}}: {{end}}{{.LastError}}</td></tr>
+<tr><th>Last error</th><td class="err">{{with .LastErrorAt}}{{clock .}}: {{end}}{{or .LastError "–"}}</td></tr>
 </tbody></table>
 {{else}}<p class="empty">This process registers nothing.</p>{{end}}</section>
 
