@@ -1,6 +1,7 @@
 package status
 
 import (
+	"fmt"
 	"html/template"
 	"io"
 	"math"
@@ -120,7 +121,14 @@ func human(sec float64) string {
 	case sec < 60:
 		return strconv.FormatFloat(sec, 'f', 1, 64) + " s"
 	}
-	return (time.Duration(sec) * time.Second).Round(time.Second).String()
+	s := int64(sec)
+	switch {
+	case s < 3600:
+		return fmt.Sprintf("%dm %02ds", s/60, s%60)
+	case s < 48*3600:
+		return fmt.Sprintf("%dh %02dm", s/3600, s/60%60)
+	}
+	return fmt.Sprintf("%dd %02dh", s/86400, s/3600%24)
 }
 
 func clock(t time.Time) string { return t.UTC().Format("15:04:05") }

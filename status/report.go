@@ -54,8 +54,9 @@ type Watch struct {
 	// Instances is how many instances the watch publishes: the passing
 	// ones, or in panic every one not in maintenance.
 	Instances int `json:"instances"`
-	// Answered: Consul has answered the watch; AgeSeconds is how long ago
-	// it last did (0 before the first answer).
+	// Answered: the watch has a view, Consul's answer or, before Consul
+	// first answers this process, a snapshot file's (discovery's
+	// SourceFile); AgeSeconds is how old that answer is (0 without one).
 	Answered   bool    `json:"answered"`
 	AgeSeconds float64 `json:"age_seconds"`
 	// ReadPath is the path its last query took (streaming, blocking,
