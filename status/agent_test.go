@@ -187,7 +187,7 @@ func TestWatchRowOnRealAgent(t *testing.T) {
 }
 
 // TestNoSecretsOnRealAgent: with a token in the config, another in a token
-// file and a third in CONSUL_HTTP_TOKEN, neither the HTML nor the JSON
+// file, a third in CONSUL_HTTP_TOKEN and a basic auth password, neither the HTML nor the JSON
 // holds any of them (nor the management token), while the page shows a
 // service that ACLs hide from the client's token.
 func TestNoSecretsOnRealAgent(t *testing.T) {
@@ -216,6 +216,7 @@ func TestNoSecretsOnRealAgent(t *testing.T) {
 	t.Setenv("CONSUL_HTTP_TOKEN", envToken)
 	cfg := srv.Config()
 	cfg.Token, cfg.TokenFile = cfgToken, file
+	cfg.HTTPAuth = &consul.BasicAuth{Username: "operator", Password: "basic-auth-password-7f3a"}
 
 	k := startKeeper(t, cfg, "web-1", "web")
 	c := newCache(t, cfg)
@@ -234,6 +235,9 @@ func TestNoSecretsOnRealAgent(t *testing.T) {
 			if strings.Contains(page, tok) {
 				t.Errorf("the %s page holds the %s", name, what)
 			}
+		}
+		if strings.Contains(page, cfg.HTTPAuth.Password) {
+			t.Errorf("the %s page holds the basic auth password", name)
 		}
 		if strings.Contains(page, file) {
 			t.Errorf("the %s page names the token file", name)
