@@ -73,6 +73,7 @@ fuzz:
 	$(call FUZZ,FuzzFlagValues,20000x,./cmd/beacon)
 	$(call FUZZ,FuzzQueryFile,10000x,./cmd/beacon)
 	$(call FUZZ,FuzzParseBench,10000x,./bench/plot)
+	$(call FUZZ,FuzzRequest,5000x,./status)
 	$(call FUZZ,FuzzParseHerd,10000x,./bench/plot)
 
 # The fault suite (faults/) with 30-second outages on real clusters: prints

@@ -26,6 +26,7 @@ import (
 	"github.com/beaconsd/beacon/httpclient"
 	"github.com/beaconsd/beacon/keeper"
 	"github.com/beaconsd/beacon/prommetrics"
+	"github.com/beaconsd/beacon/status"
 )
 
 // usageError marks a bad command line; main exits 2 for it, printing the
@@ -114,7 +115,7 @@ func parseFlags(args []string, stdout io.Writer) (options, error) {
 	fs.Float64Var(&o.panicThreshold, "panic-threshold", 0, "`share` in (0, 1]: when fewer of a service's instances pass, /discovery and -call use every one not in maintenance, whatever its health (0: off)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, "Usage: sayhello [flags]\n\nServes /health, /sayHello, /discovery?serviceName=[&dc=] and /metrics, registered\nin Consul while it runs; with -call, calls a service instead.\n\nFlags:\n")
+			fmt.Fprint(stdout, "Usage: sayhello [flags]\n\nServes /health, /sayHello, /discovery?serviceName=[&dc=], /metrics and /debug/beacon\n(the status page), registered in Consul while it runs; with -call, calls a service\ninstead.\n\nFlags:\n")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return o, err
@@ -493,8 +494,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = k.Stop(ctx)
 		return err
 	}
+	// The status page (package status) beside /metrics; a service with an
+	// admin listener would mount both there instead.
+	page := status.New(status.WithCache(cache), status.WithKeeper(k, o.id), status.WithAgents(cfg.Addresses...))
+	defer page.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/debug/beacon", page)
+	mux.Handle("/", newHandler(o.id, cache, promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}), log))
 	srv := &http.Server{
-		Handler:           newHandler(o.id, cache, promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}), log),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	serveErr := make(chan error, 1)
