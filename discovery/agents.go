@@ -39,6 +39,10 @@ type agents struct {
 	// waiting then, as no watch will ask until an agent is back.
 	allDown chan struct{}
 	lastErr error // what last marked an agent down
+	// since[i] is when agent i was last marked down or up again (zero:
+	// never either), and why[i] what marked it down last.
+	since []time.Time
+	why   []error
 	// live[i] ends when agent i is marked down, cancelling the requests in
 	// flight to it: a paused agent accepts connections and never answers,
 	// so its long polls would otherwise hang until their own deadline
@@ -82,7 +86,7 @@ func newAgents(life *lifetime, clients []consul.Agent, probe time.Duration, log 
 	for i, c := range clients {
 		regs[i], addrs[i] = c.Client, c.Addr
 	}
-	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
+	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), since: make([]time.Time, len(regs)), why: make([]error, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
 		live: make([]context.Context, len(regs)), kill: make([]context.CancelCauseFunc, len(regs)), inflight: make([]atomic.Int64, len(regs)), answered: make([]atomic.Int64, len(regs))}
 	for i := range regs {
 		a.live[i], a.kill[i] = context.WithCancelCause(life.ctx)
@@ -378,6 +382,7 @@ func (a *agents) markDown(i int, cause error) {
 	}
 	a.down[i] = true
 	a.lastErr = cause
+	a.since[i], a.why[i] = time.Now(), cause
 	if !slices.Contains(a.down, false) {
 		close(a.allDown) // once per outage: markDown returns early for an agent already down
 	}
@@ -402,6 +407,7 @@ func (a *agents) probeOnce(i int) (up bool) {
 	}
 	a.mu.Lock()
 	a.down[i] = false
+	a.since[i] = time.Now()
 	a.live[i], a.kill[i] = context.WithCancelCause(a.life.ctx)
 	close(a.upCh)
 	a.upCh = make(chan struct{})
@@ -446,4 +452,35 @@ func (a *agents) hasFeed() bool {
 		}
 	}
 	return true
+}
+
+// AgentStatus is what a cache believes of one of its agents (Cache.Agents).
+type AgentStatus struct {
+	Address string
+	// Current: the agent the cache's requests go to now.
+	Current bool
+	// Down: marked down (a transport error, or the watchdog found it
+	// silent); probed until it answers again.
+	Down bool
+	// Since is when it was last marked down or up again; zero when
+	// neither has happened since the cache started.
+	Since time.Time
+	// LastError is what last marked it down, nil if nothing has.
+	LastError error
+	// LastAnswer is when it last answered a request, any status; zero
+	// before its first answer.
+	LastAnswer time.Time
+}
+
+func (a *agents) status() []AgentStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]AgentStatus, len(a.regs))
+	for i := range a.regs {
+		out[i] = AgentStatus{Address: a.addrs[i], Current: i == a.current, Down: a.down[i], Since: a.since[i], LastError: a.why[i]}
+		if ns := a.answered[i].Load(); ns != 0 {
+			out[i].LastAnswer = time.Unix(0, ns)
+		}
+	}
+	return out
 }

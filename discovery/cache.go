@@ -395,8 +395,20 @@ func (c *Cache) Watch(q beacon.Query, opts ...WatchOption) (*Watcher, error) {
 
 // WatchStats describes one running watch.
 type WatchStats struct {
-	Service   string
+	Service string
+	// Tags are the watch's query's tags (every one required).
+	Tags []string
+	// Instances is how many instances the snapshot holds; Passing how many
+	// of them pass (fewer than Instances in panic, or with AnyHealth).
 	Instances int
+	Passing   int
+	// Index is the Consul index of the snapshot's answer; 0 before one.
+	Index uint64
+	// Agent is the address of the agent the cache's requests go to now.
+	Agent string
+	// ErrSince is when the error in Err began (the first failed query
+	// since the last answer); zero while Err is nil.
+	ErrSince time.Time
 	// Age is how long ago Consul last answered; zero before the first answer.
 	Age time.Duration
 	Err error
@@ -460,8 +472,14 @@ func (c *Cache) Stats() []WatchStats {
 	}
 	c.mu.Unlock()
 	out := make([]WatchStats, 0, len(ws))
+	agent := ""
+	for _, a := range c.agents.status() {
+		if a.Current {
+			agent = a.Address
+		}
+	}
 	for _, w := range ws {
-		st := WatchStats{Service: w.q.Service, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared}
+		st := WatchStats{Service: w.q.Service, Tags: slices.Clone(w.q.Tags), Agent: agent, StaleViews: w.staleViews.Load(), OffStream: w.offStream(), Datacenter: w.q.Datacenter, PreparedQuery: w.prepared}
 		if p := w.pace; p != nil {
 			st.Hot, st.HotSpells, st.RateLimited, st.RateLimitWait = p.hot.Load(), p.spells.Load(), p.limited.Load(), time.Duration(p.waitedNs.Load())
 		}
@@ -481,7 +499,11 @@ func (c *Cache) Stats() []WatchStats {
 		s := w.snap.Load()
 		panicStats(&st, w, s)
 		if s != nil {
-			st.Instances, st.Err = len(s.Instances), s.Err
+			st.Instances, st.Err, st.Index = len(s.Instances), s.Err, s.Index
+			st.Passing = countPassing(s.Instances)
+			if s.Err != nil {
+				st.ErrSince = time.Unix(0, w.errSince.Load())
+			}
 			if w.prepared != "" {
 				st.Datacenter = s.Datacenter
 			}
@@ -507,6 +529,10 @@ func (c *Cache) Stats() []WatchStats {
 	})
 	return out
 }
+
+// Agents describes the cache's agents, in the order of its configuration:
+// which one it asks now, which are marked down and since when, and why.
+func (c *Cache) Agents() []AgentStatus { return c.agents.status() }
 
 // Watching returns how many watches are running (one per distinct query).
 func (c *Cache) Watching() int {
@@ -578,6 +604,7 @@ type watch struct {
 	reverify   atomic.Bool   // and must go round again
 	backend    atomic.Value  // beacon.QueryBackend of the last answer
 	staleViews atomic.Int64  // stale views found and repaired
+	errSince   atomic.Int64  // unix ns of the first error since the last answer
 	offUntil   atomic.Int64  // unix ns until which queries avoid streaming; 0: they don't
 	gen        atomic.Uint64 // bumped at each move off or back on a view
 	tripAt     atomic.Uint64 // what the next round must verify (stale.go's checkAt)
@@ -925,6 +952,9 @@ func (c *Cache) publish(w *watch, r result) error {
 		return r.Err // still hidden: already published, nobody is woken
 	}
 	if r.Err != nil {
+		if prev == nil || prev.Err == nil {
+			w.errSince.Store(time.Now().UnixNano()) // WatchStats.ErrSince
+		}
 		if !isHidden(r.Err) { // reported once by the guard
 			c.o.metrics.WatchError(w.q.Service)
 			c.o.logger.Warn("discovery: watch error; serving the last good snapshot", "service", w.q.Service, "err", r.Err)

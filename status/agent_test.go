@@ -175,8 +175,11 @@ func TestWatchRowOnRealAgent(t *testing.T) {
 	if kr == nil || kr.InstanceID != "web-1" || kr.Status != "registered" || !kr.Registered || kr.Agent == "" || kr.LastHeartbeat == nil {
 		t.Errorf("keeper = %+v, want web-1 registered on the agent with a heartbeat", kr)
 	}
-	if len(r.Agents) != 1 || !strings.Contains(cfg.Addresses[0], r.Agents[0].Address) {
-		t.Errorf("agents = %+v, want %q", r.Agents, cfg.Addresses)
+	if len(r.Agents) != 1 || !strings.Contains(cfg.Addresses[0], r.Agents[0].Address) || r.Agents[0].State != "up" || !r.Agents[0].Current || r.Agents[0].LastAnswer == nil {
+		t.Errorf("agents = %+v, want %q up, asked now, answered (the cache's own view)", r.Agents, cfg.Addresses)
+	}
+	if w.Index == 0 || w.Passing != 1 || w.Agent == "" || !strings.Contains(cfg.Addresses[0], w.Agent) {
+		t.Errorf("web row = %+v, want an index, 1 passing, the agent asked", w)
 	}
 	html := fetch(t, url, false)
 	for _, want := range []string{"<strong>web</strong>", `<svg class="spark"`, "web-1"} {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,12 @@ type StatsSource interface {
 	Stats() []discovery.WatchStats
 }
 
+// AgentsSource is what the page reads of a cache's agents, when its
+// StatsSource has them; *discovery.Cache does.
+type AgentsSource interface {
+	Agents() []discovery.AgentStatus
+}
+
 // StatusSource is what the page reads of a keeper; *keeper.Keeper is one.
 type StatusSource interface {
 	Status() keeper.Status
@@ -30,6 +37,7 @@ type StatusSource interface {
 
 var (
 	_ StatsSource  = (*discovery.Cache)(nil)
+	_ AgentsSource = (*discovery.Cache)(nil)
 	_ StatusSource = (*keeper.Keeper)(nil)
 )
 
@@ -171,8 +179,15 @@ func (h *Handler) Report() Report {
 			r.Watches[i] = watchOf(st)
 		}
 	}
+	if as, ok := h.o.cache.(AgentsSource); ok {
+		for _, a := range as.Agents() {
+			r.Agents = append(r.Agents, agentOf(a))
+		}
+	}
 	for _, a := range h.o.agents {
-		r.Agents = append(r.Agents, Agent{Address: address(a), State: "unknown"})
+		if !slices.ContainsFunc(r.Agents, func(x Agent) bool { return x.Address == address(a) }) {
+			r.Agents = append(r.Agents, Agent{Address: address(a), State: "unknown"})
+		}
 	}
 	if h.o.keeper != nil {
 		r.Keeper = keeperOf(h.o.instanceID, h.o.keeper.Status())

@@ -184,23 +184,23 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 <header><h1>Beacon status</h1><span class="meta">generated <time datetime="{{stamp .Generated}}">{{stamp .Generated}}</time> · up {{ago .Generated .Started}}</span></header>
 {{$now := .Generated}}
 <section id="watches"><h2>Watches ({{.WatchCount}})</h2>
-{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Instances</th><th>Passing{{if .SampleSeconds}}, every {{human .SampleSeconds}}{{end}}</th><th>Age</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
-{{range .Rows}}<tr><td><strong>{{.Service}}</strong>{{if .PreparedQuery}} <span class="meta">query</span>{{end}}</td>
+{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Passing / published</th><th>Passing{{if .SampleSeconds}}, every {{human .SampleSeconds}}{{end}}</th><th>Age</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
+{{range .Rows}}<tr><td><strong>{{.Service}}</strong>{{if .PreparedQuery}} <span class="meta">query</span>{{end}}{{range .Tags}} <span class="meta">#{{.}}</span>{{end}}</td>
 <td>{{dc .Datacenter}}{{if .Failover}} <span class="pill{{if .Failovers}} warn{{end}}" title="{{.FailoverReason}}">failover{{if .Failovers}} ×{{.Failovers}}{{end}}</span>{{end}}</td>
-<td class="n{{if not .Instances}} bad{{end}}">{{.Instances}}</td>
+<td class="n{{if not .Passing}} bad{{end}}">{{.Passing}} / {{.Instances}}</td>
 <td>{{with .Spark}}<svg class="spark" width="{{.W}}" height="{{.H}}" role="img" aria-label="passing over {{human .Span}}: now {{.Last}}, at most {{.Max}}"><polyline points="{{.Points}}"/></svg>{{end}}</td>
-<td class="n">{{if .Answered}}{{human .AgeSeconds}}{{else}}<span class="warn">no answer yet</span>{{end}}</td>
+<td class="n">{{if .Answered}}{{human .AgeSeconds}} <span class="meta" title="Consul index">@{{.Index}}</span>{{else}}<span class="warn">no answer yet</span>{{end}}</td>
 <td>{{.ReadPath}}{{if .ReadPinned}} <span class="meta">pinned</span>{{end}}{{if .AgentCache}} <span class="meta">{{.AgentCache}}</span>{{end}}</td>
 <td><code>{{.Backend}}</code></td>
 <td>{{if .ACLHidden}}<span class="pill bad">ACL-hidden</span> {{end}}{{if .Panic}}<span class="pill bad">panic</span> {{end}}{{if .OffStream}}<span class="pill warn">off stream</span> {{end}}{{if .Hot}}<span class="pill warn">hot</span> {{end}}{{if and (not .Error) (not .Panic) .Answered}}<span class="pill ok">fresh</span>{{else if .Error}}<span class="pill warn">stale</span>{{end}}</td>
 <td class="n">{{.StaleViews}}</td>
-<td class="err">{{.Error}}</td></tr>
+<td class="err">{{.Error}}{{with .ErrorSince}} <span class="meta">since {{clock .}}</span>{{end}}</td></tr>
 {{end}}</tbody></table>{{if .Truncated}}<p class="meta">Showing the first {{len .Watches}} of {{.WatchCount}} watches.</p>{{end}}{{if .Undrawn}}<p class="meta">Pictures for the first {{.Drawn}} services only; <code>?format=json</code> has every history.</p>{{end}}
 {{else}}<p class="empty">No watches.</p>{{end}}</section>
 
 <section id="agents"><h2>Agents</h2>
-{{if .Agents}}<table><thead><tr><th>Address</th><th>State</th><th>Since</th></tr></thead><tbody>
-{{range .Agents}}<tr><td><code>{{.Address}}</code></td><td><span class="pill {{if eq .State "up"}}ok{{else if eq .State "down"}}bad{{end}}">{{.State}}</span></td><td>{{with .Since}}{{clock .}} ({{ago $now .}} ago){{end}}</td></tr>
+{{if .Agents}}<table><thead><tr><th>Address</th><th>State</th><th>Since</th><th>Last answer</th><th>Last verdict</th></tr></thead><tbody>
+{{range .Agents}}<tr><td><code>{{.Address}}</code>{{if .Current}} <span class="meta">asked now</span>{{end}}</td><td><span class="pill {{if eq .State "up"}}ok{{else if eq .State "down"}}bad{{end}}">{{.State}}</span></td><td>{{with .Since}}{{clock .}} ({{ago $now .}} ago){{end}}</td><td>{{with .LastAnswer}}{{ago $now .}} ago{{end}}</td><td class="err">{{.LastError}}</td></tr>
 {{end}}</tbody></table>
 {{else}}<p class="empty">No agents configured for this page.</p>{{end}}</section>
 

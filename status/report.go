@@ -39,6 +39,16 @@ type Report struct {
 // Watch is one running watch of the discovery cache (discovery.WatchStats).
 type Watch struct {
 	Service string `json:"service"`
+	// Tags are the query's tags, every one required.
+	Tags []string `json:"tags,omitempty"`
+	// Index is the Consul index of the view (0 before an answer); Agent
+	// the agent the cache asks now.
+	Index uint64 `json:"index"`
+	Agent string `json:"agent,omitempty"`
+	// Passing is how many of the published instances pass.
+	Passing int `json:"passing"`
+	// ErrorSince is when Error began.
+	ErrorSince *time.Time `json:"error_since,omitempty"`
 	// PreparedQuery is the prepared query a WatchPrepared watch follows.
 	PreparedQuery string `json:"prepared_query,omitempty"`
 	// Datacenter is the one the watch serves ("" the local one); for a
@@ -96,6 +106,32 @@ type Agent struct {
 	State string `json:"state"`
 	// Since is when it entered State, when known.
 	Since *time.Time `json:"since,omitempty"`
+	// Current: the agent the cache's requests go to now.
+	Current bool `json:"current,omitempty"`
+	// LastError is the watchdog's or a request's verdict that last marked
+	// it down; LastAnswer when it last answered anything.
+	LastError  string     `json:"last_error,omitempty"`
+	LastAnswer *time.Time `json:"last_answer,omitempty"`
+}
+
+// agentOf converts what a cache says of one agent.
+func agentOf(a discovery.AgentStatus) Agent {
+	out := Agent{Address: address(a.Address), State: "up", Current: a.Current}
+	if a.Down {
+		out.State = "down"
+	}
+	if !a.Since.IsZero() {
+		t := a.Since
+		out.Since = &t
+	}
+	if a.LastError != nil {
+		out.LastError = cut(a.LastError.Error())
+	}
+	if !a.LastAnswer.IsZero() {
+		t := a.LastAnswer
+		out.LastAnswer = &t
+	}
+	return out
 }
 
 // Keeper is a keeper's registration (keeper.Status).
@@ -133,7 +169,7 @@ type History struct {
 // watchOf converts one discovery row.
 func watchOf(st discovery.WatchStats) Watch {
 	w := Watch{
-		Service: cut(st.Service), PreparedQuery: cut(st.PreparedQuery), Datacenter: cut(st.Datacenter),
+		Service: cut(st.Service), Index: st.Index, Agent: address(st.Agent), Passing: st.Passing, PreparedQuery: cut(st.PreparedQuery), Datacenter: cut(st.Datacenter),
 		Failover: st.Failover, Failovers: st.Failovers, FailoverReason: cut(st.FailoverReason),
 		Instances: st.Instances, Answered: st.Age > 0, AgeSeconds: st.Age.Seconds(),
 		ReadPath: st.ReadPath.String(), ReadPinned: st.ReadPinned, Backend: cut(string(st.Backend)),
@@ -145,7 +181,14 @@ func watchOf(st discovery.WatchStats) Watch {
 		t := st.FailoverSince
 		w.FailoverSince = &t
 	}
+	for _, tag := range st.Tags {
+		w.Tags = append(w.Tags, cut(tag))
+	}
 	if st.Err != nil {
+		if !st.ErrSince.IsZero() {
+			t := st.ErrSince
+			w.ErrorSince = &t
+		}
 		w.Error = cut(st.Err.Error())
 		w.ACLHidden = errors.Is(st.Err, discovery.ErrHiddenByACLs)
 	}
