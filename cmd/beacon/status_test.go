@@ -254,6 +254,10 @@ func TestStatusOfSayHello(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	var r result
 	testutil.Eventually(t, deadline, "beacon status shows the SayHello watch with its instance", func() error {
+		// sayhello watches a service once asked for it.
+		if resp, err := httpClient.Get("http://" + addr + "/discovery?serviceName=SayHello"); err == nil {
+			resp.Body.Close()
+		}
 		r = beaconRun(t, nil, "status", addr)
 		return testutil.Want(r.code == 0 && watchRow(r.stdout, "SayHello", "1"), "exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	})
