@@ -81,12 +81,12 @@ func (c *command) status(args []string) error {
 	}
 	rep, err := decodeReport(body)
 	if err != nil {
-		return &statusError{URL: u, Kind: errStatusNotJSON, Detail: printable(err.Error(), 200)}
+		return &statusError{URL: redact(u), Kind: errStatusNotJSON, Detail: printable(err.Error(), 200)}
 	}
 	if *asJSON {
 		var out bytes.Buffer
 		if err := json.Indent(&out, body, "", "  "); err != nil {
-			return &statusError{URL: u, Kind: errStatusNotJSON, Detail: printable(err.Error(), 200)}
+			return &statusError{URL: redact(u), Kind: errStatusNotJSON, Detail: printable(err.Error(), 200)}
 		}
 		out.WriteByte('\n')
 		_, err := c.stdout.Write(out.Bytes())

@@ -141,6 +141,7 @@ func TestStatusErrors(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, "[1,2]")
 		case "/badjson":
+			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"watches": [{"service": 7}]}`)
 		case "/huge":
 			w.Header().Set("Content-Type", "application/json")
@@ -174,6 +175,13 @@ func TestStatusErrors(t *testing.T) {
 			continue
 		}
 		t.Logf("%s: %s", tc.url, errorLine(err))
+	}
+	// A password in the URL is never printed.
+	withUser := strings.Replace(srv.URL, "http://", "http://u:s3cret@", 1)
+	for _, u := range []string{withUser + "/badjson", withUser + "/missing", strings.Replace(closed.URL, "http://", "http://u:s3cret@", 1)} {
+		if _, err := runStatus(u); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("beacon status %s = %v; want an error without the password", u, err)
+		}
 	}
 	slow, _ := statusServer(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	start := time.Now()
