@@ -72,6 +72,7 @@ fuzz:
 	$(call FUZZ,FuzzFlagValues,8000x,./cmd/sayhello)
 	$(call FUZZ,FuzzFlagValues,20000x,./cmd/beacon)
 	$(call FUZZ,FuzzQueryFile,10000x,./cmd/beacon)
+	$(call FUZZ,FuzzStatusAnswer,10000x,./cmd/beacon)
 	$(call FUZZ,FuzzParseBench,10000x,./bench/plot)
 	$(call FUZZ,FuzzRequest,5000x,./status)
 	$(call FUZZ,FuzzParseHerd,10000x,./bench/plot)

@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	beaconCmd.Remove()
+	sayhelloCmd.Remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

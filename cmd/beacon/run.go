@@ -48,6 +48,8 @@ Commands:
   doctor                    check the agent, leader, token, ACLs, TLS and streaming backend
   query list|show|execute|create|delete
                             prepared queries: Consul runs them, failing over to other datacenters
+  status URL                what a running process sees (its /debug/beacon page): watches,
+                            agents, keeper, recent events [-json] [-events N]
 
 -consul takes comma-separated agent addresses, before or after the command
 (default $CONSUL_HTTP_ADDR, else 127.0.0.1:8500). A host without a port
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"doctor":      c.doctor,
 		"datacenters": c.datacenters,
 		"query":       c.query,
+		"status":      c.status,
 	}
 	if name == "help" {
 		fmt.Fprint(stdout, usage)
