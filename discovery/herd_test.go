@@ -35,6 +35,21 @@ func (l *sendLog) RoundTrip(r *http.Request) (*http.Response, error) {
 	return l.base.RoundTrip(r)
 }
 
+// newSendLog returns a log and the backend option whose clients record
+// into it.
+func newSendLog() (*sendLog, discovery.Option) {
+	log := &sendLog{sent: map[string][]time.Time{}}
+	return log, discovery.WithBackend(func(cfg consul.Config) (beacon.Registry, error) {
+		hc, _, err := cfg.NewHTTPClient()
+		if err != nil {
+			return nil, err
+		}
+		log.base = hc.Transport
+		hc.Transport = log
+		return consulhttp.New(cfg, consulhttp.WithHTTPClient(hc))
+	})
+}
+
 // firstAfter returns, per service, the first sending at or after t.
 func (l *sendLog) firstAfter(t time.Time) map[string]time.Time {
 	l.mu.Lock()
@@ -65,17 +80,8 @@ func TestRecoverySpread(t *testing.T) {
 	const services = 30
 	srv := consultest.NewServer(t)
 	pop := consultest.Populate(t, srv, consultest.Fleet{Services: services, Instances: 1, Prefix: "herd"})
-	log := &sendLog{sent: map[string][]time.Time{}}
-	backend := func(cfg consul.Config) (beacon.Registry, error) {
-		hc, _, err := cfg.NewHTTPClient()
-		if err != nil {
-			return nil, err
-		}
-		log.base = hc.Transport
-		hc.Transport = log
-		return consulhttp.New(cfg, consulhttp.WithHTTPClient(hc))
-	}
-	c := newCache(t, srv.Config(), discovery.WithBackend(backend))
+	log, backend := newSendLog()
+	c := newCache(t, srv.Config(), backend)
 	var ws []*discovery.Watcher
 	for _, svc := range pop.Services() {
 		w, _ := waitFirst(t, c, svc)
@@ -180,17 +186,8 @@ func TestRequestCapHoldsAfterOutage(t *testing.T) {
 	)
 	srv := consultest.NewServer(t)
 	pop := consultest.Populate(t, srv, consultest.Fleet{Services: services, Instances: 1, Prefix: "capped"})
-	log := &sendLog{sent: map[string][]time.Time{}}
-	backend := func(cfg consul.Config) (beacon.Registry, error) {
-		hc, _, err := cfg.NewHTTPClient()
-		if err != nil {
-			return nil, err
-		}
-		log.base = hc.Transport
-		hc.Transport = log
-		return consulhttp.New(cfg, consulhttp.WithHTTPClient(hc))
-	}
-	c := newCache(t, srv.Config(), discovery.WithBackend(backend), discovery.WithMaxRequestRate(perSecond, burst))
+	log, backend := newSendLog()
+	c := newCache(t, srv.Config(), backend, discovery.WithMaxRequestRate(perSecond, burst))
 	var ws []*discovery.Watcher
 	for _, svc := range pop.Services() {
 		w, _ := waitFirst(t, c, svc)
