@@ -174,7 +174,7 @@ func TestSlowAgentNotMarkedDown(t *testing.T) {
 // than the bucket takes to fill and than the cap takes to hand out 30
 // tokens; in any 2 s after the agent answers again the
 // agent may receive at most what the bucket holds and refills (5 + 10)
-// and 1 of slack. Before, each waiting request took its token before
+// and 3 of slack. Before, each waiting request took its token before
 // waiting for an agent, so all 30 held one at the restart and went out on
 // it, beyond the cap, within the recovery spread.
 func TestRequestCapHoldsAfterOutage(t *testing.T) {
@@ -225,7 +225,9 @@ func TestRequestCapHoldsAfterOutage(t *testing.T) {
 		}
 		most = max(most, n)
 	}
-	limit := burst + perSecond*int(window/time.Second) + 1
+	// 3 of slack: a request is logged when sent, a moment after it took
+	// its token, so a window can catch a few of the window before's.
+	limit := burst + perSecond*int(window/time.Second) + 3
 	t.Logf("after the restart: %d health queries, at most %d in any %v (limit %d); RequestCap = %+v", len(ts), most, window, limit, c.RequestCap())
 	if most > limit {
 		t.Errorf("%d health queries in %v after the restart, want at most %d (the cap: %d a second after %d)", most, window, limit, perSecond, burst)
