@@ -444,6 +444,10 @@ type WatchStats struct {
 	Failovers      int64
 	FailoverSince  time.Time
 	FailoverReason string
+	// FailoverPolicy is a failover watch's policy, defaults applied (its
+	// Datacenters slice is the watch's own copy); the zero value for
+	// any other watch.
+	FailoverPolicy Failover
 	// PreparedQuery is the name or ID of the prepared query a
 	// WatchPrepared watch follows, else "". Service then holds it too.
 	PreparedQuery string
@@ -490,6 +494,8 @@ func (c *Cache) Stats() []WatchStats {
 		}
 		if f := w.fo; f != nil {
 			st.Failover, st.Failovers, st.Datacenter = true, f.failovers.Load(), *f.serving.Load()
+			st.FailoverPolicy = f.policy
+			st.FailoverPolicy.Datacenters = slices.Clone(f.policy.Datacenters)
 			if ns := f.since.Load(); ns != 0 {
 				st.FailoverSince, st.FailoverReason = time.Unix(0, ns), *f.reason.Load()
 			}
