@@ -454,6 +454,9 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 		}
 	}
 	next.Datacenter, next.FailedOver = dc, dc != ""
+	if prev != nil && prev.Datacenter != dc {
+		f.c.events.emit(Event{Kind: FailedOver, Service: w.q.Service, Detail: dcName(prev.Datacenter) + " → " + dcName(dc)})
+	}
 	f.from = s
 	child := f.local
 	if dc != "" {
