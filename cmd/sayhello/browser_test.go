@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -269,12 +270,15 @@ func TestStatusPageInBrowser(t *testing.T) {
 	})
 	want := 1
 	// The picture needs a sample of the watch; the sampler takes one
-	// every 10 s.
-	waitSampled(t, p, want)
-	if shot != "" {
-		p2 := startSayHello(t, srv.HTTPAddr)
+	// every 10 s. For the screenshot, a picture with a step: two samples
+	// of one instance, then two of two (about 30 s more).
+	if shot == "" {
+		waitSampled(t, p, want, 1)
+	} else {
+		waitSampled(t, p, want, 2)
+		startSayHello(t, srv.HTTPAddr) // the page shown is still the first one's
 		want = 2
-		waitSampled(t, p2, want)
+		waitSampled(t, p, want, 2)
 	}
 
 	b := startBrowser(t, exe)
@@ -365,10 +369,10 @@ func checkQuiet(t *testing.T, b *browser, v shownPage) {
 }
 
 // waitSampled waits until p's status JSON shows SayHello with n passing
-// of n, and a sample of n in its history (the picture's last point).
-func waitSampled(t *testing.T, p *proc, n int) {
+// of n, and its history (the picture) ends with k samples of n.
+func waitSampled(t *testing.T, p *proc, n, k int) {
 	t.Helper()
-	testutil.Eventually(t, deadline, fmt.Sprintf("SayHello %d / %d, sampled", n, n), func() error {
+	testutil.Eventually(t, time.Duration(k)*deadline, fmt.Sprintf("SayHello %d / %d, sampled %d times", n, n, k), func() error {
 		rep, err := report(p)
 		if err != nil {
 			return err
@@ -377,7 +381,7 @@ func waitSampled(t *testing.T, p *proc, n int) {
 			return fmt.Errorf("watches %+v", rep.Watches)
 		}
 		for _, h := range rep.Services {
-			if h.Service == "SayHello" && len(h.Passing) > 0 && h.Passing[len(h.Passing)-1] == n {
+			if h.Service == "SayHello" && len(h.Passing) >= k && slices.Equal(h.Passing[len(h.Passing)-k:], slices.Repeat([]int{n}, k)) {
 				return nil
 			}
 		}
