@@ -161,7 +161,7 @@ h1{font-size:1.35rem;margin:0}
 h2{font-size:1rem;margin:1.8rem 0 .5rem;text-transform:uppercase;letter-spacing:.06em;color:var(--mute)}
 .meta{color:var(--mute)}
 table{border-collapse:separate;border-spacing:0;width:100%;background:var(--bg);border:1px solid var(--line);border-radius:6px;overflow:hidden}
-th,td{text-align:left;padding:.4rem .7rem;border-bottom:1px solid var(--line);vertical-align:middle}
+th,td{text-align:left;padding:.4rem .7rem;border-bottom:1px solid var(--line);vertical-align:baseline}
 tbody tr:last-child>*{border-bottom:0}
 #keeper table{width:auto;min-width:32rem}
 #keeper th{width:9rem}
@@ -174,7 +174,7 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .err{color:var(--bad);max-width:40rem;overflow-wrap:anywhere}
 .empty{color:var(--mute);font-style:italic}
 svg.spark polyline{fill:none;stroke:var(--spark);stroke-width:1.5}
-svg.spark{display:block;background:var(--head);border-radius:3px}
+svg.spark{display:inline-block;vertical-align:middle;background:var(--head);border-radius:3px}
 `
 
 // page is the status page. Columns follow Report's fields; a section with
