@@ -190,17 +190,19 @@ func processesUsing(dir string) []string {
 // after layout: cell texts as rendered (innerText), and the size the
 // pictures take on screen.
 type shownPage struct {
-	Watches []struct {
-		Cells   []string `json:"cells"`
-		SVGW    float64  `json:"svgW"` // the row's picture, 0 when none
-		SVGH    float64  `json:"svgH"`
-		SVGLine string   `json:"svgLine"` // its polyline's points
-	} `json:"watches"`
+	Watches    []watchRow `json:"watches"`
 	Agents     [][]string `json:"agents"`
 	Events     [][]string `json:"events"`
 	BodyFont   string     `json:"bodyFont"`   // computed: the page's style applied
 	BodyMargin string     `json:"bodyMargin"` // (blocked by CSP, defaults show)
 	Violations []string   `json:"violations"`
+}
+
+type watchRow struct {
+	Cells   []string `json:"cells"`
+	SVGW    float64  `json:"svgW"` // the row's picture, 0 when none
+	SVGH    float64  `json:"svgH"`
+	SVGLine string   `json:"svgLine"` // its polyline's points
 }
 
 const readPageJS = `(() => {
@@ -289,17 +291,14 @@ func TestStatusPageInBrowser(t *testing.T) {
 	if v.BodyFont != "14px" || v.BodyMargin != "0px" {
 		t.Errorf("body font-size %q, margin %q; want 14px, 0px (the page's style, allowed by its CSP hash)", v.BodyFont, v.BodyMargin)
 	}
-	var row *int
-	for i, w := range v.Watches {
-		if len(w.Cells) > 2 && strings.Fields(w.Cells[0] + " x")[0] == "SayHello" {
-			row = &i
-			break
-		}
-	}
-	if row == nil {
+	// The first cell is the service, then its query's tags.
+	row := slices.IndexFunc(v.Watches, func(w watchRow) bool {
+		return len(w.Cells) > 2 && strings.Fields(w.Cells[0] + " ")[0] == "SayHello"
+	})
+	if row < 0 {
 		t.Fatalf("no watch row for SayHello; rows %+v", v.Watches)
 	}
-	w := v.Watches[*row]
+	w := v.Watches[row]
 	if got, wantCount := w.Cells[2], fmt.Sprintf("%d / %d", want, want); got != wantCount {
 		t.Errorf("SayHello row: passing / published %q, want %q (row %q)", got, wantCount, w.Cells)
 	}
