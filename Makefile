@@ -8,7 +8,7 @@ PATH_CONSUL := $(shell command -v consul 2>/dev/null)
 CONSUL_BIN  ?= $(if $(PATH_CONSUL),$(PATH_CONSUL),$(CURDIR)/bin/consul)
 export CONSUL_BIN
 
-.PHONY: all test vet fuzz faults faults-stress bench-scale consul demo demo-federation build clean
+.PHONY: all test vet fuzz faults faults-stress bench-scale consul demo demo-federation build clean screenshot
 
 all: build
 
@@ -121,6 +121,14 @@ bench-scale: consul
 	$(GO) run ./bench/plot -bench bin/bench-scale.log -herd bin/herd.tsv -doc docs/performance.md -img docs/img || rc=$$?; \
 	if [ $$rc -ne 0 ]; then echo "make bench-scale: failed; the full log is in bin/bench-scale.log"; fi; \
 	exit $$rc
+
+# The README's picture of the status page (docs/img/status-page.png):
+# TestStatusPageInBrowser in headless Chromium on a real agent writes a
+# full-page PNG; it waits for four samples of the page's picture, about
+# 45 s. Needs chromium (apt-get install chromium).
+screenshot: consul
+	BEACON_REQUIRE_BROWSER=1 BEACON_SCREENSHOT=$(CURDIR)/docs/img/status-page.png \
+		$(GO) test -count=1 -run '^TestStatusPageInBrowser$$' ./cmd/sayhello
 
 demo: consul
 	@CONSUL_BIN=$(CONSUL_BIN) bash scripts/demo.sh

@@ -160,8 +160,11 @@ header{display:flex;align-items:baseline;gap:1rem;flex-wrap:wrap;margin-bottom:1
 h1{font-size:1.35rem;margin:0}
 h2{font-size:1rem;margin:1.8rem 0 .5rem;text-transform:uppercase;letter-spacing:.06em;color:var(--mute)}
 .meta{color:var(--mute)}
-table{border-collapse:collapse;width:100%;background:var(--bg)}
-th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
+table{border-collapse:separate;border-spacing:0;width:100%;background:var(--bg);border:1px solid var(--line);border-radius:6px;overflow:hidden}
+th,td{text-align:left;padding:.4rem .7rem;border-bottom:1px solid var(--line);vertical-align:baseline}
+tbody tr:last-child>*{border-bottom:0}
+#keeper table{width:auto;min-width:32rem}
+#keeper th{width:9rem}
 th{background:var(--head);font-weight:600;font-size:.8rem;color:var(--mute);white-space:nowrap}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr:hover td{background:var(--head)}
@@ -171,7 +174,7 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .err{color:var(--bad);max-width:40rem;overflow-wrap:anywhere}
 .empty{color:var(--mute);font-style:italic}
 svg.spark polyline{fill:none;stroke:var(--spark);stroke-width:1.5}
-svg.spark{display:block;background:var(--head);border-radius:3px}
+svg.spark{display:inline-block;vertical-align:middle;background:var(--head);border-radius:3px}
 `
 
 // page is the status page. Columns follow Report's fields; a section with
@@ -211,7 +214,7 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 <tr><th>Status</th><td><span class="pill {{if eq .Status "registered"}}ok{{else if eq .Status "failing"}}warn{{else}}bad{{end}}">{{.Status}}</span>{{if .Maintenance}} <span class="pill warn">maintenance</span>{{end}}</td></tr>
 <tr><th>Agent</th><td><code>{{.Agent}}</code>{{if .Failovers}} <span class="meta">after {{.Failovers}} failover(s)</span>{{end}}</td></tr>
 <tr><th>Last heartbeat</th><td>{{with .LastHeartbeat}}{{clock .}} ({{ago $now .}} ago){{else}}–{{end}}</td></tr>
-<tr><th>Last error</th><td class="err">{{with .LastErrorAt}}{{clock .}}: {{end}}{{or .LastError "–"}}</td></tr>
+<tr><th>Last error</th><td{{if .LastError}} class="err"{{end}}>{{with .LastErrorAt}}{{clock .}}: {{end}}{{or .LastError "–"}}</td></tr>
 </tbody></table>
 {{else}}<p class="empty">This process registers nothing.</p>{{end}}</section>
 
