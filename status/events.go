@@ -10,9 +10,10 @@ import (
 type EventKind string
 
 // The kinds of events. The sampler records FailedOver, StaleViewRepaired,
-// InstancesChanged, PanicEntered, PanicLeft, ACLHidden and KeeperMoved
-// from successive snapshots of the cache and keeper; the others are for
-// hooks in discovery and keeper that see them as they happen.
+// InstancesChanged, PanicEntered, PanicLeft and ACLHidden from successive
+// snapshots of the cache, and KeeperMoved and Maintenance from the
+// keeper's Status when the keeper has no events of its own; the others
+// come from hooks in discovery and keeper that see them as they happen.
 const (
 	InstanceAdded     EventKind = "instance_added"
 	InstanceRemoved   EventKind = "instance_removed"
@@ -28,6 +29,14 @@ const (
 	TokenRotated      EventKind = "token_rotated"
 	KeeperMoved       EventKind = "keeper_moved"
 	Maintenance       EventKind = "maintenance"
+	// The keeper's own events (keeper.Notify), recorded as they happen
+	// when WithKeeper is given a KeeperEventsSource; TokenRotated,
+	// KeeperMoved and Maintenance come from there too then.
+	Registered         EventKind = "registered"
+	Deregistered       EventKind = "deregistered"
+	HeartbeatFailed    EventKind = "heartbeat_failed"
+	HeartbeatRecovered EventKind = "heartbeat_recovered"
+	StaleCopyRemoved   EventKind = "stale_copy_removed"
 )
 
 // Event is one entry of the timeline. Its strings are cut at MaxText

@@ -101,6 +101,8 @@ type Handler struct {
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+
+	unsubKeeper func() // ends the keeper's events (keeperevents.go)
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -121,6 +123,7 @@ func New(opts ...Option) *Handler {
 	if h.events == nil {
 		h.events = NewEvents(DefaultEvents)
 	}
+	h.unsubKeeper = h.subscribeKeeper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	if o.cache != nil && o.every > 0 {
@@ -134,9 +137,11 @@ func New(opts ...Option) *Handler {
 // Events returns the ring the timeline shows, for hooks to Record into.
 func (h *Handler) Events() *Events { return h.events }
 
-// Close stops the sampler and waits for it. It is safe to call more than
-// once; the Handler keeps serving, with the samples it has.
+// Close stops the sampler and waits for it, and stops recording the
+// keeper's events. It is safe to call more than once; the Handler keeps
+// serving, with the samples and events it has.
 func (h *Handler) Close() error {
+	h.unsubKeeper()
 	h.stop()
 	h.wg.Wait()
 	return nil
@@ -158,7 +163,7 @@ func (h *Handler) sampler(ctx context.Context) {
 
 func (h *Handler) sampleOnce() {
 	var ks *keeper.Status
-	if h.o.keeper != nil {
+	if h.o.keeper != nil && !h.keeperNotifies() { // else the keeper reports them itself
 		s := h.o.keeper.Status()
 		ks = &s
 	}
