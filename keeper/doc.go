@@ -37,6 +37,17 @@
 //   - Stop drains: it marks the instance critical, waits a grace period so
 //     watchers drop it, deregisters, and returns.
 //
+// # Status and events
+//
+// Status is a snapshot, never waiting for a call to Consul: the agent
+// holding the registration, whether the last heartbeat succeeded, the
+// agents that may still hold an old copy (PreviousAgents), maintenance,
+// the last error. Notify calls a function for each event as it happens
+// (registered, deregistered, keeper_moved, heartbeat_failed and
+// heartbeat_recovered, token_rotated, maintenance, stale_copy_removed),
+// from the keeper's goroutine: it must not block. The status page
+// (package status) shows both. No event holds a token.
+//
 // # What the heartbeat proves
 //
 // Without WithHealth, every heartbeat reports passing: it proves that the

@@ -117,6 +117,14 @@ type Status struct {
 	// Maintenance: the keeper keeps the instance in maintenance (see
 	// Keeper.Maintenance), set through it or found on the agent.
 	Maintenance bool
+	// LastHeartbeatOK: the agent accepted the last heartbeat or
+	// registration the keeper sent; false from a failed one (LastError
+	// says why) until one succeeds, before the first, and after Stop.
+	LastHeartbeatOK bool
+	// PreviousAgents are the addresses of the agents that may still hold
+	// an old copy of the registration (agents the keeper moved away from
+	// whose copy is not yet removed), in configuration order; nil for none.
+	PreviousAgents []string
 }
 
 // update is an Update handed to the goroutine that owns the agent state.
@@ -196,6 +204,11 @@ type Keeper struct {
 	watching    int                // the agent the watcher watches; -1 for none
 	watchCancel context.CancelFunc // ends that watcher
 	workers     sync.WaitGroup     // every probe and watcher; teardown waits for them
+
+	listeners listeners // Notify's functions
+	// registeredOnce: an agent accepted the registration; from then on a
+	// changed token digest is a rotation (EventTokenRotated). Owned by run.
+	registeredOnce bool
 }
 
 const (
@@ -330,6 +343,9 @@ func (k *Keeper) run(startCtx context.Context, started chan<- error) {
 	// Start's retries end with its context or with Stop.
 	rctx, rcancel := context.WithCancel(startCtx)
 	unhook := context.AfterFunc(k.life, rcancel)
+	k.mu.Lock()
+	maint0 := k.maintOn // set before Start: no event has said so yet
+	k.mu.Unlock()
 	err := k.registerWithRetry(rctx)
 	unhook()
 	rcancel()
@@ -349,6 +365,9 @@ func (k *Keeper) run(startCtx context.Context, started chan<- error) {
 		}
 		started <- err
 		return
+	}
+	if maint0 && k.maintOn {
+		k.emitMaint(true, k.maintReason)
 	}
 	started <- nil
 	k.loop()
@@ -376,6 +395,7 @@ func (k *Keeper) teardown(ctx context.Context) error {
 	k.workers.Wait()
 	clear(k.probes)
 	k.watching, k.watchCancel = -1, nil
+	held := k.current
 	if k.current >= 0 {
 		dctx, cancel := context.WithTimeout(ctx, k.timeout)
 		err := k.agents[k.current].Client.UpdateTTL(dctx, k.checkID, beacon.HealthCritical, drainOutput)
@@ -397,11 +417,20 @@ func (k *Keeper) teardown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("%s: %w", a.Addr, err))
 		} else {
 			delete(k.stale, i)
+			why := "removed the copy left here"
+			switch {
+			case !k.registeredOnce:
+				why = "removed whatever the failed start may have left"
+			case i == held:
+				why = "stopped"
+			}
+			k.emit(EventDeregistered, a.Addr, why)
 		}
 		cancel()
 	}
 	k.closeAgents()
-	k.setStatus(func(s *Status) { s.Registered, s.Agent = false, "" })
+	k.publishStale()
+	k.setStatus(func(s *Status) { s.Registered, s.Agent, s.LastHeartbeatOK = false, "", false })
 	return errors.Join(errs...)
 }
 
@@ -452,7 +481,7 @@ func resetTimer(t *time.Timer, d time.Duration) {
 func (k *Keeper) registerWithRetry(ctx context.Context) error {
 	b := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
-		err := k.registerAnywhere(ctx, 0)
+		err := k.registerAnywhere(ctx, 0, "started")
 		if err == nil {
 			return nil
 		}
@@ -500,7 +529,7 @@ func (k *Keeper) apply(u update) {
 		u.err <- nil // Start's next attempt, or the next repair, sends it
 		return
 	}
-	if err := k.registerOn(u.ctx, k.current); err != nil {
+	if err := k.registerOn(u.ctx, k.current, "updated"); err != nil {
 		k.recordError(err)
 		u.err <- fmt.Errorf("keeper: update: %w", err)
 		return
@@ -509,12 +538,12 @@ func (k *Keeper) apply(u update) {
 }
 
 // registerAnywhere registers through the agents in order, starting at
-// first, and makes the one that accepts current.
-func (k *Keeper) registerAnywhere(ctx context.Context, first int) error {
+// first, and makes the one that accepts current; why is for the event.
+func (k *Keeper) registerAnywhere(ctx context.Context, first int, why string) error {
 	var errs []error
 	for n := range len(k.agents) {
 		i := (first + n) % len(k.agents)
-		if err := k.registerOn(ctx, i); err != nil {
+		if err := k.registerOn(ctx, i, why); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", k.agents[i].Addr, err))
 			if errors.Is(err, beacon.ErrInvalid) || errors.Is(err, beacon.ErrPermissionDenied) {
 				break
@@ -528,8 +557,10 @@ func (k *Keeper) registerAnywhere(ctx context.Context, first int) error {
 	return err
 }
 
-// registerOn registers through agent i and makes it current.
-func (k *Keeper) registerOn(ctx context.Context, i int) error {
+// registerOn registers through agent i and makes it current. why says,
+// for EventRegistered, what made it register ("" for no event: the caller
+// reports its own); a move to another agent is EventMoved instead.
+func (k *Keeper) registerOn(ctx context.Context, i int, why string) error {
 	// A probe of i must not deregister what this registers: end it first.
 	// If this registration fails, i may still hold an old copy: probe on.
 	k.stopProbe(i)
@@ -546,28 +577,56 @@ func (k *Keeper) registerOn(ctx context.Context, i int) error {
 		}
 		return err
 	}
-	k.regToken = tok
+	if k.tokens != nil && k.registeredOnce && tok != k.regToken {
+		// Only that it changed: never the token or its digest.
+		k.emit(EventTokenRotated, k.agents[i].Addr, "the token file changed; registered again with the new token")
+	}
+	k.regToken, k.registeredOnce = tok, true
 	k.restoreMaint(ctx, i)
 	k.pulse(ctx, i)
-	moved := k.current >= 0 && k.current != i
+	from := k.current
+	moved := from >= 0 && from != i
 	if moved {
-		k.log.Warn("keeper: moved to another agent", "from", k.agents[k.current].Addr, "to", k.agents[i].Addr)
-		k.stale[k.current] = true
-		k.startProbe(k.current)
+		k.log.Warn("keeper: moved to another agent", "from", k.agents[from].Addr, "to", k.agents[i].Addr)
+		k.stale[from] = true
+		k.startProbe(from)
 	}
 	delete(k.stale, i)
+	k.publishStale()
 	k.current = i
 	k.watchAgent(i)
 	now := time.Now()
-	k.beatOK(now)
+	// The Status before the events: a listener reads the new state there.
 	k.setStatus(func(s *Status) {
-		s.Agent, s.Registered, s.LastHeartbeat = k.agents[i].Addr, true, now
+		s.Agent, s.Registered, s.LastHeartbeat, s.LastHeartbeatOK = k.agents[i].Addr, true, now, true
 		if moved {
 			s.Failovers++
 		}
 	})
+	switch {
+	case moved && k.listened():
+		k.emit(EventMoved, k.agents[i].Addr, k.agents[from].Addr+" → "+k.agents[i].Addr)
+	case !moved && why != "":
+		k.emit(EventRegistered, k.agents[i].Addr, why)
+	}
+	k.beatOK(now)
 	k.log.Info("keeper: registered", "agent", k.agents[i].Addr, "service", k.reg.Service)
 	return nil
+}
+
+// publishStale puts the agents that may hold an old copy (stale) in the
+// Status, in configuration order. Only run calls it, after changing stale.
+func (k *Keeper) publishStale() {
+	var prev []string
+	for i, a := range k.agents {
+		if k.stale[i] {
+			prev = append(prev, a.Addr)
+		}
+	}
+	if prev == nil && k.status.Load().PreviousAgents == nil {
+		return // the common case, every registration: nothing to store
+	}
+	k.setStatus(func(s *Status) { s.PreviousAgents = prev })
 }
 
 // beatOK records that the current agent accepted a heartbeat or a
@@ -577,8 +636,28 @@ func (k *Keeper) beatOK(now time.Time) {
 	if k.retrying {
 		k.log.Info("keeper: agent answers again", "agent", k.agents[k.current].Addr)
 	}
+	if k.failing {
+		k.emit(EventHeartbeatRecovered, k.agents[k.current].Addr, "the agent accepts heartbeats again")
+	}
 	k.lastOK, k.retrying, k.failing = now, false, false
 	k.retry.Reset()
+}
+
+// fail records that a heartbeat or a repair failed with cause; the first
+// failure after a success is an event (EventHeartbeatFailed).
+func (k *Keeper) fail(cause error) {
+	// The Status first: a listener told of the failure reads it there too.
+	if k.status.Load().LastHeartbeatOK {
+		k.setStatus(func(s *Status) { s.LastHeartbeatOK = false })
+	}
+	if !k.failing && k.listened() {
+		agent := ""
+		if k.current >= 0 {
+			agent = k.agents[k.current].Addr
+		}
+		k.emit(EventHeartbeatFailed, agent, cause.Error())
+	}
+	k.failing = true
 }
 
 // setStatus changes the published Status. Only run calls it, so a load,
@@ -616,7 +695,7 @@ func (k *Keeper) heartbeat(ctx context.Context) time.Duration {
 	// registering the same definition again later does not make it sync.
 	if k.tokens != nil && k.tokenDigest() != k.regToken {
 		k.log.Info("keeper: the token file changed; registering again so the agent syncs with the new token", "agent", k.agents[k.current].Addr)
-		if err := k.registerOn(ctx, k.current); err != nil {
+		if err := k.registerOn(ctx, k.current, ""); err != nil {
 			return k.repair(ctx, err)
 		}
 	}
@@ -635,8 +714,8 @@ func (k *Keeper) heartbeat(ctx context.Context) time.Duration {
 		return k.repair(ctx, err)
 	}
 	now := time.Now()
+	k.setStatus(func(s *Status) { s.LastHeartbeat, s.Registered, s.LastHeartbeatOK = now, true, true })
 	k.beatOK(now)
-	k.setStatus(func(s *Status) { s.LastHeartbeat, s.Registered = now, true })
 	return k.heartbeatInterval()
 }
 
@@ -723,16 +802,18 @@ func (k *Keeper) retryUntil() time.Time { return k.lastOK.Add(k.o.ttl - k.heartb
 //     next retry wait.
 func (k *Keeper) repair(ctx context.Context, cause error) time.Duration {
 	k.recordError(cause)
-	k.failing = true
 	if k.current >= 0 && errors.Is(cause, beacon.ErrNotFound) {
+		// Not a failure to report when it is repaired at once: the
+		// EventRegistered says what happened.
 		k.log.Warn("keeper: agent lost the registration; registering again", "agent", k.agents[k.current].Addr)
-		err := k.registerOn(ctx, k.current)
+		err := k.registerOn(ctx, k.current, "the agent had lost the registration")
 		if err == nil || ctx.Err() != nil {
 			return k.heartbeatInterval()
 		}
 		k.recordError(err)
 		cause = err
 	}
+	k.fail(cause)
 	if k.current >= 0 && transient(cause) {
 		d := k.retry.Next()
 		if time.Now().Add(d).Before(k.retryUntil()) {
@@ -750,7 +831,7 @@ func (k *Keeper) repair(ctx context.Context, cause error) time.Duration {
 		first = k.current + 1 // prefer another agent over the failing one
 		k.log.Warn("keeper: heartbeat failed; trying other agents", "agent", k.agents[k.current].Addr, "err", cause)
 	}
-	if err := k.registerAnywhere(ctx, first); err == nil || ctx.Err() != nil {
+	if err := k.registerAnywhere(ctx, first, "registered again after failures"); err == nil || ctx.Err() != nil {
 		return k.heartbeatInterval()
 	}
 	return k.retry.Next()
@@ -773,7 +854,7 @@ func (k *Keeper) reconcile(ctx context.Context) (time.Duration, bool) {
 		return k.repair(ctx, err), true
 	case !matches(got, k.reg):
 		k.log.Warn("keeper: agent's copy differs; registering again", "agent", k.agents[k.current].Addr)
-		if err := k.registerOn(ctx, k.current); err != nil {
+		if err := k.registerOn(ctx, k.current, "the agent's copy differed"); err != nil {
 			return k.repair(ctx, err), true
 		}
 	case k.maintPending:
@@ -841,7 +922,11 @@ func (k *Keeper) Update(ctx context.Context, r beacon.Registration) error {
 
 // Status returns a snapshot of the keeper's state. It never waits for a
 // call to Consul.
-func (k *Keeper) Status() Status { return *k.status.Load() }
+func (k *Keeper) Status() Status {
+	s := *k.status.Load()
+	s.PreviousAgents = slices.Clone(s.PreviousAgents) // the caller's to change
+	return s
+}
 
 // Stop drains and deregisters: it stops heartbeating, marks the instance
 // critical so watchers drop it, waits the drain grace (cut short when ctx

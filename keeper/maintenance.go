@@ -79,6 +79,9 @@ func (k *Keeper) applyMaint(m maintReq) {
 }
 
 func (k *Keeper) setMaint(on bool, reason string) {
+	if on != k.maintOn {
+		k.emitMaint(on, reason)
+	}
 	k.maintOn, k.maintReason, k.maintPending = on, reason, false
 	k.setStatus(func(s *Status) { s.Maintenance = on })
 }
@@ -138,4 +141,20 @@ func (k *Keeper) restoreMaint(ctx context.Context, i int) {
 		return
 	}
 	k.maintPending = false
+}
+
+// emitMaint reports entering (with its reason) or leaving maintenance.
+func (k *Keeper) emitMaint(on bool, reason string) {
+	if !k.listened() {
+		return
+	}
+	agent := ""
+	if k.current >= 0 {
+		agent = k.agents[k.current].Addr
+	}
+	d := "left"
+	if on {
+		d = "entered: " + reason
+	}
+	k.emit(EventMaintenance, agent, d)
 }

@@ -76,6 +76,8 @@ func (k *Keeper) staleRemoved(i int) {
 	delete(k.probes, i) // its goroutine has returned or is returning
 	if k.stale[i] {
 		delete(k.stale, i)
+		k.publishStale()
 		k.log.Info("keeper: removed the copy left on a previous agent", "agent", k.agents[i].Addr)
+		k.emit(EventStaleCopyRemoved, k.agents[i].Addr, "removed the copy left on an agent the keeper moved away from")
 	}
 }

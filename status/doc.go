@@ -41,4 +41,15 @@
 // timeline shows them with the time the sampler saw them. Events only
 // the cache or keeper see as they happen (an instance added, an agent
 // down) are recorded through Events.Record by the code that sees them.
+//
+// # The keeper's events
+//
+// Given a keeper that has events (a KeeperEventsSource, as
+// *keeper.Keeper is), New subscribes to them and Close unsubscribes: its
+// registrations, moves to another agent, failed and recovered
+// heartbeats, token rotations (never the token), maintenance, copies
+// removed from previous agents and deregistrations reach the timeline as
+// they happen, with the keeper's time. The sampler then no longer infers
+// the keeper's moves and maintenance from its Status (which it does for a
+// StatusSource without events), so nothing appears twice.
 package status

@@ -16,7 +16,11 @@ type EventKind string
 // StaleViewRepaired as they happen; for a cache that does not, the
 // sampler infers FailedOver, StaleViewRepaired and InstancesChanged from
 // two samples. The sampler always records PanicEntered, PanicLeft and
-// ACLHidden, and KeeperMoved and Maintenance from the keeper's Status.
+// ACLHidden. A keeper that reports its events (KeeperEventsSource, as
+// *keeper.Keeper does) gives Registered, Deregistered, KeeperMoved,
+// HeartbeatFailed, HeartbeatRecovered, TokenRotated, Maintenance and
+// StaleCopyRemoved; for one that does not, the sampler infers KeeperMoved
+// and Maintenance from its Status.
 const (
 	InstanceAdded     EventKind = "instance_added"
 	InstanceRemoved   EventKind = "instance_removed"
@@ -32,6 +36,14 @@ const (
 	TokenRotated      EventKind = "token_rotated"
 	KeeperMoved       EventKind = "keeper_moved"
 	Maintenance       EventKind = "maintenance"
+	// The keeper's own events (keeper.Notify), recorded as they happen
+	// when WithKeeper is given a KeeperEventsSource; TokenRotated,
+	// KeeperMoved and Maintenance come from there too then.
+	Registered         EventKind = "registered"
+	Deregistered       EventKind = "deregistered"
+	HeartbeatFailed    EventKind = "heartbeat_failed"
+	HeartbeatRecovered EventKind = "heartbeat_recovered"
+	StaleCopyRemoved   EventKind = "stale_copy_removed"
 )
 
 // Event is one entry of the timeline. Its strings are cut at MaxText

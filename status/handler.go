@@ -128,6 +128,7 @@ func New(opts ...Option) *Handler {
 		h.events = NewEvents(DefaultEvents)
 	}
 	h.listenCache()
+	h.unlisten = append(h.unlisten, h.subscribeKeeper())
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	if o.cache != nil && o.every > 0 {
@@ -143,7 +144,7 @@ func New(opts ...Option) *Handler {
 func (h *Handler) Events() *Events { return h.events }
 
 // Close stops the sampler, waits for it, and stops listening to the
-// cache's events. It is safe to call more than once; the Handler keeps
+// cache's and the keeper's events. It is safe to call more than once; the Handler keeps
 // serving, with the samples and events it has.
 func (h *Handler) Close() error {
 	h.stop()
@@ -173,7 +174,7 @@ func (h *Handler) sampler(ctx context.Context) {
 
 func (h *Handler) sampleOnce() {
 	var ks *keeper.Status
-	if h.o.keeper != nil {
+	if h.o.keeper != nil && !h.keeperNotifies() { // else the keeper reports them itself
 		s := h.o.keeper.Status()
 		ks = &s
 	}

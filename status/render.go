@@ -213,7 +213,8 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 <tr><th>Instance</th><td><code>{{.InstanceID}}</code></td></tr>
 <tr><th>Status</th><td><span class="pill {{if eq .Status "registered"}}ok{{else if eq .Status "failing"}}warn{{else}}bad{{end}}">{{.Status}}</span>{{if .Maintenance}} <span class="pill warn">maintenance</span>{{end}}</td></tr>
 <tr><th>Agent</th><td><code>{{.Agent}}</code>{{if .Failovers}} <span class="meta">after {{.Failovers}} failover(s)</span>{{end}}</td></tr>
-<tr><th>Last heartbeat</th><td>{{with .LastHeartbeat}}{{clock .}} ({{ago $now .}} ago){{else}}–{{end}}</td></tr>
+<tr><th>Last heartbeat</th><td>{{if .LastHeartbeatOK}}<span class="pill ok">accepted</span> {{else if and .LastHeartbeat .LastError}}<span class="pill bad">failed</span> {{end}}{{with .LastHeartbeat}}{{clock .}} ({{ago $now .}} ago){{else}}–{{end}}</td></tr>
+<tr><th>Copies left on</th><td>{{range $i, $a := .PreviousAgents}}{{if $i}}, {{end}}<code>{{$a}}</code>{{else}}–{{end}}</td></tr>
 <tr><th>Last error</th><td{{if .LastError}} class="err"{{end}}>{{with .LastErrorAt}}{{clock .}}: {{end}}{{or .LastError "–"}}</td></tr>
 </tbody></table>
 {{else}}<p class="empty">This process registers nothing.</p>{{end}}</section>

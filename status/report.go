@@ -170,8 +170,14 @@ type Keeper struct {
 	Status     string `json:"status"`
 	Registered bool   `json:"registered"`
 	// LastHeartbeat is when the agent last accepted a heartbeat or a
-	// registration.
-	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	// registration; LastHeartbeatOK whether the last one sent was accepted
+	// (false from a failure until the next success, and before the first).
+	LastHeartbeat   *time.Time `json:"last_heartbeat,omitempty"`
+	LastHeartbeatOK bool       `json:"last_heartbeat_ok"`
+	// PreviousAgents are the agents that may still hold an old copy of
+	// the registration: ones the keeper moved away from whose copy it has
+	// not yet removed. Never null.
+	PreviousAgents []string `json:"previous_agents"`
 	// LastError and LastErrorAt are the last failure, if any.
 	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
@@ -228,7 +234,11 @@ func watchOf(st discovery.WatchStats) Watch {
 
 // keeperOf converts a keeper's status.
 func keeperOf(id string, s keeper.Status) *Keeper {
-	k := &Keeper{InstanceID: cut(id), Agent: cut(s.Agent), Registered: s.Registered, Failovers: s.Failovers, Maintenance: s.Maintenance}
+	k := &Keeper{InstanceID: cut(id), Agent: address(s.Agent), Registered: s.Registered, Failovers: s.Failovers, Maintenance: s.Maintenance,
+		LastHeartbeatOK: s.LastHeartbeatOK, PreviousAgents: make([]string, 0, len(s.PreviousAgents))}
+	for _, a := range s.PreviousAgents {
+		k.PreviousAgents = append(k.PreviousAgents, address(a))
+	}
 	switch {
 	case !s.Registered:
 		k.Status = "unregistered"

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/keeper"
+	"github.com/beaconsd/beacon/status"
 )
 
 type registerOptions struct {
@@ -26,6 +28,7 @@ type registerOptions struct {
 	aliasService, aliasNode             string
 	grpcTLS, h2pingTLS, tlsSkipVerify   bool
 	zone                                string
+	statusAddr                          string
 	port                                int
 	tags                                listFlag
 	meta                                metaFlag
@@ -35,7 +38,7 @@ type registerOptions struct {
 }
 
 func (c *command) register(args []string) error {
-	fs := c.flagSet("register", "-name N -port P [-address A] [-id ID] [-tags t,...] [-meta k=v,...] [-zone Z] [-ttl D | -http URL | -tcp HOST:PORT | -grpc HOST:PORT[/SVC] | -h2ping HOST:PORT | -alias ID] [-- command args...]")
+	fs := c.flagSet("register", "-name N -port P [-address A] [-id ID] [-tags t,...] [-meta k=v,...] [-zone Z] [-ttl D | -http URL | -tcp HOST:PORT | -grpc HOST:PORT[/SVC] | -h2ping HOST:PORT | -alias ID] [-status ADDR] [-- command args...]")
 	o := registerOptions{meta: metaFlag{}}
 	fs.StringVar(&o.name, "name", "", "service `name` (required; one that is not a DNS label is registered with a warning: Consul DNS cannot serve it)")
 	fs.IntVar(&o.port, "port", 0, "service `port` (required)")
@@ -58,6 +61,7 @@ func (c *command) register(args []string) error {
 	fs.DurationVar(&o.drain, "drain", keeper.DefaultDrainGrace, "at stop, how long the instance stays registered as critical before it is removed")
 	fs.DurationVar(&o.startTimeout, "start-timeout", 30*time.Second, "give up when the command's port or the agent does not answer within this")
 	fs.DurationVar(&o.stopTimeout, "stop-timeout", 10*time.Second, "after forwarding a signal, kill the command if it has not exited within this")
+	fs.StringVar(&o.statusAddr, "status", "", "serve the status page (the keeper's registration, heartbeats and events; beacon status reads it) at http://`host:port`/debug/beacon while registered; it names the agents and the instance, so give an admin address (e.g. 127.0.0.1:PORT), as for pprof")
 	pos, command, err := c.parse(fs, args)
 	if err != nil {
 		return err
@@ -108,6 +112,14 @@ func (c *command) register(args []string) error {
 	k, err := keeper.New(cfg, reg, kopts...)
 	if err != nil {
 		return err
+	}
+	if o.statusAddr != "" {
+		// Before Start, so the page shows Start's attempts and first event.
+		stopStatus, err := c.serveStatus(o.statusAddr, k, reg.ID, cfg.Addresses)
+		if err != nil {
+			return err
+		}
+		defer stopStatus() // after the keeper's Stop below: the page lasts as long as the registration
 	}
 	sctx, cancel := context.WithTimeout(c.ctx, o.startTimeout)
 	err = k.Start(sctx)
@@ -209,6 +221,11 @@ func (o *registerOptions) registration() (beacon.Registration, error) {
 	}
 	if err := r.Validate(); err != nil {
 		return r, usageError{err: err}
+	}
+	if o.statusAddr != "" {
+		if _, _, err := net.SplitHostPort(o.statusAddr); err != nil {
+			return r, usagef("register: -status %q: want host:port", o.statusAddr)
+		}
 	}
 	if o.ttl < 3*time.Millisecond || o.drain < 0 || o.startTimeout <= 0 || o.stopTimeout <= 0 {
 		return r, usagef("register: -ttl, -drain, -start-timeout and -stop-timeout must be positive")
@@ -349,4 +366,38 @@ func probeCheck(ctx context.Context, ck beacon.Check) bool {
 		return true
 	}
 	return false
+}
+
+// serveStatus serves the status page of k (instance id) on addr, at
+// /debug/beacon, until the returned stop is called; it listens before it
+// returns, so a port in use is an error at once. Any address is allowed:
+// the page shows no token, but it names the agents and the instance, so
+// it belongs on an admin address, as pprof does.
+func (c *command) serveStatus(addr string, k *keeper.Keeper, id string, agents []string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serving the status page: %w", err)
+	}
+	if len(agents) == 0 {
+		agents = []string{consul.DefaultAddress} // the keeper's default too
+	}
+	h := status.New(status.WithKeeper(k, id), status.WithAgents(agents...))
+	mux := http.NewServeMux()
+	mux.Handle("/debug/beacon", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln) // ErrServerClosed once stop runs
+	}()
+	fmt.Fprintf(c.stderr, "beacon: status page at http://%s/debug/beacon\n", ln.Addr())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close() // a client still reading: cut it off
+		}
+		<-done
+		_ = h.Close()
+	}, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/internal/testutil"
+	"github.com/beaconsd/beacon/status"
 )
 
 // TestRegisterSidecar: without a command, register keeps the instance
@@ -117,5 +119,76 @@ func TestRegisterCommandFails(t *testing.T) {
 	r = beaconRun(t, nil, "register", "-name", "x", "-port", "9", "-consul", "127.0.0.1:1", "-start-timeout", "1s")
 	if r.code != 1 || !strings.Contains(r.stderr, "127.0.0.1:1") || !strings.Contains(r.stderr, "connection refused") {
 		t.Errorf("register with no agent: exit %d, stderr %q; want 1 naming the agent and the cause", r.code, r.stderr)
+	}
+}
+
+// TestRegisterStatusPage: register -status serves the keeper's status
+// page while it runs: its JSON has the instance's ID, the agent holding
+// it, the last heartbeat accepted and a registered event; beacon status
+// reads it; the page goes away when register stops.
+func TestRegisterStatusPage(t *testing.T) {
+	srv := consultest.NewServer(t)
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	const id = "side-127.0.0.1-9998"
+	p := beaconStart(t, nil, "register", "-consul", srv.HTTPAddr, "-name", "side", "-port", "9998", "-address", "127.0.0.1",
+		"-ttl", "2s", "-status", addr)
+	var rep status.Report
+	testutil.Eventually(t, deadline, "the status page with the keeper registered", func() error {
+		resp, err := httpClient.Get("http://" + addr + "/debug/beacon?format=json")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		rep = status.Report{}
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rep); err != nil {
+			return err
+		}
+		k := rep.Keeper
+		return testutil.Want(k != nil && k.InstanceID == id && k.Agent == srv.HTTPAddr && k.Registered && k.LastHeartbeatOK,
+			"keeper %+v, want %s registered through %s", k, id, srv.HTTPAddr)
+	})
+	registered := false
+	for _, e := range rep.Events {
+		registered = registered || (e.Kind == status.Registered && e.Instance == id && e.Agent == srv.HTTPAddr)
+	}
+	if !registered || rep.Keeper.PreviousAgents == nil || len(rep.Agents) != 1 || rep.Agents[0].Address != srv.HTTPAddr {
+		t.Errorf("report: events %+v, keeper %+v, agents %+v; want a registered event, no previous agents, the one agent", rep.Events, rep.Keeper, rep.Agents)
+	}
+	if !strings.Contains(p.stderr.String(), "status page at http://"+addr+"/debug/beacon") {
+		t.Errorf("stderr %q does not say where the status page is", p.stderr.String())
+	}
+	// The CLI reads it, as an operator would over SSH.
+	if r := beaconRun(t, nil, "status", addr); r.code != 0 || !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "registered") {
+		t.Errorf("beacon status %s: exit %d, stdout %q; want the keeper's row", addr, r.code, r.stdout)
+	}
+
+	if code := p.signal(t, syscall.SIGINT); code != 0 {
+		t.Errorf("beacon register -status after SIGINT: exit %d, want 0", code)
+	}
+	if conn, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		conn.Close()
+		t.Errorf("the status page %s still answers after register stopped", addr)
+	}
+}
+
+// TestRegisterStatusRefused: a -status that is not host:port is a usage
+// error; one already in use fails before anything is registered.
+func TestRegisterStatusRefused(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := beaconRun(t, nil, "register", "-consul", srv.HTTPAddr, "-name", "x", "-port", "9", "-status", "nonsense")
+	if r.code != 2 || !strings.Contains(r.stderr, "-status") {
+		t.Errorf("register -status nonsense: exit %d, stderr %q; want 2 naming -status", r.code, r.stderr)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r = beaconRun(t, nil, "register", "-consul", srv.HTTPAddr, "-name", "x", "-port", "9", "-status", ln.Addr().String())
+	if r.code != 1 || !strings.Contains(r.stderr, "status page") || !strings.Contains(r.stderr, "address already in use") {
+		t.Errorf("register -status on a port in use: exit %d, stderr %q; want 1 and the cause", r.code, r.stderr)
+	}
+	if got := allInstances(t, client(t, srv.Config()), "x"); len(got) != 0 {
+		t.Errorf("after a refused -status: %v registered, want nothing", got)
 	}
 }

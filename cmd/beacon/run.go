@@ -42,6 +42,7 @@ Commands:
   watch NAME                print each change to a service as it happens, until interrupted
   datacenters               the federated datacenters, nearest first, with their WAN RTT
   register -name N -port P  keep an instance registered until interrupted [-- command args...]
+                            [-status ADDR: serve its status page there, for beacon status]
   deregister ID             remove an instance from the agent (nothing to do is success)
   maint ID on|off           put an instance in maintenance (out of passing lists) or take
                             it out, through the agent holding it [-reason TEXT]

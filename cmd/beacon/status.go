@@ -246,6 +246,13 @@ func writeStatus(w io.Writer, rep status.Report, events int) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%t\t%s\n", orDash(printable(k.InstanceID, 200)), orDash(printable(k.Agent, 200)),
 			orDash(printable(k.Status, 40)), whenPtr(k.LastHeartbeat), k.Failovers, k.Maintenance, lastErr)
+		if len(k.PreviousAgents) > 0 {
+			prev := make([]string, 0, len(k.PreviousAgents))
+			for _, a := range k.PreviousAgents[:min(len(k.PreviousAgents), 20)] {
+				prev = append(prev, printable(a, 200))
+			}
+			fmt.Fprintf(tw, "(old copies may remain on: %s)\n", strings.Join(prev, ", "))
+		}
 	}
 
 	if events > 0 {

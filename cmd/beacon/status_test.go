@@ -39,7 +39,7 @@ func syntheticReport() status.Report {
 			{Address: "http://127.0.0.1:8500", State: "up", Since: &since},
 			{Address: "127.0.0.1:8501", State: "down"},
 		},
-		Keeper: &status.Keeper{InstanceID: "web-1", Agent: "127.0.0.1:8500", Status: "registered", Registered: true, LastHeartbeat: &since},
+		Keeper: &status.Keeper{InstanceID: "web-1", Agent: "127.0.0.1:8500", Status: "registered", Registered: true, LastHeartbeat: &since, LastHeartbeatOK: true, PreviousAgents: []string{"127.0.0.2:8500"}},
 		Events: []status.Event{
 			{Time: t0, Kind: status.AgentDown, Agent: "127.0.0.1:8501"},
 			{Time: t0.Add(-time.Second), Kind: status.InstanceAdded, Service: "web", Instance: "web-3", Detail: "2 → 3 instances"},
@@ -97,6 +97,7 @@ func TestStatusTables(t *testing.T) {
 		{"http://127.0.0.1:8500", "up", "2026-11-30T08:59:00Z"},
 		{"127.0.0.1:8501", "down", "-"},
 		{"web-1", "127.0.0.1:8500", "registered", "2026-11-30T08:59:00Z", "0", "false", "-"},
+		{"(old", "copies", "may", "remain", "on:", "127.0.0.2:8500)"},
 		{"2026-11-30T09:00:00Z", "agent_down", "-", "-", "127.0.0.1:8501", "-"},
 		{"2026-11-30T08:59:59Z", "instance_added", "web", "web-3", "-", "2", "→", "3", "instances"},
 	} {
