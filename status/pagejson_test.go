@@ -286,6 +286,47 @@ func TestPageJSONFieldsOnRealAgent(t *testing.T) {
 			t.Errorf("HTML lacks %q", want)
 		}
 	}
+
+	// The agent killed: every row keeps its last good answer with the
+	// error and since when, the agent is down with the transport error
+	// that marked it, and the keeper's heartbeat fails.
+	last := rep
+	stopped := time.Now()
+	srv.Stop()
+	rep = until(t, jsonURL(url), "the agent down, every watch erring and the keeper failing", func(r status.Report) bool {
+		for _, w := range r.Watches {
+			if w.Error == "" {
+				return false
+			}
+		}
+		return len(r.Agents) == 1 && r.Agents[0].State == "down" && r.Keeper != nil && r.Keeper.LastErrorAt != nil
+	})
+	t.Logf("report after the agent stopped:\n%s", dump(rep))
+	for i, w := range rep.Watches {
+		was := last.Watches[i]
+		if w.Service != was.Service || w.Instances != was.Instances || w.Passing != was.Passing || w.Index != was.Index || !w.Answered {
+			t.Errorf("row %d after the outage = %+v; want the last good answer kept (%+v)", i, w, was)
+		}
+		if !within(w.ErrorSince, stopped, rep.Generated) || w.ACLHidden {
+			t.Errorf("row %s %v %q: error %q since %v; want an error since the agent stopped (%v), not ACL-hidden", w.Service, w.Tags, w.Datacenter, w.Error, w.ErrorSince, stopped)
+		}
+		if age := rep.Generated.Sub(stopped).Seconds(); w.AgeSeconds < age {
+			t.Errorf("row %s: age %.3fs, want at least the %.3fs since the agent's last answer could have come", w.Service, w.AgeSeconds, age)
+		}
+	}
+	if a := rep.Agents[0]; !within(a.Since, stopped, rep.Generated) || a.LastError == "" || a.LastAnswer == nil || a.LastAnswer.After(*a.Since) {
+		t.Errorf("stopped agent = %+v; want down since it stopped, the verdict, and its last answer before", a)
+	}
+	kr = rep.Keeper
+	if kr.Status != "failing" || !within(kr.LastErrorAt, stopped, rep.Generated) || kr.LastError == "" || kr.LastHeartbeat == nil || kr.LastHeartbeat.After(stopped) {
+		t.Errorf("keeper after the agent stopped = %+v; want failing, an error since it stopped, the last heartbeat before", kr)
+	}
+	html = fetch(t, url, false)
+	for _, want := range []string{`<span class="pill bad">down</span>`, `<span class="pill warn">stale</span>`, `<span class="pill warn">failing</span>`, "since "} {
+		if !strings.Contains(html, want) {
+			t.Errorf("HTML after the outage lacks %q", want)
+		}
+	}
 }
 
 // must returns the row, or the zero row when absent (the checks on it then
