@@ -494,3 +494,71 @@ func TestPageJSONACLHidden(t *testing.T) {
 		return ok && !w.ACLHidden && w.Error == "" && w.ErrorSince == nil && w.Instances == 3
 	})
 }
+
+// TestPageJSONFailover: two federated datacenters, web passing in each;
+// a cache on dc1 with a failover policy to dc2. While dc1 serves, web's
+// failover row says so (local, never moved); once web-1 fails, the row
+// serves dc2 with its one instance, counts the move and says when and
+// why, read still through dc1's agent, and dc2's own watch has a row; the
+// timeline has the failover, and the HTML the failover mark.
+func TestPageJSONFailover(t *testing.T) {
+	f := consultest.NewFederation(t, consultest.FederationSpec{Datacenters: []consultest.DatacenterSpec{
+		{Name: "dc1", Servers: 1}, {Name: "dc2", Servers: 1},
+	}})
+	dc1 := registry(t, f.DC("dc1").Config())
+	register(t, dc1, "web-1", "web", beacon.HealthPassing)
+	register(t, registry(t, f.DC("dc2").Config()), "web-2", "web", beacon.HealthPassing)
+	cfg := f.DC("dc1").Config()
+	c, err := discovery.New(cfg, discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	watch(t, c, "web")
+	url := serve(t, status.New(status.WithCache(c), status.WithAgents(cfg.Addresses...), status.WithSampling(20*time.Millisecond, 10)))
+	local := f.DC("dc1").Servers[0].HTTPAddr
+
+	rep := until(t, jsonURL(url), "web served by dc1", func(r status.Report) bool {
+		w, ok := find(r, "web", nil, "", false)
+		return ok && w.Failover && w.Instances == 1
+	})
+	if w, _ := find(rep, "web", nil, "", false); w.Failovers != 0 || w.FailoverSince != nil || w.FailoverReason != "" || w.Agent != local {
+		t.Errorf("failover row while dc1 serves = %+v; want never moved, read through %s", w, local)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	failed := time.Now()
+	if err := dc1.UpdateTTL(ctx, "service:web-1", beacon.HealthCritical, ""); err != nil {
+		t.Fatalf("UpdateTTL(web-1, critical) = %v", err)
+	}
+	rep = until(t, jsonURL(url), "web failed over to dc2", func(r status.Report) bool {
+		if len(r.Watches) == 0 || !r.Watches[0].Failover || r.Watches[0].Datacenter != "dc2" || r.Watches[0].Instances != 1 {
+			return false
+		}
+		return slices.ContainsFunc(r.Events, func(e status.Event) bool { return e.Kind == status.FailedOver && e.Service == "web" })
+	})
+	w := rep.Watches[0] // a failover watch comes before the watches it is made of
+	if w.Service != "web" || w.Failovers != 1 || !within(w.FailoverSince, failed, rep.Generated) || w.FailoverReason == "" {
+		t.Errorf("failover row after web-1 failed = %+v; want web, 1 move since web-1 failed (%v), a reason", w, failed)
+	}
+	if w.Passing != 1 || w.Error != "" || !w.Answered || w.Agent != local || w.Index == 0 {
+		t.Errorf("failover row = %+v; want dc2's 1/1, fresh, read through %s", w, local)
+	}
+	if i := slices.IndexFunc(rep.Watches, func(w status.Watch) bool { return w.Datacenter == "dc2" && !w.Failover }); i < 0 {
+		t.Errorf("no row of dc2's own watch of web in %+v", rep.Watches)
+	} else if d := rep.Watches[i]; d.Service != "web" || d.Instances != 1 || d.Agent != local {
+		t.Errorf("dc2's row = %+v; want web, 1 instance, through %s", d, local)
+	}
+	for _, e := range rep.Events {
+		if e.Kind == status.FailedOver && (!strings.Contains(e.Detail, "dc2") || e.Time.Before(failed)) {
+			t.Errorf("failover event %+v; want it naming dc2, after %v", e, failed)
+		}
+	}
+	html := fetch(t, url, false)
+	for _, want := range []string{`<span class="pill warn" title="` + w.FailoverReason, `failover ×1</span>`} {
+		if !strings.Contains(html, want) {
+			t.Errorf("HTML lacks %q", want)
+		}
+	}
+}
