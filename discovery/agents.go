@@ -29,6 +29,9 @@ type agents struct {
 	probe time.Duration
 	life  *lifetime   // the watchdog and probers end with it
 	limit *requestCap // WithMaxRequestRate's, nil for none; set before any call
+	// events are the cache's Notify listeners (set before any call); they
+	// hear an agent go down or come back.
+	events *listeners
 
 	mu      sync.Mutex
 	current int
@@ -395,6 +398,7 @@ func (a *agents) markDown(i int, cause error) {
 		a.kill[i](cause)
 	}
 	a.log.Warn("discovery: agent unreachable; probing it", "agent", a.addrs[i], "err", cause)
+	a.events.emit(Event{Kind: AgentDown, Agent: a.addrs[i], Detail: cause.Error()})
 	a.life.every(a.probe, func() bool { return !a.probeOnce(i) })
 }
 
@@ -418,6 +422,7 @@ func (a *agents) probeOnce(i int) (up bool) {
 	}
 	a.mu.Unlock()
 	a.log.Info("discovery: agent answers again", "agent", a.addrs[i])
+	a.events.emit(Event{Kind: AgentUp, Agent: a.addrs[i]})
 	return true
 }
 

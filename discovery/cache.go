@@ -173,6 +173,7 @@ type Cache struct {
 	lifetime
 	o       options
 	agents  *agents        // the one source: lookups, the change feed, ACL probes
+	events  listeners      // Notify's (events.go)
 	clients []consul.Agent // one client per configured agent, closed at Close
 	loops   loops          // what every blocking loop shares, the long-poll slots included
 
@@ -272,10 +273,14 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.clients = clients
 	c.begin()
 	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
+	c.agents.events = &c.events
 	if o.maxRate > 0 {
 		c.agents.limit = newRequestCap(o.maxRate, o.maxBurst)
 	}
 	c.guard = newStaleGuard(&c.lifetime, c.agents, c.publish, o.staleBound, o.wait, o.metrics, o.logger)
+	if c.guard != nil {
+		c.guard.events = &c.events
+	}
 	c.feed = c.newFeed("")
 	c.feeds = map[string]*feed{}
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
@@ -439,6 +444,10 @@ type WatchStats struct {
 	Failovers      int64
 	FailoverSince  time.Time
 	FailoverReason string
+	// FailoverPolicy is a failover watch's policy, defaults applied (its
+	// Datacenters slice is the watch's own copy); the zero value for
+	// any other watch.
+	FailoverPolicy Failover
 	// PreparedQuery is the name or ID of the prepared query a
 	// WatchPrepared watch follows, else "". Service then holds it too.
 	PreparedQuery string
@@ -485,6 +494,8 @@ func (c *Cache) Stats() []WatchStats {
 		}
 		if f := w.fo; f != nil {
 			st.Failover, st.Failovers, st.Datacenter = true, f.failovers.Load(), *f.serving.Load()
+			st.FailoverPolicy = f.policy
+			st.FailoverPolicy.Datacenters = slices.Clone(f.policy.Datacenters)
 			if ns := f.since.Load(); ns != 0 {
 				st.FailoverSince, st.FailoverReason = time.Unix(0, ns), *f.reason.Load()
 			}
@@ -985,6 +996,11 @@ func (c *Cache) publish(w *watch, r result) error {
 			return nil
 		}
 		c.shared.instances(insts) // share.go
+		var was []beacon.Instance
+		if prev != nil {
+			was = prev.Instances
+		}
+		c.instanceEvents(w, w.q.Service, was, insts)
 		next = newSnapshot(w.q.Service, SourceConsul, insts, prev, r.Meta.LastIndex, time.Now())
 		next.Datacenter = w.q.Datacenter
 		if v.panic {

@@ -122,6 +122,7 @@ type FailoverObserver interface {
 
 // failoverState is what a failover watch shows in Stats.
 type failoverState struct {
+	policy    Failover               // as started; never written after
 	serving   atomic.Pointer[string] // datacenter served; "" local
 	failovers atomic.Int64           // times moved off the local datacenter
 	since     atomic.Int64           // unix ns of the last move
@@ -133,7 +134,7 @@ type failoverState struct {
 // and publishes one of them. Caller holds c.mu.
 func (c *Cache) startFailover(key string, q beacon.Query, p Failover, panicAt float64, wo watchOptions) *watch {
 	w := c.newWatch(key, q)
-	w.fo, w.panicAt = &failoverState{}, panicAt
+	w.fo, w.panicAt = &failoverState{policy: p}, panicAt
 	w.readPath, w.pinPath = wo.readPath, wo.pinPath
 	local := ""
 	w.fo.serving.Store(&local)
@@ -454,6 +455,9 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 		}
 	}
 	next.Datacenter, next.FailedOver = dc, dc != ""
+	if prev != nil && prev.Datacenter != dc {
+		f.c.events.emit(Event{Kind: FailedOver, Service: w.q.Service, Detail: dcName(prev.Datacenter) + " → " + dcName(dc)})
+	}
 	f.from = s
 	child := f.local
 	if dc != "" {

@@ -75,6 +75,7 @@ func TestFailoverAndBack(t *testing.T) {
 	const holdDown = 2 * time.Second
 	moves := &moveRecorder{}
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithMetrics(moves), discovery.WithFailover(discovery.Failover{Datacenters: []string{"dc2"}, HoldDown: holdDown}))
+	events, _ := listen(t, c)
 	w := watchWeb(t, c)
 	until(t, w, "served by dc1", served("", "web-1"))
 	if n := c.Watching(); n != 2 {
@@ -90,6 +91,12 @@ func TestFailoverAndBack(t *testing.T) {
 	if st.Datacenter != "dc2" || st.Failovers != 1 || st.FailoverReason == "" || st.FailoverSince.IsZero() {
 		t.Errorf("Stats() while failed over = %+v, want Datacenter dc2, Failovers 1, a reason and a time", st)
 	}
+	if p := st.FailoverPolicy; !slices.Equal(p.Datacenters, []string{"dc2"}) || p.HoldDown != holdDown || p.MinPassing != 1 {
+		t.Errorf("Stats().FailoverPolicy = %+v, want dc2, the hold-down given, MinPassing 1 (the default)", p)
+	}
+	events.wait(t, "the failover event", func(e discovery.Event) bool {
+		return e.Kind == discovery.FailedOver && e.Service == "web" && e.Detail == "local → dc2"
+	})
 
 	healthy := time.Now()
 	setHealth(t, dc1, "web-1", beacon.HealthPassing)
@@ -100,6 +107,9 @@ func TestFailoverAndBack(t *testing.T) {
 	if st := failoverStats(t, c); st.Datacenter != "" || st.Failovers != 1 {
 		t.Errorf("Stats() after coming back = %+v, want Datacenter \"\", Failovers 1", st)
 	}
+	events.wait(t, "the event of the way back", func(e discovery.Event) bool {
+		return e.Kind == discovery.FailedOver && e.Service == "web" && e.Detail == "dc2 → local"
+	})
 	waitWatching(t, c, 2) // dc2's watch is closed once it is not needed
 	if got, want := moves.all(), []string{"web>dc2", "web>"}; !slices.Equal(got, want) {
 		t.Errorf("FailoverObserver saw %q, want %q", got, want)

@@ -214,6 +214,11 @@ func (p *preparedRun) publish(res beacon.PreparedQueryResult, err error) {
 			return
 		}
 		p.c.shared.instances(insts) // share.go
+		var was []beacon.Instance
+		if prev != nil {
+			was = prev.Instances
+		}
+		p.c.instanceEvents(w, p.ref+QuerySuffix, was, insts)
 		if prev != nil && prev.Datacenter != dc {
 			p.c.o.logger.Info("discovery: prepared query answered from another datacenter", "query", p.ref, "from", dcName(prev.Datacenter), "to", dcName(dc))
 		}

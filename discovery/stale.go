@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"slices"
@@ -52,6 +53,7 @@ type staleGuard struct {
 	publish func(*watch, result) error
 	metrics Metrics
 	log     *slog.Logger
+	events  *listeners // the cache's Notify listeners, told of each repair
 	// settle: from the event to the verification; grace: from a
 	// verification that differs to the second read. Both from the bound.
 	settle, grace time.Duration
@@ -297,6 +299,8 @@ func (g *staleGuard) repair(w *watch, watchIndex uint64, insts []beacon.Instance
 	g.log.Warn("discovery: stale streaming view; published a plain read and moved the watch off the view",
 		"service", w.q.Service, "watch_index", watchIndex, "read_index", meta.LastIndex,
 		"read_instances", len(applyPolicy(w, insts)), "found_by", why)
+	g.events.emit(Event{Kind: StaleViewRepaired, Service: w.q.Service, Datacenter: w.q.Datacenter,
+		Detail: fmt.Sprintf("index %d → %d, found by %s", watchIndex, meta.LastIndex, why)})
 }
 
 // behind is called by a watch's loop when the streaming backend answered

@@ -233,6 +233,7 @@ func TestStaleViewFirstQuery(t *testing.T) {
 	fake := newStaleAgent(t, state{10, []string{"a"}}, state{10, []string{"a"}})
 	m := &staleMetrics{}
 	c := newCache(t, fake.config(), discovery.WithWaitTime(200*time.Millisecond), discovery.WithMetrics(m), discovery.WithStaleBound(bound))
+	events, _ := listen(t, c)
 	w, first := waitFirst(t, c, "web")
 	start := time.Now()
 	if got := ids(first); !slices.Equal(got, []string{"a"}) {
@@ -257,6 +258,9 @@ func TestStaleViewFirstQuery(t *testing.T) {
 	}
 	if n := m.stale.Load(); n != 1 {
 		t.Errorf("StaleView counted %d, want 1", n)
+	}
+	if e := events.wait(t, "the stale view event", func(e discovery.Event) bool { return e.Kind == discovery.StaleViewRepaired }); e.Service != "web" || !strings.Contains(e.Detail, "→ 21, found by") {
+		t.Errorf("stale view event = %+v, want web, the plain read's index 21 and what found it", e)
 	}
 	// A view change now reaches nobody: the watch no longer reads it.
 	fake.set(state{22, []string{"a", "b"}}, state{13, []string{"a"}})

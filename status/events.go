@@ -9,10 +9,14 @@ import (
 // JSON.
 type EventKind string
 
-// The kinds of events. The sampler records FailedOver, StaleViewRepaired,
-// InstancesChanged, PanicEntered, PanicLeft, ACLHidden and KeeperMoved
-// from successive snapshots of the cache and keeper; the others are for
-// hooks in discovery and keeper that see them as they happen.
+// The kinds of events. A cache that reports its events (EventSource, as
+// *discovery.Cache does) gives InstanceAdded, InstanceRemoved,
+// HealthChanged, InstancesChanged (an answer changing more instances than
+// discovery.MaxInstanceEvents), AgentDown, AgentUp, FailedOver and
+// StaleViewRepaired as they happen; for a cache that does not, the
+// sampler infers FailedOver, StaleViewRepaired and InstancesChanged from
+// two samples. The sampler always records PanicEntered, PanicLeft and
+// ACLHidden, and KeeperMoved and Maintenance from the keeper's Status.
 const (
 	InstanceAdded     EventKind = "instance_added"
 	InstanceRemoved   EventKind = "instance_removed"

@@ -101,6 +101,12 @@ type Handler struct {
 
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+	// cacheLive: the cache reports its events as they happen
+	// (cacheevents.go), so the sampler infers none of those kinds;
+	// unlisten ends each subscription, at Close.
+	cacheLive  bool
+	unlistenMu sync.Mutex
+	unlisten   []func()
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -121,10 +127,12 @@ func New(opts ...Option) *Handler {
 	if h.events == nil {
 		h.events = NewEvents(DefaultEvents)
 	}
+	h.listenCache()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.stop = cancel
 	if o.cache != nil && o.every > 0 {
 		h.hist = newHistory(o.samples)
+		h.hist.live = h.cacheLive
 		h.wg.Add(1)
 		go h.sampler(ctx)
 	}
@@ -134,11 +142,18 @@ func New(opts ...Option) *Handler {
 // Events returns the ring the timeline shows, for hooks to Record into.
 func (h *Handler) Events() *Events { return h.events }
 
-// Close stops the sampler and waits for it. It is safe to call more than
-// once; the Handler keeps serving, with the samples it has.
+// Close stops the sampler, waits for it, and stops listening to the
+// cache's events. It is safe to call more than once; the Handler keeps
+// serving, with the samples and events it has.
 func (h *Handler) Close() error {
 	h.stop()
 	h.wg.Wait()
+	h.unlistenMu.Lock()
+	defer h.unlistenMu.Unlock()
+	for _, f := range h.unlisten {
+		f()
+	}
+	h.unlisten = nil
 	return nil
 }
 

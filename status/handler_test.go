@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -157,7 +158,8 @@ func TestReportFromStats(t *testing.T) {
 	fs := &fakeStats{}
 	fs.set(
 		discovery.WatchStats{Service: "web", Instances: 3, Age: 2 * time.Second, Backend: "streaming", ReadPath: discovery.ReadStreaming, StaleViews: 1},
-		discovery.WatchStats{Service: "db", Instances: 1, Age: time.Minute, Err: fmt.Errorf("x: %w", discovery.ErrHiddenByACLs), Datacenter: "dc2", Failover: true, Failovers: 2, FailoverSince: t0, FailoverReason: "no passing instance in dc1"},
+		discovery.WatchStats{Service: "db", Instances: 1, Age: time.Minute, Err: fmt.Errorf("x: %w", discovery.ErrHiddenByACLs), Datacenter: "dc2", Failover: true, Failovers: 2, FailoverSince: t0, FailoverReason: "no passing instance in dc1",
+			FailoverPolicy: discovery.Failover{Datacenters: []string{"dc2"}, NearestN: 2, MinPassing: 1, HoldDown: 10 * time.Second}},
 	)
 	k := fakeKeeper{Agent: "127.0.0.1:8500", Registered: true, LastHeartbeat: t0, Failovers: 1}
 	h := New(WithCache(fs), WithKeeper(k, "web-1"), WithAgents("http://user:secret@127.0.0.1:8500/?token=secret2", "127.0.0.2:8500"), WithSampling(0, 0))
@@ -177,6 +179,9 @@ func TestReportFromStats(t *testing.T) {
 	if !db.ACLHidden || db.Datacenter != "dc2" || !db.Failover || db.Failovers != 2 || db.FailoverSince == nil || !db.FailoverSince.Equal(t0) || db.FailoverReason == "" {
 		t.Errorf("db row = %+v", db)
 	}
+	if p := db.FailoverPolicy; p == nil || !slices.Equal(p.Datacenters, []string{"dc2"}) || p.NearestN != 2 || p.MinPassing != 1 || p.HoldDownSeconds != 10 || web.FailoverPolicy != nil {
+		t.Errorf("failover policies: db %+v, web %+v; want dc2 then the 2 nearest, below 1 passing, 10 s hold-down; none for web", db.FailoverPolicy, web.FailoverPolicy)
+	}
 	if rep.Keeper == nil || rep.Keeper.InstanceID != "web-1" || rep.Keeper.Status != "registered" || rep.Keeper.Agent != "127.0.0.1:8500" || rep.Keeper.LastHeartbeat == nil {
 		t.Errorf("keeper = %+v", rep.Keeper)
 	}
@@ -189,7 +194,7 @@ func TestReportFromStats(t *testing.T) {
 		}
 	}
 	html := get(t, h, http.MethodGet, "/").Body.String()
-	for _, want := range []string{"<strong>web</strong>", "ACL-hidden", "web-1", "failover ×2", "127.0.0.2:8500"} {
+	for _, want := range []string{"<strong>web</strong>", "ACL-hidden", "web-1", "failover ×2", "to dc2, nearest 2 below 1 passing, back after 10s", "127.0.0.2:8500"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("HTML lacks %q", want)
 		}

@@ -61,6 +61,10 @@ type history struct {
 	rings   map[string]*ring
 	prev    map[rowKey]discovery.WatchStats
 	prevK   *keeper.Status
+	// live: the cache reports failovers, stale views repaired and
+	// instance changes as they happen; inferring them too would record
+	// each twice.
+	live bool
 }
 
 func newHistory(samples int) *history {
@@ -109,7 +113,7 @@ func (h *history) sample(now time.Time, stats []discovery.WatchStats, ks *keeper
 	if h.prev != nil {
 		for k, st := range cur {
 			if p, ok := h.prev[k]; ok && !dup[k] {
-				derive(now, p, st, ev)
+				derive(now, p, st, h.live, ev)
 			}
 		}
 	}
@@ -125,8 +129,29 @@ func (h *history) sample(now time.Time, stats []discovery.WatchStats, ks *keeper
 	}
 }
 
-// derive records what changed in one watch between two samples.
-func derive(now time.Time, p, st discovery.WatchStats, ev *Events) {
+// derive records what changed in one watch between two samples; live:
+// the cache reports failovers, stale views and instance changes itself.
+func derive(now time.Time, p, st discovery.WatchStats, live bool, ev *Events) {
+	svc := st.Service
+	if !live {
+		deriveCacheEvents(now, p, st, ev)
+	}
+	if st.Panic != p.Panic {
+		k, d := PanicLeft, "left panic"
+		if st.Panic {
+			k, d = PanicEntered, fmt.Sprintf("fewer than %.0f%% of the instances pass: publishing every one", st.PanicThreshold*100)
+		}
+		ev.Record(Event{Time: now, Kind: k, Service: svc, Detail: d})
+	}
+	if h := hidden(st); h && !hidden(p) {
+		ev.Record(Event{Time: now, Kind: ACLHidden, Service: svc, Detail: "Consul answered an empty list that ACLs caused; serving the last good answer"})
+	}
+}
+
+// deriveCacheEvents infers, for a cache that does not report them, the
+// failovers, stale views repaired and instance count changes between two
+// samples.
+func deriveCacheEvents(now time.Time, p, st discovery.WatchStats, ev *Events) {
 	svc := st.Service
 	if st.Failovers > p.Failovers || (st.Failover && st.Datacenter != p.Datacenter) {
 		t := st.FailoverSince
@@ -146,16 +171,6 @@ func derive(now time.Time, p, st discovery.WatchStats, ev *Events) {
 	// records the change: once is enough.
 	if st.Instances != p.Instances && !st.Failover {
 		ev.Record(Event{Time: now, Kind: InstancesChanged, Service: svc, Detail: fmt.Sprintf("%d → %d instances in %s", p.Instances, st.Instances, dcName(st.Datacenter))})
-	}
-	if st.Panic != p.Panic {
-		k, d := PanicLeft, "left panic"
-		if st.Panic {
-			k, d = PanicEntered, fmt.Sprintf("fewer than %.0f%% of the instances pass: publishing every one", st.PanicThreshold*100)
-		}
-		ev.Record(Event{Time: now, Kind: k, Service: svc, Detail: d})
-	}
-	if h := hidden(st); h && !hidden(p) {
-		ev.Record(Event{Time: now, Kind: ACLHidden, Service: svc, Detail: "Consul answered an empty list that ACLs caused; serving the last good answer"})
 	}
 }
 

@@ -184,12 +184,13 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 <header><h1>Beacon status</h1><span class="meta">generated <time datetime="{{stamp .Generated}}">{{stamp .Generated}}</time> · up {{ago .Generated .Started}}</span></header>
 {{$now := .Generated}}
 <section id="watches"><h2>Watches ({{.WatchCount}})</h2>
-{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Passing / published</th><th>Passing{{if .SampleSeconds}}, every {{human .SampleSeconds}}{{end}}</th><th>Age</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
+{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Passing / published</th><th>Passing{{if .SampleSeconds}}, every {{human .SampleSeconds}}{{end}}</th><th>Age</th><th>Agent</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
 {{range .Rows}}<tr><td><strong>{{.Service}}</strong>{{if .PreparedQuery}} <span class="meta">query</span>{{end}}{{range .Tags}} <span class="meta">#{{.}}</span>{{end}}</td>
-<td>{{dc .Datacenter}}{{if .Failover}} <span class="pill{{if .Failovers}} warn{{end}}" title="{{.FailoverReason}}">failover{{if .Failovers}} ×{{.Failovers}}{{end}}</span>{{end}}</td>
+<td>{{dc .Datacenter}}{{if .Failover}} <span class="pill{{if .Failovers}} warn{{end}}" title="{{.FailoverReason}}">failover{{if .Failovers}} ×{{.Failovers}}{{end}}</span>{{with .FailoverPolicy}}<br><span class="meta">{{.}}</span>{{end}}{{end}}</td>
 <td class="n{{if not .Passing}} bad{{end}}">{{.Passing}} / {{.Instances}}</td>
 <td>{{with .Spark}}<svg class="spark" width="{{.W}}" height="{{.H}}" role="img" aria-label="passing over {{human .Span}}: now {{.Last}}, at most {{.Max}}"><polyline points="{{.Points}}"/></svg>{{end}}</td>
 <td class="n">{{if .Answered}}{{human .AgeSeconds}} <span class="meta" title="Consul index">@{{.Index}}</span>{{else}}<span class="warn">no answer yet</span>{{end}}</td>
+<td><code>{{.Agent}}</code></td>
 <td>{{.ReadPath}}{{if .ReadPinned}} <span class="meta">pinned</span>{{end}}{{if .AgentCache}} <span class="meta">{{.AgentCache}}</span>{{end}}</td>
 <td><code>{{.Backend}}</code></td>
 <td>{{if .ACLHidden}}<span class="pill bad">ACL-hidden</span> {{end}}{{if .Panic}}<span class="pill bad">panic</span> {{end}}{{if .OffStream}}<span class="pill warn">off stream</span> {{end}}{{if .Hot}}<span class="pill warn">hot</span> {{end}}{{if and (not .Error) (not .Panic) .Answered}}<span class="pill ok">fresh</span>{{else if .Error}}<span class="pill warn">stale</span>{{end}}</td>

@@ -2,6 +2,7 @@ package status
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -61,6 +62,8 @@ type Watch struct {
 	Failovers      int64      `json:"failovers,omitempty"`
 	FailoverSince  *time.Time `json:"failover_since,omitempty"`
 	FailoverReason string     `json:"failover_reason,omitempty"`
+	// FailoverPolicy is the failover watch's policy, nil for other watches.
+	FailoverPolicy *FailoverPolicy `json:"failover_policy,omitempty"`
 	// Instances is how many instances the watch publishes: the passing
 	// ones, or in panic every one not in maintenance.
 	Instances int `json:"instances"`
@@ -96,6 +99,27 @@ type Watch struct {
 	// Hot: the index moves faster than the hot threshold, and the watch
 	// polls at its ceiling.
 	Hot bool `json:"hot,omitempty"`
+}
+
+// FailoverPolicy is a failover watch's policy (discovery.Failover): the
+// datacenters tried in order, then the NearestN nearest by round-trip
+// time; it fails over below MinPassing passing local instances and comes
+// back after HoldDownSeconds of enough.
+type FailoverPolicy struct {
+	Datacenters     []string `json:"datacenters,omitempty"`
+	NearestN        int      `json:"nearest_n,omitempty"`
+	MinPassing      int      `json:"min_passing"`
+	HoldDownSeconds float64  `json:"hold_down_seconds"`
+}
+
+// String is the policy in a few words, as the page shows it.
+func (p FailoverPolicy) String() string {
+	var to []string
+	to = append(to, p.Datacenters...)
+	if p.NearestN > 0 {
+		to = append(to, fmt.Sprintf("nearest %d", p.NearestN))
+	}
+	return fmt.Sprintf("to %s below %d passing, back after %gs", strings.Join(to, ", "), p.MinPassing, p.HoldDownSeconds)
 }
 
 // Agent is one configured Consul agent.
@@ -180,6 +204,13 @@ func watchOf(st discovery.WatchStats) Watch {
 	if !st.FailoverSince.IsZero() {
 		t := st.FailoverSince
 		w.FailoverSince = &t
+	}
+	if st.Failover {
+		p := &FailoverPolicy{NearestN: st.FailoverPolicy.NearestN, MinPassing: st.FailoverPolicy.MinPassing, HoldDownSeconds: st.FailoverPolicy.HoldDown.Seconds()}
+		for _, dc := range st.FailoverPolicy.Datacenters {
+			p.Datacenters = append(p.Datacenters, cut(dc))
+		}
+		w.FailoverPolicy = p
 	}
 	for _, tag := range st.Tags {
 		w.Tags = append(w.Tags, cut(tag))
