@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -26,7 +27,8 @@ import (
 // datacenter, failover policy, passing / total, index, age, agent, read
 // path, backend, last error and since when, ACL-hidden state and stale
 // repairs; each agent, up or down, since when and the watchdog's verdict;
-// the keeper's instance, agent, heartbeat, maintenance and registration.
+// the keeper's instance, agent, heartbeat, maintenance and registration;
+// and the timeline's events of the same moments.
 
 // jsonURL is the page's URL asking for JSON by query, as `beacon status`
 // does (fetch asks by Accept).
@@ -94,7 +96,8 @@ func dump(r status.Report) string {
 // (tag v1), and four watches that differ in every watch field the page
 // has: web by tag on the default read path, web in datacenter dc1 pinned
 // to blocking reads, api with unhealthy instances included (1 of 3
-// passing), and pay with a failover policy. Each row's fields hold the
+// passing), and pay with a failover policy (shown with its defaults
+// filled in). Each row's fields hold the
 // values the cache's own snapshots and the agent give; the agent row and
 // the keeper's hold theirs; maintenance set through the keeper shows in
 // the keeper section, in web's counts and on the timeline.
@@ -127,6 +130,8 @@ func TestPageJSONFieldsOnRealAgent(t *testing.T) {
 	inDC := watchQ(t, c, beacon.Query{Service: "web", Datacenter: "dc1"}, discovery.UseReadPath(discovery.ReadBlocking))
 	anyHealth := watchQ(t, c, beacon.Query{Service: "api", IncludeUnhealthy: true})
 	fo := watchQ(t, c, beacon.Query{Service: "pay"}, discovery.FailOver(discovery.Failover{Datacenters: []string{"dc2"}}))
+	// The policy as the page shows it: the defaults filled in.
+	payPolicy := status.FailoverPolicy{Datacenters: []string{"dc2"}, MinPassing: 1, HoldDownSeconds: discovery.DefaultHoldDown.Seconds()}
 	url := serve(t, status.New(status.WithCache(c), status.WithKeeper(k, "web-1"), status.WithAgents(cfg.Addresses...), status.WithSampling(20*time.Millisecond, 10)))
 
 	// Every watch answered; then web-2 joins, so the streaming watch's
@@ -231,6 +236,16 @@ func TestPageJSONFieldsOnRealAgent(t *testing.T) {
 		if g.Failover != tc.failover || g.Failovers != 0 || g.FailoverSince != nil || g.FailoverReason != "" {
 			t.Errorf("%s: failover %v ×%d since %v (%q); want policy %v, never moved", tc.name, g.Failover, g.Failovers, g.FailoverSince, g.FailoverReason, tc.failover)
 		}
+		if p := g.FailoverPolicy; tc.failover != (p != nil) || p != nil && !reflect.DeepEqual(*p, payPolicy) {
+			t.Errorf("%s: failover policy %+v, want %+v for a failover watch, none otherwise", tc.name, p, payPolicy)
+		}
+	}
+
+	// The cache's own event of web-2 joining, with its ID.
+	if !slices.ContainsFunc(rep.Events, func(e status.Event) bool {
+		return e.Kind == status.InstanceAdded && e.Service == "web" && e.Instance == "web-2" && !e.Time.Before(start)
+	}) {
+		t.Errorf("no instance_added event of web-2 among %+v", rep.Events)
 	}
 
 	if len(rep.Agents) != 1 {
@@ -286,7 +301,7 @@ func TestPageJSONFieldsOnRealAgent(t *testing.T) {
 	}
 
 	html := fetch(t, url, false)
-	for _, want := range []string{"<strong>web</strong> <span class=\"meta\">#v1</span>", "dc1", ">1 / 3<", `class="pill" title="">failover</span>`,
+	for _, want := range []string{"<strong>web</strong> <span class=\"meta\">#v1</span>", "dc1", ">1 / 3<", `class="pill" title="">failover</span>`, payPolicy.String(),
 		`<span class="pill warn">maintenance</span>`, "<code>" + srv.HTTPAddr + "</code>", "blocking-query", "pinned"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("HTML lacks %q", want)
@@ -343,8 +358,9 @@ func must(w status.Watch, _ bool) status.Watch { return w }
 // then the server) reads from the client; paused (SIGSTOP), the client
 // accepts connections and answers nothing, until the cache's watchdog
 // marks it down. The page then shows it down, since when, with the
-// watchdog's verdict, and the watch reading fresh from the server; the
-// HTML shows the same. Resumed, it is up again with a later since.
+// watchdog's verdict (on the timeline too), and the watch reading fresh
+// from the server; the HTML shows the same. Resumed, it is up again with
+// a later since, and the timeline says so.
 func TestPageJSONAgentDown(t *testing.T) {
 	cl := consultest.NewCluster(t, 1, 1)
 	client, server := cl.Clients[0], cl.Servers[0]
@@ -398,6 +414,11 @@ func TestPageJSONAgentDown(t *testing.T) {
 	if w.Instances != 1 || w.Passing != 1 || w.ErrorSince != nil || w.ACLHidden || w.Index == 0 {
 		t.Errorf("api row after the move = %+v; want 1/1, fresh, at an index", w)
 	}
+	if !slices.ContainsFunc(rep.Events, func(e status.Event) bool {
+		return e.Kind == status.AgentDown && e.Agent == client.HTTPAddr && strings.Contains(e.Detail, "the agent stopped answering") && !e.Time.Before(paused)
+	}) {
+		t.Errorf("no agent_down event of %s with the watchdog's verdict among %+v", client.HTTPAddr, rep.Events)
+	}
 	html := fetch(t, url, false)
 	for _, want := range []string{`<span class="pill bad">down</span>`, "the agent stopped answering", "<code>" + server.HTTPAddr + "</code> <span class=\"meta\">asked now</span>"} {
 		if !strings.Contains(html, want) {
@@ -406,8 +427,10 @@ func TestPageJSONAgentDown(t *testing.T) {
 	}
 
 	client.Resume()
-	rep = until(t, jsonURL(url), "the client agent up again", func(r status.Report) bool {
-		return agent(r, client.HTTPAddr).State == "up"
+	rep = until(t, jsonURL(url), "the client agent up again, on the timeline too", func(r status.Report) bool {
+		return agent(r, client.HTTPAddr).State == "up" && slices.ContainsFunc(r.Events, func(e status.Event) bool {
+			return e.Kind == status.AgentUp && e.Agent == client.HTTPAddr
+		})
 	})
 	if a := agent(rep, client.HTTPAddr); a.Since == nil || !a.Since.After(*down.Since) || a.LastError != down.LastError {
 		t.Errorf("resumed agent = %+v; want up since after %v, the last verdict kept", a, *down.Since)
@@ -547,6 +570,9 @@ func TestPageJSONFailover(t *testing.T) {
 	w := rep.Watches[0] // a failover watch comes before the watches it is made of
 	if w.Service != "web" || w.Failovers != 1 || !within(w.FailoverSince, failed, rep.Generated) || w.FailoverReason == "" {
 		t.Errorf("failover row after web-1 failed = %+v; want web, 1 move since web-1 failed (%v), a reason", w, failed)
+	}
+	if p := w.FailoverPolicy; p == nil || !slices.Equal(p.Datacenters, []string{"dc2"}) || p.MinPassing != 1 {
+		t.Errorf("failover row's policy %+v, want to dc2 below 1 passing", p)
 	}
 	if w.Passing != 1 || w.Error != "" || !w.Answered || w.Agent != local || w.Index == 0 {
 		t.Errorf("failover row = %+v; want dc2's 1/1, fresh, read through %s", w, local)
