@@ -512,8 +512,8 @@ func (c *Cache) Stats() []WatchStats {
 		if s != nil {
 			st.Instances, st.Err, st.Index = len(s.Instances), s.Err, s.Index
 			st.Passing = countPassing(s.Instances)
-			if s.Err != nil {
-				st.ErrSince = time.Unix(0, w.errSince.Load())
+			if ns := w.errSince.Load(); s.Err != nil && ns != 0 {
+				st.ErrSince = time.Unix(0, ns) // not the 1970 of an unset 0
 			}
 			if w.prepared != "" {
 				st.Datacenter = s.Datacenter

@@ -463,7 +463,8 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 	if dc != "" {
 		child = f.remotes[dc]
 	}
-	w.pst.Store(child.w.pst.Load()) // Stats shows the panic state of the datacenter served
+	w.pst.Store(child.w.pst.Load())           // Stats shows the panic state of the datacenter served
+	w.errSince.Store(child.w.errSince.Load()) // and when its error began
 	w.path.Store(child.w.path.Load())
 	w.agentCache.Store(child.w.agentCache.Load())
 	if b, ok := child.w.backend.Load().(beacon.QueryBackend); ok {

@@ -102,6 +102,9 @@ func (h *history) sample(now time.Time, stats []discovery.WatchStats, ks *keeper
 	dup := map[rowKey]bool{}
 	for _, st := range stats {
 		k := rowKey{st.Service, st.Datacenter, st.PreparedQuery, st.Failover}
+		if st.Failover {
+			k.dc = "" // what it serves, not which watch it is: a move keeps the key
+		}
 		if _, ok := cur[k]; ok {
 			dup[k] = true
 		}
@@ -164,7 +167,9 @@ func deriveCacheEvents(now time.Time, p, st discovery.WatchStats, ev *Events) {
 	if n := st.StaleViews - p.StaleViews; n > 0 {
 		ev.Record(Event{Time: now, Kind: StaleViewRepaired, Service: svc, Detail: fmt.Sprintf("%d stale view(s) repaired in %s", n, dcName(st.Datacenter))})
 	}
-	if st.Instances != p.Instances {
+	// A failover row's count is its served datacenter's, whose own row
+	// records the change: once is enough.
+	if st.Instances != p.Instances && !st.Failover {
 		ev.Record(Event{Time: now, Kind: InstancesChanged, Service: svc, Detail: fmt.Sprintf("%d → %d instances in %s", p.Instances, st.Instances, dcName(st.Datacenter))})
 	}
 }

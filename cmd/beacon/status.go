@@ -209,9 +209,11 @@ func writeStatus(w io.Writer, rep status.Report, events int) error {
 			if dc == "" {
 				dc = "(local)"
 			}
+			// Passing of published, as the page shows it: in panic, or
+			// for a watch of any health, fewer pass than are published.
 			inst, age := "-", "-"
 			if wt.Answered {
-				inst, age = strconv.Itoa(wt.Instances), seconds(wt.AgeSeconds)
+				inst, age = strconv.Itoa(wt.Passing)+"/"+strconv.Itoa(wt.Instances), seconds(wt.AgeSeconds)
 			}
 			read := orDash(printable(wt.ReadPath, 40))
 			if wt.ReadPinned {

@@ -30,7 +30,7 @@ func syntheticReport() status.Report {
 	return status.Report{
 		Generated: t0, Started: t0.Add(-time.Hour),
 		Watches: []status.Watch{
-			{Service: "web", Instances: 3, Answered: true, AgeSeconds: 2.4, ReadPath: "streaming", Backend: "streaming"},
+			{Service: "web", Passing: 2, Instances: 3, Answered: true, AgeSeconds: 2.4, ReadPath: "streaming", Backend: "streaming"},
 			{Service: "db", Datacenter: "dc2", Answered: true, AgeSeconds: 40, ReadPath: "blocking", Backend: "blocking-query",
 				Error: "hidden by ACLs", ACLHidden: true, StaleViews: 2, Failover: true, Failovers: 1},
 		},
@@ -92,8 +92,8 @@ func TestStatusTables(t *testing.T) {
 	}
 	for _, want := range [][]string{
 		{"SERVICE", "DATACENTER", "INSTANCES", "AGE", "READ", "BACKEND", "FLAGS", "ERROR"},
-		{"web", "(local)", "3", "2s", "streaming", "streaming", "-", "-"},
-		{"db", "dc2", "0", "40s", "blocking", "blocking-query", "acl-hidden,stale-views=2,failover=1", "hidden", "by", "ACLs"},
+		{"web", "(local)", "2/3", "2s", "streaming", "streaming", "-", "-"},
+		{"db", "dc2", "0/0", "40s", "blocking", "blocking-query", "acl-hidden,stale-views=2,failover=1", "hidden", "by", "ACLs"},
 		{"http://127.0.0.1:8500", "up", "2026-11-30T08:59:00Z"},
 		{"127.0.0.1:8501", "down", "-"},
 		{"web-1", "127.0.0.1:8500", "registered", "2026-11-30T08:59:00Z", "0", "false", "-"},
@@ -268,7 +268,7 @@ func TestStatusOfSayHello(t *testing.T) {
 			resp.Body.Close()
 		}
 		r = beaconRun(t, nil, "status", addr)
-		return testutil.Want(r.code == 0 && watchRow(r.stdout, "SayHello", "1"), "exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+		return testutil.Want(r.code == 0 && watchRow(r.stdout, "SayHello", "1/1"), "exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	})
 	if !strings.Contains(r.stdout, srv.HTTPAddr) || !strings.Contains(r.stdout, id) {
 		t.Errorf("beacon status %s: want the agent %s and the keeper's %s in\n%s", addr, srv.HTTPAddr, id, r.stdout)
@@ -288,7 +288,7 @@ func TestStatusOfSayHello(t *testing.T) {
 }
 
 // watchRow: out has a watch row for service, in the local datacenter,
-// with instances instances.
+// with instances ("passing/published") in its INSTANCES column.
 func watchRow(out, service, instances string) bool {
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
