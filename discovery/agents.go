@@ -15,6 +15,7 @@ import (
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/internal/backoff"
 	"github.com/beaconsd/beacon/internal/blocking"
+	"github.com/beaconsd/beacon/internal/notify"
 )
 
 // agents spreads lookups over the configured agents: all watches use the
@@ -29,9 +30,9 @@ type agents struct {
 	probe time.Duration
 	life  *lifetime   // the watchdog and probers end with it
 	limit *requestCap // WithMaxRequestRate's, nil for none; set before any call
-	// events are the cache's Notify listeners (set before any call); they
-	// hear an agent go down or come back.
-	events *listeners
+	// events are the cache's Notify listeners; they hear an agent go
+	// down or come back, after mu is released.
+	events *notify.Set[Event]
 
 	mu      sync.Mutex
 	current int
@@ -83,13 +84,13 @@ var (
 	_ beacon.ACLProber        = (*agents)(nil)
 )
 
-func newAgents(life *lifetime, clients []consul.Agent, probe time.Duration, log *slog.Logger) *agents {
+func newAgents(life *lifetime, clients []consul.Agent, probe time.Duration, log *slog.Logger, events *notify.Set[Event]) *agents {
 	regs := make([]beacon.Lookup, len(clients))
 	addrs := make([]string, len(clients))
 	for i, c := range clients {
 		regs[i], addrs[i] = c.Client, c.Addr
 	}
-	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, down: make([]bool, len(regs)), since: make([]time.Time, len(regs)), why: make([]error, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
+	a := &agents{regs: regs, addrs: addrs, log: log, probe: probe, life: life, events: events, down: make([]bool, len(regs)), since: make([]time.Time, len(regs)), why: make([]error, len(regs)), upCh: make(chan struct{}), allDown: make(chan struct{}),
 		live: make([]context.Context, len(regs)), kill: make([]context.CancelCauseFunc, len(regs)), inflight: make([]atomic.Int64, len(regs)), answered: make([]atomic.Int64, len(regs))}
 	for i := range regs {
 		a.live[i], a.kill[i] = context.WithCancelCause(life.ctx)
@@ -379,8 +380,8 @@ func (a *agents) ProbeACLs(ctx context.Context) (beacon.ACLs, error) {
 
 func (a *agents) markDown(i int, cause error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if a.down[i] {
+		a.mu.Unlock()
 		return
 	}
 	a.down[i] = true
@@ -398,8 +399,10 @@ func (a *agents) markDown(i int, cause error) {
 		a.kill[i](cause)
 	}
 	a.log.Warn("discovery: agent unreachable; probing it", "agent", a.addrs[i], "err", cause)
-	a.events.emit(Event{Kind: AgentDown, Agent: a.addrs[i], Detail: cause.Error()})
 	a.life.every(a.probe, func() bool { return !a.probeOnce(i) })
+	a.mu.Unlock()
+	// Outside the lock: a listener may read Agents.
+	a.events.Emit(Event{Time: time.Now(), Kind: EventAgentDown, Agent: a.addrs[i], Detail: cause.Error()})
 }
 
 // probeOnce asks agent i, marked down, a cheap question (markDown has it
@@ -422,7 +425,7 @@ func (a *agents) probeOnce(i int) (up bool) {
 	}
 	a.mu.Unlock()
 	a.log.Info("discovery: agent answers again", "agent", a.addrs[i])
-	a.events.emit(Event{Kind: AgentUp, Agent: a.addrs[i]})
+	a.events.Emit(Event{Time: time.Now(), Kind: EventAgentUp, Agent: a.addrs[i]})
 	return true
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/internal/blocking"
 	"github.com/beaconsd/beacon/internal/lru"
+	"github.com/beaconsd/beacon/internal/notify"
 )
 
 // NoPassingPolicy says what a watch publishes when no instance passes.
@@ -172,10 +173,10 @@ type Cache struct {
 	// cache they use, never the Cache itself.
 	lifetime
 	o       options
-	agents  *agents        // the one source: lookups, the change feed, ACL probes
-	events  listeners      // Notify's (events.go)
-	clients []consul.Agent // one client per configured agent, closed at Close
-	loops   loops          // what every blocking loop shares, the long-poll slots included
+	agents  *agents           // the one source: lookups, the change feed, ACL probes
+	events  notify.Set[Event] // Notify's listeners (events.go)
+	clients []consul.Agent    // one client per configured agent, closed at Close
+	loops   loops             // what every blocking loop shares, the long-poll slots included
 
 	rtt   *rttWatch        // the coordinate watch while a RTTWatcher holds it (rtt.go); guarded by mu
 	feed  *feed            // the local datacenter's
@@ -272,15 +273,11 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	c.shared = newShared()
 	c.clients = clients
 	c.begin()
-	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger)
-	c.agents.events = &c.events
+	c.agents = newAgents(&c.lifetime, clients, o.probe, o.logger, &c.events)
 	if o.maxRate > 0 {
 		c.agents.limit = newRequestCap(o.maxRate, o.maxBurst)
 	}
-	c.guard = newStaleGuard(&c.lifetime, c.agents, c.publish, o.staleBound, o.wait, o.metrics, o.logger)
-	if c.guard != nil {
-		c.guard.events = &c.events
-	}
+	c.guard = newStaleGuard(&c.lifetime, c.agents, c.publish, o.staleBound, o.wait, o.metrics, o.logger, &c.events)
 	c.feed = c.newFeed("")
 	c.feeds = map[string]*feed{}
 	c.acl = &aclGuard{src: c.agents, ctx: c.ctx, hasToken: cfg.Token != "" || cfg.TokenFile != "", timeout: cfg.RequestTimeout(), metrics: o.metrics, log: o.logger}
@@ -1000,7 +997,7 @@ func (c *Cache) publish(w *watch, r result) error {
 		if prev != nil {
 			was = prev.Instances
 		}
-		c.instanceEvents(w, w.q.Service, was, insts)
+		c.instanceEvents(w.q.Service, w.q.Datacenter, was, insts)
 		next = newSnapshot(w.q.Service, SourceConsul, insts, prev, r.Meta.LastIndex, time.Now())
 		next.Datacenter = w.q.Datacenter
 		if v.panic {

@@ -3,10 +3,7 @@ package discovery
 import (
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/beaconsd/beacon"
@@ -18,29 +15,36 @@ type EventKind string
 
 // The kinds of Event a Cache reports to Notify's listeners.
 const (
-	// InstanceAdded, InstanceRemoved and HealthChanged are one instance's
-	// change in a published snapshot (Instance is its ID).
-	InstanceAdded   EventKind = "instance_added"
-	InstanceRemoved EventKind = "instance_removed"
-	HealthChanged   EventKind = "health_changed"
-	// InstancesChanged sums up an answer that changed more than
+	// EventInstanceAdded, EventInstanceRemoved and EventHealthChanged are
+	// one instance's change in what a watch publishes (Instance is its
+	// ID), not in the catalog: on a watch of passing instances (the
+	// default) an instance that fails its check is removed, and one that
+	// passes again is added; EventHealthChanged comes from watches that
+	// publish other health too (IncludeUnhealthy, panic). A watch's first
+	// answer reports its instances as added.
+	EventInstanceAdded   EventKind = "instance_added"
+	EventInstanceRemoved EventKind = "instance_removed"
+	EventHealthChanged   EventKind = "health_changed"
+	// EventInstancesChanged sums up an answer that changed more than
 	// MaxInstanceEvents instances, instead of one event each.
-	InstancesChanged EventKind = "instances_changed"
-	// AgentDown and AgentUp: the cache marked an agent down (Detail says
-	// why: the watchdog's verdict or a transport error) or found it
-	// answering again.
-	AgentDown EventKind = "agent_down"
-	AgentUp   EventKind = "agent_up"
-	// FailedOver: a failover watch moved to another datacenter, or back
-	// (Detail "local → dc2"); StaleViewRepaired: the stale guard found a
-	// streaming view behind the catalog and published a plain read.
-	FailedOver        EventKind = "failover"
-	StaleViewRepaired EventKind = "stale_view_repaired"
+	EventInstancesChanged EventKind = "instances_changed"
+	// EventAgentDown and EventAgentUp: the cache marked an agent down
+	// (Detail says why: the watchdog's verdict or a transport error) or
+	// found it answering again.
+	EventAgentDown EventKind = "agent_down"
+	EventAgentUp   EventKind = "agent_up"
+	// EventFailedOver: a failover watch moved to another datacenter, or
+	// back (Detail "local → dc2"), or a prepared query was answered from
+	// another datacenter than before.
+	EventFailedOver EventKind = "failover"
+	// EventStaleViewRepaired: the stale guard found a streaming view
+	// behind the catalog and published a plain read.
+	EventStaleViewRepaired EventKind = "stale_view_repaired"
 )
 
 // MaxInstanceEvents is the most per-instance events one published answer
 // gives; an answer that changed more (a first snapshot of a large service,
-// a redeploy) gives one InstancesChanged event, so one service cannot push
+// a redeploy) gives one EventInstancesChanged event, so one service cannot push
 // everything else off a bounded timeline.
 const MaxInstanceEvents = 10
 
@@ -54,84 +58,34 @@ type Event struct {
 	Datacenter string
 	// Instance is the instance's ID, for the per-instance kinds.
 	Instance string
-	// Agent is the agent's address, for AgentDown and AgentUp.
+	// Agent is the agent's address, for EventAgentDown and EventAgentUp.
 	Agent string
 	// Detail is a short sentence: an instance's address and health, a
 	// health change ("passing → critical"), why an agent is down.
 	Detail string
 }
 
-// listeners holds Notify's functions, copied on write so that emitting
-// takes no lock and costs one atomic load when nobody listens.
-type listeners struct {
-	mu  sync.Mutex
-	fns atomic.Pointer[[]*func(Event)]
-}
-
-func (l *listeners) add(f func(Event)) (stop func()) {
-	p := &f
-	l.mu.Lock()
-	var cur []*func(Event)
-	if old := l.fns.Load(); old != nil {
-		cur = *old
-	}
-	next := append(slices.Clip(cur), p)
-	l.fns.Store(&next)
-	l.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			next := slices.DeleteFunc(slices.Clone(*l.fns.Load()), func(q *func(Event)) bool { return q == p })
-			l.fns.Store(&next)
-		})
-	}
-}
-
-func (l *listeners) any() bool {
-	p := l.fns.Load()
-	return p != nil && len(*p) > 0
-}
-
-func (l *listeners) emit(e Event) {
-	if l == nil {
-		return
-	}
-	p := l.fns.Load()
-	if p == nil {
-		return
-	}
-	if e.Time.IsZero() {
-		e.Time = time.Now()
-	}
-	for _, f := range *p {
-		(*f)(e)
-	}
-}
-
 // Notify calls f for each Event from now on, until stop is called (stop
-// may be called more than once). f is called on the cache's own
-// goroutines, while a watch publishes or an agent changes state, so it
-// must return at once and must not call back into the cache; a status
-// page's ring (status.Events.Record) is the intended listener. With no
-// listener, the cache computes no event.
-func (c *Cache) Notify(f func(Event)) (stop func()) {
-	if f == nil {
-		return func() {}
-	}
-	return c.events.add(f)
-}
+// may be called more than once; an event being delivered meanwhile may
+// still reach f once). f runs on the goroutine that saw the event: a
+// watch's, holding that watch's publish lock, or the agents' watchdog and
+// probes, holding no lock. So f must return at once; it may read the
+// cache (Stats, Agents, a Watcher's Snapshot) but must not wait on it
+// (Wait, Changed) or call Watch or Close. A status page's ring
+// (status.Events.Record) is the listener it was made for. With no
+// listener, the cache builds no event and diffs no answer.
+func (c *Cache) Notify(f func(Event)) (stop func()) { return c.events.Add(f) }
 
-// instanceEvents reports how w's instances changed from prev to next (nil
-// prev: from nothing), when anybody listens.
-func (c *Cache) instanceEvents(w *watch, service string, prev, next []beacon.Instance) {
-	if !c.events.any() {
+// instanceEvents reports how service's published instances, answered by
+// datacenter dc, changed from prev to next (nil prev: from nothing), when
+// anybody listens.
+func (c *Cache) instanceEvents(service, dc string, prev, next []beacon.Instance) {
+	if !c.events.Any() {
 		return
 	}
 	for _, e := range diffInstances(prev, next, time.Now()) {
-		e.Service, e.Datacenter = service, w.q.Datacenter
-		c.events.emit(e)
+		e.Service, e.Datacenter = service, dc
+		c.events.Emit(e)
 	}
 }
 
@@ -155,24 +109,24 @@ func diffInstances(prev, next []beacon.Instance, now time.Time) []Event {
 		o, ok := old[n.Key()]
 		if !ok {
 			added++
-			note(Event{Kind: InstanceAdded, Instance: n.ID, Detail: fmt.Sprintf("%s, %s", endpoint(n), n.Health)})
+			note(Event{Kind: EventInstanceAdded, Instance: n.ID, Detail: fmt.Sprintf("%s, %s", endpoint(n), n.Health)})
 			continue
 		}
 		delete(old, n.Key())
 		if o.Health != n.Health {
 			health++
-			note(Event{Kind: HealthChanged, Instance: n.ID, Detail: fmt.Sprintf("%s → %s", o.Health, n.Health)})
+			note(Event{Kind: EventHealthChanged, Instance: n.ID, Detail: fmt.Sprintf("%s → %s", o.Health, n.Health)})
 		}
 	}
 	for i := range prev { // prev's order, so the events are deterministic
 		o := &prev[i]
 		if _, gone := old[o.Key()]; gone {
 			removed++
-			note(Event{Kind: InstanceRemoved, Instance: o.ID, Detail: endpoint(o)})
+			note(Event{Kind: EventInstanceRemoved, Instance: o.ID, Detail: endpoint(o)})
 		}
 	}
 	if len(out) > MaxInstanceEvents {
-		return []Event{{Time: now, Kind: InstancesChanged,
+		return []Event{{Time: now, Kind: EventInstancesChanged,
 			Detail: fmt.Sprintf("%d → %d instances: %d added, %d removed, %d changed health", len(prev), len(next), added, removed, health)}}
 	}
 	return out

@@ -20,9 +20,9 @@ func TestDiffInstances(t *testing.T) {
 	next := []beacon.Instance{inst("a", beacon.HealthPassing), inst("b", beacon.HealthWarning), inst("d", beacon.HealthPassing)}
 	got := fmt.Sprint(diffInstances(prev, next, now))
 	want := fmt.Sprint([]Event{
-		{Time: now, Kind: HealthChanged, Instance: "b", Detail: "passing → warning"},
-		{Time: now, Kind: InstanceAdded, Instance: "d", Detail: "[::1]:80, passing"},
-		{Time: now, Kind: InstanceRemoved, Instance: "c", Detail: "[::1]:80"},
+		{Time: now, Kind: EventHealthChanged, Instance: "b", Detail: "passing → warning"},
+		{Time: now, Kind: EventInstanceAdded, Instance: "d", Detail: "[::1]:80, passing"},
+		{Time: now, Kind: EventInstanceRemoved, Instance: "c", Detail: "[::1]:80"},
 	})
 	if got != want {
 		t.Errorf("diff =\n%s\nwant\n%s", got, want)
@@ -35,11 +35,11 @@ func TestDiffInstances(t *testing.T) {
 	for i := range MaxInstanceEvents + 1 {
 		many = append(many, inst(fmt.Sprint("m", i), beacon.HealthPassing))
 	}
-	if d := diffInstances(nil, many[:MaxInstanceEvents], now); len(d) != MaxInstanceEvents || d[0].Kind != InstanceAdded {
+	if d := diffInstances(nil, many[:MaxInstanceEvents], now); len(d) != MaxInstanceEvents || d[0].Kind != EventInstanceAdded {
 		t.Errorf("diff of %d added = %v, want one event each", MaxInstanceEvents, d)
 	}
 	d := diffInstances(prev, many, now)
-	if len(d) != 1 || d[0].Kind != InstancesChanged || d[0].Detail != "3 → 11 instances: 11 added, 3 removed, 0 changed health" {
+	if len(d) != 1 || d[0].Kind != EventInstancesChanged || d[0].Detail != "3 → 11 instances: 11 added, 3 removed, 0 changed health" {
 		t.Errorf("diff of 14 changes = %v, want one summary", d)
 	}
 }

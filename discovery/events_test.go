@@ -74,14 +74,14 @@ func TestNotifyInstanceEvents(t *testing.T) {
 	kindOf := func(k discovery.EventKind, id string) func(discovery.Event) bool {
 		return func(e discovery.Event) bool { return e.Kind == k && e.Service == "ev" && e.Instance == id }
 	}
-	e := events.wait(t, "ev-1 added", kindOf(discovery.InstanceAdded, "ev-1"))
+	e := events.wait(t, "ev-1 added", kindOf(discovery.EventInstanceAdded, "ev-1"))
 	if want := fmt.Sprintf("127.0.0.1:%d, passing", testPort("ev-1")); e.Detail != want || e.Time.IsZero() {
 		t.Errorf("added event = %+v; want detail %q and a time", e, want)
 	}
 	register(t, r, "ev-2", "ev", beacon.HealthPassing)
-	events.wait(t, "ev-2 added", kindOf(discovery.InstanceAdded, "ev-2"))
+	events.wait(t, "ev-2 added", kindOf(discovery.EventInstanceAdded, "ev-2"))
 	setHealth(t, r, "ev-2", beacon.HealthCritical)
-	if e := events.wait(t, "ev-2 critical", kindOf(discovery.HealthChanged, "ev-2")); e.Detail != "passing → critical" {
+	if e := events.wait(t, "ev-2 critical", kindOf(discovery.EventHealthChanged, "ev-2")); e.Detail != "passing → critical" {
 		t.Errorf("health event detail = %q, want %q", e.Detail, "passing → critical")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -89,7 +89,7 @@ func TestNotifyInstanceEvents(t *testing.T) {
 	if err := r.Deregister(ctx, "ev-1"); err != nil {
 		t.Fatal(err)
 	}
-	events.wait(t, "ev-1 removed", kindOf(discovery.InstanceRemoved, "ev-1"))
+	events.wait(t, "ev-1 removed", kindOf(discovery.EventInstanceRemoved, "ev-1"))
 
 	stop()
 	stop() // twice is allowed
@@ -109,23 +109,27 @@ func TestNotifyInstanceEvents(t *testing.T) {
 
 // TestNotifyAgentDownAndUp: a paused agent is marked down by the watchdog,
 // and the listener hears it with the agent's address and the verdict; when
-// it answers again, the listener hears it is up.
+// it answers again, the listener hears it is up. Another listener reads
+// the cache's Agents and Stats as each event comes.
 func TestNotifyAgentDownAndUp(t *testing.T) {
 	srv := consultest.NewServer(t)
 	register(t, registry(t, srv.Config()), "ag-1", "ag", beacon.HealthPassing)
 	c := newCache(t, srv.Config())
 	events, _ := listen(t, c)
+	// A listener may read the cache: Notify's doc promises it, and a
+	// deadlock here would hang the agent's state change.
+	t.Cleanup(c.Notify(func(discovery.Event) { _, _ = c.Agents(), c.Stats() }))
 	w, _ := waitFirst(t, c, "ag")
 	until(t, w, "ag-1 seen", func(s *discovery.Snapshot) bool { return len(s.Instances) == 1 })
 
 	srv.Pause()
 	t.Cleanup(srv.Resume) // before the server's own cleanup kills it
-	down := events.wait(t, "agent down", func(e discovery.Event) bool { return e.Kind == discovery.AgentDown })
+	down := events.wait(t, "agent down", func(e discovery.Event) bool { return e.Kind == discovery.EventAgentDown })
 	if down.Agent != srv.HTTPAddr || !strings.Contains(down.Detail, "unanswered") && !strings.Contains(down.Detail, "deadline") {
 		t.Errorf("down event = %+v; want agent %s and the watchdog's verdict", down, srv.HTTPAddr)
 	}
 	srv.Resume()
-	if up := events.wait(t, "agent up", func(e discovery.Event) bool { return e.Kind == discovery.AgentUp }); up.Agent != srv.HTTPAddr {
+	if up := events.wait(t, "agent up", func(e discovery.Event) bool { return e.Kind == discovery.EventAgentUp }); up.Agent != srv.HTTPAddr {
 		t.Errorf("up event = %+v; want agent %s", up, srv.HTTPAddr)
 	}
 }

@@ -134,6 +134,7 @@ type failoverState struct {
 // and publishes one of them. Caller holds c.mu.
 func (c *Cache) startFailover(key string, q beacon.Query, p Failover, panicAt float64, wo watchOptions) *watch {
 	w := c.newWatch(key, q)
+	p.Datacenters = slices.Clone(p.Datacenters) // the caller's slice stays the caller's
 	w.fo, w.panicAt = &failoverState{policy: p}, panicAt
 	w.readPath, w.pinPath = wo.readPath, wo.pinPath
 	local := ""
@@ -456,7 +457,7 @@ func (f *failoverRun) publish(s *Snapshot, dc string) {
 	}
 	next.Datacenter, next.FailedOver = dc, dc != ""
 	if prev != nil && prev.Datacenter != dc {
-		f.c.events.emit(Event{Kind: FailedOver, Service: w.q.Service, Detail: dcName(prev.Datacenter) + " → " + dcName(dc)})
+		f.c.events.Emit(Event{Time: time.Now(), Kind: EventFailedOver, Service: w.q.Service, Datacenter: dc, Detail: dcName(prev.Datacenter) + " → " + dcName(dc)})
 	}
 	f.from = s
 	child := f.local

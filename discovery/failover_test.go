@@ -95,7 +95,7 @@ func TestFailoverAndBack(t *testing.T) {
 		t.Errorf("Stats().FailoverPolicy = %+v, want dc2, the hold-down given, MinPassing 1 (the default)", p)
 	}
 	events.wait(t, "the failover event", func(e discovery.Event) bool {
-		return e.Kind == discovery.FailedOver && e.Service == "web" && e.Detail == "local → dc2"
+		return e.Kind == discovery.EventFailedOver && e.Service == "web" && e.Detail == "local → dc2"
 	})
 
 	healthy := time.Now()
@@ -108,7 +108,7 @@ func TestFailoverAndBack(t *testing.T) {
 		t.Errorf("Stats() after coming back = %+v, want Datacenter \"\", Failovers 1", st)
 	}
 	events.wait(t, "the event of the way back", func(e discovery.Event) bool {
-		return e.Kind == discovery.FailedOver && e.Service == "web" && e.Detail == "dc2 → local"
+		return e.Kind == discovery.EventFailedOver && e.Service == "web" && e.Detail == "dc2 → local"
 	})
 	waitWatching(t, c, 2) // dc2's watch is closed once it is not needed
 	if got, want := moves.all(), []string{"web>dc2", "web>"}; !slices.Equal(got, want) {

@@ -214,14 +214,15 @@ func (p *preparedRun) publish(res beacon.PreparedQueryResult, err error) {
 			return
 		}
 		p.c.shared.instances(insts) // share.go
+		if prev != nil && prev.Datacenter != dc {
+			p.c.o.logger.Info("discovery: prepared query answered from another datacenter", "query", p.ref, "from", dcName(prev.Datacenter), "to", dcName(dc))
+			p.c.events.Emit(Event{Time: time.Now(), Kind: EventFailedOver, Service: p.ref + QuerySuffix, Datacenter: dc, Detail: dcName(prev.Datacenter) + " → " + dcName(dc)})
+		}
 		var was []beacon.Instance
 		if prev != nil {
 			was = prev.Instances
 		}
-		p.c.instanceEvents(w, p.ref+QuerySuffix, was, insts)
-		if prev != nil && prev.Datacenter != dc {
-			p.c.o.logger.Info("discovery: prepared query answered from another datacenter", "query", p.ref, "from", dcName(prev.Datacenter), "to", dcName(dc))
-		}
+		p.c.instanceEvents(p.ref+QuerySuffix, dc, was, insts) // after the move that explains them
 		next = newSnapshot(res.Service, SourceConsul, insts, prev, res.Index, time.Now())
 		next.Datacenter, next.FailedOver = dc, dc != ""
 		p.c.o.metrics.Published(p.ref+QuerySuffix, len(insts))

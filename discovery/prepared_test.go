@@ -23,6 +23,7 @@ func TestWatchPreparedFollowsFailover(t *testing.T) {
 		t.Fatalf("CreateQuery() = %v", err)
 	}
 	c := newCache(t, f.DC("dc1").Config(), discovery.WithQueryPoll(time.Hour))
+	events, _ := listen(t, c)
 	w, err := c.WatchPrepared("web-q")
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +41,13 @@ func TestWatchPreparedFollowsFailover(t *testing.T) {
 	setHealth(t, dc1, "web-1", beacon.HealthCritical)
 	until(t, w, "the query failed over to dc2", served("dc2", "web-2"))
 	t.Logf("failover seen %v after web-1 went critical", time.Since(critical).Round(time.Millisecond))
+	e := events.wait(t, "the failover event", func(e discovery.Event) bool { return e.Kind == discovery.EventFailedOver })
+	if e.Service != "web-q"+discovery.QuerySuffix || e.Datacenter != "dc2" || e.Detail != "local → dc2" {
+		t.Errorf("failover event = %+v, want web-q's, to dc2", e)
+	}
+	if e := events.wait(t, "web-2 added", func(e discovery.Event) bool { return e.Kind == discovery.EventInstanceAdded }); e.Instance != "web-2" || e.Datacenter != "dc2" {
+		t.Errorf("instance event = %+v, want web-2 added in dc2", e)
+	}
 
 	setHealth(t, dc1, "web-1", beacon.HealthPassing)
 	until(t, w, "the query back in dc1", served("", "web-1"))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/internal/backoff"
+	"github.com/beaconsd/beacon/internal/notify"
 )
 
 // Consul up to 1.15 publishes a change event before committing it
@@ -53,7 +54,7 @@ type staleGuard struct {
 	publish func(*watch, result) error
 	metrics Metrics
 	log     *slog.Logger
-	events  *listeners // the cache's Notify listeners, told of each repair
+	events  *notify.Set[Event] // the cache's Notify listeners, told of each repair
 	// settle: from the event to the verification; grace: from a
 	// verification that differs to the second read. Both from the bound.
 	settle, grace time.Duration
@@ -107,11 +108,11 @@ type StaleViewCounter interface {
 // bound/10 later. Zero turns the guard off.
 func WithStaleBound(d time.Duration) Option { return func(o *options) { o.staleBound = d } }
 
-func newStaleGuard(life *lifetime, src beacon.Lookup, publish func(*watch, result) error, bound, wait time.Duration, m Metrics, log *slog.Logger) *staleGuard {
+func newStaleGuard(life *lifetime, src beacon.Lookup, publish func(*watch, result) error, bound, wait time.Duration, m Metrics, log *slog.Logger, events *notify.Set[Event]) *staleGuard {
 	if bound <= 0 {
 		return nil
 	}
-	return &staleGuard{life: life, src: src, publish: publish, metrics: m, log: log,
+	return &staleGuard{life: life, src: src, publish: publish, metrics: m, log: log, events: events,
 		settle: bound / 7, grace: bound / 10, backstop: backstopPeriods * wait, watches: map[*watch]struct{}{},
 		reads: make(chan struct{}, maxReads)}
 }
@@ -299,7 +300,7 @@ func (g *staleGuard) repair(w *watch, watchIndex uint64, insts []beacon.Instance
 	g.log.Warn("discovery: stale streaming view; published a plain read and moved the watch off the view",
 		"service", w.q.Service, "watch_index", watchIndex, "read_index", meta.LastIndex,
 		"read_instances", len(applyPolicy(w, insts)), "found_by", why)
-	g.events.emit(Event{Kind: StaleViewRepaired, Service: w.q.Service, Datacenter: w.q.Datacenter,
+	g.events.Emit(Event{Time: time.Now(), Kind: EventStaleViewRepaired, Service: w.q.Service, Datacenter: w.q.Datacenter,
 		Detail: fmt.Sprintf("index %d → %d, found by %s", watchIndex, meta.LastIndex, why)})
 }
 

@@ -259,7 +259,7 @@ func TestStaleViewFirstQuery(t *testing.T) {
 	if n := m.stale.Load(); n != 1 {
 		t.Errorf("StaleView counted %d, want 1", n)
 	}
-	if e := events.wait(t, "the stale view event", func(e discovery.Event) bool { return e.Kind == discovery.StaleViewRepaired }); e.Service != "web" || !strings.Contains(e.Detail, "→ 21, found by") {
+	if e := events.wait(t, "the stale view event", func(e discovery.Event) bool { return e.Kind == discovery.EventStaleViewRepaired }); e.Service != "web" || !strings.Contains(e.Detail, "→ 21, found by") {
 		t.Errorf("stale view event = %+v, want web, the plain read's index 21 and what found it", e)
 	}
 	// A view change now reaches nobody: the watch no longer reads it.

@@ -1,11 +1,6 @@
 package keeper
 
-import (
-	"slices"
-	"sync"
-	"sync/atomic"
-	"time"
-)
+import "time"
 
 // EventKind says what an Event reports. The values are stable strings;
 // where they overlap with the status page's kinds (status.EventKind) they
@@ -22,7 +17,7 @@ const (
 	// failed Start); one event per agent that held or may have held it.
 	EventDeregistered EventKind = "deregistered"
 	// EventMoved: the registration failed over to another agent; Agent is
-	// the new one, Detail says "from → to".
+	// the new one, From the old one, Detail says "from → to".
 	EventMoved EventKind = "keeper_moved"
 	// EventHeartbeatFailed: a heartbeat (or a look at the agent's copy)
 	// failed after the last one succeeded; later failures in a row are not
@@ -49,24 +44,12 @@ type Event struct {
 	// Time is when the keeper saw it.
 	Time time.Time
 	Kind EventKind
-	// Agent is the address of the agent concerned, as configured.
+	// Agent is the address of the agent concerned, as configured; for
+	// EventMoved the agent moved to, and From the one moved from.
 	Agent string
+	From  string
 	// Detail is a short human sentence; it never holds a token.
 	Detail string
-}
-
-// listener is one Notify registration.
-type listener struct {
-	id uint64
-	f  func(Event)
-}
-
-// listeners is the Keeper's set of Notify functions: copied on write
-// under mu, read without a lock by emit.
-type listeners struct {
-	mu     sync.Mutex
-	nextID uint64
-	list   atomic.Pointer[[]listener]
 }
 
 // Notify calls f with every event from now until stop is called. f is
@@ -78,50 +61,20 @@ type listeners struct {
 //
 // Any number of functions may listen; stop removes this one and is safe to
 // call more than once and concurrently. An event being delivered while stop
-// is called may still reach f once. Events end with the keeper: once Stop
+// is called may still reach f once. A nil f listens to nothing. Events end with the keeper: once Stop
 // has returned, f is not called again. While nobody listens, the keeper
 // builds no events.
-func (k *Keeper) Notify(f func(Event)) (stop func()) {
-	l := &k.listeners
-	l.mu.Lock()
-	l.nextID++
-	id := l.nextID
-	var next []listener
-	if cur := l.list.Load(); cur != nil {
-		next = slices.Clone(*cur)
-	}
-	next = append(next, listener{id: id, f: f})
-	l.list.Store(&next)
-	l.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			cur := *l.list.Load()
-			next := slices.DeleteFunc(slices.Clone(cur), func(x listener) bool { return x.id == id })
-			if len(next) == 0 {
-				l.list.Store(nil)
-				return
-			}
-			l.list.Store(&next)
-		})
-	}
-}
+func (k *Keeper) Notify(f func(Event)) (stop func()) { return k.listeners.Add(f) }
 
 // listened reports whether any function listens: events with a detail to
 // format are built only then.
-func (k *Keeper) listened() bool { return k.listeners.list.Load() != nil }
+func (k *Keeper) listened() bool { return k.listeners.Any() }
 
 // emit hands an event to every listener. Only run (and what it calls)
 // emits, so listeners see events in order.
 func (k *Keeper) emit(kind EventKind, agent, detail string) {
-	ls := k.listeners.list.Load()
-	if ls == nil {
+	if !k.listeners.Any() {
 		return
 	}
-	e := Event{Time: time.Now(), Kind: kind, Agent: agent, Detail: detail}
-	for _, l := range *ls {
-		l.f(e)
-	}
+	k.listeners.Emit(Event{Time: time.Now(), Kind: kind, Agent: agent, Detail: detail})
 }

@@ -220,7 +220,7 @@ func TestEventsFailover(t *testing.T) {
 	cnode.Kill()
 	failed := l.next(t, keeper.EventHeartbeatFailed)
 	moved := l.next(t, keeper.EventMoved)
-	if failed.Agent != from || moved.Agent != to || moved.Detail != from+" → "+to {
+	if failed.Agent != from || moved.Agent != to || moved.From != from || moved.Detail != from+" → "+to {
 		t.Errorf("heartbeat_failed %+v, keeper_moved %+v; want failed on %s, moved %s → %s", failed, moved, from, from, to)
 	}
 	l.next(t, keeper.EventHeartbeatRecovered)

@@ -16,6 +16,7 @@ import (
 	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/internal/backoff"
+	"github.com/beaconsd/beacon/internal/notify"
 )
 
 // Errors returned by Start and Update.
@@ -205,7 +206,7 @@ type Keeper struct {
 	watchCancel context.CancelFunc // ends that watcher
 	workers     sync.WaitGroup     // every probe and watcher; teardown waits for them
 
-	listeners listeners // Notify's functions
+	listeners notify.Set[Event] // Notify's functions (events.go)
 	// registeredOnce: an agent accepted the registration; from then on a
 	// changed token digest is a rotation (EventTokenRotated). Owned by run.
 	registeredOnce bool
@@ -605,7 +606,7 @@ func (k *Keeper) registerOn(ctx context.Context, i int, why string) error {
 	})
 	switch {
 	case moved && k.listened():
-		k.emit(EventMoved, k.agents[i].Addr, k.agents[from].Addr+" → "+k.agents[i].Addr)
+		k.listeners.Emit(Event{Time: time.Now(), Kind: EventMoved, Agent: k.agents[i].Addr, From: k.agents[from].Addr, Detail: k.agents[from].Addr + " → " + k.agents[i].Addr})
 	case !moved && why != "":
 		k.emit(EventRegistered, k.agents[i].Addr, why)
 	}

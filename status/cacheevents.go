@@ -24,9 +24,27 @@ func (h *Handler) listenCache() {
 	h.unlisten = append(h.unlisten, src.Notify(func(e discovery.Event) { h.events.Record(fromCache(e)) }))
 }
 
-// fromCache turns a cache's event into the timeline's: the kinds share
-// their names; a remote datacenter is named in the detail.
+// cacheKinds maps the cache's event kinds to the timeline's. The strings
+// are the same; the table keeps them from drifting apart unseen (a test
+// checks every kind the cache has).
+var cacheKinds = map[discovery.EventKind]EventKind{
+	discovery.EventInstanceAdded:     InstanceAdded,
+	discovery.EventInstanceRemoved:   InstanceRemoved,
+	discovery.EventHealthChanged:     HealthChanged,
+	discovery.EventInstancesChanged:  InstancesChanged,
+	discovery.EventAgentDown:         AgentDown,
+	discovery.EventAgentUp:           AgentUp,
+	discovery.EventFailedOver:        FailedOver,
+	discovery.EventStaleViewRepaired: StaleViewRepaired,
+}
+
+// fromCache turns a cache's event into the timeline's; a remote
+// datacenter is named in the detail.
 func fromCache(e discovery.Event) Event {
+	kind, ok := cacheKinds[e.Kind]
+	if !ok {
+		kind = EventKind(e.Kind) // a kind newer than this table
+	}
 	d := e.Detail
 	if e.Datacenter != "" {
 		if d != "" {
@@ -34,5 +52,5 @@ func fromCache(e discovery.Event) Event {
 		}
 		d += "(in " + e.Datacenter + ")"
 	}
-	return Event{Time: e.Time, Kind: EventKind(e.Kind), Service: e.Service, Instance: e.Instance, Agent: address(e.Agent), Detail: d}
+	return Event{Time: e.Time, Kind: kind, Service: e.Service, Instance: e.Instance, Agent: address(e.Agent), Detail: d}
 }

@@ -38,9 +38,16 @@
 // stops with Close. The same sampler derives events from successive
 // Stats (a failover, a stale view repaired, a change in a watch's
 // instance count, entering or leaving panic, ACLs hiding a service); the
-// timeline shows them with the time the sampler saw them. Events only
-// the cache or keeper see as they happen (an instance added, an agent
-// down) are recorded through Events.Record by the code that sees them.
+// timeline shows them with the time the sampler saw them.
+//
+// # The cache's events
+//
+// Given a cache that has events (an EventSource, as *discovery.Cache is),
+// New subscribes to them (discovery.Cache.Notify) and Close unsubscribes:
+// each instance added, removed or changing health, each agent marked down
+// or up, each failover and stale view repaired, with the time it
+// happened. The sampler then infers none of those kinds; it still records
+// panic and ACL-hidden changes.
 //
 // # The keeper's events
 //

@@ -113,7 +113,10 @@ var _ http.Handler = (*Handler)(nil)
 
 // New returns a Handler. With a cache (WithCache) and sampling on, it
 // starts a sampler goroutine at once, which takes a first sample
-// immediately; Close stops it.
+// immediately; and it subscribes the timeline to the cache's and the
+// keeper's events when they have them (EventSource, KeeperEventsSource).
+// Close stops the sampler and ends the subscriptions: a Handler that is
+// dropped without Close keeps recording, referenced by the cache.
 func New(opts ...Option) *Handler {
 	o := options{every: DefaultSampleEvery, samples: DefaultSamples, maxWatches: DefaultMaxWatches}
 	for _, f := range opts {

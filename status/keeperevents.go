@@ -1,10 +1,6 @@
 package status
 
-import (
-	"strings"
-
-	"github.com/beaconsd/beacon/keeper"
-)
+import "github.com/beaconsd/beacon/keeper"
 
 // KeeperEventsSource is what the page subscribes to of a keeper, when its
 // StatusSource has it; *keeper.Keeper does. With it the timeline shows the
@@ -51,17 +47,17 @@ func (h *Handler) subscribeKeeper() (stop func()) {
 }
 
 // eventOfKeeper converts one keeper event for the timeline. Addresses go
-// through address, as every address the page shows: Agent, and the two
-// of a move's "from → to" (the keeper gives them as configured, user info
-// included).
+// through address, as every address the page shows: Agent, and a move's
+// From and Agent in its detail (the keeper gives them as configured, user
+// info included).
 func eventOfKeeper(id string, e keeper.Event) Event {
 	kind, ok := keeperKinds[e.Kind]
 	if !ok {
 		kind = EventKind(e.Kind) // a kind newer than this table
 	}
 	detail := e.Detail
-	if from, to, ok := strings.Cut(detail, " → "); ok && kind == KeeperMoved {
-		detail = address(from) + " → " + address(to)
+	if kind == KeeperMoved && e.From != "" {
+		detail = address(e.From) + " → " + address(e.Agent)
 	}
 	return Event{Time: e.Time, Kind: kind, Instance: id, Agent: address(e.Agent), Detail: detail}
 }

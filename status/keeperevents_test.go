@@ -110,7 +110,7 @@ func TestKeeperEventsRecorded(t *testing.T) {
 	for i, kind := range kinds {
 		k.send(keeper.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: kind, Agent: secret, Detail: string(kind) + " detail"})
 	}
-	k.send(keeper.Event{Time: t0.Add(time.Minute), Kind: keeper.EventMoved, Agent: "127.0.0.2:8500", Detail: secret + " → 127.0.0.2:8500"})
+	k.send(keeper.Event{Time: t0.Add(time.Minute), Kind: keeper.EventMoved, Agent: "127.0.0.2:8500", From: secret, Detail: secret + " → 127.0.0.2:8500"})
 
 	evs := h.Events().Last()
 	if len(evs) != len(kinds)+1 {
