@@ -119,8 +119,12 @@ func (p *preparedRun) run(ctx context.Context) {
 		case <-p.wake:
 			if !p.seenLocal {
 				// The local watch's first answer: the execution that
-				// opened it has just seen the same state.
+				// opened it has most likely seen the same state, but a
+				// change between that execution and this answer would
+				// wake nobody. One execution a settle period later
+				// covers it (the timer was at the poll period).
 				p.seenLocal = true
+				timer.Reset(querySettle[len(querySettle)-1])
 				continue
 			}
 			settle = 0

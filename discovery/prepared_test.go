@@ -3,10 +3,14 @@ package discovery_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
+	"github.com/beaconsd/beacon/consulhttp"
+	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
 )
 
@@ -74,4 +78,68 @@ func TestWatchPreparedErrors(t *testing.T) {
 	if s.Source != discovery.SourceNone || !errors.Is(s.Err, beacon.ErrNotFound) {
 		t.Errorf("snapshot of a missing query = %+v, want SourceNone and an error matching ErrNotFound", s)
 	}
+}
+
+// holdFirst holds the first health query of one service until released:
+// a prepared-query watch's local watch that answers late.
+type holdFirst struct {
+	*consulhttp.Client
+	service string
+	once    sync.Once
+	held    chan struct{} // closed when the first query is held
+	release chan struct{}
+}
+
+func (h *holdFirst) Instances(ctx context.Context, q beacon.Query) ([]beacon.Instance, beacon.QueryMeta, error) {
+	first := false
+	if q.Service == h.service {
+		h.once.Do(func() { first = true })
+	}
+	if first {
+		close(h.held)
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, beacon.QueryMeta{}, ctx.Err()
+		}
+	}
+	return h.Client.Instances(ctx, q)
+}
+
+// TestWatchPreparedChangeBeforeLocalAnswer: a change between the query's
+// first execution and the first answer of the local watch that follows
+// its service wakes nobody (that answer already holds it, so it is no
+// change); the watch still executes again and sees it, without waiting
+// for the poll (an hour here).
+func TestWatchPreparedChangeBeforeLocalAnswer(t *testing.T) {
+	srv := consultest.NewServer(t)
+	r := registry(t, srv.Config())
+	register(t, r, "pq-1", "pq", beacon.HealthPassing)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	if _, err := r.CreateQuery(ctx, beacon.PreparedQuery{Name: "pq-q", Service: "pq", OnlyPassing: true}); err != nil {
+		t.Fatalf("CreateQuery() = %v", err)
+	}
+	h := &holdFirst{service: "pq", held: make(chan struct{}), release: make(chan struct{})}
+	c := newCache(t, srv.Config(), discovery.WithQueryPoll(time.Hour), discovery.WithBackend(func(cfg consul.Config) (beacon.Registry, error) {
+		cl, err := consulhttp.New(cfg)
+		h.Client = cl
+		return h, err
+	}))
+	w, err := c.WatchPrepared("pq-q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if s, err := w.Wait(ctx); err != nil || len(s.Instances) != 1 {
+		t.Fatalf("Wait() = %+v, %v; want pq-1", s, err)
+	}
+	select {
+	case <-h.held:
+	case <-ctx.Done():
+		t.Fatal("the local watch of pq sent no query")
+	}
+	setHealth(t, r, "pq-1", beacon.HealthCritical)
+	close(h.release)
+	until(t, w, "the query executed again after the local watch's first answer", func(s *discovery.Snapshot) bool { return len(s.Instances) == 0 })
 }
