@@ -91,6 +91,10 @@ func TestNotifyInstanceEvents(t *testing.T) {
 	}
 	events.wait(t, "ev-1 removed", kindOf(discovery.EventInstanceRemoved, "ev-1"))
 
+	// Events from before stop, still unread, are not events after it.
+	for n := len(events.ch); n > 0; n-- {
+		<-events.ch
+	}
 	stop()
 	stop() // twice is allowed
 	register(t, r, "ev-3", "ev", beacon.HealthPassing)

@@ -186,11 +186,20 @@ func TestEventsHeartbeatFailsAndRecovers(t *testing.T) {
 	if st := k.Status(); st.LastHeartbeatOK {
 		t.Errorf("Status() after heartbeat_failed = %+v, want LastHeartbeatOK false", st)
 	}
-	// Several heartbeats and retries fail while it stays paused; wait for
-	// the keeper to have tried other agents (there are none) and retried.
-	testutil.Eventually(t, deadline, "more failures", func() error {
-		return testutil.Want(time.Since(k.Status().LastHeartbeat) > 3*time.Second, "last heartbeat %v", k.Status().LastHeartbeat)
-	})
+	// Several heartbeats and retries fail while it stays paused: wait for
+	// two more failures (LastErrorAt moving forward twice), each of which
+	// could have been reported again.
+	last := k.Status().LastErrorAt
+	for i := range 2 {
+		testutil.Eventually(t, deadline, fmt.Sprintf("failure %d after heartbeat_failed", i+1), func() error {
+			at := k.Status().LastErrorAt
+			if at.After(last) {
+				last = at
+				return nil
+			}
+			return fmt.Errorf("LastErrorAt still %v", at)
+		})
+	}
 	srv.Resume()
 	resumed = true
 	l.next(t, keeper.EventHeartbeatRecovered)

@@ -87,10 +87,11 @@ func row(r status.Report, service string) (status.Watch, bool) {
 	return status.Watch{}, false
 }
 
-// startKeeper registers id of service through a keeper on cfg.
-func startKeeper(t *testing.T, cfg consul.Config, id, service string) *keeper.Keeper {
+// startKeeper registers id of service, with tags, through a keeper on
+// cfg (127.0.0.1:9000); the keeper stops at cleanup.
+func startKeeper(t *testing.T, cfg consul.Config, id, service string, tags ...string) *keeper.Keeper {
 	t.Helper()
-	k, err := keeper.New(cfg, beacon.Registration{ID: id, Service: service, Address: "127.0.0.1", Port: 9000})
+	k, err := keeper.New(cfg, beacon.Registration{ID: id, Service: service, Tags: tags, Address: "127.0.0.1", Port: 9000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/discovery"
-	"github.com/beaconsd/beacon/keeper"
 	"github.com/beaconsd/beacon/status"
 )
 
@@ -105,20 +104,9 @@ func TestPageJSONFieldsOnRealAgent(t *testing.T) {
 	start := time.Now()
 	srv := consultest.NewServer(t)
 	cfg := srv.Config()
-	k, err := keeper.New(cfg, beacon.Registration{ID: "web-1", Service: "web", Tags: []string{"v1"}, Address: "127.0.0.1", Port: 9000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := startKeeper(t, cfg, "web-1", "web", "v1")
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	if err := k.Start(ctx); err != nil {
-		t.Fatalf("keeper Start = %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		defer cancel()
-		_ = k.Stop(ctx)
-	})
 	r := registry(t, cfg)
 	register(t, r, "api-1", "api", beacon.HealthPassing)
 	register(t, r, "api-2", "api", beacon.HealthCritical)

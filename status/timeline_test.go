@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consulhttp"
@@ -13,13 +14,18 @@ import (
 
 // TestTimelineFromCacheEvents: over a real cache on a real agent, the
 // timeline records an instance as the cache publishes it, with its ID,
-// and its removal; the sampler does not also record the count change.
-// Sampling is off, so nothing here can come from samples.
+// and its removal; the sampler, running, does not also record the count
+// change (the cache reports it live). The test waits for a sample that
+// saw the instance and for two samples after the removal, so that a
+// sampler inferring the 1 → 0 change would have recorded it.
 func TestTimelineFromCacheEvents(t *testing.T) {
+	// 50 ms: samples come quickly, and the 360 kept last 18 s, so the
+	// history still grows (and samples can be counted) on a slow machine.
+	const every = 50 * time.Millisecond
 	srv := consultest.NewServer(t)
 	cfg := srv.Config()
 	c := newCache(t, cfg)
-	url := serve(t, status.New(status.WithCache(c), status.WithSampling(0, 0)))
+	url := serve(t, status.New(status.WithCache(c), status.WithSampling(every, status.MaxSamples)))
 	watch(t, c, "tl")
 
 	r, err := consulhttp.New(cfg)
@@ -42,7 +48,20 @@ func TestTimelineFromCacheEvents(t *testing.T) {
 			return false
 		}
 	}
+	samples := func(r status.Report) []int {
+		for _, h := range r.Services {
+			if h.Service == "tl" {
+				return h.Passing
+			}
+		}
+		return nil
+	}
 	until(t, url, "tl-1 added in the timeline", has(status.InstanceAdded))
+	// A sample with the instance, so that the sampler has a 1 to compare.
+	until(t, url, "a sample of tl with its instance", func(r status.Report) bool {
+		p := samples(r)
+		return len(p) > 0 && p[len(p)-1] == 1
+	})
 	if err := r.Deregister(ctx, "tl-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +69,17 @@ func TestTimelineFromCacheEvents(t *testing.T) {
 	if k := rep.Events[0].Kind; k != status.InstanceRemoved {
 		t.Errorf("newest event %q, want %q first", k, status.InstanceRemoved)
 	}
+	n := len(samples(rep))
+	if n >= status.MaxSamples {
+		t.Fatalf("tl's history is full (%d samples) before the removal: samples cannot be counted", n)
+	}
+	// Two samples after this report: the second read the cache after the
+	// removal was published. Its 0 is recorded in the same step as any
+	// event the sampler derives from it.
+	rep = until(t, url, "two samples after the removal, the last with no instance", func(r status.Report) bool {
+		p := samples(r)
+		return len(p) >= n+2 && p[len(p)-1] == 0
+	})
 	for _, e := range rep.Events {
 		if e.Kind == status.InstancesChanged {
 			t.Errorf("event %+v: the sampler inferred what the cache reported", e)

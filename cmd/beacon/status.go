@@ -199,7 +199,7 @@ func writeStatus(w io.Writer, rep status.Report, events int) error {
 	case len(rep.Watches) == 0:
 		fmt.Fprintln(tw, "no watches")
 	default:
-		fmt.Fprintln(tw, "SERVICE\tDATACENTER\tINSTANCES\tAGE\tREAD\tBACKEND\tFLAGS\tERROR")
+		fmt.Fprintln(tw, "SERVICE\tDATACENTER\tINSTANCES\tAGE\tAGENT\tREAD\tBACKEND\tFLAGS\tERROR")
 		for _, wt := range rep.Watches {
 			svc := printable(wt.Service, 100)
 			if wt.PreparedQuery != "" {
@@ -219,8 +219,15 @@ func writeStatus(w io.Writer, rep status.Report, events int) error {
 			if wt.ReadPinned {
 				read += "(pinned)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", svc, dc, inst, age, read,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", svc, dc, inst, age, orDash(printable(wt.Agent, 200)), read,
 				orDash(printable(wt.Backend, 40)), orDash(watchFlags(wt)), orDash(printable(wt.Error, 200)))
+		}
+		// Policies under the table: a column would be as wide as the
+		// longest one.
+		for _, wt := range rep.Watches {
+			if wt.FailoverPolicy != nil {
+				fmt.Fprintf(tw, "(failover policy of %s: %s)\n", printable(wt.Service, 100), printable(wt.FailoverPolicy.String(), 300))
+			}
 		}
 	}
 	if rep.Truncated || rep.WatchCount > len(rep.Watches) {
@@ -241,13 +248,13 @@ func writeStatus(w io.Writer, rep status.Report, events int) error {
 	if k := rep.Keeper; k == nil {
 		fmt.Fprintln(tw, "no keeper")
 	} else {
-		fmt.Fprintln(tw, "KEEPER\tAGENT\tSTATUS\tLAST HEARTBEAT\tFAILOVERS\tMAINT\tLAST ERROR")
+		fmt.Fprintln(tw, "KEEPER\tAGENT\tSTATUS\tLAST HEARTBEAT\tHEARTBEAT\tFAILOVERS\tMAINT\tLAST ERROR")
 		lastErr := "-"
 		if k.LastError != "" {
 			lastErr = printable(k.LastError, 200) + " (" + whenPtr(k.LastErrorAt) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%t\t%s\n", orDash(printable(k.InstanceID, 200)), orDash(printable(k.Agent, 200)),
-			orDash(printable(k.Status, 40)), whenPtr(k.LastHeartbeat), k.Failovers, k.Maintenance, lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%t\t%s\n", orDash(printable(k.InstanceID, 200)), orDash(printable(k.Agent, 200)),
+			orDash(printable(k.Status, 40)), whenPtr(k.LastHeartbeat), heartbeat(k), k.Failovers, k.Maintenance, lastErr)
 		if len(k.PreviousAgents) > 0 {
 			prev := make([]string, 0, len(k.PreviousAgents))
 			for _, a := range k.PreviousAgents[:min(len(k.PreviousAgents), 20)] {
@@ -273,6 +280,19 @@ func writeStatus(w io.Writer, rep status.Report, events int) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// heartbeat is the last heartbeat's result (last_heartbeat_ok):
+// "accepted", "failed" when an error came after the last accepted one,
+// or "-" (none sent yet, or the keeper stopped).
+func heartbeat(k *status.Keeper) string {
+	switch {
+	case k.LastHeartbeatOK:
+		return "accepted"
+	case k.LastErrorAt != nil && (k.LastHeartbeat == nil || k.LastErrorAt.After(*k.LastHeartbeat)):
+		return "failed"
+	}
+	return "-"
 }
 
 // watchFlags lists what is unusual about a watch, comma-separated.

@@ -30,9 +30,10 @@ func syntheticReport() status.Report {
 	return status.Report{
 		Generated: t0, Started: t0.Add(-time.Hour),
 		Watches: []status.Watch{
-			{Service: "web", Passing: 2, Instances: 3, Answered: true, AgeSeconds: 2.4, ReadPath: "streaming", Backend: "streaming"},
+			{Service: "web", Agent: "127.0.0.1:8500", Passing: 2, Instances: 3, Answered: true, AgeSeconds: 2.4, ReadPath: "streaming", Backend: "streaming"},
 			{Service: "db", Datacenter: "dc2", Answered: true, AgeSeconds: 40, ReadPath: "blocking", Backend: "blocking-query",
-				Error: "hidden by ACLs", ACLHidden: true, StaleViews: 2, Failover: true, Failovers: 1},
+				Error: "hidden by ACLs", ACLHidden: true, StaleViews: 2, Failover: true, Failovers: 1,
+				FailoverPolicy: &status.FailoverPolicy{Datacenters: []string{"dc2", "dc3"}, NearestN: 2, MinPassing: 1, HoldDownSeconds: 30}},
 		},
 		WatchCount: 2,
 		Agents: []status.Agent{
@@ -91,12 +92,14 @@ func TestStatusTables(t *testing.T) {
 		t.Errorf("asked %s %q Accept %q; want /debug/beacon?format=json, Accept application/json", r.URL.Path, r.URL.RawQuery, r.Header.Get("Accept"))
 	}
 	for _, want := range [][]string{
-		{"SERVICE", "DATACENTER", "INSTANCES", "AGE", "READ", "BACKEND", "FLAGS", "ERROR"},
-		{"web", "(local)", "2/3", "2s", "streaming", "streaming", "-", "-"},
-		{"db", "dc2", "0/0", "40s", "blocking", "blocking-query", "acl-hidden,stale-views=2,failover=1", "hidden", "by", "ACLs"},
+		{"SERVICE", "DATACENTER", "INSTANCES", "AGE", "AGENT", "READ", "BACKEND", "FLAGS", "ERROR"},
+		{"web", "(local)", "2/3", "2s", "127.0.0.1:8500", "streaming", "streaming", "-", "-"},
+		{"db", "dc2", "0/0", "40s", "-", "blocking", "blocking-query", "acl-hidden,stale-views=2,failover=1", "hidden", "by", "ACLs"},
+		{"(failover", "policy", "of", "db:", "to", "dc2,", "dc3,", "nearest", "2", "below", "1", "passing,", "back", "after", "30s)"},
 		{"http://127.0.0.1:8500", "up", "2026-11-30T08:59:00Z"},
 		{"127.0.0.1:8501", "down", "-"},
-		{"web-1", "127.0.0.1:8500", "registered", "2026-11-30T08:59:00Z", "0", "false", "-"},
+		{"KEEPER", "AGENT", "STATUS", "LAST", "HEARTBEAT", "HEARTBEAT", "FAILOVERS", "MAINT", "LAST", "ERROR"},
+		{"web-1", "127.0.0.1:8500", "registered", "2026-11-30T08:59:00Z", "accepted", "0", "false", "-"},
 		{"(old", "copies", "may", "remain", "on:", "127.0.0.2:8500)"},
 		{"2026-11-30T09:00:00Z", "agent_down", "-", "-", "127.0.0.1:8501", "-"},
 		{"2026-11-30T08:59:59Z", "instance_added", "web", "web-3", "-", "2", "→", "3", "instances"},
@@ -124,6 +127,44 @@ func TestStatusTables(t *testing.T) {
 	}
 	if !strings.Contains(out, "\n  \"watches\": [") {
 		t.Errorf("beacon status -json is not indented:\n%.300s", out)
+	}
+}
+
+// TestStatusHeartbeat: the keeper's HEARTBEAT column is the last
+// heartbeat's result, "failed" while an error is newer than the last
+// accepted heartbeat, "-" before any or after a clean stop.
+func TestStatusHeartbeat(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	before, after := t0.Add(-time.Second), t0.Add(time.Second)
+	for _, tc := range []struct {
+		name string
+		k    status.Keeper
+		want string
+	}{
+		{"accepted", status.Keeper{Status: "registered", LastHeartbeat: &t0, LastHeartbeatOK: true, LastErrorAt: &before}, "accepted"},
+		{"failed after a success", status.Keeper{Status: "failing", LastHeartbeat: &t0, LastErrorAt: &after}, "failed"},
+		{"failed before any", status.Keeper{Status: "unregistered", LastErrorAt: &after}, "failed"},
+		{"none yet", status.Keeper{Status: "unregistered"}, "-"},
+		{"stopped", status.Keeper{Status: "unregistered", LastHeartbeat: &t0, LastErrorAt: &before}, "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := tc.k
+			k.InstanceID, k.PreviousAgents = "web-1", []string{}
+			var out bytes.Buffer
+			if err := writeStatus(&out, status.Report{Generated: t0, Keeper: &k}, 0); err != nil {
+				t.Fatal(err)
+			}
+			// Columns: KEEPER AGENT STATUS LAST-HEARTBEAT HEARTBEAT ...
+			var got string
+			for _, l := range strings.Split(out.String(), "\n") {
+				if f := strings.Fields(l); len(f) >= 5 && f[0] == "web-1" {
+					got = f[4]
+				}
+			}
+			if got != tc.want {
+				t.Errorf("writeStatus(keeper %+v): HEARTBEAT %q, want %q in\n%s", tc.k, got, tc.want, out.String())
+			}
+		})
 	}
 }
 
@@ -221,6 +262,7 @@ func FuzzStatusAnswer(f *testing.F) {
 	f.Add([]byte(`{"watches":[{"service":"a\u001b[2Jb\tc\nd","age_seconds":1e308,"instances":-5,"answered":true}],"events":[{"time":"0001-01-01T00:00:00Z","kind":"\u202e"}],"generated":"9999-12-31T23:59:59Z"}`), 5)
 	f.Add([]byte(`{"keeper":{"last_error":"\xff\xfe"},"agents":[{"address":"`+strings.Repeat("x", 5000)+`"}],"watch_count":-1,"truncated":true}`), 0)
 	f.Add([]byte(`null`), 1)
+	f.Add([]byte(`{"watches":[{"service":"x","agent":"\u001b[31m","failover_policy":{"datacenters":["\u001b]0;t\u0007","\u202e"],"nearest_n":-3,"min_passing":-1,"hold_down_seconds":1e308}}],"keeper":{"last_heartbeat_ok":true}}`), 3)
 	f.Fuzz(func(t *testing.T, body []byte, events int) {
 		rep, err := decodeReport(body)
 		if err != nil {
@@ -272,6 +314,20 @@ func TestStatusOfSayHello(t *testing.T) {
 	})
 	if !strings.Contains(r.stdout, srv.HTTPAddr) || !strings.Contains(r.stdout, id) {
 		t.Errorf("beacon status %s: want the agent %s and the keeper's %s in\n%s", addr, srv.HTTPAddr, id, r.stdout)
+	}
+	// The watch's agent (AGENT, after AGE) and the keeper's heartbeat
+	// accepted (HEARTBEAT, after LAST HEARTBEAT).
+	var watchAgent, beat string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		switch f := strings.Fields(l); {
+		case len(f) >= 5 && f[0] == "SayHello":
+			watchAgent = f[4]
+		case len(f) >= 5 && f[0] == id:
+			beat = f[4]
+		}
+	}
+	if watchAgent != srv.HTTPAddr || beat != "accepted" {
+		t.Errorf("beacon status %s: SayHello's agent %q, keeper's heartbeat %q; want %s, accepted, in\n%s", addr, watchAgent, beat, srv.HTTPAddr, r.stdout)
 	}
 	r = beaconRun(t, nil, "status", "-json", "http://"+addr+"/debug/beacon")
 	var rep status.Report

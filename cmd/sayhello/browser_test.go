@@ -263,13 +263,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	srv := consultest.NewServer(t)
 	p := startSayHello(t, srv.HTTPAddr)
 	// sayhello watches SayHello on demand, from its first /discovery.
-	testutil.Eventually(t, deadline, "SayHello found through /discovery", func() error {
-		code, _, body, err := tryGet(p.url("/discovery?serviceName=SayHello"))
-		if err != nil || code != http.StatusOK || !strings.Contains(body, p.id) {
-			return fmt.Errorf("GET /discovery: %d %v %.200s", code, err, body)
-		}
-		return nil
-	})
+	waitDiscovered(t, p)
 	want := 1
 	// The picture needs a sample of the watch; the sampler takes one
 	// every 10 s. For the screenshot, a picture with a step: two samples

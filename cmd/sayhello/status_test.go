@@ -13,12 +13,11 @@ import (
 	"github.com/beaconsd/beacon/status"
 )
 
-// TestStatusPage: sayhello serves /debug/beacon; after a /discovery call
-// its JSON shows the SayHello watch with this instance, and its keeper;
-// the page refuses POST and carries its CSP.
-func TestStatusPage(t *testing.T) {
-	srv := consultest.NewServer(t)
-	p := startSayHello(t, srv.HTTPAddr)
+// waitDiscovered asks p's /discovery for SayHello until p's own instance
+// is in the answer; sayhello watches a service from its first /discovery,
+// so its status page lists the watch after this.
+func waitDiscovered(t *testing.T, p *proc) {
+	t.Helper()
 	testutil.Eventually(t, deadline, "SayHello found through /discovery", func() error {
 		code, _, body, err := tryGet(p.url("/discovery?serviceName=SayHello"))
 		if err != nil || code != http.StatusOK || !strings.Contains(body, p.id) {
@@ -26,6 +25,15 @@ func TestStatusPage(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestStatusPage: sayhello serves /debug/beacon; after a /discovery call
+// its JSON shows the SayHello watch with this instance, and its keeper;
+// the page refuses POST and carries its CSP.
+func TestStatusPage(t *testing.T) {
+	srv := consultest.NewServer(t)
+	p := startSayHello(t, srv.HTTPAddr)
+	waitDiscovered(t, p)
 	var rep status.Report
 	testutil.Eventually(t, deadline, "the status JSON shows the watch and the keeper", func() error {
 		code, _, body, err := tryGet(p.url("/debug/beacon?format=json"))
