@@ -166,7 +166,7 @@ tbody tr:last-child>*{border-bottom:0}
 #keeper table{width:auto;min-width:32rem}
 #keeper th{width:9rem}
 th{background:var(--head);font-weight:600;font-size:.8rem;color:var(--mute);white-space:nowrap}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr:hover td{background:var(--head)}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.85em}
 .ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}
@@ -187,7 +187,7 @@ var page = template.Must(template.New("page").Funcs(funcs).Parse(`<!DOCTYPE html
 <header><h1>Beacon status</h1><span class="meta">generated <time datetime="{{stamp .Generated}}">{{stamp .Generated}}</time> · up {{ago .Generated .Started}}</span></header>
 {{$now := .Generated}}
 <section id="watches"><h2>Watches ({{.WatchCount}})</h2>
-{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Passing / published</th><th>Passing{{if .SampleSeconds}}, every {{human .SampleSeconds}}{{end}}</th><th>Age</th><th>Agent</th><th>Read path</th><th>Backend</th><th>State</th><th>Stale repairs</th><th>Last error</th></tr></thead><tbody>
+{{if .Watches}}<table><thead><tr><th>Service</th><th>Datacenter</th><th>Passing / published</th><th{{if .SampleSeconds}} title="passing instances, sampled every {{human .SampleSeconds}}"{{end}}>History</th><th>Age</th><th>Agent</th><th>Read path</th><th>Backend</th><th>State</th><th title="stale streaming views found and repaired">Repairs</th><th>Last error</th></tr></thead><tbody>
 {{range .Rows}}<tr><td><strong>{{.Service}}</strong>{{if .PreparedQuery}} <span class="meta">query</span>{{end}}{{range .Tags}} <span class="meta">#{{.}}</span>{{end}}</td>
 <td>{{dc .Datacenter}}{{if .Failover}} <span class="pill{{if .Failovers}} warn{{end}}" title="{{.FailoverReason}}">failover{{if .Failovers}} ×{{.Failovers}}{{end}}</span>{{with .FailoverPolicy}}<br><span class="meta">{{.}}</span>{{end}}{{end}}</td>
 <td class="n{{if not .Passing}} bad{{end}}">{{.Passing}} / {{.Instances}}</td>
