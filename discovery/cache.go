@@ -284,6 +284,9 @@ func New(cfg consul.Config, opts ...Option) (*Cache, error) {
 	if o.pathFile != "" {
 		c.spawn(func() { c.followPathFile(o.pathEvery) })
 	}
+	if cfg.TokenFile != "" {
+		c.followTokenFile(cfg.NewTokenSource())
+	}
 	if o.snapshotFile != "" {
 		var err error
 		if c.saved, err = loadSnapshots(o.snapshotFile); err != nil {

@@ -108,8 +108,8 @@
 // Stats and Agents describe what the cache believes now, for metrics and
 // status pages (package status); Notify tells a listener what changes as
 // it happens: instances added, removed or changing health in what a
-// watch publishes, agents marked down or up, failovers and stale views
-// repaired (events.go).
+// watch publishes, agents marked down or up, failovers, stale views
+// repaired and token file rotations (events.go).
 //
 // Inside, the Cache owns its parts and hands each only what it uses: the
 // agents (agents.go) are the one source, a beacon.Lookup that is also a

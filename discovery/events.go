@@ -40,6 +40,9 @@ const (
 	// EventStaleViewRepaired: the stale guard found a streaming view
 	// behind the catalog and published a plain read.
 	EventStaleViewRepaired EventKind = "stale_view_repaired"
+	// EventTokenRotated: the token file (consul.Config.TokenFile) holds a
+	// new token, seen within a few seconds; neither token is in the event.
+	EventTokenRotated EventKind = "token_rotated"
 )
 
 // MaxInstanceEvents is the most per-instance events one published answer

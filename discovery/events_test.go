@@ -3,6 +3,8 @@ package discovery_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,36 @@ func TestNotifyAgentDownAndUp(t *testing.T) {
 	srv.Resume()
 	if up := events.wait(t, "agent up", func(e discovery.Event) bool { return e.Kind == discovery.EventAgentUp }); up.Agent != srv.HTTPAddr {
 		t.Errorf("up event = %+v; want agent %s", up, srv.HTTPAddr)
+	}
+}
+
+// TestNotifyTokenRotated: a new token in the token file is reported, once,
+// without the token.
+func TestNotifyTokenRotated(t *testing.T) {
+	srv := consultest.NewServer(t)
+	const first, second = "4b1d5b32-0d6c-4c1e-9a53-2a9c1c0e7f11", "9e0f6a27-5b8d-4f3a-8c21-7d4e2b6a1c93"
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(first), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := srv.Config()
+	cfg.TokenFile = file
+	c := newCache(t, cfg)
+	events, _ := listen(t, c)
+	if err := os.WriteFile(file, []byte(second), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := events.wait(t, "the rotation", func(e discovery.Event) bool { return e.Kind == discovery.EventTokenRotated })
+	if strings.Contains(e.Detail, first) || strings.Contains(e.Detail, second) || e.Time.IsZero() {
+		t.Errorf("rotation event = %+v; want a time and no token", e)
+	}
+	w, _ := waitFirst(t, c, "any") // requests still go out with the new token (ACLs are off here)
+	until(t, w, "an answer", func(s *discovery.Snapshot) bool { return s.Err == nil })
+	select {
+	case e := <-events.ch:
+		if e.Kind == discovery.EventTokenRotated {
+			t.Errorf("a second rotation event %+v for one rotation", e)
+		}
+	default:
 	}
 }

@@ -36,6 +36,7 @@ var cacheKinds = map[discovery.EventKind]EventKind{
 	discovery.EventAgentUp:           AgentUp,
 	discovery.EventFailedOver:        FailedOver,
 	discovery.EventStaleViewRepaired: StaleViewRepaired,
+	discovery.EventTokenRotated:      TokenRotated,
 }
 
 // fromCache turns a cache's event into the timeline's; a remote

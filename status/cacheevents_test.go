@@ -10,7 +10,7 @@ import (
 // the same name, and an event's fields and datacenter carry over.
 func TestCacheKinds(t *testing.T) {
 	all := []discovery.EventKind{discovery.EventInstanceAdded, discovery.EventInstanceRemoved, discovery.EventHealthChanged,
-		discovery.EventInstancesChanged, discovery.EventAgentDown, discovery.EventAgentUp, discovery.EventFailedOver, discovery.EventStaleViewRepaired}
+		discovery.EventInstancesChanged, discovery.EventAgentDown, discovery.EventAgentUp, discovery.EventFailedOver, discovery.EventStaleViewRepaired, discovery.EventTokenRotated}
 	if len(cacheKinds) != len(all) {
 		t.Errorf("cacheKinds has %d kinds, discovery %d", len(cacheKinds), len(all))
 	}

@@ -12,8 +12,8 @@ type EventKind string
 // The kinds of events. A cache that reports its events (EventSource, as
 // *discovery.Cache does) gives InstanceAdded, InstanceRemoved,
 // HealthChanged, InstancesChanged (an answer changing more instances than
-// discovery.MaxInstanceEvents), AgentDown, AgentUp, FailedOver and
-// StaleViewRepaired as they happen; for a cache that does not, the
+// discovery.MaxInstanceEvents), AgentDown, AgentUp, FailedOver,
+// StaleViewRepaired and TokenRotated (its token file's) as they happen; for a cache that does not, the
 // sampler infers FailedOver, StaleViewRepaired and InstancesChanged from
 // two samples. The sampler always records PanicEntered, PanicLeft and
 // ACLHidden. A keeper that reports its events (KeeperEventsSource, as
