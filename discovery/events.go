@@ -71,12 +71,13 @@ type Event struct {
 // Notify calls f for each Event from now on, until stop is called (stop
 // may be called more than once; an event being delivered meanwhile may
 // still reach f once). f runs on the goroutine that saw the event: a
-// watch's, holding that watch's publish lock, or the agents' watchdog and
-// probes, holding no lock. So f must return at once; it may read the
-// cache (Stats, Agents, a Watcher's Snapshot) but must not wait on it
-// (Wait, Changed) or call Watch or Close. A status page's ring
-// (status.Events.Record) is the listener it was made for. With no
-// listener, the cache builds no event and diffs no answer.
+// watch's, holding that watch's publish lock, or the agents' watchdog
+// and probes or the token file's follower, holding no lock. So f must
+// return at once; it may read the cache (Stats, Agents, a Watcher's
+// Snapshot) but must not wait on it (Wait, Changed) or call Watch or
+// Close. A status page's ring (status.Events.Record) is the listener it
+// was made for. With no listener, the cache builds no event and diffs no
+// answer.
 func (c *Cache) Notify(f func(Event)) (stop func()) { return c.events.Add(f) }
 
 // instanceEvents reports how service's published instances, answered by
