@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -259,13 +258,8 @@ func TestEventsFailover(t *testing.T) {
 // TestEventsTokenRotated: replacing the token file gives token_rotated,
 // and no event, nor the Status, ever holds a token (or its digest).
 func TestEventsTokenRotated(t *testing.T) {
-	srv := consultest.NewServer(t, consultest.WithACL())
-	const rules = `service "kept" { policy = "write" } node_prefix "" { policy = "read" }`
-	tokenA, tokenB := srv.MintToken(t, rules), srv.MintToken(t, rules)
-	file := filepath.Join(t.TempDir(), "token")
-	replaceFile(t, file, tokenA)
-	cfg := srv.Config()
-	cfg.TokenFile = file
+	srv, cfg, tokenA, tokenB := rotatingToken(t)
+	file := cfg.TokenFile
 	k := newKeeper(t, cfg, registration("k-evtok"), keeper.WithTTL(900*time.Millisecond))
 	l := listen(t, k)
 	start(t, k)

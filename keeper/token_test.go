@@ -11,10 +11,26 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
+	"github.com/beaconsd/beacon/consul"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/internal/testutil"
 	"github.com/beaconsd/beacon/keeper"
 )
+
+// rotatingToken starts an ACL agent and mints two tokens that may write
+// service "kept"; cfg reads its token from a file holding the first, which
+// a test replaces with the second (replaceFile) to rotate it.
+func rotatingToken(t *testing.T) (srv *consultest.Server, cfg consul.Config, tokenA, tokenB string) {
+	t.Helper()
+	srv = consultest.NewServer(t, consultest.WithACL())
+	const rules = `service "kept" { policy = "write" } node_prefix "" { policy = "read" }`
+	tokenA, tokenB = srv.MintToken(t, rules), srv.MintToken(t, rules)
+	file := filepath.Join(t.TempDir(), "token")
+	replaceFile(t, file, tokenA)
+	cfg = srv.Config()
+	cfg.TokenFile = file
+	return srv, cfg, tokenA, tokenB
+}
 
 // TestTokenFileRotation: the keeper runs with CONSUL_HTTP_TOKEN_FILE's
 // token A; the file is replaced by token B and A is revoked, as a rotation
@@ -23,13 +39,8 @@ import (
 // with B, the catalog stops following the instance: here, a health change
 // made after the revocation must reach the catalog.
 func TestTokenFileRotation(t *testing.T) {
-	srv := consultest.NewServer(t, consultest.WithACL())
-	const rules = `service "kept" { policy = "write" } node_prefix "" { policy = "read" }`
-	tokenA, tokenB := srv.MintToken(t, rules), srv.MintToken(t, rules)
-	file := filepath.Join(t.TempDir(), "token")
-	replaceFile(t, file, tokenA)
-	cfg := srv.Config()
-	cfg.TokenFile = file
+	srv, cfg, tokenA, tokenB := rotatingToken(t)
+	file := cfg.TokenFile
 	mgmt := srv.Config()
 	mgmt.Token = srv.ManagementToken()
 	c := client(t, mgmt)

@@ -120,11 +120,7 @@ func newCache(t *testing.T, cfg consul.Config) *discovery.Cache {
 
 func watch(t *testing.T, c *discovery.Cache, service string) {
 	t.Helper()
-	w, err := c.Watch(beacon.Query{Service: service})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Close)
+	watchQ(t, c, beacon.Query{Service: service})
 }
 
 // serve mounts h at /debug/beacon of a test server, and returns its URL.

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/beaconsd/beacon"
-	"github.com/beaconsd/beacon/consulhttp"
 	"github.com/beaconsd/beacon/consultest"
 	"github.com/beaconsd/beacon/status"
 )
@@ -28,16 +27,10 @@ func TestTimelineFromCacheEvents(t *testing.T) {
 	url := serve(t, status.New(status.WithCache(c), status.WithSampling(every, status.MaxSamples)))
 	watch(t, c, "tl")
 
-	r, err := consulhttp.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := registry(t, cfg)
+	register(t, r, "tl-1", "tl", beacon.HealthPassing)
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	if err := r.Register(ctx, beacon.Registration{ID: "tl-1", Service: "tl", Address: "127.0.0.1", Port: 9001}); err != nil {
-		t.Fatal(err)
-	}
 	has := func(k status.EventKind) func(status.Report) bool {
 		return func(r status.Report) bool {
 			for _, e := range r.Events {
