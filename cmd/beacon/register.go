@@ -388,7 +388,9 @@ func (c *command) serveStatus(addr string, k *keeper.Keeper, id string, agents [
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = srv.Serve(ln) // ErrServerClosed once stop runs
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintf(c.stderr, "beacon: the status page stopped serving: %v\n", err)
+		}
 	}()
 	fmt.Fprintf(c.stderr, "beacon: status page at http://%s/debug/beacon\n", ln.Addr())
 	return func() {
