@@ -301,18 +301,22 @@ func waitFirst(t *testing.T, c *discovery.Cache, service string) (*discovery.Wat
 // TestIndexZeroForever: an agent that answers at once, always with
 // X-Consul-Index: 0 (a Consul bug its documentation warns of: a client that
 // sends index=0 back is never blocked and busy-loops). The cache treats 0 as
-// 1, so no index ever "goes backwards", and its rate limiter bounds the
-// queries: every answer comes at once, so after the hot threshold's burst
-// (WithHotThreshold: 25, plus what its bucket refills while it is spent,
-// allowed 10) the watch is hot and polls at its ceiling; over the window
-// the agent sees at most that, burst + elapsed/every, and 1 of slack. The
-// issue's window is 10 s at the default one query a second; here it is 1 s
-// at one per 100 ms (WithRateLimit): a bound of 13 + 35.
+// 1, so no index ever "goes backwards", and its rate limiters bound the
+// queries. Every query is admitted by one of two token buckets: the hot
+// threshold's (WithHotThreshold: DefaultHotBurst, then one per
+// DefaultHotEvery), which follows a moving index at once, or the ceiling's
+// (WithRateLimit: burst, then one per every), which a hot loop waits on. On
+// an idle machine the loop turns hot after about the hot burst and then
+// polls at the ceiling; on a loaded one an answer can take longer than the
+// cooling threshold and the loop cools and spends hot tokens again. Either
+// way the agent sees at most what the two buckets can admit in the window,
+// and 1 of slack: 25 + 50 + 2 + 10 + 1 = 88 in 1 s at one per 100 ms.
 //
 // This test can fail: build the cache with WithRateLimit(time.Microsecond,
-// burst) instead, keeping the bound computed from every, and the agent sees
-// about 900 queries in the window (tried: 929 under -race), against a limit
-// of 48. Before the index-0 fix in the blocking loop, every other query went
+// burst) and WithHotThreshold(time.Microsecond, 25) instead, keeping the
+// bound computed from the constants here, and the agent sees about 900
+// queries in the window (tried: 782 under -race), against a limit of 88.
+// Before the index-0 fix in the blocking loop, every other query went
 // out without an index and counted an IndexReset, failing the checks below.
 func TestIndexZeroForever(t *testing.T) {
 	const (
@@ -335,8 +339,9 @@ func TestIndexZeroForever(t *testing.T) {
 	elapsed := time.Since(start)
 
 	reqs := fake.requests("web")
-	limit := burst + int(elapsed/every) + 1 + discovery.DefaultHotBurst + 10
-	t.Logf("index 0 forever: %d queries in %v (limit %d: burst %d + one per %v + 1 + the hot threshold's %d + 10)", len(reqs), elapsed.Round(time.Millisecond), limit, burst, every, discovery.DefaultHotBurst)
+	hot := discovery.DefaultHotBurst + int(elapsed/discovery.DefaultHotEvery)
+	limit := hot + burst + int(elapsed/every) + 1
+	t.Logf("index 0 forever: %d queries in %v (limit %d: the hot bucket's %d + burst %d + one per %v + 1)", len(reqs), elapsed.Round(time.Millisecond), limit, hot, burst, every)
 	if len(reqs) > limit {
 		t.Errorf("the agent saw %d queries in %v, want at most %d (a busy loop)", len(reqs), elapsed, limit)
 	}
