@@ -185,20 +185,16 @@ func TestEventsHeartbeatFailsAndRecovers(t *testing.T) {
 	if st := k.Status(); st.LastHeartbeatOK {
 		t.Errorf("Status() after heartbeat_failed = %+v, want LastHeartbeatOK false", st)
 	}
-	// Several heartbeats and retries fail while it stays paused: wait for
-	// two more failures (LastErrorAt moving forward twice), each of which
-	// could have been reported again.
-	last := k.Status().LastErrorAt
-	for i := range 2 {
-		testutil.Eventually(t, deadline, fmt.Sprintf("failure %d after heartbeat_failed", i+1), func() error {
-			at := k.Status().LastErrorAt
-			if at.After(last) {
-				last = at
-				return nil
-			}
-			return fmt.Errorf("LastErrorAt still %v", at)
-		})
-	}
+	// Several heartbeats and retries fail while it stays paused, each of
+	// which could have been reported again. Each request fails by
+	// cfg.Timeout at the latest and records its error when it ends, so a
+	// failure recorded more than two timeouts after the first comes from
+	// at least the third request of the outage.
+	later := e.Time.Add(2*cfg.Timeout + 100*time.Millisecond)
+	testutil.Eventually(t, deadline, "more failed requests after heartbeat_failed", func() error {
+		at := k.Status().LastErrorAt
+		return testutil.Want(at.After(later), "LastErrorAt %v, want after %v", at, later)
+	})
 	srv.Resume()
 	resumed = true
 	l.next(t, keeper.EventHeartbeatRecovered)
@@ -340,5 +336,32 @@ func TestNotifyListeners(t *testing.T) {
 	}
 	if len(got[1]) != 0 {
 		t.Errorf("a stopped listener got %v", got[1])
+	}
+}
+
+// TestEventMaintenanceFoundAtStart: maintenance an operator set on the
+// agent before the keeper started is learned before registering, when the
+// keeper holds no agent yet; the event still names the agent it was found
+// on (it once carried an empty address).
+func TestEventMaintenanceFoundAtStart(t *testing.T) {
+	srv := consultest.NewServer(t)
+	addr := srv.Config().Addresses[0]
+	c := client(t, srv.Config())
+	ctx := context.Background()
+	r := registration("k-ev-mt")
+	if err := c.Register(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Maintenance(ctx, r.ID, true, "operator"); err != nil {
+		t.Fatal(err)
+	}
+	k := newKeeper(t, srv.Config(), r)
+	l := listen(t, k)
+	start(t, k)
+	if e := l.next(t, keeper.EventMaintenance); e.Detail != "entered: operator" || e.Agent != addr {
+		t.Errorf("maintenance event = %+v, want entered: operator on %s", e, addr)
+	}
+	if !k.Status().Maintenance {
+		t.Errorf("Status().Maintenance = false, want true (kept from the agent)")
 	}
 }

@@ -368,7 +368,7 @@ func (k *Keeper) run(startCtx context.Context, started chan<- error) {
 		return
 	}
 	if maint0 && k.maintOn {
-		k.emitMaint(true, k.maintReason)
+		k.emitMaint(true, k.maintReason, k.agents[k.current].Addr)
 	}
 	started <- nil
 	k.loop()

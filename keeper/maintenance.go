@@ -66,7 +66,7 @@ func (k *Keeper) applyMaint(m maintReq) {
 		return
 	}
 	if k.current < 0 {
-		k.setMaint(m.on, m.reason)
+		k.setMaint(m.on, m.reason, "")
 		m.err <- nil // the next registration applies it
 		return
 	}
@@ -74,13 +74,16 @@ func (k *Keeper) applyMaint(m maintReq) {
 		m.err <- fmt.Errorf("keeper: maintenance: %w", err)
 		return
 	}
-	k.setMaint(m.on, m.reason)
+	k.setMaint(m.on, m.reason, k.agents[k.current].Addr)
 	m.err <- nil
 }
 
-func (k *Keeper) setMaint(on bool, reason string) {
+// setMaint records maintenance on or off and reports a change; agent is
+// the address of the agent that holds (or reported) it, empty
+// when none holds the instance yet.
+func (k *Keeper) setMaint(on bool, reason, agent string) {
 	if on != k.maintOn {
-		k.emitMaint(on, reason)
+		k.emitMaint(on, reason, agent)
 	}
 	k.maintOn, k.maintReason, k.maintPending = on, reason, false
 	k.setStatus(func(s *Status) { s.Maintenance = on })
@@ -123,7 +126,7 @@ func (k *Keeper) readMaint(ctx context.Context, i int) {
 		if on != k.maintOn {
 			k.log.Info("keeper: maintenance set on the agent", "agent", k.agents[i].Addr, "maintenance", on, "reason", reason)
 		}
-		k.setMaint(on, reason)
+		k.setMaint(on, reason, k.agents[i].Addr)
 	}
 }
 
@@ -143,14 +146,13 @@ func (k *Keeper) restoreMaint(ctx context.Context, i int) {
 	k.maintPending = false
 }
 
-// emitMaint reports entering (with its reason) or leaving maintenance.
-func (k *Keeper) emitMaint(on bool, reason string) {
+// emitMaint reports entering (with its reason) or leaving maintenance,
+// seen on or sent to agent. Before registering, readMaint learns it from
+// an agent the keeper does not hold yet (k.current is not that agent), so
+// the caller names it.
+func (k *Keeper) emitMaint(on bool, reason, agent string) {
 	if !k.listened() {
 		return
-	}
-	agent := ""
-	if k.current >= 0 {
-		agent = k.agents[k.current].Addr
 	}
 	d := "left"
 	if on {
