@@ -2,6 +2,11 @@
 # make demo: a local Consul dev agent (or the one already on 127.0.0.1:8500)
 # and three SayHello instances on 10086-10088. Ctrl-C deregisters the
 # instances and stops everything this script started.
+#
+# Environment (for tests; the defaults suit a person):
+#   BEACON_DEMO_IP  the loopback address of the agent and the instances
+#       (default 127.0.0.1)
+#   BEACON_DEMO_SAYHELLO  a sayhello binary to use instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +22,8 @@ if [ -z "${BEACON_DEMO_JOB:-}" ] && [ -t 0 ]; then
 fi
 
 CONSUL_BIN=${CONSUL_BIN:-bin/consul}
-ADDR=127.0.0.1:8500
+IP=${BEACON_DEMO_IP:-127.0.0.1}
+ADDR=$IP:8500
 pids=()
 consul_pid=""
 workdir=$(mktemp -d)
@@ -52,33 +58,40 @@ else
 	echo "starting a Consul dev agent on $ADDR (log: $workdir/consul.log)"
 	# setsid: Ctrl-C reaches this script only, so the instances deregister
 	# before the agent stops.
-	setsid "$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -grpc-tls-port -1 \
+	setsid "$CONSUL_BIN" agent -dev -bind "$IP" -client "$IP" -grpc-tls-port -1 \
 		>"$workdir/consul.log" 2>&1 &
 	consul_pid=$!
 	for _ in $(seq 1 150); do leader && break; sleep 0.2; done
 	leader || { echo "Consul did not elect a leader; its log:"; tail -30 "$workdir/consul.log"; exit 1; }
 fi
 
-go build -o "$workdir/sayhello" ./cmd/sayhello
+SAYHELLO=${BEACON_DEMO_SAYHELLO:-}
+if [ -z "$SAYHELLO" ]; then
+	SAYHELLO="$workdir/sayhello"
+	go build -o "$SAYHELLO" ./cmd/sayhello
+fi
 for port in 10086 10087 10088; do
 	# Listen on the address the instance is registered with, nothing wider.
-	setsid "$workdir/sayhello" -port "$port" -listen "127.0.0.1:$port" -advertise 127.0.0.1 -id "SayHello-$port" \
+	setsid "$SAYHELLO" -port "$port" -listen "$IP:$port" -advertise "$IP" -id "SayHello-$port" \
 		-consul "$ADDR" -meta "port=$port" -tags demo 2>"$workdir/sayhello-$port.log" &
 	pids+=($!)
 done
 for port in 10086 10087 10088; do
-	for _ in $(seq 1 100); do curl -fsS --max-time 1 "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
+	for _ in $(seq 1 100); do curl -fsS --max-time 1 "http://$IP:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 
 cat <<MSG
 
 Beacon demo is up.
-  Consul UI:  http://127.0.0.1:8500/ui
+  Consul UI:  http://$ADDR/ui
   Try:
-    curl http://127.0.0.1:10086/health
-    curl http://127.0.0.1:10086/sayHello
-    curl 'http://127.0.0.1:10086/discovery?serviceName=SayHello'
-    curl 'http://127.0.0.1:8500/v1/health/service/SayHello?passing'
+    curl http://$IP:10086/health
+    curl http://$IP:10086/sayHello
+    curl 'http://$IP:10086/discovery?serviceName=SayHello'
+    curl 'http://$ADDR/v1/health/service/SayHello?passing'
+  What one instance believes (after a /discovery call it watches SayHello):
+    status page: http://$IP:10086/debug/beacon
+    go run ./cmd/beacon status http://$IP:10086/debug/beacon
   Logs in $workdir. Ctrl-C to stop.
 MSG
 wait "${pids[@]}"
