@@ -20,8 +20,9 @@ const rate = 50
 //
 // Pass: zero failed calls; an instance registered right after the new
 // leader is elected reaches the caller (how soon, target 2 s from the
-// election, is reported, not asserted); no instance is lost (the three registered before, and the new one, are all
-// in the caller's snapshot and passing in the catalog).
+// election, is reported, not asserted); no instance is lost (the three
+// registered before, and the new one, are all in the caller's snapshot
+// and passing in the catalog).
 func TestLeaderKilled(t *testing.T) {
 	r := &result{order: 1, scenario: "Leader killed"}
 	report(t, r)
@@ -75,10 +76,11 @@ func TestLeaderKilled(t *testing.T) {
 // (holding its now stale copy of the registration).
 //
 // Pass: the instance is passing through the other agent (how soon, target
-// 10 s from the kill, is reported, not asserted); once the agent is back, the caller's snapshots never list an
-// instance twice, the catalog's duplicate window (from the agent answering
-// to one copy left, read every 20 ms) closes within dupWindowBound and is
-// reported, and the stale copy is removed.
+// 10 s from the kill, is reported, not asserted); once the agent is back,
+// the caller's snapshots never list an instance twice, the catalog's
+// duplicate window (from the agent answering to one copy left, read every
+// 20 ms) closes within dupWindowBound and is reported, and the stale copy
+// is removed.
 func TestInstanceAgentKilled(t *testing.T) {
 	r := &result{order: 3, scenario: "Instance's agent killed"}
 	report(t, r)
@@ -296,12 +298,12 @@ func TestQuorumLost(t *testing.T) {
 // fails) and none refused for want of a free slot (64 in flight); the
 // slowest call (target under 1 s) and the fewest calls that succeeded in
 // a whole second of the pause (target half the steady rate) are reported,
-// not asserted: both are a loaded machine's figures. An instance started during a pause long enough
-// for the cache's watchdog (30 s, not the 5 s of make test) is seen before
-// the pause ends; after SIGCONT, the catalog converges to each instance
-// passing once; the caller's snapshots never list an instance twice (the
-// catalog's duplicate window after SIGCONT is reported, bounded by
-// dupWindowBound).
+// not asserted: both are a loaded machine's figures. An instance started
+// during a pause long enough for the cache's watchdog (30 s, not the 5 s
+// of make test) is seen before the pause ends; after SIGCONT, the
+// catalog converges to each instance passing once; the caller's snapshots
+// never list an instance twice (the catalog's duplicate window after
+// SIGCONT is reported, bounded by dupWindowBound).
 func TestAgentPaused(t *testing.T) {
 	r := &result{order: 5, scenario: "Agent paused (SIGSTOP)"}
 	report(t, r)
