@@ -89,8 +89,13 @@ func (b *stampedBackend) inBuckets(start time.Time) [rampBuckets]int {
 // start; a fifth is registered once the caller's cache is up. Counted by the
 // instances themselves, in five buckets of the window from its ramp start,
 // its share of calls must start below half its fair share (1/5) and end
-// within 20 % of it. The warm instances, in the caller's first Set, must not
-// ramp.
+// within 20 % of it (widened for a bucket with few calls: see rampLast).
+// The warm instances, in the caller's first Set, must not ramp.
+//
+// This test can fail: with a ramp ten times the window measured
+// (WithSlowStart(10 * rampWindow)) the new instance's share stays near
+// 0.03 and the last bucket fails its bound (tried: 0.033 of 6,650 calls
+// against [0.160, 0.240]).
 func TestSlowStartRamp(t *testing.T) {
 	testutil.StressIfAsked(t, 2*time.Minute)
 	for _, bc := range []struct {
