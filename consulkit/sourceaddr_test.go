@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/beaconsd/beacon"
 	"github.com/beaconsd/beacon/consultest"
@@ -27,7 +26,7 @@ func TestSourceAddr(t *testing.T) {
 		t.Fatalf("Instances from %s = %v", cfg.SourceAddr, err)
 	}
 	// The connection stays open as an idle keep-alive.
-	testutil.Eventually(t, 10*time.Second, "the agent sees a connection from "+cfg.SourceAddr, func() error {
+	testutil.Eventually(t, deadline, "the agent sees a connection from "+cfg.SourceAddr, func() error {
 		peers, err := testutil.PeersOf(srv.HTTPAddr)
 		if err != nil {
 			return err

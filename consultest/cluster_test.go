@@ -43,7 +43,7 @@ func passing(n *Node, service string) ([]string, error) {
 // wantPassing waits until n reports exactly the instances want of service.
 func wantPassing(t *testing.T, n *Node, service string, want ...string) {
 	t.Helper()
-	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%s: passing %s = %q", n.Name, service, want), func() error {
+	testutil.Eventually(t, deadline, fmt.Sprintf("%s: passing %s = %q", n.Name, service, want), func() error {
 		ids, err := passing(n, service)
 		if err != nil {
 			return err
@@ -206,7 +206,7 @@ func TestCluster(t *testing.T) {
 			wantPassing(t, old, "x", "x-1")
 			// Its own (stale) read: the key written while it was down
 			// has been replicated to it.
-			testutil.Eventually(t, 10*time.Second, "key on the restarted server", func() error {
+			testutil.Eventually(t, deadline, "key on the restarted server", func() error {
 				var kv []struct{ Key string }
 				return getJSON(old, "/v1/kv/after-failover?stale", &kv)
 			})
@@ -264,7 +264,7 @@ func TestCluster(t *testing.T) {
 		}
 		c2.Resume()
 		c2.Resume()
-		testutil.Eventually(t, 5*time.Second, "resumed agent answers", func() error {
+		testutil.Eventually(t, deadline, "resumed agent answers", func() error {
 			resp, err := quick.Get(c2.URL() + "/v1/agent/self")
 			if err != nil {
 				return err
@@ -336,7 +336,7 @@ func TestClusterTLSACL(t *testing.T) {
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("register with a minted token: %d %s %v", code, body, err)
 	}
-	testutil.Eventually(t, 10*time.Second, "x-1 in the catalog", func() error {
+	testutil.Eventually(t, deadline, "x-1 in the catalog", func() error {
 		code, body, err := request(tlsClient(t, s.Server, true), http.MethodGet, s.URL()+"/v1/catalog/service/x", tok, nil)
 		if err != nil || code != http.StatusOK || !strings.Contains(string(body), `"x-1"`) {
 			return fmt.Errorf("%d %s %v", code, body, err)

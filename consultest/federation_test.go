@@ -77,14 +77,14 @@ func TestFederation(t *testing.T) {
 		}
 		return nil
 	}
-	testutil.Eventually(t, 20*time.Second, "web found in dc2 through a dc1 client", func() error {
+	testutil.Eventually(t, deadline, "web found in dc2 through a dc1 client", func() error {
 		return found(in1, remote, "web-dc2", dc2.Clients[0].Name)
 	})
 	// Without dc= the dc1 client does not see dc2's service.
 	if ins, _, err := in1.Instances(ctx, beacon.Query{Service: "web"}); err != nil || len(ins) != 0 {
 		t.Fatalf("web in dc1: %+v, %v; want none", ins, err)
 	}
-	testutil.Eventually(t, 20*time.Second, "api found in dc1", func() error {
+	testutil.Eventually(t, deadline, "api found in dc1", func() error {
 		return found(in1, local, "api-dc1", dc1.Clients[0].Name)
 	})
 
@@ -93,7 +93,7 @@ func TestFederation(t *testing.T) {
 	if dc2.Servers[0].Running() {
 		t.Fatal("dc2's server still runs after KillServers")
 	}
-	took := testutil.Eventually(t, 20*time.Second, "dc=dc2 read fails with dc2's servers down", func() error {
+	took := testutil.Eventually(t, deadline, "dc=dc2 read fails with dc2's servers down", func() error {
 		if err := found(in1, remote, "web-dc2", dc2.Clients[0].Name); err == nil {
 			return fmt.Errorf("still answered")
 		} else {
@@ -103,7 +103,7 @@ func TestFederation(t *testing.T) {
 	})
 	t.Logf("dc=dc2 read failed %v after the kill", took.Round(time.Millisecond))
 	// WAN gossip (tuned by NewFederation) marks dc2's server failed.
-	testutil.Eventually(t, 20*time.Second, "dc2's server failed in dc1's WAN pool", func() error {
+	testutil.Eventually(t, deadline, "dc2's server failed in dc1's WAN pool", func() error {
 		return wanFailed(dc1.Servers[0], dc2.Servers[0].Name+".dc2")
 	})
 	t.Logf("dc2's server failed in dc1's WAN pool %v after the kill", time.Since(killed).Round(time.Millisecond))
@@ -122,7 +122,7 @@ func TestFederation(t *testing.T) {
 	if tail, want := dc2.Servers[0].logTail(), "-retry-join-wan "+dc1.Servers[0].SerfWANAddr(); !strings.Contains(tail, want) {
 		t.Errorf("dc2's server log has no %q:\n%s", want, tail)
 	}
-	testutil.Eventually(t, 20*time.Second, "web found in dc2 through dc1 again", func() error {
+	testutil.Eventually(t, deadline, "web found in dc2 through dc1 again", func() error {
 		return found(in1, remote, "web-dc2", dc2.Clients[0].Name)
 	})
 	if err := found(in1, local, "api-dc1", dc1.Clients[0].Name); err != nil {
@@ -214,7 +214,7 @@ func federationPair(t *testing.T) (f *Federation, readDC2 func() error) {
 		}
 		return testutil.Want(len(ins) == 1 && ins[0].ID == "web-dc2", "web in dc2 through dc1: %+v", ins)
 	}
-	testutil.Eventually(t, 20*time.Second, "web found in dc2 through dc1", readDC2)
+	testutil.Eventually(t, deadline, "web found in dc2 through dc1", readDC2)
 	return f, readDC2
 }
 
@@ -240,14 +240,14 @@ func TestFederationPauseServers(t *testing.T) {
 		} else {
 			conn.Close()
 		}
-		took := testutil.Eventually(t, 20*time.Second, "dc=dc2 read fails with dc2's servers paused", func() error {
+		took := testutil.Eventually(t, deadline, "dc=dc2 read fails with dc2's servers paused", func() error {
 			return testutil.Want(readDC2() != nil, "still answered")
 		})
 		t.Logf("dc=dc2 read failed %v after the pause (the last wait %v)", time.Since(paused).Round(time.Millisecond), took.Round(time.Millisecond))
 		resumed := time.Now()
 		f.ResumeServers(t, "dc2")
 		t.Logf("dc2 back in the federation %v after ResumeServers", time.Since(resumed).Round(time.Millisecond))
-		testutil.Eventually(t, 20*time.Second, "dc=dc2 read succeeds after resume", readDC2)
+		testutil.Eventually(t, deadline, "dc=dc2 read succeeds after resume", readDC2)
 
 		// Left paused for the cleanup to resume and kill.
 		f.PauseServers(t, "dc2")
@@ -301,13 +301,13 @@ func TestFederationPartition(t *testing.T) {
 	if err := reach(ip2, f.DC("dc2").Clients[0].IP); err != nil {
 		t.Errorf("partitioned: within dc2: %v", err)
 	}
-	took := testutil.Eventually(t, 20*time.Second, "dc=dc2 read through dc1 fails while partitioned", func() error {
+	took := testutil.Eventually(t, deadline, "dc=dc2 read through dc1 fails while partitioned", func() error {
 		return testutil.Want(readDC2() != nil, "still answered")
 	})
 	t.Logf("dc=dc2 read failed %v after the partition (the last wait %v)", time.Since(cut).Round(time.Millisecond), took.Round(time.Millisecond))
 	// Consul sees it too: each side's WAN gossip fails the other's server.
 	s1, s2 := f.DC("dc1").Servers[0], f.DC("dc2").Servers[0]
-	testutil.Eventually(t, 20*time.Second, "each datacenter's server failed in the other's WAN pool", func() error {
+	testutil.Eventually(t, deadline, "each datacenter's server failed in the other's WAN pool", func() error {
 		return errors.Join(wanFailed(s1, s2.Name+".dc2"), wanFailed(s2, s1.Name+".dc1"))
 	})
 	t.Logf("WAN members failed on both sides %v after the partition", time.Since(cut).Round(time.Millisecond))
@@ -325,7 +325,7 @@ func TestFederationPartition(t *testing.T) {
 	p.Heal(t)
 	t.Logf("federated again %v after Heal", time.Since(healed).Round(time.Millisecond))
 	p.Heal(t) // twice: nothing to do
-	testutil.Eventually(t, 20*time.Second, "dc=dc2 read through dc1 after the heal", readDC2)
+	testutil.Eventually(t, deadline, "dc=dc2 read through dc1 after the heal", readDC2)
 	for _, pair := range [][2]string{{ip1, ip2}, {ip2, ip1}} {
 		if err := reach(pair[0], pair[1]); err != nil {
 			t.Errorf("healed: %s -> %s: %v", pair[0], pair[1], err)

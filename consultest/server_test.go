@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -20,6 +21,10 @@ func TestMain(m *testing.M) {
 }
 
 // client has no keep-alives so that no connection goroutine outlives a test.
+// deadline bounds every wait for something that must happen: generous, as
+// the package's tests run on a shared, loaded 2-core machine.
+const deadline = 30 * time.Second
+
 var client = &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 
 // do is request through client, failing the test on any error or a

@@ -213,7 +213,8 @@ func TestRequestCapHolds(t *testing.T) {
 // machine, and however often the watch cools and heats again, the agent
 // receives at most what the two buckets hold and refill in the time, and
 // 2 of slack: about 54 in 3 s. Without the switch to polling the watch
-// would follow the index: over 100 writes in 3 s (the test's floor) and
+// would follow the index: over 100 writes (the test's floor: it writes on
+// past the 3 s until there are 100, on a loaded agent) and
 // hundreds a second on a calm machine. The stale guard's plain reads of
 // the service are counted apart and logged. Once the writes stop, the
 // last one is seen.
@@ -238,6 +239,14 @@ func TestHotIndexPollsAtCeiling(t *testing.T) {
 	before, beforeAll := proxy.blocking(path), proxy.hits(path)
 	start := time.Now()
 	n, err := ch.run(3000, 0, 3*time.Second)
+	// A loaded agent may take fewer writes in the 3 s than the test needs
+	// to mean something: more, one after another, until there are 100
+	// (the limit below is computed from the time they took).
+	for n < 100 && err == nil && time.Since(start) < deadline {
+		if err = ch.write(context.Background(), n+1); err == nil {
+			n++
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,12 +276,19 @@ func TestHotIndexPollsAtCeiling(t *testing.T) {
 
 // TestBackToBackChangesAreFollowed: 40 changes 50 ms apart (20 a second,
 // a rolling deploy's pace) are followed without the rate limit: the watch
-// never turns hot and no query waits on the ceiling, and it publishes most
-// of the versions (each before the next lands; a missed one is allowed
-// for a loaded machine). With the limiter of before (every query past a
-// burst of 2 on the ceiling, WithHotThreshold(0, 0)) it would see about
-// one version a second, 3 or 4 of the 40, and RateLimited would count
-// dozens.
+// never turns hot and no query waits on the ceiling. That holds on any
+// machine: each query answers a change (at most 41 of them, fewer when a
+// slow loop finds several changes in one answer), and the hot threshold's
+// bucket holds DefaultHotBurst (25) and refills one per DefaultHotEvery
+// (20 ms) over the 2 s or more the changes take, about 125 in all. How
+// many of the versions it publishes (most, each before the next lands, on
+// an idle machine) is logged, not asserted: a loaded machine's loop is
+// slower than 50 ms and finds two changes in one answer.
+//
+// This test can fail: with the limiter of before (every query past a
+// burst of 2 on the ceiling, WithHotThreshold(0, 0)) it sees about one
+// version a second, and RateLimited is not 0 (tried: 3 of the 40 versions
+// seen, RateLimited 2, under -race).
 func TestBackToBackChangesAreFollowed(t *testing.T) {
 	const changes = 40
 	srv := consultest.NewServer(t)
@@ -312,9 +328,6 @@ func TestBackToBackChangesAreFollowed(t *testing.T) {
 	t.Logf("saw %d of %d versions; stats hot=%v spells=%d limited=%d", len(seen), changes, st.Hot, st.HotSpells, st.RateLimited)
 	if st.HotSpells != 0 || st.RateLimited != 0 {
 		t.Errorf("Stats() = hot spells %d, rate limited %d; want 0 and 0 at 20 changes a second", st.HotSpells, st.RateLimited)
-	}
-	if len(seen) < changes/2 {
-		t.Errorf("saw %d of %d versions, want at least %d (each change followed at once)", len(seen), changes, changes/2)
 	}
 }
 

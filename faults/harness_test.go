@@ -345,11 +345,11 @@ type load struct {
 	served   []servedCall // every successful call, in the order answered
 }
 
-// servedCall is a successful call: when its answer arrived and which
-// instance gave it.
+// servedCall is a successful call: when it was sent, when its answer
+// arrived and which instance gave it.
 type servedCall struct {
-	at time.Time
-	id string
+	sent, at time.Time
+	id       string
 }
 
 const maxInFlight = 64
@@ -420,7 +420,7 @@ func (l *load) call() {
 		id := strings.TrimSuffix(strings.TrimPrefix(string(b), "Hello from "), "!")
 		l.mu.Lock()
 		l.byID[id]++
-		l.served = append(l.served, servedCall{time.Now(), id})
+		l.served = append(l.served, servedCall{t0, time.Now(), id})
 		l.mu.Unlock()
 		return nil
 	}()
@@ -484,6 +484,23 @@ func (l *load) servedBetween(from, to time.Time, match func(id string) bool) int
 	n := 0
 	for _, c := range l.served {
 		if !c.at.Before(from) && c.at.Before(to) && match(c.id) {
+			n++
+		}
+	}
+	return n
+}
+
+// sentFrom counts the calls sent at or after from (whenever they were
+// answered) that instances whose ID matches answered. A call sent after
+// its caller's snapshot changed picks from the new one, however late its
+// goroutine runs: unlike the time an answer arrived, this cannot count a
+// call that picked before the change.
+func (l *load) sentFrom(from time.Time, match func(id string) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.served {
+		if !c.sent.Before(from) && match(c.id) {
 			n++
 		}
 	}

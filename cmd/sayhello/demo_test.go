@@ -232,6 +232,8 @@ func (d *demoRun) interrupt(t *testing.T) {
 		if err != nil || !strings.Contains(d.out.String(), "done: nothing left running") {
 			t.Errorf("the demo after SIGINT: %v, want exit 0 and its cleanup's last line", err)
 		}
+		// How soon (a few seconds on an idle machine) is logged above,
+		// not asserted; that it exits at all is the deadline's below.
 	case <-time.After(deadline):
 		t.Fatalf("the demo did not exit within %v of SIGINT", deadline)
 	}
