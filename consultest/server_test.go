@@ -20,11 +20,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// client has no keep-alives so that no connection goroutine outlives a test.
 // deadline bounds every wait for something that must happen: generous, as
 // the package's tests run on a shared, loaded 2-core machine.
 const deadline = 30 * time.Second
 
+// client has no keep-alives so that no connection goroutine outlives a test.
 var client = &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 
 // do is request through client, failing the test on any error or a

@@ -507,6 +507,26 @@ func (l *load) sentFrom(from time.Time, match func(id string) bool) int {
 	return n
 }
 
+// sentBetween counts the calls sent in [from, to), answered or failed
+// (not those blocked, which were never sent).
+func (l *load) sentBetween(from, to time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.served {
+		if !c.sent.Before(from) && c.sent.Before(to) {
+			n++
+		}
+	}
+	lo, hi := from.Sub(l.start), to.Sub(l.start)
+	for _, at := range l.failedAt {
+		if at >= lo && at < hi {
+			n++
+		}
+	}
+	return n
+}
+
 // minOKPerSecond is the fewest successful calls in any whole second
 // between from and to (offsets from the start of the load).
 func (l *load) minOKPerSecond(from, to time.Time) int {

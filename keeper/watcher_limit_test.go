@@ -37,7 +37,8 @@ func TestWatcherIgnoredHashDoesNotSpin(t *testing.T) {
 	// window, and a limit far below what a loop without a pause sends in
 	// it (thousands): what the limiter (a burst of 3, then one a second)
 	// admits from the keeper's start to the count, however long a loaded
-	// machine made that, and 2 of slack.
+	// machine made that, plus the first poll (sent before the watcher
+	// waits on the limiter) and 1 of slack.
 	const window = 3 * time.Second
 	<-time.After(window)
 	n := len(fake.RequestsTo(http.MethodGet, path))
