@@ -315,7 +315,7 @@ func waitFirst(t *testing.T, c *discovery.Cache, service string) (*discovery.Wat
 //
 // This test can fail: build the cache with WithRateLimit(time.Microsecond,
 // burst) and WithHotThreshold(time.Microsecond, 25) instead, keeping the
-// bound computed from the constants here, and the agent sees about 900
+// bound computed from the constants here, and the agent sees hundreds of
 // queries in the window (tried: 782 under -race), against a limit of 88.
 // Before the index-0 fix in the blocking loop, every other query went
 // out without an index and counted an IndexReset, failing the checks below.

@@ -25,9 +25,9 @@ import (
 // last. Those bounds are 3.4 standard deviations from the average with
 // 3,000 calls in a bucket, but only 1.1 with 300, and how many calls a
 // bucket holds is the machine's speed (3,600–4,700 in an 8 s bucket idle,
-// 3,800–4,600 beside a CPU hog, fewer under a full CI run). So each bound is widened, where the bucket
-// holds too few calls for it, to 4 standard deviations of the binomial
-// around the average: a false failure stays about 3 in 100,000 however
+// 3,800–4,600 beside a CPU hog, fewer under a full CI run). So each bound
+// is widened, where the bucket holds too few calls for it, to 4 standard
+// deviations of the binomial around the average: a false failure stays about 3 in 100,000 however
 // slow the machine, and the test still fails a ramp that is missing (0.2
 // first) or stuck (0.03 last) with minBucketCalls in a bucket.
 const (
