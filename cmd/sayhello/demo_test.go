@@ -99,8 +99,9 @@ func TestDemo(t *testing.T) {
 	if len(urls) < 7 {
 		t.Fatalf("the demo printed %d URLs, want the UI, four curl lines and the status page twice:\n%s", len(urls), printed)
 	}
+	web := &http.Client{Timeout: 5 * time.Second} // each try bounded; Eventually retries
 	get := func(url string) (string, error) {
-		resp, err := http.Get(url)
+		resp, err := web.Get(url)
 		if err != nil {
 			return "", err
 		}
